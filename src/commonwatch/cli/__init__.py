@@ -1,0 +1,1 @@
+"""The ``commonwatch`` command line: thin wrappers over the services."""

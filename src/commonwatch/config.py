@@ -1,0 +1,72 @@
+"""Typed settings, read once at start-up from the environment and passed in.
+
+Nothing in CommonWatch reads the environment after :func:`load_settings`; services,
+storage and the web app receive a :class:`Settings` instance.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+from commonwatch.errors import ConfigError
+
+ENV_PREFIX = "COMMONWATCH_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting, with its default; see README "Configuration"."""
+
+    database_url: str = "sqlite:///./data/commonwatch.db"
+    host: str = "127.0.0.1"
+    port: int = 6100
+    title: str = "CommonWatch"
+    #: Largest request body accepted, in bytes (TAXII api-root ``max_content_length``).
+    max_body_bytes: int = 64 * 1024 * 1024
+    #: Most objects accepted in one envelope.
+    max_objects_per_request: int = 200_000
+    #: Page size used when a request names no ``limit``, and the largest one allowed.
+    default_page_size: int = 1000
+    max_page_size: int = 10_000
+    #: Most values in one ``match[...]`` comma list.
+    max_match_values: int = 1000
+    log_level: str = "info"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.database_url.startswith(("sqlite://", "postgresql")):
+            raise ConfigError(
+                f"COMMONWATCH_DATABASE_URL must be a sqlite:// or postgresql:// URL, "
+                f"got {self.database_url.split('://')[0]!r}"
+            )
+        for name in ("port", "max_body_bytes", "max_objects_per_request",
+                     "default_page_size", "max_page_size", "max_match_values"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"COMMONWATCH_{name.upper()} must be a positive integer")
+        if self.default_page_size > self.max_page_size:
+            raise ConfigError("COMMONWATCH_DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from ``COMMONWATCH_*`` variables, then explicit overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is None:
+            continue
+        if f.type in ("int", int):
+            try:
+                values[f.name] = int(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"{ENV_PREFIX}{f.name.upper()} must be an integer, got {raw!r}"
+                ) from None
+        else:
+            values[f.name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)  # type: ignore[arg-type]

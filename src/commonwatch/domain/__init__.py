@@ -1,0 +1,1 @@
+"""Pure domain logic: STIX objects, markings, visibility, patterns. No I/O here."""

@@ -1,0 +1,1 @@
+"""Services: each owns its transactions and enforces the sharing model."""

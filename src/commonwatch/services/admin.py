@@ -1,0 +1,245 @@
+"""Administration: organisations, users, API tokens, communities and memberships.
+
+Used by the CLI (local operator, trusted) and by the admin JSON API (which checks the
+caller's role before calling in). Every function validates its input and raises a
+:class:`~commonwatch.errors.CommonWatchError` that says what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from commonwatch.clock import Clock, now_us
+from commonwatch.domain.markings import Tlp
+from commonwatch.domain.visibility import ROLES, SECTORS
+from commonwatch.errors import Conflict, InvalidParameter, NotFound
+from commonwatch.services.ingest import IngestService
+from commonwatch.storage.models import ApiToken, Community, Membership, Organisation, User
+
+TOKEN_PREFIX = "cw_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,199}$")
+_COMMUNITY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a token: tokens carry 256 random bits, so a fast hash is enough."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A freshly created token: ``secret`` is shown once and never stored."""
+
+    token: ApiToken
+    secret: str
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise InvalidParameter(
+            f"{what} {value!r} is not valid: use 1-200 letters, digits, spaces or . _ @ + -"
+        )
+    return value
+
+
+class AdminService:
+    """Creates and changes the members, accounts and circles of the exchange."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], ingest: IngestService, clock: Clock = now_us
+    ) -> None:
+        self._sessions = sessions
+        self._ingest = ingest
+        self._clock = clock
+
+    # -- organisations -------------------------------------------------------------
+    def create_org(self, name: str, sector: str, country: str | None = None) -> Organisation:
+        _check_name(name, "organisation name")
+        if sector not in SECTORS:
+            raise InvalidParameter(f"sector {sector!r} is not one of {', '.join(SECTORS)}")
+        if country is not None and not _COUNTRY.match(country):
+            raise InvalidParameter(f"country {country!r} must be an ISO 3166 alpha-2 code")
+        org = Organisation(
+            name=name, sector=sector, country=country,
+            identity_id=f"identity--{uuid.uuid4()}", created_us=self._clock(),
+        )
+        self._add(org, f"an organisation named {name!r} already exists")
+        return org
+
+    def list_orgs(self) -> Sequence[Organisation]:
+        with self._sessions() as s:
+            return s.scalars(select(Organisation).order_by(Organisation.name)).all()
+
+    def get_org(self, name: str) -> Organisation:
+        with self._sessions() as s:
+            return self._org(s, name)
+
+    # -- users -------------------------------------------------------------------
+    def create_user(self, org_name: str, name: str, role: str) -> User:
+        _check_name(name, "user name")
+        if role not in ROLES:
+            raise InvalidParameter(f"role {role!r} is not one of {', '.join(ROLES)}")
+        with self._sessions() as s:
+            org = self._org(s, org_name)
+        user = User(org_id=org.id, name=name, role=role, active=True, created_us=self._clock())
+        self._add(user, f"a user named {name!r} already exists")
+        return user
+
+    def list_users(self, org_name: str | None = None) -> Sequence[tuple[User, str]]:
+        with self._sessions() as s:
+            q = select(User, Organisation.name).join(Organisation).order_by(User.name)
+            if org_name is not None:
+                q = q.where(Organisation.name == org_name)
+            return [(u, o) for u, o in s.execute(q).all()]
+
+    def set_user_active(self, name: str, active: bool) -> User:
+        with self._sessions.begin() as s:
+            user = self._user(s, name)
+            user.active = active
+            return user
+
+    def get_user(self, name: str) -> User:
+        with self._sessions() as s:
+            return self._user(s, name)
+
+    # -- tokens ------------------------------------------------------------------
+    def create_token(
+        self, user_name: str, label: str = "", expires_in_days: int | None = None
+    ) -> IssuedToken:
+        if expires_in_days is not None and not 0 < expires_in_days <= 3650:
+            raise InvalidParameter("token expiry must be between 1 and 3650 days")
+        if len(label) > 200:
+            raise InvalidParameter("token label must be at most 200 characters")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self._clock()
+        with self._sessions.begin() as s:
+            user = self._user(s, user_name)
+            token = ApiToken(
+                user_id=user.id, token_hash=hash_token(secret), prefix=secret[:10], label=label,
+                created_us=now, revoked_us=None,
+                expires_us=None if expires_in_days is None else now + expires_in_days * 86_400_000_000,
+            )
+            s.add(token)
+        return IssuedToken(token=token, secret=secret)
+
+    def list_tokens(self, user_name: str | None = None) -> Sequence[tuple[ApiToken, str]]:
+        with self._sessions() as s:
+            q = select(ApiToken, User.name).join(User).order_by(ApiToken.id)
+            if user_name is not None:
+                q = q.where(User.name == user_name)
+            return [(t, u) for t, u in s.execute(q).all()]
+
+    def revoke_token(self, token_id: int) -> ApiToken:
+        with self._sessions.begin() as s:
+            token = s.get(ApiToken, token_id)
+            if token is None:
+                raise NotFound(f"no token with id {token_id}; see `commonwatch token list`")
+            if token.revoked_us is None:
+                token.revoked_us = self._clock()
+            return token
+
+    # -- communities ---------------------------------------------------------------
+    def create_community(
+        self, name: str, title: str | None = None, description: str = "",
+        default_tlp: Tlp = Tlp.AMBER, public: bool = False,
+    ) -> Community:
+        if not _COMMUNITY_NAME.match(name):
+            raise InvalidParameter(
+                f"community name {name!r} must be 1-100 lowercase letters, digits or hyphens"
+            )
+        community = Community(
+            name=name, collection_id=str(uuid.uuid4()), title=title or name,
+            description=description, default_tlp=int(default_tlp), public=public,
+            last_added_us=0, created_us=self._clock(),
+        )
+        self._add(community, f"a community named {name!r} already exists")
+        self._ingest.publish_system_objects(community.id)
+        return community
+
+    def list_communities(self) -> Sequence[Community]:
+        with self._sessions() as s:
+            return s.scalars(select(Community).order_by(Community.name)).all()
+
+    def get_community(self, name: str) -> Community:
+        with self._sessions() as s:
+            return self._community(s, name)
+
+    # -- memberships -------------------------------------------------------------
+    def set_membership(
+        self, org_name: str, community_name: str, can_read: bool = True,
+        can_write: bool = True, max_tlp: Tlp = Tlp.AMBER,
+    ) -> Membership:
+        with self._sessions.begin() as s:
+            org = self._org(s, org_name)
+            community = self._community(s, community_name)
+            member = s.get(Membership, (org.id, community.id))
+            if member is None:
+                member = Membership(org_id=org.id, community_id=community.id)
+                s.add(member)
+            member.can_read, member.can_write, member.max_tlp = can_read, can_write, int(max_tlp)
+            return member
+
+    def remove_membership(self, org_name: str, community_name: str) -> None:
+        with self._sessions.begin() as s:
+            org = self._org(s, org_name)
+            community = self._community(s, community_name)
+            done = s.execute(
+                delete(Membership).where(
+                    Membership.org_id == org.id, Membership.community_id == community.id
+                )
+            )
+            if done.rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFound(f"{org_name!r} is not a member of {community_name!r}")
+
+    def list_memberships(
+        self, community_name: str | None = None
+    ) -> Sequence[tuple[Membership, str, str]]:
+        with self._sessions() as s:
+            q = (
+                select(Membership, Organisation.name, Community.name)
+                .join(Organisation, Organisation.id == Membership.org_id)
+                .join(Community, Community.id == Membership.community_id)
+                .order_by(Community.name, Organisation.name)
+            )
+            if community_name is not None:
+                q = q.where(Community.name == community_name)
+            return [(m, o, c) for m, o, c in s.execute(q).all()]
+
+    # -- helpers -----------------------------------------------------------------
+    def _add(self, row: object, conflict: str) -> None:
+        try:
+            with self._sessions.begin() as s:
+                s.add(row)
+        except IntegrityError as exc:
+            raise Conflict(conflict) from exc
+
+    @staticmethod
+    def _org(s: Session, name: str) -> Organisation:
+        org = s.scalar(select(Organisation).where(Organisation.name == name))
+        if org is None:
+            raise NotFound(f"no organisation named {name!r}; see `commonwatch org list`")
+        return org
+
+    @staticmethod
+    def _user(s: Session, name: str) -> User:
+        user = s.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise NotFound(f"no user named {name!r}; see `commonwatch user list`")
+        return user
+
+    @staticmethod
+    def _community(s: Session, name: str) -> Community:
+        community = s.scalar(select(Community).where(Community.name == name))
+        if community is None:
+            raise NotFound(f"no community named {name!r}; see `commonwatch community list`")
+        return community

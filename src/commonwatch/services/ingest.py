@@ -1,0 +1,372 @@
+"""Writing objects into a community: validation, ownership, TLP, bulk insert.
+
+One envelope is one transaction. Objects that fail validation are reported in the
+status resource's ``failures`` with the reason; the valid objects of the same
+envelope are stored. Re-posting an identical object is a success that stores
+nothing new.
+
+Ownership: the first organisation to post a versioned object (one with
+``created``) into a community owns that id there; only it may add versions. An
+unversioned cyber-observable (deterministic id, no ``created``/``modified``) may
+be posted by anyone and each distinct posting is its own version (its TAXII
+version is its date_added, TAXII 2.1 §3.4.1).
+
+date_added is strictly increasing per community and assigned while the community
+row is locked, so commit order equals date_added order and paging with
+``added_after`` never skips or repeats an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from commonwatch.clock import Clock, now_us
+from commonwatch.domain.markings import (
+    Tlp,
+    effective_tlp,
+    recipients_extension_definition,
+    red_recipients,
+    system_identity,
+)
+from commonwatch.domain.stix import format_timestamp, validate_object
+from commonwatch.domain.visibility import Principal
+from commonwatch.errors import (
+    InputError,
+    InputTooLarge,
+    InvalidStixObject,
+    NotFound,
+    PermissionDenied,
+)
+from commonwatch.services.query import ObjectFilter, QueryService
+from commonwatch.storage.models import (
+    Community,
+    IngestStatus,
+    ObjectRecipient,
+    Organisation,
+    StixObject,
+)
+
+_CHUNK = 500
+
+
+@dataclass(slots=True)
+class _Candidate:
+    obj: dict[str, Any]
+    stix_id: str
+    type: str
+    spec_version: str
+    versioned_us: int | None
+    tlp: int
+    recipients: frozenset[str]
+    content_hash: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusDetail:
+    id: str
+    version: str
+    message: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        out = {"id": self.id, "version": self.version}
+        if self.message:
+            out["message"] = self.message
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A TAXII status resource (TAXII 2.1 §4.3.1)."""
+
+    id: str
+    status: str
+    request_us: int
+    total_count: int
+    successes: Sequence[StatusDetail]
+    failures: Sequence[StatusDetail]
+    pending: Sequence[StatusDetail] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "request_timestamp": format_timestamp(self.request_us),
+            "total_count": self.total_count,
+            "success_count": len(self.successes),
+            "successes": [d.to_json() for d in self.successes],
+            "failure_count": len(self.failures),
+            "failures": [d.to_json() for d in self.failures],
+            "pending_count": len(self.pending),
+            "pendings": [d.to_json() for d in self.pending],
+        }
+
+
+def _describe(obj: object) -> tuple[str, str]:
+    """Best-effort id and version of an object for a failure entry."""
+    if not isinstance(obj, dict):
+        return "", ""
+    oid = obj.get("id") if isinstance(obj.get("id"), str) else ""
+    version = obj.get("modified") or obj.get("created") or ""
+    return str(oid), version if isinstance(version, str) else ""
+
+
+class IngestService:
+    """Validates and stores objects posted by members."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], query: QueryService,
+        max_objects: int = 200_000, clock: Clock = now_us,
+    ) -> None:
+        self._sessions = sessions
+        self._query = query
+        self._max_objects = max_objects
+        self._clock = clock
+
+    def add_objects(
+        self, principal: Principal, collection_id: str, objects: Sequence[object]
+    ) -> StatusReport:
+        """Store an envelope's objects as ``principal``; returns the status resource."""
+        if len(objects) > self._max_objects:
+            raise InputTooLarge(
+                f"the envelope holds {len(objects)} objects; at most {self._max_objects} "
+                "are accepted per request — split it into several envelopes"
+            )
+        request_us = self._clock()
+        community, clearance = self._query.collection(principal, collection_id)
+        if not clearance.can_write:
+            raise PermissionDenied(
+                "you may not add objects to this collection (your membership or role "
+                "does not grant write access)"
+            )
+        identities = self._member_identities()
+        candidates: list[_Candidate] = []
+        failures: list[StatusDetail] = []
+        for obj in objects:
+            try:
+                candidates.append(self._prepare(obj, community, principal, identities))
+            except InputError as exc:
+                oid, version = _describe(obj)
+                failures.append(StatusDetail(oid, version, exc.message))
+        with self._sessions.begin() as s:
+            successes, rejected = self._store(s, community.id, principal.org_id, candidates)
+            failures.extend(rejected)
+            report = StatusReport(
+                id=str(uuid.uuid4()), status="complete", request_us=request_us,
+                total_count=len(objects), successes=successes, failures=failures,
+            )
+            s.add(IngestStatus(
+                id=report.id, community_id=community.id, org_id=principal.org_id,
+                request_us=request_us, status=report.status, total_count=len(objects),
+                success_count=len(successes), failure_count=len(failures), pending_count=0,
+                successes=orjson.dumps([d.to_json() for d in successes]).decode(),
+                failures=orjson.dumps([d.to_json() for d in failures]).decode(),
+            ))
+        return report
+
+    def publish_system_objects(self, community_id: int) -> None:
+        """Publish the exchange's identity and the TLP:RED recipient extension (CLEAR)."""
+        with self._sessions.begin() as s:
+            candidates = [
+                self._prepare_trusted(obj) for obj in
+                (system_identity(), recipients_extension_definition())
+            ]
+            self._store(s, community_id, None, candidates)
+
+    def status(self, principal: Principal, status_id: str) -> StatusReport:
+        """A status resource of the caller's own organisation (TAXII 2.1 §4.3)."""
+        with self._sessions() as s:
+            row = s.get(IngestStatus, status_id) if len(status_id) <= 36 else None
+        if row is None or row.org_id != principal.org_id:
+            raise NotFound("no status resource with this id is available to you")
+        return StatusReport(
+            id=row.id, status=row.status, request_us=row.request_us,
+            total_count=row.total_count,
+            successes=[StatusDetail(**d) for d in orjson.loads(row.successes)],
+            failures=[StatusDetail(**d) for d in orjson.loads(row.failures)],
+        )
+
+    def delete_object(
+        self, principal: Principal, collection_id: str, object_id: str, flt: ObjectFilter
+    ) -> int:
+        """Delete the caller's own versions of ``object_id`` selected by ``flt``.
+
+        TAXII 2.1 §5.8: without ``match[version]`` every version goes. Versions the
+        caller cannot see answer 404 exactly like missing ones; visible versions
+        produced by another organisation cannot be deleted (403).
+        """
+        page = self._query.objects(principal, collection_id, flt, with_raw=False)
+        community, clearance = self._query.collection(principal, collection_id)
+        with self._sessions.begin() as s:
+            mine = [
+                row_id for row_id, producer in self._query.visible_versions(
+                    s, clearance, community.id, object_id)
+                if producer == principal.org_id
+            ]
+            wanted = {r.version_us for r in page.rows}
+            if not wanted:
+                raise NotFound("no object with this id is available to you")
+            if not clearance.can_write or not mine:
+                raise PermissionDenied(
+                    "you may delete only objects your organisation produced, in a "
+                    "collection where you have write access"
+                )
+            done = s.execute(
+                delete(StixObject).where(
+                    StixObject.id.in_(mine), StixObject.version_us.in_(wanted)
+                )
+            )
+            return int(done.rowcount)  # type: ignore[attr-defined]
+
+    # -- preparation (no database) -----------------------------------------------
+    def _prepare(
+        self, obj: object, community: Community, principal: Principal,
+        identities: dict[str, int],
+    ) -> _Candidate:
+        meta = validate_object(obj)
+        assert isinstance(obj, dict)  # validate_object guarantees it
+        creator = meta.created_by_ref
+        if creator is not None and identities.get(creator, principal.org_id) != principal.org_id:
+            raise InvalidStixObject(
+                f"'created_by_ref' names {creator}, the identity of another member "
+                "organisation; post objects as your own organisation", meta.id,
+            )
+        recipients = red_recipients(obj)
+        tlp = effective_tlp(meta.marking_refs, Tlp(community.default_tlp))
+        return self._candidate(obj, meta.id, meta.type, meta.spec_version,
+                               meta.modified_us or meta.created_us, tlp, recipients)
+
+    def _prepare_trusted(self, obj: dict[str, Any]) -> _Candidate:
+        meta = validate_object(obj)
+        return self._candidate(obj, meta.id, meta.type, meta.spec_version,
+                               meta.modified_us or meta.created_us, Tlp.CLEAR, frozenset())
+
+    @staticmethod
+    def _candidate(
+        obj: dict[str, Any], stix_id: str, type_: str, spec_version: str,
+        versioned_us: int | None, tlp: Tlp, recipients: frozenset[str],
+    ) -> _Candidate:
+        canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        return _Candidate(
+            obj=obj, stix_id=stix_id, type=type_, spec_version=spec_version,
+            versioned_us=versioned_us, tlp=int(tlp), recipients=recipients,
+            content_hash=hashlib.sha256(canonical).hexdigest(),
+            raw=orjson.dumps(obj).decode(),
+        )
+
+    def _member_identities(self) -> dict[str, int]:
+        with self._sessions() as s:
+            return {i: o for i, o in s.execute(select(Organisation.identity_id, Organisation.id))}
+
+    # -- storage (one transaction) -------------------------------------------------
+    def _store(
+        self, s: Session, community_id: int, org_id: int | None,
+        candidates: list[_Candidate],
+    ) -> tuple[list[StatusDetail], list[StatusDetail]]:
+        # Taking the write lock first serialises writers per community (see docstring).
+        s.execute(update(Community).where(Community.id == community_id)
+                  .values(last_added_us=Community.last_added_us))
+        last_added = s.scalar(select(Community.last_added_us).where(Community.id == community_id))
+        assert last_added is not None
+        known = self._existing(s, community_id, {c.stix_id for c in candidates})
+        successes: list[StatusDetail] = []
+        failures: list[StatusDetail] = []
+        rows: list[dict[str, Any]] = []
+        red: list[tuple[int, frozenset[str]]] = []
+        now = self._clock()
+        for c in candidates:
+            versions = known.setdefault(c.stix_id, [])
+            problem = self._conflict(c, versions, org_id)
+            if problem == "":
+                successes.append(StatusDetail(c.stix_id, self._version_text(c, versions)))
+                continue
+            if problem is not None:
+                failures.append(StatusDetail(c.stix_id, self._version_text(c, []), problem))
+                continue
+            last_added = max(now, last_added + 1)
+            version_us = c.versioned_us if c.versioned_us is not None else last_added
+            versions.append((version_us, org_id, c.content_hash))
+            rows.append({
+                "community_id": community_id, "stix_id": c.stix_id, "type": c.type,
+                "spec_version": c.spec_version, "version_us": version_us,
+                "date_added_us": last_added, "producer_org_id": org_id, "tlp": c.tlp,
+                "content_hash": c.content_hash, "raw": c.raw,
+            })
+            if c.recipients:
+                red.append((last_added, c.recipients))
+            successes.append(StatusDetail(c.stix_id, format_timestamp(version_us)))
+        if rows:
+            s.execute(insert(StixObject), rows)
+            s.execute(update(Community).where(Community.id == community_id)
+                      .values(last_added_us=last_added))
+        if red:
+            self._store_recipients(s, community_id, red)
+        return successes, failures
+
+    @staticmethod
+    def _conflict(
+        c: _Candidate, versions: list[tuple[int, int | None, str]], org_id: int | None
+    ) -> str | None:
+        """None to store, "" for an identical re-post, else the failure message."""
+        if any(h == c.content_hash for _, _, h in versions):
+            return ""
+        if c.versioned_us is None or not versions:
+            return None
+        owner = versions[0][1]
+        if owner != org_id:
+            return (f"{c.stix_id} is an object another organisation produced in this "
+                    "collection; only its producer may add versions of it")
+        if any(v == c.versioned_us for v, _, _ in versions):
+            return (f"version {format_timestamp(c.versioned_us)} of {c.stix_id} already "
+                    "exists with different content; a new version needs a later 'modified'")
+        return None
+
+    @staticmethod
+    def _version_text(c: _Candidate, versions: list[tuple[int, int | None, str]]) -> str:
+        if c.versioned_us is not None:
+            return format_timestamp(c.versioned_us)
+        for v, _, h in versions:
+            if h == c.content_hash:
+                return format_timestamp(v)
+        return ""
+
+    @staticmethod
+    def _existing(
+        s: Session, community_id: int, ids: Iterable[str]
+    ) -> dict[str, list[tuple[int, int | None, str]]]:
+        known: dict[str, list[tuple[int, int | None, str]]] = {}
+        id_list = sorted(ids)
+        for start in range(0, len(id_list), _CHUNK):
+            chunk = id_list[start:start + _CHUNK]
+            for sid, version, producer, digest in s.execute(
+                select(StixObject.stix_id, StixObject.version_us, StixObject.producer_org_id,
+                       StixObject.content_hash)
+                .where(StixObject.community_id == community_id, StixObject.stix_id.in_(chunk))
+                .order_by(StixObject.date_added_us)
+            ):
+                known.setdefault(sid, []).append((version, producer, digest))
+        return known
+
+    @staticmethod
+    def _store_recipients(
+        s: Session, community_id: int, red: list[tuple[int, frozenset[str]]]
+    ) -> None:
+        by_added = dict(red)
+        ids = {added: oid for added, oid in s.execute(
+            select(StixObject.date_added_us, StixObject.id).where(
+                StixObject.community_id == community_id,
+                StixObject.date_added_us.in_(list(by_added)),
+            )
+        )}
+        s.execute(insert(ObjectRecipient), [
+            {"object_id": ids[added], "identity_id": identity}
+            for added, identities in red for identity in sorted(identities)
+        ])

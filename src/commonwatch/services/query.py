@@ -1,0 +1,258 @@
+"""The one visibility-filtered query service.
+
+Every read of shared objects — TAXII objects, manifest, versions, single objects,
+and every later read path (JSON API, UI, exports, lookups) — builds an
+:class:`ObjectFilter` and calls :class:`QueryService`. The visibility rule of
+``domain/visibility.py`` is applied here, in SQL, before any other predicate is
+evaluated for the caller; there is no other way to select rows of ``stix_objects``.
+
+Version selection (``first``/``last``) is evaluated among the versions the caller
+can see, so a hidden newer version neither hides nor reveals anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, false, literal_column, or_, select, true
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.domain.visibility import Clearance, Principal
+from commonwatch.errors import InvalidParameter, NotFound
+from commonwatch.storage.models import Community, Membership, ObjectRecipient, StixObject
+
+_NOT_FOUND = "no collection with this id is available to you"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSelector:
+    """TAXII ``match[version]``: any of first/last/all and explicit timestamps."""
+
+    first: bool = False
+    last: bool = True
+    all: bool = False
+    timestamps: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectFilter:
+    """One query over a community's objects; shared by every read path."""
+
+    added_after_us: int | None = None
+    ids: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    spec_versions: tuple[str, ...] = ()
+    versions: VersionSelector = field(default_factory=VersionSelector)
+    limit: int = 1000
+    next: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRow:
+    stix_id: str
+    spec_version: str
+    version_us: int
+    date_added_us: int
+    raw: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of rows, oldest first, with the opaque cursor to the next one."""
+
+    rows: Sequence[ObjectRow]
+    more: bool
+    next: str | None
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"cw1:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> int:
+    """The position in an opaque ``next`` token; InvalidParameter if it is not ours."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        tag, _, position = text.partition(":")
+        if tag != "cw1":
+            raise ValueError(tag)
+        return int(position)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidParameter(
+            "the 'next' parameter is not a value this server issued; use the 'next' "
+            "value of the previous page unchanged"
+        ) from None
+
+
+def visible(t: Any, c: Clearance) -> ColumnElement[bool]:
+    """SQL form of the visibility rule for rows of alias ``t`` (docs/sharing-model.md)."""
+    terms: list[ColumnElement[bool]] = []
+    if c.org_id is not None:
+        terms.append(t.producer_org_id == c.org_id)
+    if c.can_read:
+        if c.max_tlp >= Tlp.RED and c.identity_id is not None:
+            named = exists().where(
+                ObjectRecipient.object_id == t.id, ObjectRecipient.identity_id == c.identity_id
+            )
+            terms.append(or_(t.tlp <= int(Tlp.AMBER_STRICT), named))
+        else:
+            terms.append(t.tlp <= int(min(c.max_tlp, Tlp.AMBER_STRICT)))
+    elif c.public:
+        terms.append(t.tlp == int(Tlp.CLEAR))
+    if not terms:
+        return false()
+    return or_(*terms) if len(terms) > 1 else terms[0]
+
+
+def _version_clause(o: Any, c: Clearance, sel: VersionSelector) -> ColumnElement[bool]:
+    if sel.all:
+        return true()
+    terms: list[ColumnElement[bool]] = []
+    if sel.last or sel.first:
+        for wanted, flag in ((True, sel.last), (False, sel.first)):
+            if not flag:
+                continue
+            o2 = aliased(StixObject)
+            newer = o2.version_us > o.version_us if wanted else o2.version_us < o.version_us
+            terms.append(
+                ~exists().where(
+                    o2.community_id == o.community_id, o2.stix_id == o.stix_id, newer,
+                    visible(o2, c),
+                )
+            )
+    if sel.timestamps:
+        terms.append(o.version_us.in_(sel.timestamps))
+    return or_(*terms) if len(terms) > 1 else terms[0]
+
+
+class QueryService:
+    """Reads of communities and objects, always through the visibility rule."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    # -- communities ---------------------------------------------------------------
+    def clearance(
+        self, s: Session, principal: Principal | None, community: Community
+    ) -> Clearance:
+        member = None
+        if principal is not None:
+            member = s.get(Membership, (principal.org_id, community.id))
+        return Clearance(
+            org_id=principal.org_id if principal else None,
+            identity_id=principal.org_identity if principal else None,
+            can_read=bool(member and member.can_read),
+            can_write=bool(member and member.can_write and principal and principal.can_write),
+            max_tlp=Tlp(member.max_tlp) if member else Tlp.CLEAR,
+            public=community.public,
+        )
+
+    def collections(self, principal: Principal | None) -> list[tuple[Community, Clearance]]:
+        """Communities the caller may know about, with what it may do in each."""
+        with self._sessions() as s:
+            found = []
+            for community in s.scalars(select(Community).order_by(Community.id)):
+                clearance = self.clearance(s, principal, community)
+                if clearance.sees_anything:
+                    found.append((community, clearance))
+            return found
+
+    def collection(
+        self, principal: Principal | None, collection_id: str
+    ) -> tuple[Community, Clearance]:
+        """One community by collection id; NotFound if the caller may not know it."""
+        with self._sessions() as s:
+            return self._collection(s, principal, collection_id)
+
+    def _collection(
+        self, s: Session, principal: Principal | None, collection_id: str
+    ) -> tuple[Community, Clearance]:
+        community = s.scalar(select(Community).where(Community.collection_id == collection_id))
+        if community is None:
+            raise NotFound(_NOT_FOUND)
+        clearance = self.clearance(s, principal, community)
+        if not clearance.sees_anything:
+            raise NotFound(_NOT_FOUND)
+        return community, clearance
+
+    # -- objects -------------------------------------------------------------------
+    def objects(
+        self, principal: Principal | None, collection_id: str, flt: ObjectFilter,
+        *, with_raw: bool = True,
+    ) -> Page:
+        """Visible object versions matching ``flt``, in date_added order."""
+        with self._sessions() as s:
+            community, clearance = self._collection(s, principal, collection_id)
+            o = aliased(StixObject, name="o")
+            query = select(
+                o.stix_id, o.spec_version, o.version_us, o.date_added_us,
+                o.raw if with_raw else literal_column("NULL"),
+            ).where(o.community_id == community.id, visible(o, clearance))
+            query = query.where(*self._predicates(o, clearance, flt))
+            position = decode_cursor(flt.next) if flt.next else None
+            if position is not None:
+                query = query.where(o.date_added_us > position)
+            query = query.order_by(o.date_added_us).limit(flt.limit + 1)
+            rows = [ObjectRow(*r) for r in s.execute(query)]
+        return self._page(rows, flt.limit, lambda r: r.date_added_us)
+
+    def versions(
+        self, principal: Principal | None, collection_id: str, object_id: str,
+        flt: ObjectFilter,
+    ) -> Page:
+        """Visible versions of one object, oldest version first (TAXII 2.1 §5.7)."""
+        with self._sessions() as s:
+            community, clearance = self._collection(s, principal, collection_id)
+            o = aliased(StixObject, name="o")
+            query = select(
+                o.stix_id, o.spec_version, o.version_us, o.date_added_us, literal_column("NULL")
+            ).where(o.community_id == community.id, o.stix_id == object_id,
+                    visible(o, clearance))
+            query = query.where(*self._predicates(o, clearance, flt))
+            if flt.next:
+                query = query.where(o.version_us > decode_cursor(flt.next))
+            query = query.order_by(o.version_us).limit(flt.limit + 1)
+            rows = [ObjectRow(*r) for r in s.execute(query)]
+        return self._page(rows, flt.limit, lambda r: r.version_us)
+
+    @staticmethod
+    def _predicates(o: Any, c: Clearance, flt: ObjectFilter) -> list[ColumnElement[bool]]:
+        preds: list[ColumnElement[bool]] = []
+        if flt.added_after_us is not None:
+            preds.append(o.date_added_us > flt.added_after_us)
+        if flt.ids:
+            preds.append(o.stix_id.in_(flt.ids))
+        if flt.types:
+            preds.append(o.type.in_(flt.types))
+        if flt.spec_versions:
+            preds.append(o.spec_version.in_(flt.spec_versions))
+        if not flt.versions.all:
+            preds.append(_version_clause(o, c, flt.versions))
+        return preds
+
+    @staticmethod
+    def _page(rows: list[ObjectRow], limit: int, key: Any) -> Page:
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows=rows, more=more, next=encode_cursor(key(rows[-1])) if more else None)
+
+    def visible_versions(
+        self, s: Session, clearance: Clearance, community_id: int, object_id: str
+    ) -> list[tuple[int, int | None]]:
+        """(row id, producer) of each version of ``object_id`` the caller can see."""
+        o = aliased(StixObject, name="o")
+        return [
+            (r[0], r[1]) for r in s.execute(
+                select(o.id, o.producer_org_id).where(
+                    o.community_id == community_id, o.stix_id == object_id,
+                    visible(o, clearance),
+                )
+            )
+        ]
+
+

@@ -1,0 +1,166 @@
+"""Tables of CommonWatch (SQLAlchemy 2 declarative, ``Mapped[...]`` columns).
+
+Times are integers: microseconds since the Unix epoch, UTC. That keeps STIX
+timestamps exact (STIX allows sub-millisecond precision), makes comparisons cheap
+and behaves the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: 64-bit ids that are still SQLite's fast ROWID alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every CommonWatch table."""
+
+
+class Organisation(Base):
+    """A member: CERT, operator, vendor, end user... owns a STIX identity."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    sector: Mapped[str] = mapped_column(String(32))
+    country: Mapped[str | None] = mapped_column(String(2))
+    identity_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class User(Base):
+    """A person or machine account of one organisation."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiToken(Base):
+    """An API token, stored as its SHA-256 only; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    expires_us: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Community(Base):
+    """A sharing circle; exposed over TAXII as one collection."""
+
+    __tablename__ = "communities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    collection_id: Mapped[str] = mapped_column(String(36), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    default_tlp: Mapped[int] = mapped_column(SmallInteger)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: date_added of the newest object; the next one is strictly later (TAXII paging).
+    last_added_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class Membership(Base):
+    """What one organisation may do in one community, and the highest TLP it receives."""
+
+    __tablename__ = "memberships"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True
+    )
+    can_read: Mapped[bool] = mapped_column(Boolean)
+    can_write: Mapped[bool] = mapped_column(Boolean)
+    max_tlp: Mapped[int] = mapped_column(SmallInteger)
+
+
+class StixObject(Base):
+    """One version of one STIX object in one community, with the raw JSON as posted.
+
+    ``version_us`` is the TAXII version (TAXII 2.1 §3.4.1): ``modified``, else
+    ``created``, else ``date_added``. ``date_added_us`` is strictly increasing per
+    community, so it is both the TAXII date_added and the keyset for pagination.
+    """
+
+    __tablename__ = "stix_objects"
+    __table_args__ = (
+        UniqueConstraint("community_id", "date_added_us", name="uq_objects_added"),
+        UniqueConstraint("community_id", "stix_id", "version_us", name="uq_objects_version"),
+        Index("ix_objects_type", "community_id", "type", "date_added_us"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE")
+    )
+    stix_id: Mapped[str] = mapped_column(String(300))
+    type: Mapped[str] = mapped_column(String(250))
+    spec_version: Mapped[str] = mapped_column(String(8))
+    version_us: Mapped[int] = mapped_column(BigInteger)
+    date_added_us: Mapped[int] = mapped_column(BigInteger)
+    producer_org_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="SET NULL")
+    )
+    tlp: Mapped[int] = mapped_column(SmallInteger)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[str] = mapped_column(Text)
+
+
+class ObjectRecipient(Base):
+    """A named recipient (organisation identity) of a TLP:RED object version."""
+
+    __tablename__ = "object_recipients"
+
+    object_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("stix_objects.id", ondelete="CASCADE"), primary_key=True
+    )
+    identity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class IngestStatus(Base):
+    """A TAXII status resource (TAXII 2.1 §4.3.1) for one POST of an envelope."""
+
+    __tablename__ = "ingest_statuses"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE")
+    )
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    request_us: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    total_count: Mapped[int] = mapped_column(Integer)
+    success_count: Mapped[int] = mapped_column(Integer)
+    failure_count: Mapped[int] = mapped_column(Integer)
+    pending_count: Mapped[int] = mapped_column(Integer)
+    #: JSON arrays of TAXII status-details.
+    successes: Mapped[str] = mapped_column(Text)
+    failures: Mapped[str] = mapped_column(Text)

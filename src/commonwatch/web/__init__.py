@@ -1,0 +1,1 @@
+"""HTTP: the TAXII 2.1 server and the JSON API. Thin: parse, call a service, render."""

@@ -1,0 +1,167 @@
+"""Admin JSON API under ``/api/admin/``: the same operations as ``commonwatch org|user|
+token|community|member``, for scripts and the UI.
+
+Instance admins may do everything; an ``org-admin`` manages the users and tokens of
+its own organisation. Tokens are returned once, at creation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, Field
+
+from commonwatch.domain.markings import Tlp, parse_tlp
+from commonwatch.domain.visibility import Principal
+from commonwatch.errors import PermissionDenied
+from commonwatch.services.exchange import Exchange
+from commonwatch.storage.models import ApiToken, Community, Membership, Organisation, User
+from commonwatch.web.credentials import require_principal
+
+
+class OrgIn(BaseModel):
+    name: str = Field(max_length=200)
+    sector: str
+    country: str | None = None
+
+
+class UserIn(BaseModel):
+    org: str
+    name: str = Field(max_length=200)
+    role: str = "analyst"
+
+
+class TokenIn(BaseModel):
+    label: str = Field(default="", max_length=200)
+    expires_in_days: int | None = None
+
+
+class CommunityIn(BaseModel):
+    name: str = Field(max_length=100)
+    title: str | None = Field(default=None, max_length=200)
+    description: str = Field(default="", max_length=10_000)
+    default_tlp: str = "amber"
+    public: bool = False
+
+
+class MemberIn(BaseModel):
+    can_read: bool = True
+    can_write: bool = True
+    max_tlp: str = "amber"
+
+
+def org_json(o: Organisation) -> dict[str, Any]:
+    return {"name": o.name, "sector": o.sector, "country": o.country, "identity": o.identity_id}
+
+
+def user_json(u: User, org: str) -> dict[str, Any]:
+    return {"name": u.name, "org": org, "role": u.role, "active": u.active}
+
+
+def token_json(t: ApiToken, user: str) -> dict[str, Any]:
+    return {"id": t.id, "user": user, "prefix": t.prefix, "label": t.label,
+            "created_us": t.created_us, "expires_us": t.expires_us, "revoked": t.revoked_us is not None}
+
+
+def community_json(c: Community) -> dict[str, Any]:
+    return {"name": c.name, "collection_id": c.collection_id, "title": c.title,
+            "description": c.description, "default_tlp": Tlp(c.default_tlp).label,
+            "public": c.public}
+
+
+def member_json(m: Membership, org: str, community: str) -> dict[str, Any]:
+    return {"org": org, "community": community, "can_read": m.can_read,
+            "can_write": m.can_write, "max_tlp": Tlp(m.max_tlp).label}
+
+
+def admin_router(exchange: Exchange) -> APIRouter:
+    router = APIRouter(prefix="/api/admin", default_response_class=ORJSONResponse)
+    admin = exchange.admin
+
+    def instance_admin(request: Request) -> Principal:
+        principal = require_principal(request, exchange.auth)
+        if not principal.is_admin:
+            raise PermissionDenied("this operation needs the instance 'admin' role")
+        return principal
+
+    def org_admin_of(request: Request, org_id: int) -> Principal:
+        principal = require_principal(request, exchange.auth)
+        if not (principal.is_admin or (principal.role == "org-admin" and principal.org_id == org_id)):
+            raise PermissionDenied("this operation needs the 'admin' role or 'org-admin' of the user's organisation")
+        return principal
+
+    @router.get("/orgs")
+    def list_orgs(request: Request) -> list[dict[str, Any]]:
+        instance_admin(request)
+        return [org_json(o) for o in admin.list_orgs()]
+
+    @router.post("/orgs", status_code=201)
+    def create_org(request: Request, body: OrgIn) -> dict[str, Any]:
+        instance_admin(request)
+        return org_json(admin.create_org(body.name, body.sector, body.country))
+
+    @router.get("/users")
+    def list_users(request: Request) -> list[dict[str, Any]]:
+        principal = require_principal(request, exchange.auth)
+        rows = admin.list_users()
+        if not principal.is_admin:
+            org_admin_of(request, principal.org_id)
+            rows = [(u, o) for u, o in rows if u.org_id == principal.org_id]
+        return [user_json(u, o) for u, o in rows]
+
+    @router.post("/users", status_code=201)
+    def create_user(request: Request, body: UserIn) -> dict[str, Any]:
+        org_admin_of(request, admin.get_org(body.org).id)
+        if body.role == "admin":
+            instance_admin(request)
+        return user_json(admin.create_user(body.org, body.name, body.role), body.org)
+
+    @router.post("/users/{name}/tokens", status_code=201)
+    def create_token(request: Request, name: str, body: TokenIn) -> dict[str, Any]:
+        org_admin_of(request, admin.get_user(name).org_id)
+        issued = admin.create_token(name, body.label, body.expires_in_days)
+        return {**token_json(issued.token, name), "token": issued.secret}
+
+    @router.get("/tokens")
+    def list_tokens(request: Request) -> list[dict[str, Any]]:
+        instance_admin(request)
+        return [token_json(t, u) for t, u in admin.list_tokens()]
+
+    @router.delete("/tokens/{token_id}")
+    def revoke_token(request: Request, token_id: int) -> dict[str, Any]:
+        instance_admin(request)
+        token = admin.revoke_token(token_id)
+        return {"id": token.id, "revoked": True}
+
+    @router.get("/communities")
+    def list_communities(request: Request) -> list[dict[str, Any]]:
+        instance_admin(request)
+        return [community_json(c) for c in admin.list_communities()]
+
+    @router.post("/communities", status_code=201)
+    def create_community(request: Request, body: CommunityIn) -> dict[str, Any]:
+        instance_admin(request)
+        return community_json(admin.create_community(
+            body.name, body.title, body.description, parse_tlp(body.default_tlp), body.public))
+
+    @router.get("/communities/{community}/members")
+    def list_members(request: Request, community: str) -> list[dict[str, Any]]:
+        instance_admin(request)
+        admin.get_community(community)
+        return [member_json(m, o, c) for m, o, c in admin.list_memberships(community)]
+
+    @router.put("/communities/{community}/members/{org}")
+    def set_member(request: Request, community: str, org: str, body: MemberIn) -> dict[str, Any]:
+        instance_admin(request)
+        m = admin.set_membership(org, community, body.can_read, body.can_write, parse_tlp(body.max_tlp))
+        return member_json(m, org, community)
+
+    @router.delete("/communities/{community}/members/{org}")
+    def remove_member(request: Request, community: str, org: str) -> dict[str, Any]:
+        instance_admin(request)
+        admin.remove_membership(org, community)
+        return {"removed": True}
+
+    return router

@@ -1,0 +1,37 @@
+"""The ASGI application: TAXII 2.1 server and admin JSON API over one Exchange."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from commonwatch import __version__
+from commonwatch.errors import CommonWatchError
+from commonwatch.services.exchange import Exchange
+from commonwatch.web.admin import admin_router
+from commonwatch.web.errors import (
+    handle_commonwatch_error,
+    handle_http_exception,
+    handle_request_validation,
+    handle_unexpected,
+)
+from commonwatch.web.guard import TaxiiGuard
+from commonwatch.web.taxii import taxii_router
+
+
+def create_app(exchange: Exchange) -> FastAPI:
+    """Build the application; the caller owns ``exchange`` and closes it."""
+    app = FastAPI(
+        title=exchange.settings.title, version=__version__,
+        docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+    )
+    app.state.exchange = exchange
+    app.include_router(taxii_router(exchange))
+    app.include_router(admin_router(exchange))
+    app.add_exception_handler(CommonWatchError, handle_commonwatch_error)
+    app.add_exception_handler(HTTPException, handle_http_exception)
+    app.add_exception_handler(RequestValidationError, handle_request_validation)
+    app.add_exception_handler(Exception, handle_unexpected)
+    app.add_middleware(TaxiiGuard, max_body_bytes=exchange.settings.max_body_bytes)
+    return app

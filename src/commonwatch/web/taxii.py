@@ -1,0 +1,216 @@
+"""TAXII 2.1 endpoints (OASIS TAXII 2.1, 10 June 2021, §4-§5).
+
+Handlers parse the request, call one service, and render: the visibility rule and
+every decision about data live in ``services/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from commonwatch.domain.stix import format_timestamp
+from commonwatch.domain.visibility import Principal
+from commonwatch.errors import InputTooLarge, InvalidParameter, NotFound
+from commonwatch.services.exchange import Exchange
+from commonwatch.services.query import ObjectFilter, Page, VersionSelector
+from commonwatch.storage.models import Community
+from commonwatch.web import params
+from commonwatch.web.credentials import principal_of, require_principal
+from commonwatch.web.media import STIX_MEDIA_TYPE, TAXII_MEDIA_TYPE, TaxiiResponse
+
+API_ROOT = "api"
+
+
+def _date_headers(page: Page) -> dict[str, str]:
+    """X-TAXII-Date-Added-First/Last of the returned page (TAXII 2.1 §3.3.1)."""
+    if not page.rows:
+        return {}
+    added = [r.date_added_us for r in page.rows]
+    return {
+        "X-TAXII-Date-Added-First": format_timestamp(min(added)),
+        "X-TAXII-Date-Added-Last": format_timestamp(max(added)),
+    }
+
+
+def _envelope(page: Page) -> bytes:
+    """The envelope built from stored raw JSON without re-encoding each object."""
+    head = b'{"more":true,"next":' + orjson.dumps(page.next) if page.more else b'{"more":false'
+    if not page.rows:
+        return head + b"}"
+    return head + b',"objects":[' + ",".join(r.raw for r in page.rows).encode() + b"]}"  # type: ignore[misc]
+
+
+def _collection_json(community: Community, can_read: bool, can_write: bool) -> dict[str, Any]:
+    return {
+        "id": community.collection_id,
+        "title": community.title,
+        "description": community.description,
+        "can_read": can_read,
+        "can_write": can_write,
+        "media_types": [STIX_MEDIA_TYPE],
+    }
+
+
+def taxii_router(exchange: Exchange) -> APIRouter:
+    """The TAXII 2.1 discovery service and one API root, ``/taxii2/api/``."""
+    router = APIRouter(prefix="/taxii2")
+    settings = exchange.settings
+    query = exchange.query
+
+    def caller(request: Request, collection_id: str) -> Principal | None:
+        """The caller; anonymous only on public collections (else 401, leaking nothing)."""
+        principal = principal_of(request, exchange.auth)
+        if principal is None:
+            try:
+                _, clearance = query.collection(None, collection_id)
+            except NotFound:
+                clearance = None
+            if clearance is None or not clearance.public:
+                require_principal(request, exchange.auth)
+        return principal
+
+    @router.get("/")
+    def discovery(request: Request) -> TaxiiResponse:
+        require_principal(request, exchange.auth)
+        root = str(request.base_url) + f"taxii2/{API_ROOT}/"
+        return TaxiiResponse({
+            "title": settings.title,
+            "description": "CommonWatch threat-intelligence exchange (TAXII 2.1)",
+            "default": root,
+            "api_roots": [root],
+        })
+
+    @router.get(f"/{API_ROOT}/")
+    def api_root(request: Request) -> TaxiiResponse:
+        require_principal(request, exchange.auth)
+        return TaxiiResponse({
+            "title": settings.title,
+            "description": "Each collection is one CommonWatch community.",
+            "versions": [TAXII_MEDIA_TYPE],
+            "max_content_length": settings.max_body_bytes,
+        })
+
+    @router.get(f"/{API_ROOT}/status/{{status_id}}/")
+    def status(request: Request, status_id: str) -> TaxiiResponse:
+        principal = require_principal(request, exchange.auth)
+        return TaxiiResponse(exchange.ingest.status(principal, status_id).to_json())
+
+    @router.get(f"/{API_ROOT}/collections/")
+    def collections(request: Request) -> TaxiiResponse:
+        principal = require_principal(request, exchange.auth)
+        found = query.collections(principal)
+        if not found:
+            return TaxiiResponse({})
+        return TaxiiResponse({"collections": [
+            _collection_json(c, k.can_read or k.public, k.can_write) for c, k in found
+        ]})
+
+    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/")
+    def collection(request: Request, collection_id: str) -> TaxiiResponse:
+        principal = caller(request, collection_id)
+        community, k = query.collection(principal, collection_id)
+        return TaxiiResponse(_collection_json(community, k.can_read or k.public, k.can_write))
+
+    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/objects/")
+    def get_objects(request: Request, collection_id: str) -> TaxiiResponse:
+        principal = caller(request, collection_id)
+        flt = params.parse_filter(request.query_params, params.OBJECTS, settings)
+        page = query.objects(principal, collection_id, flt)
+        return TaxiiResponse(_envelope(page), headers=_date_headers(page))
+
+    @router.post(f"/{API_ROOT}/collections/{{collection_id}}/objects/")
+    async def add_objects(request: Request, collection_id: str) -> TaxiiResponse:
+        principal = await run_in_threadpool(require_principal, request, exchange.auth)
+        objects = _objects_of(await _read_body(request, settings.max_body_bytes))
+        report = await run_in_threadpool(
+            exchange.ingest.add_objects, principal, collection_id, objects
+        )
+        return TaxiiResponse(report.to_json(), status_code=202)
+
+    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/")
+    def get_object(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:
+        principal = caller(request, collection_id)
+        flt = params.parse_filter(request.query_params, params.OBJECT, settings)
+        flt = _with_id(flt, object_id)
+        page = query.objects(principal, collection_id, flt)
+        if not page.rows and flt.next is None:
+            raise NotFound("no object with this id is available to you")
+        return TaxiiResponse(_envelope(page), headers=_date_headers(page))
+
+    @router.delete(f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/")
+    def delete_object(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:
+        principal = require_principal(request, exchange.auth)
+        flt = params.parse_filter(request.query_params, params.DELETE, settings,
+                                  default_versions=VersionSelector(all=True, last=False))
+        flt = _with_id(flt, object_id, limit=10_000_000)
+        exchange.ingest.delete_object(principal, collection_id, object_id, flt)
+        return TaxiiResponse(b"{}")
+
+    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/versions/")
+    def versions(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:
+        principal = caller(request, collection_id)
+        flt = params.parse_filter(request.query_params, params.VERSIONS, settings,
+                                  default_versions=VersionSelector(all=True, last=False))
+        page = query.versions(principal, collection_id, object_id, flt)
+        if not page.rows and flt.next is None:
+            raise NotFound("no object with this id is available to you")
+        body: dict[str, Any] = {"more": page.more}
+        if page.more:
+            body["next"] = page.next
+        body["versions"] = [format_timestamp(r.version_us) for r in page.rows]
+        return TaxiiResponse(body, headers=_date_headers(page))
+
+    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/manifest/")
+    def manifest(request: Request, collection_id: str) -> TaxiiResponse:
+        principal = caller(request, collection_id)
+        flt = params.parse_filter(request.query_params, params.OBJECTS, settings)
+        page = query.objects(principal, collection_id, flt, with_raw=False)
+        body: dict[str, Any] = {"more": page.more}
+        if page.more:
+            body["next"] = page.next
+        if page.rows:
+            body["objects"] = [{
+                "id": r.stix_id,
+                "date_added": format_timestamp(r.date_added_us),
+                "version": format_timestamp(r.version_us),
+                "media_type": f"application/stix+json;version={r.spec_version}",
+            } for r in page.rows]
+        return TaxiiResponse(body, headers=_date_headers(page))
+
+    return router
+
+
+def _with_id(flt: ObjectFilter, object_id: str, limit: int | None = None) -> ObjectFilter:
+    if not params.STIX_ID.match(object_id):
+        raise NotFound("no object with this id is available to you")
+    return replace(flt, ids=(object_id,), limit=limit or flt.limit)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InputTooLarge(f"the body exceeds {limit} bytes; split the envelope")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _objects_of(body: bytes) -> list[Any]:
+    """The ``objects`` of a TAXII envelope (TAXII 2.1 §3.7), or a 400 saying why not."""
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise InvalidParameter("the body must be a TAXII envelope: a JSON object with 'objects'")
+    objects = envelope.get("objects", [])
+    if not isinstance(objects, list):
+        raise InvalidParameter("the envelope's 'objects' must be a list of STIX objects")
+    return objects

@@ -1,0 +1,1 @@
+"""Test support: throwaway servers and small factories."""
