@@ -263,7 +263,8 @@ INVALID: list[tuple[str, str]] = [
     ("[file:hashes.MD5 = 'abc']", "'abc' is not a valid MD5 hash (expected 32 hex digits) "
                                   "(at offset 1)"),
     (f"[file:hashes.'SHA-256' = '{MD5}']", "not a valid SHA-256 hash"),
-    (f"[file:hashes.MD5 IN ('{MD5}')]", f"'({MD5})' is not a valid MD5 hash"),
+    (f"[file:hashes.MD5 IN ('{MD5}')]", f"'({MD5})' is not a valid MD5 hash (expected 32 "
+     "hex digits; IN is not accepted on hash paths, join '=' tests with OR instead)"),
     ("[file:hashes.sha1 = 5]", "'5' is not a valid sha1 hash"),
     ("[file:hashes[0] = 'x']", "must end in a hash algorithm name, not [0]"),
     ("/* c */ [a:b = 1]", "a comment may not come before the first '['"),

@@ -58,7 +58,7 @@ import enum
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, Union
+from typing import TypeAlias, TypeVar
 
 from commonwatch.errors import InvalidPattern
 
@@ -132,10 +132,10 @@ class HexLiteral:
     value: bytes
 
 
-Literal = Union[
-    StringLiteral, IntegerLiteral, FloatLiteral, BooleanLiteral, TimestampLiteral,
-    BinaryLiteral, HexLiteral,
-]
+Literal: TypeAlias = (
+    StringLiteral | IntegerLiteral | FloatLiteral | BooleanLiteral | TimestampLiteral
+    | BinaryLiteral | HexLiteral
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +145,7 @@ class SetLiteral:
     values: tuple[Literal, ...]
 
 
-Value = Union[Literal, SetLiteral]
+Value: TypeAlias = Literal | SetLiteral
 
 
 # --- AST: object paths and comparisons (STIX 2.1 §9, "Object Path", "Operators") -----
@@ -171,7 +171,7 @@ class AnyIndexStep:
 
 
 ANY_INDEX = AnyIndexStep()
-PathStep = Union[PropertyStep, IndexStep, AnyIndexStep]
+PathStep: TypeAlias = PropertyStep | IndexStep | AnyIndexStep
 
 
 class ComparisonOperator(enum.StrEnum):
@@ -230,7 +230,7 @@ class ComparisonOr:
     operands: tuple[ComparisonExpression, ...]
 
 
-ComparisonExpression = Union[Comparison, ComparisonAnd, ComparisonOr]
+ComparisonExpression: TypeAlias = Comparison | ComparisonAnd | ComparisonOr
 
 
 # --- AST: observation expressions and qualifiers (STIX 2.1 §9, "Qualifiers") ---------
@@ -258,7 +258,7 @@ class StartStop:
     stop: str
 
 
-Qualifier = Union[Within, Repeats, StartStop]
+Qualifier: TypeAlias = Within | Repeats | StartStop
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +297,9 @@ class Qualified:
     qualifier: Qualifier
 
 
-ObservationExpression = Union[Observation, ObservationAnd, ObservationOr, FollowedBy, Qualified]
+ObservationExpression: TypeAlias = (
+    Observation | ObservationAnd | ObservationOr | FollowedBy | Qualified
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +312,7 @@ class Pattern:
 # --- Lexer (mirrors the lexer rules of the reference grammar) --------------------------
 
 _WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_STR = r"'(?:[^'\\]|\\['\\])*'"
+_STR = r"'[^'\\]*(?:\\['\\][^'\\]*)*'"  # unrolled: one charset run per segment
 _B64 = "[A-Za-z0-9+/]"
 _TIMESTAMP = (
     r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
@@ -333,10 +335,8 @@ _TOKEN_RE = re.compile(
     )),
     re.DOTALL,
 )
-_KEYWORDS = (
-    "AND OR NOT FOLLOWEDBY LIKE MATCHES ISSUPERSET ISSUBSET EXISTS LAST IN START STOP "
-    "SECONDS WITHIN REPEATS TIMES"
-).split()
+_KEYWORDS = ("AND", "OR", "NOT", "FOLLOWEDBY", "LIKE", "MATCHES", "ISSUPERSET", "ISSUBSET",
+             "EXISTS", "LAST", "IN", "START", "STOP", "SECONDS", "WITHIN", "REPEATS", "TIMES")
 _IDENT_KINDS = {k: k for k in _KEYWORDS} | {"true": "BOOL", "false": "BOOL"}
 _GROUP_KINDS = {2: "TS", 3: "HEX", 4: "BIN", 5: "STR"}
 _OP_KINDS = {"==": "=", "<>": "!="}
@@ -460,9 +460,10 @@ def _check_hash(path: tuple[PathStep, ...], raw_value: str, offset: int) -> None
     entry = _HASH_RES.get(last.name.upper().replace("-", "").replace("'", ""))
     hash_string = raw_value.replace("'", "")
     if entry is not None and not entry[0].match(hash_string):
-        raise _fail(
-            f"{hash_string!r} is not a valid {last.name} hash (expected {entry[1]})", offset
-        )
+        hint = f"expected {entry[1]}"
+        if raw_value.startswith("("):
+            hint += "; IN is not accepted on hash paths, join '=' tests with OR instead"
+        raise _fail(f"{hash_string!r} is not a valid {last.name} hash ({hint})", offset)
 
 
 def _brackets_ok(text: str) -> bool:
@@ -702,39 +703,38 @@ def _parse(text: str) -> Pattern:
 # that lex as keywords are declined, so the AST equals the general parser's.
 
 _NAME = f"(?:[A-Za-z_][A-Za-z0-9_]*|{_STR})"
-_FAST_CMP = (
+_FAST_ITEM = (  # one comparison, then a connector or the closing bracket and the end
     f"([A-Za-z_][A-Za-z0-9_-]*):({_NAME})"
     f"((?:\\.{_NAME}|\\[(?:\\*|\\+?(?:0|[1-9][0-9]*))\\])*)"
     f"[{_WS}]*==?[{_WS}]*({_STR}|[+-]?(?:0|[1-9][0-9]*)(?![0-9.]))"
+    f"(?:[{_WS}]+(AND|OR)[{_WS}]+|[{_WS}]*\\][{_WS}]*\\Z)"
 )
-_FAST_RE = re.compile(
-    f"[{_WS}]*\\[[{_WS}]*({_FAST_CMP}(?:[{_WS}]+(AND|OR)[{_WS}]+{_FAST_CMP})*)"
-    f"[{_WS}]*\\][{_WS}]*"
-)
-_FAST_CMP_RE = re.compile(f"{_FAST_CMP}(?:[{_WS}]+(AND|OR)[{_WS}]+)?")
+_FAST_FIRST = re.compile(f"[{_WS}]*\\[[{_WS}]*{_FAST_ITEM}")
+_FAST_NEXT = re.compile(_FAST_ITEM)
 _STEP_RE = re.compile(f"\\.({_NAME})|\\[(\\*|\\+?[0-9]+)\\]")
 
 
 def _parse_fast(text: str) -> Pattern | None:
     """Build the AST of a simple single-bracket pattern directly, or None to decline."""
-    m = _FAST_RE.fullmatch(text)
+    m = _FAST_FIRST.match(text)
     if m is None:
         return None
-    if m.group(7) is None:  # a single comparison
-        only = _fast_comparison(m.group(2, 3, 4, 5), m.start(2))
-        return None if only is None else Pattern(Observation(only))
-    comparisons: list[ComparisonExpression] = []
-    connectors = set()
-    for cm in _FAST_CMP_RE.finditer(m.group(1)):
-        comparison = _fast_comparison(cm.group(1, 2, 3, 4), m.start(1) + cm.start())
-        if comparison is None:
+    first = _fast_comparison(m.group(1, 2, 3, 4), m.start(1))
+    connector = m.group(5)
+    if first is None or connector is None:  # declined, or a single comparison
+        return None if first is None else Pattern(Observation(first))
+    join = connector
+    comparisons: list[ComparisonExpression] = [first]
+    while connector is not None:
+        m = _FAST_NEXT.match(text, m.end())
+        if m is None:
             return None
+        connector = m.group(5)
+        comparison = _fast_comparison(m.group(1, 2, 3, 4), m.start(1))
+        if comparison is None or connector not in (None, join):
+            return None  # declined, or AND mixed with OR: precedence is the parser's job
         comparisons.append(comparison)
-        connectors.add(cm.group(5))
-    connectors.discard(None)
-    if len(connectors) != 1:  # AND and OR mixed: leave precedence to the parser
-        return None
-    node = ComparisonOr if "OR" in connectors else ComparisonAnd
+    node = ComparisonOr if join == "OR" else ComparisonAnd
     return Pattern(Observation(node(tuple(comparisons))))
 
 

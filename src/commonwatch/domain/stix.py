@@ -167,7 +167,7 @@ _ID_RE = re.compile(
 )
 _TYPE_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _ID_TYPES: dict[str, str] = {}
-_ID_RULE = "must be an identifier '<type>--<RFC 4122 UUID>' (STIX 2.1 §2.9)"
+_ID_RULE = "an identifier '<type>--<RFC 4122 UUID>' (STIX 2.1 §2.9)"
 
 
 def _id_type(value: object) -> str:
@@ -182,7 +182,7 @@ def _id_type(value: object) -> str:
                 _ID_TYPES.clear()
             _ID_TYPES[value] = match[1]
             return match[1]
-    raise _fail(_ID_RULE[5:], value)
+    raise _fail(_ID_RULE, value)
 
 
 _SDO_TYPES, _SCO_TYPES = frozenset(T.SDOS), frozenset(T.SCOS)
@@ -212,7 +212,7 @@ def _ref_check(allowed: frozenset[str]) -> Check:
 
     def check(value: Any) -> None:
         if (_id_type(value) in types) is not positive:
-            raise _fail(f"a reference to {wording}", value)
+            raise _Reject(f"must reference {wording}; got {_show(value)}")
 
     return check
 
@@ -234,7 +234,7 @@ def _refs_check(allowed: frozenset[str]) -> Check:
         for index, item in enumerate(value):
             try:
                 if (_id_type(item) in types) is not positive:
-                    raise _fail(f"a reference to {wording}", item)
+                    raise _Reject(f"must reference {wording}; got {_show(item)}")
             except _Reject as exc:
                 raise _prefix(exc, f"[{index}]") from None
 
@@ -378,9 +378,10 @@ def _check_extensions(value: Any) -> None:
             if key.startswith("extension-definition--"):
                 if _id_type(key) != "extension-definition":
                     raise _fail("an extension-definition identifier", key)
-                if extension.get("extension_type", "property-extension") not in T.EXTENSION_TYPES:
+                kind = extension.get("extension_type", "property-extension")
+                if type(kind) is not str or kind not in T.EXTENSION_TYPES:
                     kinds = ", ".join(sorted(T.EXTENSION_TYPES))
-                    raise _fail(f"one of {kinds}", extension["extension_type"], "extension_type")
+                    raise _fail(f"one of {kinds}", kind, "extension_type")
                 _walk(extension)
             elif _DICT_KEY(key) is None:
                 raise _Reject(_KEY_RULE.format("an extension-definition id or 1-250", _show(key)))
@@ -557,7 +558,7 @@ def _required(names: tuple[str, ...]) -> ObjCheck:
 
 
 def _order(earlier: str, later: str, strict: bool) -> ObjCheck:
-    wording = "later than" if strict else "not earlier than"
+    wording = "must be later than" if strict else "must not be earlier than"
 
     def check(obj: dict[str, Any]) -> None:
         first, last = obj.get(earlier), obj.get(later)
@@ -565,7 +566,7 @@ def _order(earlier: str, later: str, strict: bool) -> ObjCheck:
             return
         start, end = parse_timestamp(first), parse_timestamp(last)
         if end < start or (strict and end == start):
-            raise _Reject(f"must be {wording} '{earlier}' ({first}); got {last}", later)
+            raise _Reject(f"{wording} '{earlier}' ({first}); got {last}", later)
 
     return check
 
@@ -677,7 +678,9 @@ def _hook_marking_definition(obj: dict[str, Any]) -> None:
             "(STIX 2.1 §7.2.1.4): reference one of those instead of defining a new one",
             "definition_type",
         )
-    if kind == "statement" and type(definition.get("statement")) is not str:
+    if kind == "statement" and (
+        type(definition) is not dict or type(definition.get("statement")) is not str
+    ):
         raise _Reject("must have a string 'statement' (STIX 2.1 §7.2.1.3)", "definition")
     granular = obj.get("granular_markings", ())
     if obj["id"] in obj.get("object_marking_refs", ()) or any(

@@ -64,9 +64,9 @@ def _ts(day: int, hour: int = 9) -> str:
     return f"2026-11-{day:02d}T{hour:02d}:00:00.000Z"
 
 
-def _sdo(kind: str, name: str, identity: str, tlp: Tlp, day: int, **props: Any) -> dict[str, Any]:
+def _sdo(kind: str, key: str, identity: str, tlp: Tlp, day: int, **props: Any) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "type": kind, "spec_version": "2.1", "id": _id(kind, name),
+        "type": kind, "spec_version": "2.1", "id": _id(kind, key),
         "created": _ts(day), "modified": _ts(day), "created_by_ref": identity,
         "object_marking_refs": [TLP2_MARKING_BY_LEVEL[tlp]],
     }

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
@@ -46,15 +46,8 @@ from commonwatch.errors import (
     PermissionDenied,
 )
 from commonwatch.services.query import ObjectFilter, QueryService
-from commonwatch.storage.models import (
-    Community,
-    IngestStatus,
-    ObjectRecipient,
-    Organisation,
-    StixObject,
-)
-
-_CHUNK = 500
+from commonwatch.storage import objects as objects_repo
+from commonwatch.storage.models import Community, IngestStatus, Organisation, StixObject
 
 
 @dataclass(slots=True)
@@ -271,15 +264,12 @@ class IngestService:
         self, s: Session, community_id: int, org_id: int | None,
         candidates: list[_Candidate],
     ) -> tuple[list[StatusDetail], list[StatusDetail]]:
-        # Taking the write lock first serialises writers per community (see docstring).
-        s.execute(update(Community).where(Community.id == community_id)
-                  .values(last_added_us=Community.last_added_us))
-        last_added = s.scalar(select(Community.last_added_us).where(Community.id == community_id))
-        assert last_added is not None
-        known = self._existing(s, community_id, {c.stix_id for c in candidates})
+        conn = s.connection()
+        last_added = objects_repo.lock_community(conn, community_id)
+        known = objects_repo.existing_versions(conn, community_id, {c.stix_id for c in candidates})
         successes: list[StatusDetail] = []
         failures: list[StatusDetail] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         red: list[tuple[int, frozenset[str]]] = []
         now = self._clock()
         for c in candidates:
@@ -294,21 +284,15 @@ class IngestService:
             last_added = max(now, last_added + 1)
             version_us = c.versioned_us if c.versioned_us is not None else last_added
             versions.append((version_us, org_id, c.content_hash))
-            rows.append({
-                "community_id": community_id, "stix_id": c.stix_id, "type": c.type,
-                "spec_version": c.spec_version, "version_us": version_us,
-                "date_added_us": last_added, "producer_org_id": org_id, "tlp": c.tlp,
-                "content_hash": c.content_hash, "raw": c.raw,
-            })
+            rows.append((community_id, c.stix_id, c.type, c.spec_version, version_us,
+                         last_added, org_id, c.tlp, c.content_hash, c.raw))
             if c.recipients:
                 red.append((last_added, c.recipients))
             successes.append(StatusDetail(c.stix_id, format_timestamp(version_us)))
+        objects_repo.insert_objects(conn, rows)
+        objects_repo.insert_recipients(conn, community_id, red)
         if rows:
-            s.execute(insert(StixObject), rows)
-            s.execute(update(Community).where(Community.id == community_id)
-                      .values(last_added_us=last_added))
-        if red:
-            self._store_recipients(s, community_id, red)
+            objects_repo.set_last_added(conn, community_id, last_added)
         return successes, failures
 
     @staticmethod
@@ -337,36 +321,3 @@ class IngestService:
             if h == c.content_hash:
                 return format_timestamp(v)
         return ""
-
-    @staticmethod
-    def _existing(
-        s: Session, community_id: int, ids: Iterable[str]
-    ) -> dict[str, list[tuple[int, int | None, str]]]:
-        known: dict[str, list[tuple[int, int | None, str]]] = {}
-        id_list = sorted(ids)
-        for start in range(0, len(id_list), _CHUNK):
-            chunk = id_list[start:start + _CHUNK]
-            for sid, version, producer, digest in s.execute(
-                select(StixObject.stix_id, StixObject.version_us, StixObject.producer_org_id,
-                       StixObject.content_hash)
-                .where(StixObject.community_id == community_id, StixObject.stix_id.in_(chunk))
-                .order_by(StixObject.date_added_us)
-            ):
-                known.setdefault(sid, []).append((version, producer, digest))
-        return known
-
-    @staticmethod
-    def _store_recipients(
-        s: Session, community_id: int, red: list[tuple[int, frozenset[str]]]
-    ) -> None:
-        by_added = dict(red)
-        ids = {added: oid for added, oid in s.execute(
-            select(StixObject.date_added_us, StixObject.id).where(
-                StixObject.community_id == community_id,
-                StixObject.date_added_us.in_(list(by_added)),
-            )
-        )}
-        s.execute(insert(ObjectRecipient), [
-            {"object_id": ids[added], "identity_id": identity}
-            for added, identities in red for identity in sorted(identities)
-        ])

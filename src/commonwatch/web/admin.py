@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from commonwatch.domain.markings import Tlp, parse_tlp
@@ -77,7 +76,7 @@ def member_json(m: Membership, org: str, community: str) -> dict[str, Any]:
 
 
 def admin_router(exchange: Exchange) -> APIRouter:
-    router = APIRouter(prefix="/api/admin", default_response_class=ORJSONResponse)
+    router = APIRouter(prefix="/api/admin")
     admin = exchange.admin
 
     def instance_admin(request: Request) -> Principal:

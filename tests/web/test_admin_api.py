@@ -1,0 +1,60 @@
+"""The admin JSON API: the CLI's operations over HTTP, with role checks."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from support.factories import make_member
+
+from commonwatch.web.app import create_app
+
+
+@pytest.fixture
+def api(exchange):
+    admin = make_member(exchange, "Operators", sector="other", role="admin")
+    with TestClient(create_app(exchange)) as client:
+        client.headers["Authorization"] = f"Bearer {admin.token}"
+        yield client
+
+
+def test_admin_builds_a_federation(api, exchange):
+    assert api.post("/api/admin/orgs", json={"name": "Acme", "sector": "vendor"}).status_code == 201
+    assert api.post("/api/admin/users", json={"org": "Acme", "name": "acme-1"}).status_code == 201
+    issued = api.post("/api/admin/users/acme-1/tokens", json={"label": "x"}).json()
+    assert exchange.auth.authenticate(issued["token"]).user_name == "acme-1"
+    assert "token" not in api.get("/api/admin/tokens").json()[0]
+    assert api.post("/api/admin/communities", json={"name": "c1", "default_tlp": "green"}).status_code == 201
+    member = api.put("/api/admin/communities/c1/members/Acme", json={"max_tlp": "red"}).json()
+    assert member["max_tlp"] == "TLP:RED"
+    assert [m["org"] for m in api.get("/api/admin/communities/c1/members").json()] == ["Acme"]
+    assert api.delete(f"/api/admin/tokens/{issued['id']}").json()["revoked"] is True
+    assert api.delete("/api/admin/communities/c1/members/Acme").status_code == 200
+
+
+def test_bad_input_is_a_400_that_names_the_field(api):
+    resp = api.post("/api/admin/orgs", json={"name": "Acme"})
+    assert resp.status_code == 400 and "sector" in resp.json()["description"]
+    resp = api.post("/api/admin/orgs", json={"name": "Acme", "sector": "pirates"})
+    assert resp.status_code == 400 and "sector" in resp.json()["description"]
+    resp = api.post("/api/admin/orgs", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    api.post("/api/admin/orgs", json={"name": "Acme", "sector": "vendor"})
+    assert api.post("/api/admin/orgs", json={"name": "Acme", "sector": "vendor"}).status_code == 409
+
+
+def test_roles_are_enforced(api, exchange):
+    analyst = make_member(exchange, "Plain Org")
+    org_admin = make_member(exchange, "Managed Org", role="org-admin")
+    as_analyst = {"Authorization": f"Bearer {analyst.token}"}
+    as_org_admin = {"Authorization": f"Bearer {org_admin.token}"}
+    assert api.get("/api/admin/orgs", headers=as_analyst).status_code == 403
+    assert api.get("/api/admin/orgs", headers={"Authorization": "Bearer nope"}).status_code == 401
+    ok = api.post("/api/admin/users", json={"org": "Managed Org", "name": "m2"}, headers=as_org_admin)
+    assert ok.status_code == 201
+    other = api.post("/api/admin/users", json={"org": "Plain Org", "name": "p2"}, headers=as_org_admin)
+    assert other.status_code == 403
+    escalate = api.post("/api/admin/users", json={"org": "Managed Org", "name": "m3", "role": "admin"},
+                        headers=as_org_admin)
+    assert escalate.status_code == 403
+    users = api.get("/api/admin/users", headers=as_org_admin).json()
+    assert {u["org"] for u in users} == {"Managed Org"}
