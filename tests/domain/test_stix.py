@@ -248,7 +248,7 @@ def test_stix_20_objects_are_refused_with_a_pointer_to_conversion() -> None:
 
 # --- One invalid object per rule -------------------------------------------------------
 
-NESTED = {"x": {}}
+NESTED: dict[str, Any] = {"x": {}}
 for _ in range(3000):
     NESTED = {"x": NESTED}
 
@@ -455,7 +455,7 @@ INVALID: list[tuple[str, Any, str]] = [
      "'definition' is required unless 'extensions' is present"),
     ("a new TLP marking", variant("marking-definition", definition_type="tlp",
                                   definition={"tlp": "green"}),
-     "'definition_type' 'tlp' is reserved"),
+     "'definition_type' must not be \"tlp\""),
     ("predefined TLP id, other level",
      variant("marking-definition", id=AMBER, definition_type="tlp", definition={"tlp": "red"}),
      "'definition' must be {\"tlp\": \"amber\"}"),

@@ -118,15 +118,18 @@ def demo(
         created = create_demo(exchange)
         s = _settings(host=host, port=port)
         base = f"http://{s.host}:{s.port}"
-        out.print("Demo federation " + ("created." if created else "already present."))
-        out.print(f"TAXII discovery: {base}/taxii2/   API root: {base}/taxii2/api/")
-        for c in exchange.admin.list_communities():
-            out.print(f"  collection {c.name}: {base}/taxii2/api/collections/{c.collection_id}/")
-        out.print(f"Admin API docs: {base}/api/docs")
-        table = _table("organisation", "user", "token (HTTP Basic: user + token, or Bearer)")
-        for org, user, token in demo_tokens(exchange):
-            table.add_row(org, user, token)
-        out.print(table)
+        # Plain lines, never wrapped or cut: people copy these URLs and tokens.
+        lines = [
+            "Demo federation " + ("created." if created else "already present."),
+            f"TAXII discovery:  {base}/taxii2/",
+            f"TAXII API root:   {base}/taxii2/api/",
+        ]
+        lines += [f"  collection {c.name}: {base}/taxii2/api/collections/{c.collection_id}/"
+                  for c in exchange.admin.list_communities()]
+        lines += [f"Admin API docs:   {base}/api/docs", "",
+                  "Demo tokens (HTTP Basic with user + token, or Authorization: Bearer <token>):"]
+        lines += [f"  {org:<20} {user:<18} {token}" for org, user, token in demo_tokens(exchange)]
+        sys.stdout.write("\n".join(lines) + "\n")
 
     _run(action)
 

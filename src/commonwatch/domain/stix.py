@@ -674,8 +674,8 @@ def _hook_marking_definition(obj: dict[str, Any]) -> None:
         )
     if kind == "tlp" and level is None:
         raise _Reject(
-            "'tlp' is reserved to the four predefined TLP marking definitions "
-            "(STIX 2.1 §7.2.1.4): reference one of those instead of defining a new one",
+            'must not be "tlp": that type is reserved to the four predefined TLP marking '
+            "definitions (STIX 2.1 §7.2.1.4); reference one of those instead",
             "definition_type",
         )
     if kind == "statement" and (
@@ -822,18 +822,27 @@ def validate_object(obj: object) -> StixMeta:
     """
     if type(obj) is not dict:
         raise InvalidStixObject(f"a STIX object must be a JSON object; got {_show(obj)}")
-    stype = obj.get("type")
+    stype: Any = obj.get("type")  # a str once a spec is found
     spec = _SPECS.get(stype) if type(stype) is str else None
     if spec is None:
         spec = _custom_spec(obj, stype)
-    oid = obj.get("id")
+    oid: Any = obj.get("id")  # a str of type stype once _check_own_id passes
     if type(oid) is not str or _ID_TYPES.get(oid) != stype:
         _check_own_id(oid, stype)
+    rules, name = spec.rules, ""
     try:
         version = obj.get("spec_version")
         if version != "2.1":
             _check_spec_version(version, spec)
-        _check_props(obj, spec.rules, _check_custom)
+        try:  # _check_props, inlined: this loop is the hot path
+            for name, item in obj.items():
+                rule = rules.get(name)
+                if rule is None:
+                    _check_custom(name, item)
+                else:
+                    rule(item)
+        except _Reject as exc:
+            raise _prefix(exc, name) from None
         for check in spec.checks:
             check(obj)
         if "granular_markings" in obj:
@@ -887,8 +896,9 @@ def _meta(obj: dict[str, Any], stype: str, oid: str, spec: _Compiled) -> StixMet
     set_id(meta, oid)
     set_type(meta, stype)
     set_version(meta, "2.1")
-    set_created(meta, None if created is None else parse_timestamp(created))
-    set_modified(meta, None if modified is None else parse_timestamp(modified))
+    cached = _TS_CACHE.get  # both were parsed moments ago
+    set_created(meta, None if created is None else cached(created) or parse_timestamp(created))
+    set_modified(meta, None if modified is None else cached(modified) or parse_timestamp(modified))
     set_markings(meta, marking_refs)
     set_creator(meta, obj.get("created_by_ref") if spec.creator else None)
     return meta

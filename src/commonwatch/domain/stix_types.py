@@ -369,13 +369,13 @@ SCOS: dict[str, TypeSpec] = {
     ),
     "windows-registry-key": sco(
         {"key": STR, "values": ("list", REGISTRY_VALUE), "modified_time": TS,
-         "creator_user_ref": ref("user-account"), "number_of_subkeys": NON_NEGATIVE}
+         "creator_user_ref": ref("user-account"), "number_of_subkeys": INT}
     ),
     "x509-certificate": sco(
         {"is_self_signed": BOOL, "hashes": HASHES, "version": STR, "serial_number": STR,
          "signature_algorithm": STR, "issuer": STR, "validity_not_before": TS,
          "validity_not_after": TS, "subject": STR, "subject_public_key_algorithm": STR,
-         "subject_public_key_modulus": STR, "subject_public_key_exponent": NON_NEGATIVE,
+         "subject_public_key_modulus": STR, "subject_public_key_exponent": INT,
          "x509_v3_extensions": DICT},
         (),
         ("specific",),
@@ -394,16 +394,16 @@ PREDEFINED_EXTENSIONS: dict[str, Kind] = {
     "raster-image-ext": obj({"image_height": INT, "image_width": INT, "bits_per_pixel": INT,
                              "exif_tags": DICT}),
     "windows-pebinary-ext": obj(
-        {"pe_type": STR, "imphash": STR, "machine_hex": HEX, "number_of_sections": NON_NEGATIVE,
+        {"pe_type": STR, "imphash": STR, "machine_hex": HEX, "number_of_sections": INT,
          "time_date_stamp": TS, "pointer_to_symbol_table_hex": HEX,
-         "number_of_symbols": NON_NEGATIVE, "size_of_optional_header": NON_NEGATIVE,
+         "number_of_symbols": INT, "size_of_optional_header": INT,
          "characteristics_hex": HEX, "file_header_hashes": HASHES, "optional_header": DICT,
          "sections": ("list", DICT)},
         ("pe_type",),
     ),
     "http-request-ext": obj(
         {"request_method": STR, "request_value": STR, "request_version": STR,
-         "request_header": DICT, "message_body_length": NON_NEGATIVE,
+         "request_header": DICT, "message_body_length": INT,
          "message_body_data_ref": ref("artifact")},
         ("request_method", "request_value"),
     ),

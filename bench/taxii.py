@@ -1,0 +1,524 @@
+"""TAXII 2.1 throughput and latency: CommonWatch against medallion and the machine's limit.
+
+What is measured, on the same deterministic STIX 2.1 objects for every peer (about
+60% indicators with varied patterns, 20% SCOs, 10% relationships, 5% sightings, 5%
+malware/threat-actor/report; TLP 2.0 and 1.0 markings mixed, 1% TLP:RED naming the
+reader; about 500 bytes each):
+
+* bulk POST of envelopes of 5,000 objects (objects/s, status checked);
+* a full paged GET with ``limit=1000``, following ``more``/``next`` (objects/s);
+* single-object GET latency (p50/p99) over random ids;
+* page 1 versus a middle page and the last page at the full size (page cost must not
+  grow with the position), timed during the walk and again by re-fetching each page;
+* the raw limit: ``SELECT raw FROM stix_objects WHERE community_id=? ORDER BY
+  date_added_us`` on the same rows, building the same page bytes by (a) joining the
+  stored JSON text and (b) ``orjson.loads`` + ``orjson.dumps`` of every page.
+
+Peers: CommonWatch on SQLite (a temporary file) and on PostgreSQL (a throwaway,
+durable server: fsync, full-page writes and synchronous commit on), each served by
+``commonwatch serve`` (uvicorn, one worker, log level warning) in its own process;
+medallion 3.0.0 with its memory backend in its own (Flask) process. The server (and
+PostgreSQL) run on CPU 0, this load generator (httpx, keep-alive) on CPU 1, and the
+raw limit on CPU 0, when the machine has two CPUs and ``taskset``.
+
+medallion is quadratic in the size of a collection, so it is compared at a few
+thousand objects (CommonWatch is measured on the same objects in a community of the
+same size) and its ingest is measured with the same 5,000-object envelopes, each
+posted into a fresh, empty collection. CommonWatch is compared with the raw limit at
+the full size (10^6 objects by default).
+
+Run (``pip install -e '.[bench,test,postgres]'`` first)::
+
+    .venv/bin/python bench/taxii.py                 # full run, writes docs/benchmarks.md
+    .venv/bin/python bench/taxii.py --quick         # ~1 minute smoke test, prints only
+    .venv/bin/python bench/taxii.py --objects 200000 --skip-postgres --skip-medallion
+
+Targets (printed, not asserted): ingest >= 20,000 validated objects/s on one core on
+SQLite over TAXII; paged read >= 100,000 objects/s at 10^6 stored and >= 30% of the
+raw limit; page cost independent of position.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from rich.console import Console
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    CLIENT_CPU,
+    ROOT,
+    SERVER_CPU,
+    Corpus,
+    DurablePostgres,
+    ServerProcess,
+    can_pin,
+    deciles,
+    first_objects,
+    free_port,
+    machine,
+    make_corpus,
+    markdown_table,
+    percentile,
+    pin_self,
+    pinned,
+)
+
+TAXII = "application/taxii+json;version=2.1"
+ENVELOPE = 5_000
+PAGE = 1_000
+PRODUCER_IDENTITY = "identity--5d3b0a63-2b1e-4b8e-9c43-6a0d7f1e0c01"
+READER_IDENTITY = "identity--8f2c1d74-6a5b-4e39-b1d0-3c7e9a4f2b02"
+MEDALLION_USER, MEDALLION_PASSWORD = "bench", "bench-password"
+DOCS_BEGIN, DOCS_END = "<!-- bench/taxii.py:begin -->", "<!-- bench/taxii.py:end -->"
+console = Console(stderr=True, highlight=False)
+
+
+def say(message: str) -> None:
+    console.print(f"[{time.strftime('%H:%M:%S')}] {message}")
+
+
+# --- results --------------------------------------------------------------------------
+
+
+@dataclass
+class Walk:
+    """One full paged GET: objects seen, total wall time, each page's request time."""
+
+    objects: int = 0
+    seconds: float = 0.0
+    page_seconds: list[float] = field(default_factory=list)
+    tokens: list[str | None] = field(default_factory=list)  # the `next` used for page i
+
+    @property
+    def rate(self) -> float:
+        return self.objects / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class PeerResult:
+    name: str
+    stored: int = 0
+    envelope_seconds: list[float] = field(default_factory=list)
+    envelope_sizes: list[int] = field(default_factory=list)
+    walk: Walk | None = None
+    positions: dict[str, float] = field(default_factory=dict)  # page -> median seconds
+    single: list[float] = field(default_factory=list)
+    small_walk: Walk | None = None
+    small_single: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def ingest_rate(self, first: int | None = None) -> float:
+        secs, sizes = self.envelope_seconds[:first], self.envelope_sizes[:first]
+        return sum(sizes) / sum(secs) if secs else 0.0
+
+
+@dataclass
+class RawResult:
+    name: str
+    rows: int = 0
+    join_seconds: float = 0.0
+    orjson_seconds: float = 0.0
+    page_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def join_rate(self) -> float:
+        return self.rows / self.join_seconds if self.join_seconds else 0.0
+
+    @property
+    def orjson_rate(self) -> float:
+        return self.rows / self.orjson_seconds if self.orjson_seconds else 0.0
+
+
+# --- TAXII client ----------------------------------------------------------------------
+
+
+class Collection:
+    """One TAXII 2.1 collection seen through a keep-alive httpx client."""
+
+    def __init__(self, base: str, collection_url: str, auth_header: str) -> None:
+        self.url = collection_url
+        self.client = httpx.Client(
+            base_url=base, timeout=httpx.Timeout(600.0),
+            headers={"Accept": TAXII, "Authorization": auth_header},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def post(self, body: bytes) -> tuple[float, dict[str, Any]]:
+        start = time.perf_counter()
+        response = self.client.post(self.url + "objects/", content=body,
+                                     headers={"Content-Type": TAXII})
+        elapsed = time.perf_counter() - start
+        if response.status_code != 202:
+            raise RuntimeError(f"POST answered {response.status_code}: {response.text[:500]}")
+        return elapsed, orjson.loads(response.content)
+
+    def page(self, token: str | None, limit: int = PAGE) -> tuple[float, bytes]:
+        params: dict[str, str | int] = {"limit": limit}
+        if token is not None:
+            params["next"] = token
+        start = time.perf_counter()
+        response = self.client.get(self.url + "objects/", params=params)
+        elapsed = time.perf_counter() - start
+        if response.status_code != 200:
+            raise RuntimeError(f"GET objects answered {response.status_code}: {response.text[:500]}")
+        return elapsed, response.content
+
+    def walk(self, limit: int = PAGE) -> Walk:
+        """Every page, following ``next`` while ``more``; the client parses each page."""
+        walk, token = Walk(), None
+        start = time.perf_counter()
+        while True:
+            elapsed, body = self.page(token, limit)
+            envelope = orjson.loads(body)
+            walk.page_seconds.append(elapsed)
+            walk.tokens.append(token)
+            walk.objects += len(envelope.get("objects", ()))
+            if not envelope.get("more"):
+                break
+            token = envelope["next"]
+        walk.seconds = time.perf_counter() - start
+        return walk
+
+    def get_object(self, object_id: str) -> float:
+        start = time.perf_counter()
+        response = self.client.get(f"{self.url}objects/{object_id}/")
+        elapsed = time.perf_counter() - start
+        if response.status_code != 200 or object_id.encode() not in response.content:
+            raise RuntimeError(f"GET {object_id} answered {response.status_code}")
+        return elapsed
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# --- measurements shared by the peers --------------------------------------------------
+
+
+def ingest(coll: Collection, envelopes: Sequence[bytes], sizes: Sequence[int],
+           result: PeerResult) -> None:
+    """POST each envelope in turn; every object must be reported as a success."""
+    for number, (body, expected) in enumerate(zip(envelopes, sizes, strict=True)):
+        seconds, status = coll.post(body)
+        if status.get("success_count") != expected or status.get("failure_count"):
+            raise RuntimeError(f"envelope {number}: {status.get('success_count')} stored of "
+                               f"{expected}; failures {status.get('failures', [])[:3]}")
+        result.envelope_seconds.append(seconds)
+        result.envelope_sizes.append(expected)
+        if number % 20 == 19 or number == len(envelopes) - 1:
+            say(f"  {result.name}: {sum(result.envelope_sizes):,} objects posted, "
+                f"{result.ingest_rate():,.0f} objects/s")
+
+
+def single_gets(coll: Collection, ids: Sequence[str], warmup: int = 10) -> list[float]:
+    for object_id in ids[:warmup]:
+        coll.get_object(object_id)
+    return [coll.get_object(object_id) for object_id in ids]
+
+
+def page_positions(coll: Collection, walk: Walk, repeats: int = 15) -> dict[str, float]:
+    """Median time to fetch page 1, the middle page and the last page again."""
+    n = len(walk.tokens)
+    wanted = {"first": walk.tokens[0], "middle": walk.tokens[n // 2], "last": walk.tokens[-1]}
+    return {name: percentile([coll.page(token)[0] for _ in range(repeats)], 0.5)
+            for name, token in wanted.items()}
+
+
+@contextlib.contextmanager
+def profiled(pid: int, out: Path | None, pin: bool) -> Iterator[None]:
+    """py-spy on the server process while the block runs (``--profile DIR``)."""
+    if out is None:
+        yield
+        return
+    cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+           "--rate", "250", "--format", "raw", "--output", str(out)]
+    spy = subprocess.Popen(pinned(cmd, CLIENT_CPU, pin), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=120)
+        say(f"  profile written to {out}")
+
+
+# --- CommonWatch ---------------------------------------------------------------------
+
+
+@dataclass
+class CommonWatchSetup:
+    producer_token: str
+    reader_token: str
+    big: str  # collection ids
+    small: str
+    big_community_id: int
+
+
+def prepare_commonwatch(database_url: str) -> CommonWatchSetup:
+    """A producer CERT and a reader operator, both cleared for TLP:RED, in two communities.
+
+    The organisations' STIX identities are set to fixed values so that the corpus
+    (its ``created_by_ref`` and TLP:RED recipients) is the same for every database.
+    """
+    from sqlalchemy import text
+
+    from commonwatch.config import load_settings
+    from commonwatch.domain.markings import Tlp
+    from commonwatch.services.exchange import Exchange
+
+    exchange = Exchange(load_settings(environ={}, database_url=database_url))
+    try:
+        admin = exchange.admin
+        admin.create_org("Bench CERT", "government", "LU")
+        admin.create_org("Bench Operator", "operator", "LU")
+        admin.create_user("Bench CERT", "bench-producer", "analyst")
+        admin.create_user("Bench Operator", "bench-reader", "reader")
+        producer = admin.create_token("bench-producer", "benchmark").secret
+        reader = admin.create_token("bench-reader", "benchmark").secret
+        big = admin.create_community("bench-big", "Benchmark (full size)")
+        small = admin.create_community("bench-small", "Benchmark (medallion size)")
+        for community in (big, small):
+            admin.set_membership("Bench CERT", community.name, True, True, Tlp.RED)
+            admin.set_membership("Bench Operator", community.name, True, False, Tlp.RED)
+        with exchange.engine.begin() as conn:
+            for name, identity in (("Bench CERT", PRODUCER_IDENTITY),
+                                   ("Bench Operator", READER_IDENTITY)):
+                conn.execute(text("UPDATE organisations SET identity_id = :i WHERE name = :n"),
+                             {"i": identity, "n": name})
+        return CommonWatchSetup(producer, reader, big.collection_id, small.collection_id, big.id)
+    finally:
+        exchange.close()
+
+
+def commonwatch_server(database_url: str, port: int, log: Path, pin: bool) -> ServerProcess:
+    env = dict(os.environ, COMMONWATCH_DATABASE_URL=database_url, COMMONWATCH_LOG_LEVEL="warning")
+    cmd = [str(Path(sys.executable).parent / "commonwatch"), "serve",
+           "--host", "127.0.0.1", "--port", str(port)]
+    return ServerProcess(pinned(cmd, SERVER_CPU, pin), env, log,
+                         f"http://127.0.0.1:{port}/taxii2/")
+
+
+@dataclass
+class Workload:
+    corpus: Corpus
+    small_body: bytes  # the first --medallion-objects objects, one envelope
+    big_ids: list[str]  # random ids for single GETs at the full size
+    small_ids: list[str]  # ... and at the medallion size
+    medallion_envelopes: int
+    profile_dir: Path | None
+    pin: bool
+    workdir: Path
+
+
+def run_commonwatch(name: str, database_url: str, work: Workload) -> tuple[PeerResult, int]:
+    """Every measurement on one CommonWatch server; returns the big community's id."""
+    say(f"{name}: preparing {database_url}")
+    setup = prepare_commonwatch(database_url)
+    result, port = PeerResult(name), free_port()
+    base = f"http://127.0.0.1:{port}"
+    root = "/taxii2/api/collections/"
+    tag = name.lower().replace(" ", "-").replace("/", "")
+    with commonwatch_server(database_url, port, work.workdir / f"{tag}.log", work.pin) as server:
+        def profile(phase: str) -> contextlib.AbstractContextManager[None]:
+            out = work.profile_dir / f"{tag}-{phase}.txt" if work.profile_dir else None
+            return profiled(server.pid, out, work.pin)
+
+        writer = Collection(base, f"{root}{setup.big}/", bearer(setup.producer_token))
+        say(f"{name}: bulk POST of {work.corpus.count:,} objects")
+        with profile("ingest"):
+            ingest(writer, work.corpus.envelopes, work.corpus.sizes, result)
+        writer.url = f"{root}{setup.small}/"
+        writer.post(work.small_body)
+        writer.close()
+        reader = Collection(base, f"{root}{setup.big}/", bearer(setup.reader_token))
+        say(f"{name}: paged GET of the full collection")
+        with profile("read"):
+            result.walk = reader.walk()
+        say(f"{name}: {result.walk.objects:,} objects in {len(result.walk.page_seconds)} pages, "
+            f"{result.walk.rate:,.0f} objects/s; re-fetching first/middle/last pages")
+        result.positions = page_positions(reader, result.walk)
+        result.single = single_gets(reader, work.big_ids)
+        reader.url = f"{root}{setup.small}/"
+        result.small_walk = reader.walk()
+        result.small_single = single_gets(reader, work.small_ids)
+        reader.close()
+    result.stored = result.walk.objects
+    return result, setup.big_community_id
+
+
+# --- the raw limit ---------------------------------------------------------------------
+
+RAW_SQL = "SELECT raw FROM stix_objects WHERE community_id = {} ORDER BY date_added_us"
+FAKE_NEXT = b'"Y3cxOjE3NjcyMjU2MDAwMDAwMDA"'  # as long as a real cursor
+
+
+def page_by_join(raws: list[str], more: bool) -> bytes:
+    head = b'{"more":true,"next":' + FAKE_NEXT if more else b'{"more":false'
+    return head + b',"objects":[' + ",".join(raws).encode() + b"]}"
+
+
+def page_by_orjson(raws: list[str], more: bool) -> bytes:
+    envelope: dict[str, Any] = {"more": more}
+    if more:
+        envelope["next"] = FAKE_NEXT.decode().strip('"')
+    envelope["objects"] = [orjson.loads(r) for r in raws]
+    return orjson.dumps(envelope)
+
+
+def raw_pass(cursor: Any, sql: str, params: tuple[Any, ...], build: Any,
+             page_seconds: list[float] | None) -> tuple[int, float]:
+    """One scan building every page with ``build``; returns (rows, seconds)."""
+    rows = 0
+    start = time.perf_counter()
+    cursor.execute(sql, params)
+    page = cursor.fetchmany(PAGE)
+    while page:
+        began = time.perf_counter()
+        following = cursor.fetchmany(PAGE)
+        build([r[0] for r in page], bool(following))
+        rows += len(page)
+        if page_seconds is not None:
+            page_seconds.append(time.perf_counter() - began)
+        page = following
+    return rows, time.perf_counter() - start
+
+
+def raw_sqlite(path: Path, community_id: int, pin: bool) -> RawResult:
+    result = RawResult("raw sqlite3 (limit)")
+    pin_self(SERVER_CPU, pin)
+    try:
+        conn = sqlite3.connect(path)
+        sql = RAW_SQL.format("?")
+        raw_pass(conn.cursor(), sql, (community_id,), page_by_join, None)  # warm the cache
+        result.rows, result.join_seconds = raw_pass(
+            conn.cursor(), sql, (community_id,), page_by_join, result.page_seconds)
+        _, result.orjson_seconds = raw_pass(conn.cursor(), sql, (community_id,), page_by_orjson, None)
+        conn.close()
+    finally:
+        pin_self(CLIENT_CPU, pin)
+    return result
+
+
+def raw_postgres(url: str, community_id: int, pin: bool) -> RawResult:
+    """The same scan through a server-side cursor, 1,000 rows per FETCH."""
+    import psycopg
+
+    result = RawResult("raw psycopg (limit)")
+    pin_self(SERVER_CPU, pin)
+    try:
+        with psycopg.connect(url.replace("+psycopg", "")) as conn:
+            sql = RAW_SQL.format("%s")
+            for build, slot in ((page_by_join, None), (page_by_join, "join"), (page_by_orjson, "orjson")):
+                with conn.cursor(name=f"raw_{slot}") as cur:
+                    pages = result.page_seconds if slot == "join" else None
+                    rows, seconds = raw_pass(cur, sql, (community_id,), build, pages)
+                if slot == "join":
+                    result.rows, result.join_seconds = rows, seconds
+                elif slot == "orjson":
+                    result.orjson_seconds = seconds
+    finally:
+        pin_self(CLIENT_CPU, pin)
+    return result
+
+
+# --- medallion -----------------------------------------------------------------------
+
+MEDALLION_COLLECTION = "1f4e8a7c-2b3d-4c5e-8f60-718293a4b5c6"
+
+
+def medallion_files(directory: Path, port: int) -> Path:
+    """A memory-backend data file with one empty collection, and the config naming it.
+
+    The format is what ``medallion.backends.memory_backend.MemoryBackend`` reads:
+    ``/discovery`` plus one key per API root holding ``information``, ``status`` and
+    ``collections`` (each with ``objects`` and ``manifest``). Page size and request
+    size are raised so that ``limit=1000`` and 5,000-object envelopes are accepted,
+    and ``next`` sessions outlive medallion's slow paging.
+    """
+    root = f"http://127.0.0.1:{port}/bench/"
+    data = {
+        "/discovery": {"title": "medallion", "description": "benchmark", "default": root,
+                       "api_roots": [root]},
+        "bench": {
+            "information": {"title": "bench", "description": "benchmark", "versions": [TAXII],
+                            "max_content_length": 256 * 1024 * 1024},
+            "status": [],
+            "collections": [{
+                "id": MEDALLION_COLLECTION, "title": "bench", "description": "benchmark",
+                "can_read": True, "can_write": True,
+                "media_types": ["application/stix+json;version=2.1"],
+                "objects": [], "manifest": [],
+            }],
+        },
+    }
+    data_file = directory / "medallion-data.json"
+    data_file.write_bytes(orjson.dumps(data))
+    config = {
+        "backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend",
+                    "filename": str(data_file), "session_timeout": 86_400},
+        "users": {MEDALLION_USER: MEDALLION_PASSWORD},
+        "taxii": {"max_page_size": PAGE},
+    }
+    config_file = directory / "medallion-config.json"
+    config_file.write_bytes(orjson.dumps(config))
+    return config_file
+
+
+@contextlib.contextmanager
+def medallion(work: Workload) -> Iterator[Collection]:
+    """A fresh medallion server (empty collection) and a client for its collection."""
+    port = free_port()
+    config = medallion_files(work.workdir, port)
+    cmd = [str(Path(sys.executable).parent / "medallion"), "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "WARN", str(config)]
+    log = work.workdir / "medallion.log"
+    with ServerProcess(pinned(cmd, SERVER_CPU, work.pin), dict(os.environ), log,
+                       f"http://127.0.0.1:{port}/taxii2/"):
+        coll = Collection(f"http://127.0.0.1:{port}", f"/bench/collections/{MEDALLION_COLLECTION}/",
+                          basic(MEDALLION_USER, MEDALLION_PASSWORD))
+        try:
+            yield coll
+        finally:
+            coll.close()
+
+
+def run_medallion(work: Workload) -> PeerResult:
+    result = PeerResult("medallion 3.0.0 (memory)")
+    envelopes = work.corpus.envelopes[:work.medallion_envelopes]
+    for number, body in enumerate(envelopes):
+        say(f"medallion: POST of envelope {number + 1} into a fresh collection")
+        with medallion(work) as coll:
+            ingest(coll, [body], [work.corpus.sizes[number]], result)
+    with medallion(work) as coll:
+        coll.post(work.small_body)
+        say(f"medallion: paged GET of {len(work.small_ids):,} objects")
+        result.small_walk = coll.walk()
+        result.stored = result.small_walk.objects
+        say(f"medallion: {result.small_walk.rate:,.0f} objects/s; single GETs")
+        result.small_single = single_gets(coll, work.small_ids, warmup=2)
+    return result
