@@ -189,6 +189,7 @@ class _Generator:
 
     def sco(self, i: int) -> dict[str, Any]:
         roll = self.rng.random()
+        props: dict[str, Any]
         if roll < 0.4:
             kind, props = "ipv4-addr", {"value": self.ipv4(i)}
         elif roll < 0.7:

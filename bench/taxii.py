@@ -522,3 +522,292 @@ def run_medallion(work: Workload) -> PeerResult:
         say(f"medallion: {result.small_walk.rate:,.0f} objects/s; single GETs")
         result.small_single = single_gets(coll, work.small_ids, warmup=2)
     return result
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.2f}"
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def ingest_table(peers: Sequence[PeerResult], first: int) -> str:
+    rows = []
+    for p in peers:
+        if not p.envelope_seconds:
+            continue
+        n = len(p.envelope_seconds)
+        tenth = max(1, n // 10)
+        rows.append([
+            p.name, f"{sum(p.envelope_sizes):,}", n, rate(p.ingest_rate()), rate(p.ingest_rate(first)),
+            rate(sum(p.envelope_sizes[-tenth:]) / sum(p.envelope_seconds[-tenth:])),
+            ms(percentile(p.envelope_seconds, 0.5)),
+        ])
+    return markdown_table(
+        ["peer", "objects", "envelopes", "objects/s (all)",
+         f"objects/s (first {first} envelopes, empty collection)", "objects/s (last 10% of envelopes)",
+         "p50 ms per envelope"], rows)
+
+
+def read_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str:
+    rows = []
+    for p in peers:
+        if p.walk is None:
+            continue
+        raw = raws.get(p.name)
+        rows.append([
+            p.name, f"{p.walk.objects:,}", len(p.walk.page_seconds), rate(p.walk.rate),
+            f"{100 * p.walk.rate / raw.join_rate:.0f}%" if raw else "-",
+            f"{100 * p.walk.rate / raw.orjson_rate:.0f}%" if raw else "-",
+        ])
+    for raw in raws.values():
+        rows.append([raw.name + ", join stored text", f"{raw.rows:,}", len(raw.page_seconds),
+                     rate(raw.join_rate), "100%", "-"])
+        rows.append([raw.name + ", orjson loads+dumps", f"{raw.rows:,}", len(raw.page_seconds),
+                     rate(raw.orjson_rate), "-", "100%"])
+    return markdown_table(["peer", "objects", "pages", "objects/s", "% of raw (join)",
+                           "% of raw (orjson)"], rows)
+
+
+def position_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str:
+    rows = []
+    for p in peers:
+        if p.walk is None:
+            continue
+        d = deciles(p.walk.page_seconds)
+        pos = p.positions
+        rows.append([p.name, ms(pos["first"]), ms(pos["middle"]), ms(pos["last"]),
+                     f"{pos['last'] / pos['first']:.2f}", ms(d[0]), ms(d[1]), ms(d[2]),
+                     f"{d[2] / d[0]:.2f}"])
+    for raw in raws.values():
+        d = deciles(raw.page_seconds)
+        rows.append([raw.name + " (join)", "-", "-", "-", "-", ms(d[0]), ms(d[1]), ms(d[2]),
+                     f"{d[2] / d[0]:.2f}"])
+    return markdown_table(
+        ["peer", "page 1 ms", "middle page ms", "last page ms", "last/first",
+         "walk: first 10% p50 ms", "middle 10% p50 ms", "last 10% p50 ms", "last/first"], rows)
+
+
+def single_table(peers: Sequence[PeerResult], small: bool) -> str:
+    rows = []
+    for p in peers:
+        values = p.small_single if small else p.single
+        if values:
+            rows.append([p.name, f"{p.small_walk.objects if small and p.small_walk else p.stored:,}",
+                         len(values), ms(percentile(values, 0.5)), ms(percentile(values, 0.99))])
+    return markdown_table(["peer", "objects stored", "GETs", "p50 ms", "p99 ms"], rows)
+
+
+def small_read_table(peers: Sequence[PeerResult]) -> str:
+    rows = [[p.name, f"{p.small_walk.objects:,}", len(p.small_walk.page_seconds),
+             f"{p.small_walk.seconds:,.3f}", rate(p.small_walk.rate)]
+            for p in peers if p.small_walk is not None]
+    return markdown_table(["peer", "objects", "pages", "seconds", "objects/s"], rows)
+
+
+def ratio_table(peers: Sequence[PeerResult], med: PeerResult | None, first: int,
+                raws: dict[str, RawResult]) -> str:
+    rows = []
+    for p in peers:
+        if med is not None and med.envelope_seconds and p.small_walk and med.small_walk:
+            rows.append([f"{p.name} / medallion", "ingest (same envelopes, empty collection)",
+                         f"{p.ingest_rate(first) / med.ingest_rate():,.1f}x"])
+            rows.append(["", f"paged GET ({med.small_walk.objects:,} objects)",
+                         f"{p.small_walk.rate / med.small_walk.rate:,.0f}x"])
+            rows.append(["", "single GET p50 (speed-up)",
+                         f"{percentile(med.small_single, 0.5) / percentile(p.small_single, 0.5):,.0f}x"])
+        raw = raws.get(p.name)
+        if raw and p.walk:
+            rows.append([f"{p.name} / raw limit", f"paged GET ({p.walk.objects:,} objects), join",
+                         f"{100 * p.walk.rate / raw.join_rate:.0f}%"])
+            rows.append(["", "paged GET, orjson loads+dumps", f"{100 * p.walk.rate / raw.orjson_rate:.0f}%"])
+    return markdown_table(["comparison", "measurement", "ratio"], rows)
+
+
+def target_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str:
+    rows = []
+    for p in peers:
+        if p.walk is None:
+            continue
+        raw = raws.get(p.name)
+        position = p.positions["last"] / p.positions["first"]
+        share = p.walk.rate / raw.join_rate if raw else float("nan")
+        rows += [
+            [p.name, "ingest >= 20,000 objects/s (SQLite target)", rate(p.ingest_rate()),
+             met(p.ingest_rate() >= 20_000) if "SQLite" in p.name else "(no target)"],
+            ["", f"paged read >= 100,000 objects/s at {p.walk.objects:,}", rate(p.walk.rate),
+             met(p.walk.rate >= 100_000)],
+            ["", ">= 30% of the raw limit (join)", f"{100 * share:.0f}%", met(share >= 0.30)],
+            ["", "page cost independent of position (last/first <= 1.5)", f"{position:.2f}",
+             met(position <= 1.5)],
+        ]
+    return markdown_table(["peer", "target", "measured", "status"], rows)
+
+
+def describe(args: argparse.Namespace, work: Workload, pg_settings: dict[str, str] | None) -> str:
+    info = machine()
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    types = ", ".join(f"{t} {n:,}" for t, n in work.corpus.types.most_common())
+    lines = [
+        f"- Machine: {info['cpus']} CPUs, {info['cpu']}, {info['memory']} RAM; {info['os']}; "
+        f"Python {info['python']}.",
+        f"- Code: CommonWatch `{commit}`, medallion 3.0.0, uvicorn (h11, asyncio) one worker.",
+        f"- Command: `{' '.join(['.venv/bin/python', 'bench/taxii.py', *sys.argv[1:]])}`",
+        "- Pinning: " + ("server (and PostgreSQL) on CPU 0 with `taskset -c 0`, this load "
+                         "generator on CPU 1 (`sched_setaffinity`, as `taskset -c 1`), raw "
+                         "limit on CPU 0." if work.pin else "**off** (fewer than 2 CPUs or no taskset)."),
+        f"- Objects: {work.corpus.count:,} in envelopes of {ENVELOPE:,}, seed {args.seed}, "
+        f"{work.corpus.raw_bytes / max(1, work.corpus.count):,.0f} bytes each on average: {types}.",
+        "- SQLite: a file in a temporary folder, CommonWatch's settings (WAL, synchronous=NORMAL).",
+    ]
+    if pg_settings:
+        lines.append("- PostgreSQL " + pg_settings["server_version"] + ": durable, fsync="
+                     + pg_settings["fsync"] + ", synchronous_commit=" + pg_settings["synchronous_commit"]
+                     + ", full_page_writes=" + pg_settings["full_page_writes"] + ", same CPU as the server.")
+    lines.append("- Reader: an organisation cleared for TLP:RED and named on every TLP:RED object, so "
+                 "it sees every stored object (plus the 2 system objects of each community); "
+                 "default `match[version]=last`.")
+    return "\n".join(lines)
+
+
+def render(args: argparse.Namespace, work: Workload, peers: list[PeerResult],
+           med: PeerResult | None, raws: dict[str, RawResult],
+           pg_settings: dict[str, str] | None) -> str:
+    everyone = [*peers, *([med] if med else [])]
+    first = work.medallion_envelopes
+    size = f"{len(work.small_ids):,}" if med else "small"
+    parts = [
+        f"Run at {time.strftime('%Y-%m-%d %H:%M %Z')}.\n", describe(args, work, pg_settings),
+        f"\n### Bulk POST (envelopes of {ENVELOPE:,})\n", ingest_table(everyone, first),
+        f"\n### Paged GET, limit={PAGE:,}, full collection\n", read_table(peers, raws),
+        "\n### Page cost by position (limit=1000)\n\nRe-fetch: median of 15 fetches of page 1, "
+        "the middle page and the last page (by their `next` tokens). Walk: median request "
+        "time of the pages in the first, middle and last tenth of the walk.\n",
+        position_table(peers, raws),
+        f"\n### Single-object GET at the full size ({len(work.big_ids):,} random ids)\n",
+        single_table(peers, small=False),
+        f"\n### Against medallion at {args.medallion_objects:,} objects\n\nPaged GET, limit=1000:\n",
+        small_read_table(everyone),
+        f"\nSingle-object GET ({size} random ids):\n", single_table(everyone, small=True),
+        "\n### Ratios\n", ratio_table(peers, med, first, raws),
+        "\n### Targets (from the issue; printed, not asserted)\n", target_table(peers, raws),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_docs(path: Path, section: str) -> None:
+    """Replace the generated section of ``path`` (between markers), keep the rest."""
+    text = path.read_text() if path.exists() else (
+        "# Benchmarks\n\n## TAXII 2.1: `bench/taxii.py`\n\n" + DOCS_BEGIN + "\n" + DOCS_END + "\n")
+    if DOCS_BEGIN not in text:
+        text += "\n" + DOCS_BEGIN + "\n" + DOCS_END + "\n"
+    head, rest = text.split(DOCS_BEGIN, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    path.write_text(head + DOCS_BEGIN + "\n" + section + DOCS_END + tail)
+    say(f"results written to {path}")
+
+
+# --- main ----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=1_000_000, help="objects stored (full size)")
+    parser.add_argument("--medallion-objects", type=int, default=2_000,
+                        help="collection size for the comparison with medallion")
+    parser.add_argument("--medallion-envelopes", type=int, default=2,
+                        help="5,000-object envelopes posted to medallion (each to a fresh collection)")
+    parser.add_argument("--single-gets", type=int, default=1_000, help="random ids for single GETs")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-medallion", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="~1 minute smoke test: 50,000 objects, 500 for medallion, 200 GETs")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record py-spy profiles (raw format) of ingest and paged read")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="Markdown file to update (default docs/benchmarks.md; none with --quick)")
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.objects, args.medallion_objects = 50_000, 500
+        args.medallion_envelopes, args.single_gets = 1, 200
+    if args.docs is None and not args.quick and not args.no_docs:
+        args.docs = ROOT / "docs" / "benchmarks.md"
+    return args
+
+
+def make_workload(args: argparse.Namespace, workdir: Path, pin: bool) -> Workload:
+    say(f"generating {args.objects:,} objects (seed {args.seed})")
+    corpus = make_corpus(args.objects, ENVELOPE, args.seed, PRODUCER_IDENTITY, READER_IDENTITY)
+    small = min(args.medallion_objects, corpus.count)
+    rng = random.Random(args.seed)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    return Workload(
+        corpus=corpus, small_body=first_objects(corpus, small),
+        big_ids=rng.sample(corpus.ids, min(args.single_gets, corpus.count)),
+        small_ids=rng.sample(corpus.ids[:small], min(args.single_gets, small)),
+        medallion_envelopes=min(args.medallion_envelopes, len(corpus.envelopes)),
+        profile_dir=args.profile, pin=pin, workdir=workdir,
+    )
+
+
+def run_postgres(work: Workload, peers: list[PeerResult], raws: dict[str, RawResult]) -> dict[str, str]:
+    server = DurablePostgres(work.pin).start()
+    try:
+        import psycopg
+
+        with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE commonwatch_bench")
+        url = server.url("commonwatch_bench")
+        result, community_id = run_commonwatch("CommonWatch PostgreSQL", url, work)
+        peers.append(result)
+        say("raw limit on PostgreSQL")
+        raws[result.name] = raw_postgres(url, community_id, work.pin)
+        return server.settings()
+    finally:
+        server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    pin = can_pin() and not args.no_pin
+    pin_self(CLIENT_CPU, pin)
+    say("pinning: server on CPU 0 (taskset -c 0), load generator on CPU 1" if pin
+        else "pinning: off")
+    workdir = Path(tempfile.mkdtemp(prefix="cw-bench-"))
+    work = make_workload(args, workdir, pin)
+    peers: list[PeerResult] = []
+    raws: dict[str, RawResult] = {}
+    pg_settings = None
+    if not args.skip_sqlite:
+        path = workdir / "commonwatch.db"
+        result, community_id = run_commonwatch("CommonWatch SQLite", f"sqlite:///{path}", work)
+        peers.append(result)
+        say("raw limit on SQLite")
+        raws[result.name] = raw_sqlite(path, community_id, pin)
+    if not args.skip_postgres:
+        pg_settings = run_postgres(work, peers, raws)
+    med = None if args.skip_medallion else run_medallion(work)
+    section = render(args, work, peers, med, raws, pg_settings)
+    print(section)
+    if args.docs and not args.no_docs:
+        write_docs(args.docs, section)
+    say(f"server logs in {workdir}")
+
+
+if __name__ == "__main__":
+    main()

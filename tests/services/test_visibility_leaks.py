@@ -155,6 +155,9 @@ def _check_reader(client, org, token, comms, cids, objects):
         if not knows:
             assert resp.status_code == (401 if token is None else 404)
             continue
+        if not c.public and not c.members[org][0]:
+            assert resp.status_code == 403  # TAXII 2.1 §5.2: can_read false
+            continue
         expected = _expected(org, comms, objects, cidx)
         got: dict[str, list[int]] = {}
         for obj in resp.json().get("objects", []):

@@ -246,3 +246,14 @@ def test_every_response_has_the_taxii_content_type(env):
                  f"/taxii2/api/status/{status.json()['id']}/"]:
         resp = http.get(path, headers=bearer(alice))
         assert resp.status_code == 200 and resp.headers["content-type"] == TAXII, path
+
+
+def test_write_only_members_may_post_but_not_read(env, exchange):
+    dropbox = make_member(exchange, "Drop Box")
+    exchange.admin.set_membership(dropbox.org, "sharing", can_read=False, can_write=True)
+    assert post(env, dropbox, [indicator()]).status_code == 202
+    coll = env["http"].get(f"/taxii2/api/collections/{env['cid']}/", headers=bearer(dropbox)).json()
+    assert coll["can_read"] is False and coll["can_write"] is True
+    for suffix in ("objects/", "manifest/"):
+        resp = env["http"].get(f"/taxii2/api/collections/{env['cid']}/{suffix}", headers=bearer(dropbox))
+        assert_taxii_error(resp, 403)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import Clearance, Principal
-from commonwatch.errors import InvalidParameter, NotFound
+from commonwatch.errors import InvalidParameter, NotFound, PermissionDenied
 from commonwatch.storage.models import Community, Membership, ObjectRecipient, StixObject
 
 _NOT_FOUND = "no collection with this id is available to you"
@@ -170,7 +170,7 @@ class QueryService:
             return self._collection(s, principal, collection_id)
 
     def _collection(
-        self, s: Session, principal: Principal | None, collection_id: str
+        self, s: Session, principal: Principal | None, collection_id: str, *, read: bool = False
     ) -> tuple[Community, Clearance]:
         community = s.scalar(select(Community).where(Community.collection_id == collection_id))
         if community is None:
@@ -178,6 +178,9 @@ class QueryService:
         clearance = self.clearance(s, principal, community)
         if not clearance.sees_anything:
             raise NotFound(_NOT_FOUND)
+        if read and not (clearance.can_read or clearance.public):
+            # TAXII 2.1 §5.2: can_read false forbids the object, manifest and versions reads.
+            raise PermissionDenied("your membership does not allow reading this collection")
         return community, clearance
 
     # -- objects -------------------------------------------------------------------
@@ -187,7 +190,7 @@ class QueryService:
     ) -> Page:
         """Visible object versions matching ``flt``, in date_added order."""
         with self._sessions() as s:
-            community, clearance = self._collection(s, principal, collection_id)
+            community, clearance = self._collection(s, principal, collection_id, read=True)
             o = aliased(StixObject, name="o")
             query = select(
                 o.stix_id, o.spec_version, o.version_us, o.date_added_us,
@@ -207,7 +210,7 @@ class QueryService:
     ) -> Page:
         """Visible versions of one object, oldest version first (TAXII 2.1 §5.7)."""
         with self._sessions() as s:
-            community, clearance = self._collection(s, principal, collection_id)
+            community, clearance = self._collection(s, principal, collection_id, read=True)
             o = aliased(StixObject, name="o")
             query = select(
                 o.stix_id, o.spec_version, o.version_us, o.date_added_us, literal_column("NULL")
