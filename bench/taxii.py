@@ -105,6 +105,7 @@ class Walk:
     objects: int = 0
     seconds: float = 0.0
     page_seconds: list[float] = field(default_factory=list)
+    page_objects: list[int] = field(default_factory=list)
     tokens: list[str | None] = field(default_factory=list)  # the `next` used for page i
 
     @property
@@ -192,7 +193,8 @@ class Collection:
             envelope = orjson.loads(body)
             walk.page_seconds.append(elapsed)
             walk.tokens.append(token)
-            walk.objects += len(envelope.get("objects", ()))
+            walk.page_objects.append(len(envelope.get("objects", ())))
+            walk.objects += walk.page_objects[-1]
             if not envelope.get("more"):
                 break
             token = envelope["next"]
@@ -241,9 +243,10 @@ def single_gets(coll: Collection, ids: Sequence[str], warmup: int = 10) -> list[
 
 
 def page_positions(coll: Collection, walk: Walk, repeats: int = 15) -> dict[str, float]:
-    """Median time to fetch page 1, the middle page and the last page again."""
+    """Median time to fetch page 1, the middle page and the last full page again."""
     n = len(walk.tokens)
-    wanted = {"first": walk.tokens[0], "middle": walk.tokens[n // 2], "last": walk.tokens[-1]}
+    last = n - 1 if walk.page_objects[-1] == walk.page_objects[0] or n == 1 else n - 2
+    wanted = {"first": walk.tokens[0], "middle": walk.tokens[n // 2], "last": walk.tokens[last]}
     return {name: percentile([coll.page(token)[0] for _ in range(repeats)], 0.5)
             for name, token in wanted.items()}
 
@@ -377,12 +380,14 @@ RAW_SQL = "SELECT raw FROM stix_objects WHERE community_id = {} ORDER BY date_ad
 FAKE_NEXT = b'"Y3cxOjE3NjcyMjU2MDAwMDAwMDA"'  # as long as a real cursor
 
 
-def page_by_join(raws: list[str], more: bool) -> bytes:
+def page_by_join(raws: list[Any], more: bool) -> bytes:
+    """The stored JSON joined into an envelope (``raw`` is text or bytes by schema)."""
     head = b'{"more":true,"next":' + FAKE_NEXT if more else b'{"more":false'
-    return head + b',"objects":[' + ",".join(raws).encode() + b"]}"
+    body = b",".join(raws) if isinstance(raws[0], bytes) else ",".join(raws).encode()
+    return head + b',"objects":[' + body + b"]}"
 
 
-def page_by_orjson(raws: list[str], more: bool) -> bytes:
+def page_by_orjson(raws: list[Any], more: bool) -> bytes:
     envelope: dict[str, Any] = {"more": more}
     if more:
         envelope["next"] = FAKE_NEXT.decode().strip('"')
@@ -690,7 +695,7 @@ def render(args: argparse.Namespace, work: Workload, peers: list[PeerResult],
         f"\n### Bulk POST (envelopes of {ENVELOPE:,})\n", ingest_table(everyone, first),
         f"\n### Paged GET, limit={PAGE:,}, full collection\n", read_table(peers, raws),
         "\n### Page cost by position (limit=1000)\n\nRe-fetch: median of 15 fetches of page 1, "
-        "the middle page and the last page (by their `next` tokens). Walk: median request "
+        "the middle page and the last full page (by their `next` tokens). Walk: median request "
         "time of the pages in the first, middle and last tenth of the walk.\n",
         position_table(peers, raws),
         f"\n### Single-object GET at the full size ({len(work.big_ids):,} random ids)\n",

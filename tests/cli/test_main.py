@@ -66,4 +66,4 @@ def test_demo_creates_the_federation_once_and_prints_tokens(cli, exchange):
     (community, _) = [(c, k) for c, k in exchange.query.collections(principal)][0]
     from commonwatch.services.query import ObjectFilter
     rows = exchange.query.objects(principal, community.collection_id, ObjectFilter()).rows
-    assert rows and all('"marking-definition--55d920b0' not in (r.raw or "") for r in rows)
+    assert rows and all(b'"marking-definition--55d920b0' not in (r.raw or b"") for r in rows)

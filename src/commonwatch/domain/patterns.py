@@ -740,28 +740,42 @@ def _parse_fast(text: str) -> Pattern | None:
 
 def _fast_comparison(groups: Sequence[str], offset: int) -> Comparison | None:
     object_type, first, rest, value = groups
-    if object_type in _IDENT_KINDS:
+    path = _PATH_CACHE.get(first + rest) or _fast_path(first, rest)
+    if object_type in _IDENT_KINDS or path is _DECLINED:
         return None
-    names = [(first, "")]
-    if rest:
-        names += _STEP_RE.findall(rest)
+    steps, has_hashes = path
+    if has_hashes:
+        _check_hash(steps, value, offset)
+    literal = _string(value) if value[0] == "'" else IntegerLiteral(int(value))
+    return Comparison(object_type, steps, ComparisonOperator.EQ, False, literal)
+
+
+_CachedPath: TypeAlias = tuple[tuple[PathStep, ...], bool]
+_DECLINED: _CachedPath = ((), False)
+_PATH_CACHE: dict[str, _CachedPath] = {}
+_PATH_CACHE_SIZE = 4096
+
+
+def _fast_path(first: str, rest: str) -> _CachedPath:
+    """Decode a path matched by the fast regex; cached, as feeds repeat a few paths."""
     path: list[PathStep] = []
     has_hashes = False
-    for name, index in names:
+    for name, index in [(first, ""), *(_STEP_RE.findall(rest) if rest else ())]:
         if index:
             path.append(ANY_INDEX if index == "*" else IndexStep(int(index)))
             continue
         if name[0] == "'":
             name = _unescape(name[1:-1])
-        elif name in _IDENT_KINDS:
-            return None
+        elif name in _IDENT_KINDS:  # a keyword: the general parser reports it
+            path = []
+            break
         has_hashes = has_hashes or name == "hashes"
         path.append(PropertyStep(name))
-    steps = tuple(path)
-    if has_hashes:
-        _check_hash(steps, value, offset)
-    literal = _string(value) if value[0] == "'" else IntegerLiteral(int(value))
-    return Comparison(object_type, steps, ComparisonOperator.EQ, False, literal)
+    result = (tuple(path), has_hashes) if path else _DECLINED
+    if len(_PATH_CACHE) >= _PATH_CACHE_SIZE:  # paths are user input: stay bounded
+        _PATH_CACHE.clear()
+    _PATH_CACHE[first + rest] = result
+    return result
 
 
 # --- Public API -------------------------------------------------------------------------

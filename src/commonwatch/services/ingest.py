@@ -60,7 +60,7 @@ class _Candidate:
     tlp: int
     recipients: frozenset[str]
     content_hash: str
-    raw: str
+    raw: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +252,7 @@ class IngestService:
             obj=obj, stix_id=stix_id, type=type_, spec_version=spec_version,
             versioned_us=versioned_us, tlp=int(tlp), recipients=recipients,
             content_hash=hashlib.sha256(canonical).hexdigest(),
-            raw=orjson.dumps(obj).decode(),
+            raw=orjson.dumps(obj),
         )
 
     def _member_identities(self) -> dict[str, int]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, false, literal_column, or_, select, true
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import Clearance, Principal
@@ -27,6 +27,9 @@ from commonwatch.errors import InvalidParameter, NotFound, PermissionDenied
 from commonwatch.storage.models import Community, Membership, ObjectRecipient, StixObject
 
 _NOT_FOUND = "no collection with this id is available to you"
+# Core tables, not ORM entities: the read path returns plain rows, never loads objects.
+_OBJECTS = StixObject.__table__
+_RECIPIENTS = ObjectRecipient.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,7 @@ class ObjectRow:
     spec_version: str
     version_us: int
     date_added_us: int
-    raw: str | None
+    raw: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +99,8 @@ def visible(t: Any, c: Clearance) -> ColumnElement[bool]:
         terms.append(t.producer_org_id == c.org_id)
     if c.can_read:
         if c.max_tlp >= Tlp.RED and c.identity_id is not None:
-            named = exists().where(
-                ObjectRecipient.object_id == t.id, ObjectRecipient.identity_id == c.identity_id
-            )
+            r = _RECIPIENTS.c
+            named = exists().where(r.object_id == t.id, r.identity_id == c.identity_id)
             terms.append(or_(t.tlp <= int(Tlp.AMBER_STRICT), named))
         else:
             terms.append(t.tlp <= int(min(c.max_tlp, Tlp.AMBER_STRICT)))
@@ -117,7 +119,7 @@ def _version_clause(o: Any, c: Clearance, sel: VersionSelector) -> ColumnElement
         for wanted, flag in ((True, sel.last), (False, sel.first)):
             if not flag:
                 continue
-            o2 = aliased(StixObject)
+            o2 = _OBJECTS.alias().c
             newer = o2.version_us > o.version_us if wanted else o2.version_us < o.version_us
             terms.append(
                 ~exists().where(
@@ -191,7 +193,7 @@ class QueryService:
         """Visible object versions matching ``flt``, in date_added order."""
         with self._sessions() as s:
             community, clearance = self._collection(s, principal, collection_id, read=True)
-            o = aliased(StixObject, name="o")
+            o = _OBJECTS.alias("o").c
             query = select(
                 o.stix_id, o.spec_version, o.version_us, o.date_added_us,
                 o.raw if with_raw else literal_column("NULL"),
@@ -201,7 +203,7 @@ class QueryService:
             if position is not None:
                 query = query.where(o.date_added_us > position)
             query = query.order_by(o.date_added_us).limit(flt.limit + 1)
-            rows = [ObjectRow(*r) for r in s.execute(query)]
+            rows = [ObjectRow(*r) for r in s.connection().execute(query).all()]
         return self._page(rows, flt.limit, lambda r: r.date_added_us)
 
     def versions(
@@ -211,7 +213,7 @@ class QueryService:
         """Visible versions of one object, oldest version first (TAXII 2.1 §5.7)."""
         with self._sessions() as s:
             community, clearance = self._collection(s, principal, collection_id, read=True)
-            o = aliased(StixObject, name="o")
+            o = _OBJECTS.alias("o").c
             query = select(
                 o.stix_id, o.spec_version, o.version_us, o.date_added_us, literal_column("NULL")
             ).where(o.community_id == community.id, o.stix_id == object_id,
@@ -220,7 +222,7 @@ class QueryService:
             if flt.next:
                 query = query.where(o.version_us > decode_cursor(flt.next))
             query = query.order_by(o.version_us).limit(flt.limit + 1)
-            rows = [ObjectRow(*r) for r in s.execute(query)]
+            rows = [ObjectRow(*r) for r in s.connection().execute(query).all()]
         return self._page(rows, flt.limit, lambda r: r.version_us)
 
     @staticmethod
@@ -248,9 +250,9 @@ class QueryService:
         self, s: Session, clearance: Clearance, community_id: int, object_id: str
     ) -> list[tuple[int, int | None]]:
         """(row id, producer) of each version of ``object_id`` the caller can see."""
-        o = aliased(StixObject, name="o")
+        o = _OBJECTS.alias("o").c
         return [
-            (r[0], r[1]) for r in s.execute(
+            (r[0], r[1]) for r in s.connection().execute(
                 select(o.id, o.producer_org_id).where(
                     o.community_id == community_id, o.stix_id == object_id,
                     visible(o, clearance),

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -131,7 +132,8 @@ class StixObject(Base):
     )
     tlp: Mapped[int] = mapped_column(SmallInteger)
     content_hash: Mapped[str] = mapped_column(String(64))
-    raw: Mapped[str] = mapped_column(Text)
+    #: The object's JSON as UTF-8 bytes, served as stored (no re-encoding on reads).
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ObjectRecipient(Base):

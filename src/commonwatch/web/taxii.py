@@ -42,7 +42,7 @@ def _envelope(page: Page) -> bytes:
     head = b'{"more":true,"next":' + orjson.dumps(page.next) if page.more else b'{"more":false'
     if not page.rows:
         return head + b"}"
-    return head + b',"objects":[' + ",".join(r.raw for r in page.rows).encode() + b"]}"  # type: ignore[misc]
+    return head + b',"objects":[' + b",".join(r.raw for r in page.rows) + b"]}"  # type: ignore[misc]
 
 
 def _collection_json(community: Community, can_read: bool, can_write: bool) -> dict[str, Any]:

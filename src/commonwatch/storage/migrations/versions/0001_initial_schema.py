@@ -78,7 +78,7 @@ def upgrade() -> None:
     sa.Column('producer_org_id', sa.Integer(), nullable=True),
     sa.Column('tlp', sa.SmallInteger(), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
-    sa.Column('raw', sa.Text(), nullable=False),
+    sa.Column('raw', sa.LargeBinary(), nullable=False),
     sa.ForeignKeyConstraint(['community_id'], ['communities.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['producer_org_id'], ['organisations.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
