@@ -135,3 +135,26 @@ def test_concurrent_writers_get_strictly_increasing_date_added(exchange, fed):
     page = exchange.query.objects(a.principal, cid, ObjectFilter(types=("indicator",), limit=10_000))
     added = [r.date_added_us for r in page.rows]
     assert len(added) == 800 and added == sorted(set(added))
+
+
+def test_latest_version_tracking_within_and_across_envelopes(exchange, fed):
+    a, b, cid = fed
+    v1 = indicator(created=1, tlp=Tlp.GREEN)
+    v2, v3 = new_version(v1, 2, name="v2"), new_version(v1, 3, name="v3")
+    v4 = new_version(v1, 4, name="v4 secret", object_marking_refs=[
+        "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"])  # RED, no recipients
+    exchange.ingest.add_objects(a.principal, cid, [v1, v3, v2])
+
+    def last_name(member):
+        page = exchange.query.objects(member.principal, cid, ObjectFilter(ids=(v1["id"],)))
+        return [r.raw for r in page.rows]
+
+    assert [b'"v3"' in raw for raw in last_name(b)] == [True]
+    exchange.ingest.add_objects(a.principal, cid, [v4])
+    assert [b'"v4 secret"' in raw for raw in last_name(a)] == [True]
+    assert [b'"v3"' in raw for raw in last_name(b)] == [True]  # newest visible to B
+    exchange.ingest.delete_object(
+        a.principal, cid, v1["id"],
+        ObjectFilter(ids=(v1["id"],), versions=VersionSelector(last=True), limit=10))
+    assert [b'"v3"' in raw for raw in last_name(a)] == [True]
+    assert count_rows(exchange, "stix_objects WHERE is_latest = true") == 3  # 2 system + v3

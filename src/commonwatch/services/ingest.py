@@ -50,6 +50,9 @@ from commonwatch.storage import objects as objects_repo
 from commonwatch.storage.models import Community, IngestStatus, Organisation, StixObject
 
 
+_LATEST = objects_repo.COLUMNS.index("is_latest")
+
+
 @dataclass(slots=True)
 class _Candidate:
     obj: dict[str, Any]
@@ -217,6 +220,7 @@ class IngestService:
                     StixObject.id.in_(mine), StixObject.version_us.in_(wanted)
                 )
             )
+            objects_repo.refresh_latest(s.connection(), community.id, object_id)
             return int(done.rowcount)  # type: ignore[attr-defined]
 
     # -- preparation (no database) -----------------------------------------------
@@ -269,8 +273,11 @@ class IngestService:
         known = objects_repo.existing_versions(conn, community_id, {c.stix_id for c in candidates})
         successes: list[StatusDetail] = []
         failures: list[StatusDetail] = []
-        rows: list[tuple[Any, ...]] = []
+        rows: list[list[Any]] = []
         red: list[tuple[int, frozenset[str]]] = []
+        superseded: list[tuple[str, int]] = []
+        newest = {sid: max(v for v, _, _ in vs) for sid, vs in known.items() if vs}
+        pending: dict[str, list[Any]] = {}
         now = self._clock()
         for c in candidates:
             versions = known.setdefault(c.stix_id, [])
@@ -284,16 +291,37 @@ class IngestService:
             last_added = max(now, last_added + 1)
             version_us = c.versioned_us if c.versioned_us is not None else last_added
             versions.append((version_us, org_id, c.content_hash))
-            rows.append((community_id, c.stix_id, c.type, c.spec_version, version_us,
-                         last_added, org_id, c.tlp, c.content_hash, c.raw))
+            row = [community_id, c.stix_id, c.type, c.spec_version, version_us,
+                   last_added, org_id, c.tlp, False, c.content_hash, c.raw]
+            self._mark_latest(row, newest, pending, superseded)
+            rows.append(row)
             if c.recipients:
                 red.append((last_added, c.recipients))
             successes.append(StatusDetail(c.stix_id, format_timestamp(version_us)))
+        objects_repo.clear_latest(conn, community_id, superseded)
         objects_repo.insert_objects(conn, rows)
         objects_repo.insert_recipients(conn, community_id, red)
         if rows:
             objects_repo.set_last_added(conn, community_id, last_added)
         return successes, failures
+
+    @staticmethod
+    def _mark_latest(
+        row: list[Any], newest: dict[str, int], pending: dict[str, list[Any]],
+        superseded: list[tuple[str, int]],
+    ) -> None:
+        """Set ``is_latest`` on a new row and unset it on the version it supersedes."""
+        stix_id, version_us = row[1], row[4]
+        previous = newest.get(stix_id)
+        if previous is not None and version_us < previous:
+            return
+        if stix_id in pending:
+            pending[stix_id][_LATEST] = False  # superseded within this envelope
+        elif previous is not None:
+            superseded.append((stix_id, previous))
+        row[_LATEST] = True
+        newest[stix_id] = version_us
+        pending[stix_id] = row
 
     @staticmethod
     def _conflict(

@@ -16,7 +16,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, exists, false, literal_column, or_, select, true
 from sqlalchemy.orm import Session, sessionmaker
@@ -55,8 +55,9 @@ class ObjectFilter:
     next: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectRow:
+class ObjectRow(Protocol):
+    """One stored object version as the read path returns it (a database row)."""
+
     stix_id: str
     spec_version: str
     version_us: int
@@ -196,14 +197,14 @@ class QueryService:
             o = _OBJECTS.alias("o").c
             query = select(
                 o.stix_id, o.spec_version, o.version_us, o.date_added_us,
-                o.raw if with_raw else literal_column("NULL"),
+                o.raw if with_raw else literal_column("NULL").label("raw"),
             ).where(o.community_id == community.id, visible(o, clearance))
             query = query.where(*self._predicates(o, clearance, flt))
             position = decode_cursor(flt.next) if flt.next else None
             if position is not None:
                 query = query.where(o.date_added_us > position)
             query = query.order_by(o.date_added_us).limit(flt.limit + 1)
-            rows = [ObjectRow(*r) for r in s.connection().execute(query).all()]
+            rows = cast(list[ObjectRow], s.connection().execute(query).all())
         return self._page(rows, flt.limit, lambda r: r.date_added_us)
 
     def versions(
@@ -215,14 +216,14 @@ class QueryService:
             community, clearance = self._collection(s, principal, collection_id, read=True)
             o = _OBJECTS.alias("o").c
             query = select(
-                o.stix_id, o.spec_version, o.version_us, o.date_added_us, literal_column("NULL")
+                o.stix_id, o.spec_version, o.version_us, o.date_added_us, literal_column("NULL").label("raw")
             ).where(o.community_id == community.id, o.stix_id == object_id,
                     visible(o, clearance))
             query = query.where(*self._predicates(o, clearance, flt))
             if flt.next:
                 query = query.where(o.version_us > decode_cursor(flt.next))
             query = query.order_by(o.version_us).limit(flt.limit + 1)
-            rows = [ObjectRow(*r) for r in s.connection().execute(query).all()]
+            rows = cast(list[ObjectRow], s.connection().execute(query).all())
         return self._page(rows, flt.limit, lambda r: r.version_us)
 
     @staticmethod

@@ -131,6 +131,10 @@ class StixObject(Base):
         ForeignKey("organisations.id", ondelete="SET NULL")
     )
     tlp: Mapped[int] = mapped_column(SmallInteger)
+    #: True on the newest version of the id in the community (whoever may see it).
+    #: Lets ``match[version]=last`` skip the per-row "is there a newer visible
+    #: version?" probe for the common case; kept up to date by ingest and delete.
+    is_latest: Mapped[bool] = mapped_column(Boolean)
     content_hash: Mapped[str] = mapped_column(String(64))
     #: The object's JSON as UTF-8 bytes, served as stored (no re-encoding on reads).
     raw: Mapped[bytes] = mapped_column(LargeBinary)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from commonwatch.storage.models import Community, ObjectRecipient, StixObject
 
@@ -67,7 +67,7 @@ def existing_versions(
 
 
 COLUMNS = ("community_id", "stix_id", "type", "spec_version", "version_us", "date_added_us",
-           "producer_org_id", "tlp", "content_hash", "raw")
+           "producer_org_id", "tlp", "is_latest", "content_hash", "raw")
 _INSERT_SQLITE = (
     f"INSERT INTO stix_objects ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )
@@ -94,6 +94,30 @@ def insert_objects(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     with driver.cursor() as cursor, cursor.copy(_COPY_PG) as copy:  # type: ignore[union-attr]
         for row in rows:
             copy.write_row(row)
+
+
+def clear_latest(conn: Connection, community_id: int, versions: Sequence[tuple[str, int]]) -> None:
+    """Unset ``is_latest`` on the given (stix_id, version_us) rows superseded by new ones."""
+    if versions:
+        conn.execute(
+            update(StixObject.__table__)
+            .where(StixObject.__table__.c.community_id == community_id,
+                   StixObject.__table__.c.stix_id == bindparam("sid"),
+                   StixObject.__table__.c.version_us == bindparam("ver"))
+            .values(is_latest=False),
+            [{"sid": sid, "ver": ver} for sid, ver in versions],
+        )
+
+
+def refresh_latest(conn: Connection, community_id: int, stix_id: str) -> None:
+    """Mark the newest remaining version of ``stix_id`` as latest (after a delete)."""
+    t = StixObject.__table__.c
+    newest = conn.execute(
+        select(t.id).where(t.community_id == community_id, t.stix_id == stix_id)
+        .order_by(t.version_us.desc()).limit(1)
+    ).scalar()
+    if newest is not None:
+        conn.execute(update(StixObject.__table__).where(t.id == newest).values(is_latest=True))
 
 
 def insert_recipients(

@@ -77,6 +77,7 @@ def upgrade() -> None:
     sa.Column('date_added_us', sa.BigInteger(), nullable=False),
     sa.Column('producer_org_id', sa.Integer(), nullable=True),
     sa.Column('tlp', sa.SmallInteger(), nullable=False),
+    sa.Column('is_latest', sa.Boolean(), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('raw', sa.LargeBinary(), nullable=False),
     sa.ForeignKeyConstraint(['community_id'], ['communities.id'], ondelete='CASCADE'),
