@@ -107,6 +107,7 @@ class Walk:
     page_seconds: list[float] = field(default_factory=list)
     page_objects: list[int] = field(default_factory=list)
     tokens: list[str | None] = field(default_factory=list)  # the `next` used for page i
+    complete: bool = True  # False when the time budget cut the walk short
 
     @property
     def rate(self) -> float:
@@ -124,6 +125,7 @@ class PeerResult:
     single: list[float] = field(default_factory=list)
     small_walk: Walk | None = None
     small_single: list[float] = field(default_factory=list)
+    cold_first_page: float | None = None  # page 1 right after the bulk POST
     notes: list[str] = field(default_factory=list)
 
     def ingest_rate(self, first: int | None = None) -> float:
@@ -184,11 +186,15 @@ class Collection:
             raise RuntimeError(f"GET objects answered {response.status_code}: {response.text[:500]}")
         return elapsed, response.content
 
-    def walk(self, limit: int = PAGE) -> Walk:
-        """Every page, following ``next`` while ``more``; the client parses each page."""
+    def walk(self, budget: float = float("inf"), limit: int = PAGE) -> Walk:
+        """Every page, following ``next`` while ``more``; the client parses each page.
+        Stops early (``complete`` False) once ``budget`` seconds have passed."""
         walk, token = Walk(), None
         start = time.perf_counter()
         while True:
+            if time.perf_counter() - start > budget:
+                walk.complete = False
+                break
             elapsed, body = self.page(token, limit)
             envelope = orjson.loads(body)
             walk.page_seconds.append(elapsed)
@@ -236,10 +242,37 @@ def ingest(coll: Collection, envelopes: Sequence[bytes], sizes: Sequence[int],
                 f"{result.ingest_rate():,.0f} objects/s")
 
 
-def single_gets(coll: Collection, ids: Sequence[str], warmup: int = 10) -> list[float]:
+def single_gets(coll: Collection, ids: Sequence[str], budget: float, warmup: int = 10) -> list[float]:
+    """Latency of GET of each id in turn, until ``budget`` seconds have passed."""
     for object_id in ids[:warmup]:
         coll.get_object(object_id)
-    return [coll.get_object(object_id) for object_id in ids]
+    times: list[float] = []
+    deadline = time.perf_counter() + budget
+    for object_id in ids:
+        times.append(coll.get_object(object_id))
+        if time.perf_counter() > deadline:
+            break
+    return times
+
+
+def settle_statistics(database_url: str, timeout: float = 240.0) -> str:
+    """Wait until PostgreSQL's autovacuum has analysed ``stix_objects`` after the bulk
+    load (at most ``timeout`` s, then ANALYZE by hand); SQLite has no autoanalyze."""
+    if not database_url.startswith("postgresql"):
+        return "SQLite: no statistics (CommonWatch never runs ANALYZE)"
+    import psycopg
+
+    sql = ("SELECT last_autoanalyze IS NOT NULL AND n_mod_since_analyze <= 0.1 * n_live_tup "
+           "FROM pg_stat_user_tables WHERE relname = 'stix_objects'")
+    start = time.perf_counter()
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+        while time.perf_counter() - start < timeout:
+            if conn.execute(sql).fetchone() == (True,):
+                waited = time.perf_counter() - start
+                return f"PostgreSQL: autovacuum had analysed the table {waited:.0f} s after the load"
+            time.sleep(2)
+        conn.execute("ANALYZE stix_objects")
+    return f"PostgreSQL: autovacuum had not analysed the table after {timeout:.0f} s; ran ANALYZE"
 
 
 def page_positions(coll: Collection, walk: Walk, repeats: int = 15) -> dict[str, float]:
@@ -333,6 +366,8 @@ class Workload:
     big_ids: list[str]  # random ids for single GETs at the full size
     small_ids: list[str]  # ... and at the medallion size
     medallion_envelopes: int
+    walk_budget: float  # seconds
+    get_budget: float
     profile_dir: Path | None
     pin: bool
     workdir: Path
@@ -343,9 +378,8 @@ def run_commonwatch(name: str, database_url: str, work: Workload) -> tuple[PeerR
     say(f"{name}: preparing {database_url}")
     setup = prepare_commonwatch(database_url)
     result, port = PeerResult(name), free_port()
-    base = f"http://127.0.0.1:{port}"
-    root = "/taxii2/api/collections/"
-    tag = name.lower().replace(" ", "-").replace("/", "")
+    base, root = f"http://127.0.0.1:{port}", "/taxii2/api/collections/"
+    tag = name.lower().replace(" ", "-")
     with commonwatch_server(database_url, port, work.workdir / f"{tag}.log", work.pin) as server:
         def profile(phase: str) -> contextlib.AbstractContextManager[None]:
             out = work.profile_dir / f"{tag}-{phase}.txt" if work.profile_dir else None
@@ -359,19 +393,30 @@ def run_commonwatch(name: str, database_url: str, work: Workload) -> tuple[PeerR
         writer.post(work.small_body)
         writer.close()
         reader = Collection(base, f"{root}{setup.big}/", bearer(setup.reader_token))
-        say(f"{name}: paged GET of the full collection")
+        result.cold_first_page = reader.page(None)[0]
+        result.notes.append(settle_statistics(database_url))
+        say(f"{name}: {result.notes[-1]}; paged GET of the full collection")
         with profile("read"):
-            result.walk = reader.walk()
-        say(f"{name}: {result.walk.objects:,} objects in {len(result.walk.page_seconds)} pages, "
-            f"{result.walk.rate:,.0f} objects/s; re-fetching first/middle/last pages")
-        result.positions = page_positions(reader, result.walk)
-        result.single = single_gets(reader, work.big_ids)
+            read_collection(result, reader, work, big=True)
+        with profile("single"):
+            result.single = single_gets(reader, work.big_ids, work.get_budget)
         reader.url = f"{root}{setup.small}/"
-        result.small_walk = reader.walk()
-        result.small_single = single_gets(reader, work.small_ids)
+        read_collection(result, reader, work, big=False)
+        result.small_single = single_gets(reader, work.small_ids, work.get_budget)
         reader.close()
-    result.stored = result.walk.objects
     return result, setup.big_community_id
+
+
+def read_collection(result: PeerResult, reader: Collection, work: Workload, big: bool) -> None:
+    """The full paged walk; at full size also the re-fetch of pages by position."""
+    walk = reader.walk(work.walk_budget)
+    if not big:
+        result.small_walk = walk
+        return
+    result.walk, result.stored = walk, walk.objects
+    say(f"{result.name}: {walk.objects:,} objects in {len(walk.page_seconds)} pages, "
+        f"{walk.rate:,.0f} objects/s" + ("" if walk.complete else " (time budget reached)"))
+    result.positions = page_positions(reader, walk)
 
 
 # --- the raw limit ---------------------------------------------------------------------
@@ -522,10 +567,10 @@ def run_medallion(work: Workload) -> PeerResult:
     with medallion(work) as coll:
         coll.post(work.small_body)
         say(f"medallion: paged GET of {len(work.small_ids):,} objects")
-        result.small_walk = coll.walk()
+        result.small_walk = coll.walk(work.walk_budget)
         result.stored = result.small_walk.objects
         say(f"medallion: {result.small_walk.rate:,.0f} objects/s; single GETs")
-        result.small_single = single_gets(coll, work.small_ids, warmup=2)
+        result.small_single = single_gets(coll, work.small_ids, work.get_budget, warmup=2)
     return result
 
 
@@ -568,8 +613,9 @@ def read_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str:
         if p.walk is None:
             continue
         raw = raws.get(p.name)
+        cut = "" if p.walk.complete else " (budget: walk cut short)"
         rows.append([
-            p.name, f"{p.walk.objects:,}", len(p.walk.page_seconds), rate(p.walk.rate),
+            p.name + cut, f"{p.walk.objects:,}", len(p.walk.page_seconds), rate(p.walk.rate),
             f"{100 * p.walk.rate / raw.join_rate:.0f}%" if raw else "-",
             f"{100 * p.walk.rate / raw.orjson_rate:.0f}%" if raw else "-",
         ])
@@ -589,15 +635,17 @@ def position_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> s
             continue
         d = deciles(p.walk.page_seconds)
         pos = p.positions
-        rows.append([p.name, ms(pos["first"]), ms(pos["middle"]), ms(pos["last"]),
+        cold = ms(p.cold_first_page) if p.cold_first_page is not None else "-"
+        rows.append([p.name, cold, ms(pos["first"]), ms(pos["middle"]), ms(pos["last"]),
                      f"{pos['last'] / pos['first']:.2f}", ms(d[0]), ms(d[1]), ms(d[2]),
                      f"{d[2] / d[0]:.2f}"])
     for raw in raws.values():
         d = deciles(raw.page_seconds)
-        rows.append([raw.name + " (join)", "-", "-", "-", "-", ms(d[0]), ms(d[1]), ms(d[2]),
+        rows.append([raw.name + " (join)", "-", "-", "-", "-", "-", ms(d[0]), ms(d[1]), ms(d[2]),
                      f"{d[2] / d[0]:.2f}"])
     return markdown_table(
-        ["peer", "page 1 ms", "middle page ms", "last page ms", "last/first",
+        ["peer", "page 1 right after bulk POST ms", "page 1 ms", "middle page ms", "last page ms",
+         "last/first",
          "walk: first 10% p50 ms", "middle 10% p50 ms", "last 10% p50 ms", "last/first"], rows)
 
 
@@ -657,7 +705,8 @@ def target_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str
     return markdown_table(["peer", "target", "measured", "status"], rows)
 
 
-def describe(args: argparse.Namespace, work: Workload, pg_settings: dict[str, str] | None) -> str:
+def describe(args: argparse.Namespace, work: Workload, peers: Sequence[PeerResult],
+             pg_settings: dict[str, str] | None) -> str:
     info = machine()
     commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
@@ -678,6 +727,7 @@ def describe(args: argparse.Namespace, work: Workload, pg_settings: dict[str, st
         lines.append("- PostgreSQL " + pg_settings["server_version"] + ": durable, fsync="
                      + pg_settings["fsync"] + ", synchronous_commit=" + pg_settings["synchronous_commit"]
                      + ", full_page_writes=" + pg_settings["full_page_writes"] + ", same CPU as the server.")
+    lines += [f"- {p.name}: {note}." for p in peers for note in p.notes]
     lines.append("- Reader: an organisation cleared for TLP:RED and named on every TLP:RED object, so "
                  "it sees every stored object (plus the 2 system objects of each community); "
                  "default `match[version]=last`.")
@@ -691,7 +741,7 @@ def render(args: argparse.Namespace, work: Workload, peers: list[PeerResult],
     first = work.medallion_envelopes
     size = f"{len(work.small_ids):,}" if med else "small"
     parts = [
-        f"Run at {time.strftime('%Y-%m-%d %H:%M %Z')}.\n", describe(args, work, pg_settings),
+        f"Run at {time.strftime('%Y-%m-%d %H:%M %Z')}.\n", describe(args, work, peers, pg_settings),
         f"\n### Bulk POST (envelopes of {ENVELOPE:,})\n", ingest_table(everyone, first),
         f"\n### Paged GET, limit={PAGE:,}, full collection\n", read_table(peers, raws),
         "\n### Page cost by position (limit=1000)\n\nRe-fetch: median of 15 fetches of page 1, "
@@ -734,6 +784,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="5,000-object envelopes posted to medallion (each to a fresh collection)")
     parser.add_argument("--single-gets", type=int, default=1_000, help="random ids for single GETs")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--walk-budget", type=float, default=3600,
+                        help="seconds after which a paged walk stops (reported as incomplete)")
+    parser.add_argument("--get-budget", type=float, default=300,
+                        help="seconds after which a series of single GETs stops")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-medallion", action="store_true")
@@ -766,6 +820,7 @@ def make_workload(args: argparse.Namespace, workdir: Path, pin: bool) -> Workloa
         big_ids=rng.sample(corpus.ids, min(args.single_gets, corpus.count)),
         small_ids=rng.sample(corpus.ids[:small], min(args.single_gets, small)),
         medallion_envelopes=min(args.medallion_envelopes, len(corpus.envelopes)),
+        walk_budget=args.walk_budget, get_budget=args.get_budget,
         profile_dir=args.profile, pin=pin, workdir=workdir,
     )
 

@@ -112,22 +112,29 @@ def visible(t: Any, c: Clearance) -> ColumnElement[bool]:
     return or_(*terms) if len(terms) > 1 else terms[0]
 
 
+def _newer_visible(o: Any, c: Clearance, newer: bool) -> ColumnElement[bool]:
+    """EXISTS a version of the same id, newer (or older), that the caller can see."""
+    o2 = _OBJECTS.alias().c
+    order = o2.version_us > o.version_us if newer else o2.version_us < o.version_us
+    return exists().where(
+        o2.community_id == o.community_id, o2.stix_id == o.stix_id, order, visible(o2, c)
+    )
+
+
 def _version_clause(o: Any, c: Clearance, sel: VersionSelector) -> ColumnElement[bool]:
+    """TAXII ``match[version]`` among the versions the caller can see.
+
+    ``last``: the row is the newest version overall (``is_latest``) — then it is also
+    the newest visible one, since the row itself passed the visibility filter — or no
+    newer version is visible. ``first``: no older version is visible.
+    """
     if sel.all:
         return true()
     terms: list[ColumnElement[bool]] = []
-    if sel.last or sel.first:
-        for wanted, flag in ((True, sel.last), (False, sel.first)):
-            if not flag:
-                continue
-            o2 = _OBJECTS.alias().c
-            newer = o2.version_us > o.version_us if wanted else o2.version_us < o.version_us
-            terms.append(
-                ~exists().where(
-                    o2.community_id == o.community_id, o2.stix_id == o.stix_id, newer,
-                    visible(o2, c),
-                )
-            )
+    if sel.last:
+        terms.append(or_(o.is_latest == true(), ~_newer_visible(o, c, newer=True)))
+    if sel.first:
+        terms.append(~_newer_visible(o, c, newer=False))
     if sel.timestamps:
         terms.append(o.version_us.in_(sel.timestamps))
     return or_(*terms) if len(terms) > 1 else terms[0]
