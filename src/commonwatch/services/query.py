@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, exists, false, literal_column, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, literal_column, or_, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.domain.markings import Tlp
@@ -147,12 +147,18 @@ class QueryService:
         self._sessions = sessions
 
     # -- communities ---------------------------------------------------------------
-    def clearance(
-        self, s: Session, principal: Principal | None, community: Community
+    @staticmethod
+    def _with_membership(principal: Principal | None) -> Any:
+        """Communities joined with the caller's membership row (if any), in one query."""
+        org_id = principal.org_id if principal is not None else -1
+        return select(Community, Membership).outerjoin(
+            Membership, and_(Membership.community_id == Community.id, Membership.org_id == org_id)
+        )
+
+    @staticmethod
+    def _clearance(
+        principal: Principal | None, community: Community, member: Membership | None
     ) -> Clearance:
-        member = None
-        if principal is not None:
-            member = s.get(Membership, (principal.org_id, community.id))
         return Clearance(
             org_id=principal.org_id if principal else None,
             identity_id=principal.org_identity if principal else None,
@@ -165,12 +171,9 @@ class QueryService:
     def collections(self, principal: Principal | None) -> list[tuple[Community, Clearance]]:
         """Communities the caller may know about, with what it may do in each."""
         with self._sessions() as s:
-            found = []
-            for community in s.scalars(select(Community).order_by(Community.id)):
-                clearance = self.clearance(s, principal, community)
-                if clearance.sees_anything:
-                    found.append((community, clearance))
-            return found
+            rows = s.execute(self._with_membership(principal).order_by(Community.id)).all()
+        found = [(c, self._clearance(principal, c, m)) for c, m in rows]
+        return [(c, k) for c, k in found if k.sees_anything]
 
     def collection(
         self, principal: Principal | None, collection_id: str
@@ -182,10 +185,13 @@ class QueryService:
     def _collection(
         self, s: Session, principal: Principal | None, collection_id: str, *, read: bool = False
     ) -> tuple[Community, Clearance]:
-        community = s.scalar(select(Community).where(Community.collection_id == collection_id))
-        if community is None:
+        row = s.execute(
+            self._with_membership(principal).where(Community.collection_id == collection_id)
+        ).first()
+        if row is None:
             raise NotFound(_NOT_FOUND)
-        clearance = self.clearance(s, principal, community)
+        community, member = row
+        clearance = self._clearance(principal, community, member)
         if not clearance.sees_anything:
             raise NotFound(_NOT_FOUND)
         if read and not (clearance.can_read or clearance.public):
