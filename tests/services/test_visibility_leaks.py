@@ -65,7 +65,9 @@ def model_visible(org: int | None, c: MCommunity, o: MObject, v: MVersion) -> bo
 N_ORGS = 3
 tlps = st.integers(min_value=0, max_value=4)
 communities = st.builds(
-    MCommunity, default_tlp=tlps, public=st.booleans(),
+    MCommunity,
+    default_tlp=tlps,
+    public=st.booleans(),
     members=st.dictionaries(st.integers(0, N_ORGS - 1), st.tuples(st.booleans(), tlps)),
 )
 
@@ -81,9 +83,10 @@ def worlds(draw):
             continue
         n = draw(st.integers(1, 3))
         stamps = sorted(draw(st.sets(st.integers(1, 50), min_size=n, max_size=n)))
-        versions = [MVersion(m, draw(st.none() | tlps),
-                             draw(st.frozensets(st.integers(0, N_ORGS - 1))))
-                    for m in stamps]
+        versions = [
+            MVersion(m, draw(st.none() | tlps), draw(st.frozensets(st.integers(0, N_ORGS - 1))))
+            for m in stamps
+        ]
         objects.append(MObject(draw(st.sampled_from(writers)), cidx, versions))
     return comms, objects
 
@@ -102,8 +105,11 @@ def client(exchange):
         yield c
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(world=worlds())
 def test_every_taxii_read_matches_the_model(exchange, client, world):
     comms, objects = world
@@ -118,9 +124,13 @@ def test_every_taxii_read_matches_the_model(exchange, client, world):
         cids.append(exchange.admin.get_community(name).collection_id)
     for o in objects:
         for v in o.versions:
-            obj = indicator(oid=o.id, created=0, modified=v.modified,
-                            tlp=None if v.tlp is None else Tlp(v.tlp),
-                            recipients=[members[r].identity for r in sorted(v.recipients)] or None)
+            obj = indicator(
+                oid=o.id,
+                created=0,
+                modified=v.modified,
+                tlp=None if v.tlp is None else Tlp(v.tlp),
+                recipients=[members[r].identity for r in sorted(v.recipients)] or None,
+            )
             report = exchange.ingest.add_objects(members[o.producer].principal, cids[o.community], [obj])
             assert not report.failures, report.failures
 
@@ -143,7 +153,9 @@ def _expected(org, comms, objects, cidx):
 def _check_reader(client, org, token, comms, cids, objects):
     h = _headers(token)
     if token is not None:
-        listed = {c["id"] for c in client.get("/taxii2/api/collections/", headers=h).json().get("collections", [])}
+        listed = {
+            c["id"] for c in client.get("/taxii2/api/collections/", headers=h).json().get("collections", [])
+        }
         for cidx, c in enumerate(comms):
             knows = (org in c.members) or c.public
             assert (cids[cidx] in listed) == knows
@@ -162,14 +174,15 @@ def _check_reader(client, org, token, comms, cids, objects):
         got: dict[str, list[int]] = {}
         for obj in resp.json().get("objects", []):
             got.setdefault(obj["id"], []).append(obj["modified"])
-        assert {k: sorted(v) for k, v in got.items()} == {
-            k: [ts(m) for m in v] for k, v in expected.items()}
+        assert {k: sorted(v) for k, v in got.items()} == {k: [ts(m) for m in v] for k, v in expected.items()}
         last = client.get(base + "objects/?match[type]=indicator", headers=h).json()
         assert {o["id"]: o["modified"] for o in last.get("objects", [])} == {
-            k: ts(max(v)) for k, v in expected.items()}
+            k: ts(max(v)) for k, v in expected.items()
+        }
         first = client.get(base + "manifest/?match[type]=indicator&match[version]=first", headers=h).json()
         assert {m["id"]: m["version"] for m in first.get("objects", [])} == {
-            k: ts(min(v)) for k, v in expected.items()}
+            k: ts(min(v)) for k, v in expected.items()
+        }
         missing = client.get(base + f"objects/indicator--{uuid.uuid4()}/", headers=h)
         for o in objects:
             if o.community != cidx:
@@ -177,8 +190,9 @@ def _check_reader(client, org, token, comms, cids, objects):
             one = client.get(base + f"objects/{o.id}/?match[version]=all", headers=h)
             versions = client.get(base + f"objects/{o.id}/versions/", headers=h)
             if o.id in expected:
-                assert [x["modified"] for x in one.json()["objects"]] == [ts(m) for m in expected[o.id]] or \
-                    sorted(x["modified"] for x in one.json()["objects"]) == [ts(m) for m in expected[o.id]]
+                assert [x["modified"] for x in one.json()["objects"]] == [
+                    ts(m) for m in expected[o.id]
+                ] or sorted(x["modified"] for x in one.json()["objects"]) == [ts(m) for m in expected[o.id]]
                 assert versions.json()["versions"] == [ts(m) for m in expected[o.id]]
             else:
                 assert (one.status_code, one.json()) == (missing.status_code, missing.json())

@@ -8,6 +8,7 @@ loopback port and a private socket folder, and is removed on stop.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -78,8 +79,6 @@ class TempPostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(PostgresUnavailable):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        except PostgresUnavailable:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from support.factories import make_member
 
 from commonwatch.web.app import create_app
+
+from support.factories import make_member
 
 
 @pytest.fixture

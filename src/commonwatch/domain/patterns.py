@@ -2,10 +2,17 @@
 
 Every indicator written to the exchange is validated here (STIX 2.1 §9, "STIX
 Patterning"), so the parser is built for throughput: one compiled master regex
-tokenizes the whole pattern, a recursive-descent parser follows the structure of the
-OASIS ANTLR grammar shipped in ``stix2patterns`` 2.1.2 (``v21/grammars``), and the
-dominant feed shape ``[type:path = 'string']`` is recognised by a single anchored
-regex that builds the same AST without tokenizing.
+tokenizes the whole pattern, a recursive-descent parser follows the rules of the OASIS
+ANTLR grammar shipped in ``stix2patterns`` 2.1.2 (``v21/grammars``), and the dominant
+feed shapes (one bracket of ``type:path = 'string'`` or ``= int`` tests joined by a
+single AND or OR) are matched comparison by comparison with an anchored regex that
+builds the same AST without tokenizing. Measured on one core: ~100,000 feed patterns/s
+against ~1,500/s for the reference; the general parser alone does ~35,000/s.
+
+The AST is a faithful, pure description for the detection engine: frozen slotted
+dataclasses, literals decoded to Python values, ``==``/``<>`` normalised, chains of the
+same operator kept as one n-ary node (all three are left-associative; parenthesised
+groups stay nested), qualifier chains nested innermost first.
 
 What is accepted is decided by the reference, ``stix2patterns.validator.run_validator(
 pattern, stix_version='2.1')``: its lexer and grammar, plus the checks it runs after
@@ -30,12 +37,12 @@ reference (so the two stay provably equal) unless the reference crashes:
    first ``[`` (the reference's brackets check rejects that).
 3. ``WITHIN 0 SECONDS``, ``WITHIN 0.0 SECONDS`` and ``REPEATS 0 TIMES`` are accepted;
    §9 asks for positive values.
-4. ``START``/``STOP`` timestamps are checked lexically only: ``2020-02-31`` and a STOP
-   earlier than START are accepted.
-5. Object type and property names are not checked against the STIX naming rules
-   (lower case, 3-250 characters): ``[A:B = 1]`` is accepted.
-6. Sets need not be homogeneous (``IN (1, 'a', true)``), ``IN ()`` is accepted, MATCHES
-   regexes and ISSUBSET/ISSUPERSET CIDRs are not validated.
+4. Timestamps are checked lexically only: ``t'2020-02-31T00:00:60Z'`` (not a valid RFC
+   3339 date) and a STOP earlier than its START are accepted.
+5. Object type and property names are any identifiers, not checked against the STIX
+   2.1 naming rules for types and custom properties: ``[A:B = 1]`` is accepted.
+6. Not validated by the reference, so not here either: mixed-type sets (``IN (1, 'a',
+   true)``), the empty set ``IN ()``, MATCHES regex syntax, ISSUBSET/ISSUPERSET CIDRs.
 7. Hash check: for every comparison other than EXISTS whose path contains a property
    ``hashes``, the last path step names the algorithm (upper-cased, ``-`` removed) and
    the literal's raw text with all ``'`` removed must match the reference's regex. So

@@ -40,19 +40,25 @@ ORGS = (
 ADMIN_USER = "admin"
 #: community -> (default TLP, {org name: (can_read, can_write, max_tlp)})
 COMMUNITIES: dict[str, tuple[Tlp, dict[str, tuple[bool, bool, Tlp]]]] = {
-    "national-network": (Tlp.AMBER, {
-        "National CERT": (True, True, Tlp.RED),
-        "Northern Telecom": (True, True, Tlp.RED),
-        "Southern Telecom": (True, True, Tlp.AMBER_STRICT),
-        "Acme Networks": (True, True, Tlp.AMBER),
-        "City Hospital": (True, True, Tlp.GREEN),
-    }),
-    "telecom-isac": (Tlp.GREEN, {
-        "National CERT": (True, True, Tlp.RED),
-        "Northern Telecom": (True, True, Tlp.AMBER_STRICT),
-        "Southern Telecom": (True, True, Tlp.AMBER_STRICT),
-        "Acme Networks": (True, False, Tlp.GREEN),
-    }),
+    "national-network": (
+        Tlp.AMBER,
+        {
+            "National CERT": (True, True, Tlp.RED),
+            "Northern Telecom": (True, True, Tlp.RED),
+            "Southern Telecom": (True, True, Tlp.AMBER_STRICT),
+            "Acme Networks": (True, True, Tlp.AMBER),
+            "City Hospital": (True, True, Tlp.GREEN),
+        },
+    ),
+    "telecom-isac": (
+        Tlp.GREEN,
+        {
+            "National CERT": (True, True, Tlp.RED),
+            "Northern Telecom": (True, True, Tlp.AMBER_STRICT),
+            "Southern Telecom": (True, True, Tlp.AMBER_STRICT),
+            "Acme Networks": (True, False, Tlp.GREEN),
+        },
+    ),
 }
 
 
@@ -66,8 +72,12 @@ def _ts(day: int, hour: int = 9) -> str:
 
 def _sdo(kind: str, key: str, identity: str, tlp: Tlp, day: int, **props: Any) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "type": kind, "spec_version": "2.1", "id": _id(kind, key),
-        "created": _ts(day), "modified": _ts(day), "created_by_ref": identity,
+        "type": kind,
+        "spec_version": "2.1",
+        "id": _id(kind, key),
+        "created": _ts(day),
+        "modified": _ts(day),
+        "created_by_ref": identity,
         "object_marking_refs": [TLP2_MARKING_BY_LEVEL[tlp]],
     }
     obj.update(props)
@@ -75,71 +85,188 @@ def _sdo(kind: str, key: str, identity: str, tlp: Tlp, day: int, **props: Any) -
 
 
 def _indicator(value: str, kind: str, identity: str, tlp: Tlp, day: int, label: str) -> dict[str, Any]:
-    path = {"ipv4-addr": "value", "domain-name": "value", "url": "value",
-            "file": "hashes.'SHA-256'"}[kind]
+    path = {"ipv4-addr": "value", "domain-name": "value", "url": "value", "file": "hashes.'SHA-256'"}[kind]
     return _sdo(
-        "indicator", f"{kind}:{value}", identity, tlp, day,
-        name=f"{label}: {value}", indicator_types=["malicious-activity"],
-        pattern=f"[{kind}:{path} = '{value}']", pattern_type="stix",
-        valid_from=_ts(day), confidence=80, labels=[label.lower().replace(" ", "-")],
+        "indicator",
+        f"{kind}:{value}",
+        identity,
+        tlp,
+        day,
+        name=f"{label}: {value}",
+        indicator_types=["malicious-activity"],
+        pattern=f"[{kind}:{path} = '{value}']",
+        pattern_type="stix",
+        valid_from=_ts(day),
+        confidence=80,
+        labels=[label.lower().replace(" ", "-")],
     )
 
 
 def objects_by_org(identities: dict[str, str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """The demo objects: org name -> community -> objects that org posts there."""
-    cert, north, south = identities["National CERT"], identities["Northern Telecom"], identities["Southern Telecom"]
+    cert, north, south = (
+        identities["National CERT"],
+        identities["Northern Telecom"],
+        identities["Southern Telecom"],
+    )
     acme, hosp = identities["Acme Networks"], identities["City Hospital"]
-    actor = _sdo("intrusion-set", "COPPER SHARK", cert, Tlp.GREEN, 2, name="COPPER SHARK",
-                 description="Fictional actor targeting edge routers of network operators.",
-                 goals=["persistent access to telecom core networks"])
-    malware = _sdo("malware", "WireTap", cert, Tlp.GREEN, 2, name="WireTap", is_family=True,
-                   malware_types=["backdoor"], description="Implant for router management planes.")
+    actor = _sdo(
+        "intrusion-set",
+        "COPPER SHARK",
+        cert,
+        Tlp.GREEN,
+        2,
+        name="COPPER SHARK",
+        description="Fictional actor targeting edge routers of network operators.",
+        goals=["persistent access to telecom core networks"],
+    )
+    malware = _sdo(
+        "malware",
+        "WireTap",
+        cert,
+        Tlp.GREEN,
+        2,
+        name="WireTap",
+        is_family=True,
+        malware_types=["backdoor"],
+        description="Implant for router management planes.",
+    )
     c2 = [_indicator(f"198.51.100.{n}", "ipv4-addr", cert, Tlp.GREEN, 3, "WireTap C2") for n in (7, 23, 41)]
-    doms = [_indicator(d, "domain-name", cert, Tlp.CLEAR, 3, "COPPER SHARK phishing")
-            for d in ("login-update.example", "router-firmware.example.net")]
-    amber = [_indicator(f"203.0.113.{n}", "ipv4-addr", cert, Tlp.AMBER, 4, "Scanning infrastructure")
-             for n in (5, 66)]
+    doms = [
+        _indicator(d, "domain-name", cert, Tlp.CLEAR, 3, "COPPER SHARK phishing")
+        for d in ("login-update.example", "router-firmware.example.net")
+    ]
+    amber = [
+        _indicator(f"203.0.113.{n}", "ipv4-addr", cert, Tlp.AMBER, 4, "Scanning infrastructure")
+        for n in (5, 66)
+    ]
     red = _indicator("192.0.2.200", "ipv4-addr", cert, Tlp.RED, 5, "Victim-specific C2")
-    red["extensions"] = {RECIPIENTS_EXTENSION_ID: {
-        "extension_type": "property-extension", RECIPIENTS_PROPERTY: [north]}}
-    rels = [_sdo("relationship", f"{i['id']}->{malware['id']}", cert, Tlp.GREEN, 3,
-                 relationship_type="indicates", source_ref=i["id"], target_ref=malware["id"])
-            for i in c2]
-    uses = _sdo("relationship", "actor-uses-wiretap", cert, Tlp.GREEN, 2, relationship_type="uses",
-                source_ref=actor["id"], target_ref=malware["id"])
-    report = _sdo("report", "COPPER SHARK campaign", cert, Tlp.GREEN, 6,
-                  name="COPPER SHARK targets operator edge routers", published=_ts(6),
-                  report_types=["threat-actor", "campaign"],
-                  object_refs=[actor["id"], malware["id"], uses["id"]] + [i["id"] for i in c2])
-    vuln = _sdo("vulnerability", "ACME-SA-2026-003", acme, Tlp.CLEAR, 4,
-                name="EdgeRouter management-plane authentication bypass",
-                external_references=[{"source_name": "acme-psirt", "external_id": "ACME-SA-2026-003"}])
-    exploit_rel = _sdo("relationship", "wiretap-targets-vuln", cert, Tlp.GREEN, 5,
-                       relationship_type="targets", source_ref=malware["id"], target_ref=vuln["id"])
-    opinion = _sdo("opinion", "acme-on-report", acme, Tlp.GREEN, 7, opinion="disagree",
-                   explanation="Affected devices run the patched 4.2 firmware; see ACME-SA-2026-003.",
-                   object_refs=[report["id"]])
+    red["extensions"] = {
+        RECIPIENTS_EXTENSION_ID: {"extension_type": "property-extension", RECIPIENTS_PROPERTY: [north]}
+    }
+    rels = [
+        _sdo(
+            "relationship",
+            f"{i['id']}->{malware['id']}",
+            cert,
+            Tlp.GREEN,
+            3,
+            relationship_type="indicates",
+            source_ref=i["id"],
+            target_ref=malware["id"],
+        )
+        for i in c2
+    ]
+    uses = _sdo(
+        "relationship",
+        "actor-uses-wiretap",
+        cert,
+        Tlp.GREEN,
+        2,
+        relationship_type="uses",
+        source_ref=actor["id"],
+        target_ref=malware["id"],
+    )
+    report = _sdo(
+        "report",
+        "COPPER SHARK campaign",
+        cert,
+        Tlp.GREEN,
+        6,
+        name="COPPER SHARK targets operator edge routers",
+        published=_ts(6),
+        report_types=["threat-actor", "campaign"],
+        object_refs=[actor["id"], malware["id"], uses["id"]] + [i["id"] for i in c2],
+    )
+    vuln = _sdo(
+        "vulnerability",
+        "ACME-SA-2026-003",
+        acme,
+        Tlp.CLEAR,
+        4,
+        name="EdgeRouter management-plane authentication bypass",
+        external_references=[{"source_name": "acme-psirt", "external_id": "ACME-SA-2026-003"}],
+    )
+    exploit_rel = _sdo(
+        "relationship",
+        "wiretap-targets-vuln",
+        cert,
+        Tlp.GREEN,
+        5,
+        relationship_type="targets",
+        source_ref=malware["id"],
+        target_ref=vuln["id"],
+    )
+    opinion = _sdo(
+        "opinion",
+        "acme-on-report",
+        acme,
+        Tlp.GREEN,
+        7,
+        opinion="disagree",
+        explanation="Affected devices run the patched 4.2 firmware; see ACME-SA-2026-003.",
+        object_refs=[report["id"]],
+    )
     north_ind = _indicator("198.51.100.99", "ipv4-addr", north, Tlp.AMBER_STRICT, 6, "Brute force source")
-    north_url = _indicator("http://router-firmware.example.net/update.bin", "url", north, Tlp.AMBER, 6, "Malware download")
-    sight_north = _sdo("sighting", "north-sees-c2", north, Tlp.GREEN, 8, sighting_of_ref=c2[0]["id"],
-                       count=14, first_seen=_ts(7), last_seen=_ts(8), where_sighted_refs=[north])
-    south_hash = _indicator("4f2a9c0d6b1e8a73f5c2d9e0b7a61c3f8e2d4b6a9c0e1f2d3a4b5c6d7e8f9a0b", "file",
-                            south, Tlp.GREEN, 7, "WireTap sample")
-    sight_south = _sdo("sighting", "south-sees-domain", south, Tlp.AMBER, 8,
-                       sighting_of_ref=doms[0]["id"], count=3, where_sighted_refs=[south])
-    sight_hosp = _sdo("sighting", "hospital-sees-domain", hosp, Tlp.GREEN, 9,
-                      sighting_of_ref=doms[1]["id"], count=1, where_sighted_refs=[hosp])
+    north_url = _indicator(
+        "http://router-firmware.example.net/update.bin", "url", north, Tlp.AMBER, 6, "Malware download"
+    )
+    sight_north = _sdo(
+        "sighting",
+        "north-sees-c2",
+        north,
+        Tlp.GREEN,
+        8,
+        sighting_of_ref=c2[0]["id"],
+        count=14,
+        first_seen=_ts(7),
+        last_seen=_ts(8),
+        where_sighted_refs=[north],
+    )
+    south_hash = _indicator(
+        "4f2a9c0d6b1e8a73f5c2d9e0b7a61c3f8e2d4b6a9c0e1f2d3a4b5c6d7e8f9a0b",
+        "file",
+        south,
+        Tlp.GREEN,
+        7,
+        "WireTap sample",
+    )
+    sight_south = _sdo(
+        "sighting",
+        "south-sees-domain",
+        south,
+        Tlp.AMBER,
+        8,
+        sighting_of_ref=doms[0]["id"],
+        count=3,
+        where_sighted_refs=[south],
+    )
+    sight_hosp = _sdo(
+        "sighting",
+        "hospital-sees-domain",
+        hosp,
+        Tlp.GREEN,
+        9,
+        sighting_of_ref=doms[1]["id"],
+        count=1,
+        where_sighted_refs=[hosp],
+    )
     hosp_ind = _indicator("phish-invoice.example.org", "domain-name", hosp, Tlp.GREEN, 9, "Invoice phishing")
-    scos = [{"type": "ipv4-addr", "spec_version": "2.1", "id": _id("ipv4-addr", v), "value": v}
-            for v in ("198.51.100.7", "198.51.100.23")]
+    scos = [
+        {"type": "ipv4-addr", "spec_version": "2.1", "id": _id("ipv4-addr", v), "value": v}
+        for v in ("198.51.100.7", "198.51.100.23")
+    ]
     shared = [actor, malware, *c2, *doms, *rels, uses, report, exploit_rel, *scos]
     return {
-        "National CERT": {"national-network": [*shared, *amber, red],
-                          "telecom-isac": [actor, malware, *c2, *rels, uses]},
-        "Northern Telecom": {"national-network": [north_ind, north_url, sight_north],
-                             "telecom-isac": [north_ind, sight_north]},
-        "Southern Telecom": {"national-network": [south_hash, sight_south],
-                             "telecom-isac": [south_hash]},
+        "National CERT": {
+            "national-network": [*shared, *amber, red],
+            "telecom-isac": [actor, malware, *c2, *rels, uses],
+        },
+        "Northern Telecom": {
+            "national-network": [north_ind, north_url, sight_north],
+            "telecom-isac": [north_ind, sight_north],
+        },
+        "Southern Telecom": {"national-network": [south_hash, sight_south], "telecom-isac": [south_hash]},
         "Acme Networks": {"national-network": [vuln, opinion]},
         "City Hospital": {"national-network": [hosp_ind, sight_hosp]},
     }
@@ -159,7 +286,9 @@ def create_demo(exchange: Exchange) -> bool:
     collections = {}
     for name, (default, members) in COMMUNITIES.items():
         title = name.replace("-", " ").title()
-        collections[name] = admin.create_community(name, title, f"Demo community {title}", default).collection_id
+        collections[name] = admin.create_community(
+            name, title, f"Demo community {title}", default
+        ).collection_id
         for org_name, (read, write, ceiling) in members.items():
             admin.set_membership(org_name, name, read, write, ceiling)
     for org in ORGS:

@@ -49,7 +49,6 @@ from commonwatch.services.query import ObjectFilter, QueryService
 from commonwatch.storage import objects as objects_repo
 from commonwatch.storage.models import Community, IngestStatus, Organisation, StixObject
 
-
 _LATEST = objects_repo.COLUMNS.index("is_latest")
 
 

@@ -74,7 +74,7 @@ _INSERT_SQLITE = (
 _COPY_PG = f"COPY stix_objects ({', '.join(COLUMNS)}) FROM STDIN"
 
 
-def insert_objects(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+def insert_objects(conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
     """Insert rows (tuples in :data:`COLUMNS` order) the fastest way each driver has.
 
     SQLite: one ``executemany`` of a prepared statement. PostgreSQL: ``COPY``, which
@@ -100,7 +100,7 @@ def clear_latest(conn: Connection, community_id: int, versions: Sequence[tuple[s
     """Unset ``is_latest`` on the given (stix_id, version_us) rows superseded by new ones."""
     if versions:
         conn.execute(
-            update(StixObject.__table__)
+            update(StixObject)
             .where(StixObject.__table__.c.community_id == community_id,
                    StixObject.__table__.c.stix_id == bindparam("sid"),
                    StixObject.__table__.c.version_us == bindparam("ver"))
@@ -117,7 +117,7 @@ def refresh_latest(conn: Connection, community_id: int, stix_id: str) -> None:
         .order_by(t.version_us.desc()).limit(1)
     ).scalar()
     if newest is not None:
-        conn.execute(update(StixObject.__table__).where(t.id == newest).values(is_latest=True))
+        conn.execute(update(StixObject).where(t.id == newest).values(is_latest=True))
 
 
 def insert_recipients(

@@ -87,8 +87,11 @@ def admin_router(exchange: Exchange) -> APIRouter:
 
     def org_admin_of(request: Request, org_id: int) -> Principal:
         principal = require_principal(request, exchange.auth)
-        if not (principal.is_admin or (principal.role == "org-admin" and principal.org_id == org_id)):
-            raise PermissionDenied("this operation needs the 'admin' role or 'org-admin' of the user's organisation")
+        own_org_admin = principal.role == "org-admin" and principal.org_id == org_id
+        if not (principal.is_admin or own_org_admin):
+            raise PermissionDenied(
+                "this operation needs the 'admin' role, or 'org-admin' of the user's organisation"
+            )
         return principal
 
     @router.get("/orgs")

@@ -7,6 +7,7 @@ TAXII error JSON body with the TAXII content type — never HTML, never a traceb
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -63,7 +64,7 @@ async def handle_http_exception(_request: Request, exc: Exception) -> Response:
 
 async def handle_request_validation(_request: Request, exc: Exception) -> Response:
     """FastAPI body/parameter validation (admin API) as a 400 naming each field."""
-    errors = getattr(exc, "errors", lambda: [])()
+    errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
     parts = [
         f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
         for e in errors[:20]

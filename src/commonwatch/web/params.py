@@ -23,6 +23,8 @@ DELETE = frozenset({"match[version]", "match[spec_version]"})
 
 STIX_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F-]{36}$")
 _TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]$")
+LAST = VersionSelector()
+ALL_VERSIONS = VersionSelector(all=True, last=False)
 _SPEC = re.compile(r"^[0-9]\.[0-9]$")
 
 
@@ -83,7 +85,7 @@ def _limit(params: QueryParams, settings: Settings) -> int:
 
 def parse_filter(
     params: QueryParams, allowed: frozenset[str], settings: Settings,
-    default_versions: VersionSelector = VersionSelector(),
+    default_versions: VersionSelector = LAST,
 ) -> ObjectFilter:
     """Read and check the TAXII filter parameters ``allowed`` on this endpoint."""
     for key in params:

@@ -17,7 +17,7 @@ from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Principal
 from commonwatch.errors import InputTooLarge, InvalidParameter, NotFound
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.query import ObjectFilter, Page, VersionSelector
+from commonwatch.services.query import ObjectFilter, Page
 from commonwatch.storage.models import Community
 from commonwatch.web import params
 from commonwatch.web.credentials import principal_of, require_principal
@@ -146,7 +146,7 @@ def taxii_router(exchange: Exchange) -> APIRouter:
     def delete_object(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:
         principal = require_principal(request, exchange.auth)
         flt = params.parse_filter(request.query_params, params.DELETE, settings,
-                                  default_versions=VersionSelector(all=True, last=False))
+                                  default_versions=params.ALL_VERSIONS)
         flt = _with_id(flt, object_id, limit=10_000_000)
         exchange.ingest.delete_object(principal, collection_id, object_id, flt)
         return TaxiiResponse(b"{}")
@@ -155,7 +155,7 @@ def taxii_router(exchange: Exchange) -> APIRouter:
     def versions(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:
         principal = caller(request, collection_id)
         flt = params.parse_filter(request.query_params, params.VERSIONS, settings,
-                                  default_versions=VersionSelector(all=True, last=False))
+                                  default_versions=params.ALL_VERSIONS)
         page = query.versions(principal, collection_id, object_id, flt)
         if not page.rows and flt.next is None:
             raise NotFound("no object with this id is available to you")
