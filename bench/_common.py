@@ -56,6 +56,47 @@ def pin_self(cpu: int, pin: bool) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+# --- CPU time (robust against other load on the machine) -------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user+system CPU seconds including waited-for children) of ``pid``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), sum(int(f) for f in fields[11:15]) / _TICK
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by ``root`` and all its descendants (Linux /proc)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            found = _stat(int(entry.name))
+            if found is not None:
+                stats[int(entry.name)] = found
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+            todo.extend(child for child, (parent, _) in stats.items() if parent == pid)
+    return total
+
+
+def contention() -> str:
+    """Load average and CPU pressure: other work on the machine skews wall-clock rates."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    try:
+        pressure = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        pressure = "n/a"
+    return f"load average {load}; CPU pressure `{pressure}`"
+
+
 # --- deterministic STIX 2.1 corpus ------------------------------------------------------
 
 TLP2 = {
@@ -349,6 +390,9 @@ class DurablePostgres(TempPostgres):
                               text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def start(self) -> DurablePostgres:
         self.sock.mkdir(parents=True)

@@ -70,6 +70,7 @@ from _common import (  # noqa: E402
     DurablePostgres,
     ServerProcess,
     can_pin,
+    contention,
     deciles,
     first_objects,
     free_port,
@@ -79,6 +80,7 @@ from _common import (  # noqa: E402
     percentile,
     pin_self,
     pinned,
+    tree_cpu,
 )
 
 TAXII = "application/taxii+json;version=2.1"
@@ -126,6 +128,8 @@ class PeerResult:
     small_walk: Walk | None = None
     small_single: list[float] = field(default_factory=list)
     cold_first_page: float | None = None  # page 1 right after the bulk POST
+    ingest_cpu: float = 0.0  # CPU seconds of the server (and its database server)
+    walk_cpu: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def ingest_rate(self, first: int | None = None) -> float:
@@ -285,6 +289,16 @@ def page_positions(coll: Collection, walk: Walk, repeats: int = 15) -> dict[str,
 
 
 @contextlib.contextmanager
+def cpu_meter(pids: Sequence[int]) -> Iterator[list[float]]:
+    """CPU seconds the process trees of ``pids`` use while the block runs: unlike wall
+    time, this does not grow when other work on the machine competes for the CPU."""
+    used = [0.0]
+    before = sum(tree_cpu(pid) for pid in pids)
+    yield used
+    used[0] = sum(tree_cpu(pid) for pid in pids) - before
+
+
+@contextlib.contextmanager
 def profiled(pid: int, out: Path | None, pin: bool) -> Iterator[None]:
     """py-spy on the server process while the block runs (``--profile DIR``)."""
     if out is None:
@@ -371,10 +385,13 @@ class Workload:
     profile_dir: Path | None
     pin: bool
     workdir: Path
+    conditions: list[str] = field(default_factory=list)  # machine load seen during the run
 
 
-def run_commonwatch(name: str, database_url: str, work: Workload) -> tuple[PeerResult, int]:
-    """Every measurement on one CommonWatch server; returns the big community's id."""
+def run_commonwatch(name: str, database_url: str, work: Workload,
+                    db_pid: int | None = None) -> tuple[PeerResult, int]:
+    """Every measurement on one CommonWatch server; returns the big community's id.
+    ``db_pid``: the database server's process, whose CPU time counts as the server's."""
     say(f"{name}: preparing {database_url}")
     setup = prepare_commonwatch(database_url)
     result, port = PeerResult(name), free_port()
@@ -385,10 +402,12 @@ def run_commonwatch(name: str, database_url: str, work: Workload) -> tuple[PeerR
             out = work.profile_dir / f"{tag}-{phase}.txt" if work.profile_dir else None
             return profiled(server.pid, out, work.pin)
 
+        pids = [server.pid] if db_pid is None else [server.pid, db_pid]
         writer = Collection(base, f"{root}{setup.big}/", bearer(setup.producer_token))
         say(f"{name}: bulk POST of {work.corpus.count:,} objects")
-        with profile("ingest"):
+        with profile("ingest"), cpu_meter(pids) as used:
             ingest(writer, work.corpus.envelopes, work.corpus.sizes, result)
+        result.ingest_cpu = used[0]
         writer.url = f"{root}{setup.small}/"
         writer.post(work.small_body)
         writer.close()
@@ -396,8 +415,11 @@ def run_commonwatch(name: str, database_url: str, work: Workload) -> tuple[PeerR
         result.cold_first_page = reader.page(None)[0]
         result.notes.append(settle_statistics(database_url))
         say(f"{name}: {result.notes[-1]}; paged GET of the full collection")
-        with profile("read"):
+        with profile("read"), cpu_meter(pids) as used:
             read_collection(result, reader, work, big=True)
+        result.walk_cpu = used[0]
+        assert result.walk is not None
+        result.positions = page_positions(reader, result.walk)
         with profile("single"):
             result.single = single_gets(reader, work.big_ids, work.get_budget)
         reader.url = f"{root}{setup.small}/"
@@ -416,7 +438,6 @@ def read_collection(result: PeerResult, reader: Collection, work: Workload, big:
     result.walk, result.stored = walk, walk.objects
     say(f"{result.name}: {walk.objects:,} objects in {len(walk.page_seconds)} pages, "
         f"{walk.rate:,.0f} objects/s" + ("" if walk.complete else " (time budget reached)"))
-    result.positions = page_positions(reader, walk)
 
 
 # --- the raw limit ---------------------------------------------------------------------
@@ -540,7 +561,7 @@ def medallion_files(directory: Path, port: int) -> Path:
 
 
 @contextlib.contextmanager
-def medallion(work: Workload) -> Iterator[Collection]:
+def medallion(work: Workload) -> Iterator[tuple[Collection, int]]:
     """A fresh medallion server (empty collection) and a client for its collection."""
     port = free_port()
     config = medallion_files(work.workdir, port)
@@ -548,11 +569,11 @@ def medallion(work: Workload) -> Iterator[Collection]:
            "--port", str(port), "--log-level", "WARN", str(config)]
     log = work.workdir / "medallion.log"
     with ServerProcess(pinned(cmd, SERVER_CPU, work.pin), dict(os.environ), log,
-                       f"http://127.0.0.1:{port}/taxii2/"):
+                       f"http://127.0.0.1:{port}/taxii2/") as server:
         coll = Collection(f"http://127.0.0.1:{port}", f"/bench/collections/{MEDALLION_COLLECTION}/",
                           basic(MEDALLION_USER, MEDALLION_PASSWORD))
         try:
-            yield coll
+            yield coll, server.pid
         finally:
             coll.close()
 
@@ -562,9 +583,10 @@ def run_medallion(work: Workload) -> PeerResult:
     envelopes = work.corpus.envelopes[:work.medallion_envelopes]
     for number, body in enumerate(envelopes):
         say(f"medallion: POST of envelope {number + 1} into a fresh collection")
-        with medallion(work) as coll:
+        with medallion(work) as (coll, pid), cpu_meter([pid]) as used:
             ingest(coll, [body], [work.corpus.sizes[number]], result)
-    with medallion(work) as coll:
+        result.ingest_cpu += used[0]
+    with medallion(work) as (coll, _):
         coll.post(work.small_body)
         say(f"medallion: paged GET of {len(work.small_ids):,} objects")
         result.small_walk = coll.walk(work.walk_budget)
@@ -585,10 +607,6 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.2f}"
 
 
-def met(ok: bool) -> str:
-    return "met" if ok else "**missed**"
-
-
 def ingest_table(peers: Sequence[PeerResult], first: int) -> str:
     rows = []
     for p in peers:
@@ -600,11 +618,12 @@ def ingest_table(peers: Sequence[PeerResult], first: int) -> str:
             p.name, f"{sum(p.envelope_sizes):,}", n, rate(p.ingest_rate()), rate(p.ingest_rate(first)),
             rate(sum(p.envelope_sizes[-tenth:]) / sum(p.envelope_seconds[-tenth:])),
             ms(percentile(p.envelope_seconds, 0.5)),
+            rate(sum(p.envelope_sizes) / p.ingest_cpu) if p.ingest_cpu else "-",
         ])
     return markdown_table(
         ["peer", "objects", "envelopes", "objects/s (all)",
          f"objects/s (first {first} envelopes, empty collection)", "objects/s (last 10% of envelopes)",
-         "p50 ms per envelope"], rows)
+         "p50 ms per envelope", "objects per server CPU-second"], rows)
 
 
 def read_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str:
@@ -618,14 +637,15 @@ def read_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str:
             p.name + cut, f"{p.walk.objects:,}", len(p.walk.page_seconds), rate(p.walk.rate),
             f"{100 * p.walk.rate / raw.join_rate:.0f}%" if raw else "-",
             f"{100 * p.walk.rate / raw.orjson_rate:.0f}%" if raw else "-",
+            rate(p.walk.objects / p.walk_cpu) if p.walk_cpu else "-",
         ])
     for raw in raws.values():
         rows.append([raw.name + ", join stored text", f"{raw.rows:,}", len(raw.page_seconds),
-                     rate(raw.join_rate), "100%", "-"])
+                     rate(raw.join_rate), "100%", "-", "-"])
         rows.append([raw.name + ", orjson loads+dumps", f"{raw.rows:,}", len(raw.page_seconds),
-                     rate(raw.orjson_rate), "-", "100%"])
+                     rate(raw.orjson_rate), "-", "100%", "-"])
     return markdown_table(["peer", "objects", "pages", "objects/s", "% of raw (join)",
-                           "% of raw (orjson)"], rows)
+                           "% of raw (orjson)", "objects per server CPU-second"], rows)
 
 
 def position_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str:
@@ -685,6 +705,13 @@ def ratio_table(peers: Sequence[PeerResult], med: PeerResult | None, first: int,
     return markdown_table(["comparison", "measurement", "ratio"], rows)
 
 
+def met(wall: float, cpu: float, goal: float) -> str:
+    """Judged on wall-clock rate; per server CPU-second says what a quiet core would do."""
+    if wall >= goal:
+        return "met"
+    return "**missed** (met per server CPU-second)" if cpu >= goal else "**missed**"
+
+
 def target_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str:
     rows = []
     for p in peers:
@@ -693,16 +720,22 @@ def target_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str
         raw = raws.get(p.name)
         position = p.positions["last"] / p.positions["first"]
         share = p.walk.rate / raw.join_rate if raw else float("nan")
+        ingest_cpu = sum(p.envelope_sizes) / p.ingest_cpu if p.ingest_cpu else 0.0
+        read_cpu = p.walk.objects / p.walk_cpu if p.walk_cpu else 0.0
+        sqlite = "SQLite" in p.name
         rows += [
-            [p.name, "ingest >= 20,000 objects/s (SQLite target)", rate(p.ingest_rate()),
-             met(p.ingest_rate() >= 20_000) if "SQLite" in p.name else "(no target)"],
+            [p.name, "ingest >= 20,000 objects/s" + ("" if sqlite else " (target is for SQLite)"),
+             rate(p.ingest_rate()), rate(ingest_cpu),
+             met(p.ingest_rate(), ingest_cpu, 20_000)],
             ["", f"paged read >= 100,000 objects/s at {p.walk.objects:,}", rate(p.walk.rate),
-             met(p.walk.rate >= 100_000)],
-            ["", ">= 30% of the raw limit (join)", f"{100 * share:.0f}%", met(share >= 0.30)],
-            ["", "page cost independent of position (last/first <= 1.5)", f"{position:.2f}",
-             met(position <= 1.5)],
+             rate(read_cpu), met(p.walk.rate, read_cpu, 100_000)],
+            ["", ">= 30% of the raw limit (join)", f"{100 * share:.0f}%", "-",
+             met(share, 0.0, 0.30)],
+            ["", "page cost independent of position (last/first <= 1.5)", f"{position:.2f}", "-",
+             met(-position, 0.0, -1.5)],
         ]
-    return markdown_table(["peer", "target", "measured", "status"], rows)
+    return markdown_table(["peer", "target", "measured (wall clock)", "per server CPU-second",
+                           "status"], rows)
 
 
 def describe(args: argparse.Namespace, work: Workload, peers: Sequence[PeerResult],
@@ -728,6 +761,7 @@ def describe(args: argparse.Namespace, work: Workload, peers: Sequence[PeerResul
                      + pg_settings["fsync"] + ", synchronous_commit=" + pg_settings["synchronous_commit"]
                      + ", full_page_writes=" + pg_settings["full_page_writes"] + ", same CPU as the server.")
     lines += [f"- {p.name}: {note}." for p in peers for note in p.notes]
+    lines += [f"- Machine load {c}." for c in work.conditions]
     lines.append("- Reader: an organisation cleared for TLP:RED and named on every TLP:RED object, so "
                  "it sees every stored object (plus the 2 system objects of each community); "
                  "default `match[version]=last`.")
@@ -835,7 +869,8 @@ def run_postgres(work: Workload, peers: list[PeerResult], raws: dict[str, RawRes
         with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute("CREATE DATABASE commonwatch_bench")
         url = server.url("commonwatch_bench")
-        result, community_id = run_commonwatch("CommonWatch PostgreSQL", url, work)
+        result, community_id = run_commonwatch("CommonWatch PostgreSQL", url, work,
+                                                server.postmaster_pid())
         peers.append(result)
         say("raw limit on PostgreSQL")
         raws[result.name] = raw_postgres(url, community_id, work.pin)
@@ -852,6 +887,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else "pinning: off")
     workdir = Path(tempfile.mkdtemp(prefix="cw-bench-"))
     work = make_workload(args, workdir, pin)
+    work.conditions.append("at the start: " + contention())
     peers: list[PeerResult] = []
     raws: dict[str, RawResult] = {}
     pg_settings = None
@@ -864,6 +900,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.skip_postgres:
         pg_settings = run_postgres(work, peers, raws)
     med = None if args.skip_medallion else run_medallion(work)
+    work.conditions.append("at the end: " + contention())
     section = render(args, work, peers, med, raws, pg_settings)
     print(section)
     if args.docs and not args.no_docs:

@@ -59,3 +59,16 @@ def test_roles_are_enforced(api, exchange):
     assert escalate.status_code == 403
     users = api.get("/api/admin/users", headers=as_org_admin).json()
     assert {u["org"] for u in users} == {"Managed Org"}
+
+
+def test_oversized_admin_bodies_are_refused(api):
+    resp = api.post("/api/admin/orgs", content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                    headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413
+
+    def chunks():
+        for _ in range(40):
+            yield b" " * 65536
+
+    resp = api.post("/api/admin/orgs", content=chunks(), headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413

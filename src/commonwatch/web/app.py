@@ -16,7 +16,7 @@ from commonwatch.web.errors import (
     handle_request_validation,
     handle_unexpected,
 )
-from commonwatch.web.guard import TaxiiGuard
+from commonwatch.web.guard import RequestGuard
 from commonwatch.web.taxii import taxii_router
 
 
@@ -33,5 +33,5 @@ def create_app(exchange: Exchange) -> FastAPI:
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_request_validation)
     app.add_exception_handler(Exception, handle_unexpected)
-    app.add_middleware(TaxiiGuard, max_body_bytes=exchange.settings.max_body_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=exchange.settings.max_body_bytes)
     return app

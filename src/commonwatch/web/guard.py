@@ -1,21 +1,70 @@
-"""Checks every TAXII request passes before a handler runs (TAXII 2.1 §1.6.8, §3.2):
+"""Checks every request passes before a handler runs.
+
+TAXII requests (TAXII 2.1 §1.6.8, §3.2):
 
 * 406 when the Accept header admits no TAXII 2.1 media type,
 * 415 when a POST body is not declared as TAXII 2.1 JSON,
-* 413 when the declared body is larger than the configured limit (the handler also
-  counts the bytes actually received, for bodies sent without a length).
+* 413 when the declared body is larger than the configured limit.
+
+Every request: the body actually received is counted, so a body sent without a
+length (chunked) cannot exceed the limit either — reading past it answers 413,
+whatever the handler was doing.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commonwatch.web.errors import error_response
-from commonwatch.web.media import TAXII_MEDIA_TYPE, accepts_taxii, is_taxii_content
+from commonwatch.web.media import (
+    TAXII_MEDIA_TYPE,
+    TaxiiResponse,
+    accepts_taxii,
+    is_taxii_content,
+)
+
+#: Body limit for the JSON API, whose requests are small administrative documents.
+API_BODY_LIMIT = 1024 * 1024
 
 
-class TaxiiGuard:
-    """Pure ASGI middleware applied to paths under ``/taxii2/``."""
+class _BodyLimit:
+    """Counts the body as the app reads it; past the limit the app's answer becomes a 413.
+
+    The app sees the client disconnect when the limit is crossed (so no handler ever
+    gets a partial body), and whatever it answers is replaced by one 413 response.
+    """
+
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self._receive, self._send, self.limit = receive, send, limit
+        self.seen = 0
+        self.exceeded = False
+        self._answered = False
+
+    async def receive(self) -> Message:
+        if self.exceeded:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                self.exceeded = True
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if not self.exceeded:
+            await self._send(message)
+            return
+        if not self._answered:
+            self._answered = True
+            response = error_response(
+                413, "Request too large", f"the body exceeds {self.limit} bytes; send less per request"
+            )
+            await response({"type": "http"}, self._receive, self._send)
+
+
+class RequestGuard:
+    """Pure ASGI middleware: media types for TAXII, body size for everything."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, prefix: str = "/taxii2") -> None:
         self.app = app
@@ -23,29 +72,43 @@ class TaxiiGuard:
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        taxii = scope["path"].startswith(self.prefix)
+        limit = self.max_body_bytes if taxii else API_BODY_LIMIT
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        response = None
-        if not accepts_taxii(headers.get("accept")):
-            response = error_response(
-                406, "Not acceptable",
-                f"this server answers only with {TAXII_MEDIA_TYPE}; set the Accept header to it",
-            )
-        elif scope["method"] == "POST":
-            length = headers.get("content-length")
-            if not is_taxii_content(headers.get("content-type")):
-                response = error_response(
-                    415, "Unsupported media type",
-                    f"send the envelope as Content-Type: {TAXII_MEDIA_TYPE}",
-                )
-            elif length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-                response = error_response(
-                    413, "Request too large",
-                    f"the body exceeds {self.max_body_bytes} bytes; split the envelope",
-                )
+        response = self._refusal(scope["method"], headers, limit, taxii)
         if response is not None:
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        body = _BodyLimit(receive, send, limit)
+        try:
+            await self.app(scope, body.receive, body.send)
+        except Exception:
+            if not body.exceeded:
+                raise
+        if body.exceeded:
+            await body.send({"type": "http.response.start"})
+
+    @staticmethod
+    def _refusal(
+        method: str, headers: dict[str, str], limit: int, taxii: bool
+    ) -> TaxiiResponse | None:
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return error_response(413, "Request too large",
+                                  f"the body exceeds {limit} bytes; send less per request")
+        if not taxii:
+            return None
+        if not accepts_taxii(headers.get("accept")):
+            return error_response(
+                406, "Not acceptable",
+                f"this server answers only with {TAXII_MEDIA_TYPE}; set the Accept header to it",
+            )
+        if method == "POST" and not is_taxii_content(headers.get("content-type")):
+            return error_response(
+                415, "Unsupported media type",
+                f"send the envelope as Content-Type: {TAXII_MEDIA_TYPE}",
+            )
+        return None
