@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Principal
-from commonwatch.errors import InputTooLarge, InvalidParameter, NotFound
+from commonwatch.errors import InvalidParameter, NotFound
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.query import ObjectFilter, Page
 from commonwatch.storage.models import Community
