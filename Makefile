@@ -21,7 +21,7 @@ run: $(STAMP)
 	exec $(BIN)/commonwatch serve
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
