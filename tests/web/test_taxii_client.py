@@ -101,3 +101,25 @@ def test_failures_are_reported_in_status(live_server, federation):
     assert status.success_count == 2 and status.failure_count == 1
     (failure,) = status.failures
     assert failure["id"] == bad["id"] and "pattern" in failure["message"]
+
+
+def test_status_polling_and_paged_versions(live_server, federation):
+    alice, _, cid = federation
+    coll = Collection(f"{live_server.url}/taxii2/api/collections/{cid}/",
+                      user=alice.user, password=alice.token)
+    base = indicator(created=1)
+    history = [base] + [new_version(base, m, name=f"v{m}") for m in range(2, 8)]
+    status = coll.add_objects({"objects": history}, wait_for_completion=False)
+    status.wait_until_final(poll_interval=0.1, timeout=5)
+    status.refresh()
+    assert status.status == "complete" and status.success_count == 7 and status.pending_count == 0
+    assert bool(status)  # taxii2-client: a completed status is truthy
+    seen = []
+    for page in as_pages(coll.object_versions, 3, base["id"]):
+        seen.extend(page.get("versions", []))
+    assert seen == [o["modified"] for o in history]
+    root = ApiRoot(f"{live_server.url}/taxii2/api/", user=alice.user, password=alice.token)
+    root.refresh()
+    assert root.title == "CommonWatch" and [c.id for c in root.collections] == [cid]
+    coll.refresh()
+    assert coll.title == "Sharing" and coll.media_types == ["application/stix+json;version=2.1"]
