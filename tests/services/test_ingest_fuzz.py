@@ -7,9 +7,10 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.factories import indicator, make_member
 
 from commonwatch.domain.markings import Tlp
+
+from support.factories import indicator, make_member
 
 _n = itertools.count()
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
