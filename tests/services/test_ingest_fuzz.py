@@ -19,11 +19,30 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
     max_leaves=20,
 )
-stix_keys = st.sampled_from([
-    "type", "id", "spec_version", "created", "modified", "pattern", "pattern_type", "valid_from",
-    "object_marking_refs", "granular_markings", "created_by_ref", "extensions", "hashes",
-    "source_ref", "target_ref", "sighting_of_ref", "object_refs", "labels", "confidence", "value",
-])
+stix_keys = st.sampled_from(
+    [
+        "type",
+        "id",
+        "spec_version",
+        "created",
+        "modified",
+        "pattern",
+        "pattern_type",
+        "valid_from",
+        "object_marking_refs",
+        "granular_markings",
+        "created_by_ref",
+        "extensions",
+        "hashes",
+        "source_ref",
+        "target_ref",
+        "sighting_of_ref",
+        "object_refs",
+        "labels",
+        "confidence",
+        "value",
+    ]
+)
 
 
 @st.composite
@@ -47,8 +66,11 @@ def writer(exchange):
     return member, exchange.admin.get_community(name).collection_id
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(objects=st.lists(mutated_objects() | json_values, min_size=1, max_size=5))
 def test_any_json_gets_a_status_and_every_object_is_accounted_for(exchange, writer, objects):
     member, cid = writer
