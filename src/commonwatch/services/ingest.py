@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
@@ -45,9 +45,9 @@ from commonwatch.errors import (
     NotFound,
     PermissionDenied,
 )
-from commonwatch.services.query import ObjectFilter, QueryService
+from commonwatch.services.query import CommunityRef, ObjectFilter, QueryService
 from commonwatch.storage import objects as objects_repo
-from commonwatch.storage.models import Community, IngestStatus, Organisation, StixObject
+from commonwatch.storage.models import IngestStatus, Organisation
 
 _LATEST = objects_repo.COLUMNS.index("is_latest")
 
@@ -199,32 +199,29 @@ class IngestService:
         produced by another organisation cannot be deleted (403).
         """
         page = self._query.objects(principal, collection_id, flt, with_raw=False)
+        wanted = {r.version_us for r in page.rows}
+        if not wanted:
+            raise NotFound("no object with this id is available to you")
         community, clearance = self._query.collection(principal, collection_id)
         with self._sessions.begin() as s:
+            conn = s.connection()
             mine = [
-                row_id for row_id, producer in self._query.visible_versions(
-                    s, clearance, community.id, object_id)
-                if producer == principal.org_id
+                row_id for row_id, producer, version in self._query.visible_versions(
+                    conn, clearance, community.id, object_id)
+                if producer == principal.org_id and version in wanted
             ]
-            wanted = {r.version_us for r in page.rows}
-            if not wanted:
-                raise NotFound("no object with this id is available to you")
             if not clearance.can_write or not mine:
                 raise PermissionDenied(
                     "you may delete only objects your organisation produced, in a "
                     "collection where you have write access"
                 )
-            done = s.execute(
-                delete(StixObject).where(
-                    StixObject.id.in_(mine), StixObject.version_us.in_(wanted)
-                )
-            )
-            objects_repo.refresh_latest(s.connection(), community.id, object_id)
-            return int(done.rowcount)  # type: ignore[attr-defined]
+            done = objects_repo.delete_rows(conn, mine)
+            objects_repo.refresh_latest(conn, community.id, object_id)
+            return done
 
     # -- preparation (no database) -----------------------------------------------
     def _prepare(
-        self, obj: object, community: Community, principal: Principal,
+        self, obj: object, community: CommunityRef, principal: Principal,
         identities: dict[str, int],
     ) -> _Candidate:
         meta = validate_object(obj)

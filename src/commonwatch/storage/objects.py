@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 
 from commonwatch.storage.models import Community, ObjectRecipient, StixObject
 
@@ -118,6 +118,13 @@ def refresh_latest(conn: Connection, community_id: int, stix_id: str) -> None:
     ).scalar()
     if newest is not None:
         conn.execute(update(StixObject).where(t.id == newest).values(is_latest=True))
+
+
+def delete_rows(conn: Connection, row_ids: Sequence[int]) -> int:
+    """Delete object versions by row id (their recipient rows go by cascade)."""
+    t = StixObject.__table__.c
+    done = conn.execute(delete(StixObject).where(t.id.in_(list(row_ids))))
+    return int(done.rowcount)
 
 
 def insert_recipients(

@@ -17,8 +17,7 @@ from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Principal
 from commonwatch.errors import InvalidParameter, NotFound
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.query import ObjectFilter, Page
-from commonwatch.storage.models import Community
+from commonwatch.services.query import CommunityRef, ObjectFilter, Page
 from commonwatch.web import params
 from commonwatch.web.credentials import principal_of, require_principal
 from commonwatch.web.media import STIX_MEDIA_TYPE, TAXII_MEDIA_TYPE, TaxiiResponse
@@ -45,7 +44,7 @@ def _envelope(page: Page) -> bytes:
     return head + b',"objects":[' + b",".join(r.raw for r in page.rows) + b"]}"  # type: ignore[misc]
 
 
-def _collection_json(community: Community, can_read: bool, can_write: bool) -> dict[str, Any]:
+def _collection_json(community: CommunityRef, can_read: bool, can_write: bool) -> dict[str, Any]:
     return {
         "id": community.collection_id,
         "title": community.title,

@@ -1,0 +1,171 @@
+"""The SQL of the query service, built once per query *shape* and cached.
+
+Building a SQLAlchemy statement costs milliseconds of Python, more than running it;
+so each distinct shape of request (which filters are present, which form of the
+visibility rule applies) is compiled once and reused with bound values. Every
+statement that reads ``stix_objects`` contains :func:`visible`; nothing here
+selects objects without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    false,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.domain.visibility import Clearance
+from commonwatch.storage.models import Community, Membership, ObjectRecipient, StixObject
+
+OBJECTS = StixObject.__table__
+RECIPIENTS = ObjectRecipient.__table__
+COMMUNITIES = Community.__table__
+MEMBERSHIPS = Membership.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Sight:
+    """Which form of the visibility rule applies to a caller in a community."""
+
+    own: bool  # the caller has an organisation: its own objects are visible
+    read: bool  # member with can_read: TLP up to :tlp_max
+    red: bool  # ... and cleared for RED: named recipients see RED
+    public: bool  # not a reader, public community: TLP:CLEAR only
+
+    @staticmethod
+    def of(c: Clearance) -> Sight:
+        red = c.can_read and c.max_tlp >= Tlp.RED and c.identity_id is not None
+        return Sight(c.org_id is not None, c.can_read, red, not c.can_read and c.public)
+
+
+def sight_params(c: Clearance) -> dict[str, Any]:
+    return {"org": c.org_id, "identity": c.identity_id,
+            "tlp_max": int(min(c.max_tlp, Tlp.AMBER_STRICT))}
+
+
+def visible(t: Any, sight: Sight) -> ColumnElement[bool]:
+    """SQL form of the visibility rule for rows of alias ``t`` (docs/sharing-model.md)."""
+    terms: list[ColumnElement[bool]] = []
+    if sight.own:
+        terms.append(t.producer_org_id == bindparam("org"))
+    if sight.read:
+        readable = t.tlp <= bindparam("tlp_max")
+        if sight.red:
+            r = RECIPIENTS.c
+            named = exists().where(r.object_id == t.id, r.identity_id == bindparam("identity"))
+            readable = or_(readable, named)
+        terms.append(readable)
+    elif sight.public:
+        terms.append(t.tlp == int(Tlp.CLEAR))
+    if not terms:
+        return false()
+    return or_(*terms) if len(terms) > 1 else terms[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Everything that changes the SQL text of an object query (not its values)."""
+
+    sight: Sight
+    added_after: bool = False
+    ids: bool = False
+    types: bool = False
+    specs: bool = False
+    first: bool = False
+    last: bool = True
+    all: bool = False
+    stamps: bool = False
+    cursor: bool = False
+    with_raw: bool = True
+    by_version: bool = False  # the versions endpoint: one id, ordered by version
+
+
+def _other_version(o: Any, sight: Sight, newer: bool) -> ColumnElement[bool]:
+    """EXISTS a version of the same id, newer (or older), that the caller can see."""
+    o2 = OBJECTS.alias("o2").c
+    order = o2.version_us > o.version_us if newer else o2.version_us < o.version_us
+    return exists().where(
+        o2.community_id == o.community_id, o2.stix_id == o.stix_id, order, visible(o2, sight)
+    )
+
+
+def _version_clause(o: Any, shape: Shape) -> ColumnElement[bool]:
+    """TAXII ``match[version]`` among the versions the caller can see.
+
+    ``last``: the row is the newest version overall (``is_latest``) — then it is also
+    the newest visible one, since the row itself passed the visibility filter — or no
+    newer version is visible. ``first``: no older version is visible.
+    """
+    terms: list[ColumnElement[bool]] = []
+    if shape.last:
+        terms.append(or_(o.is_latest == true(), ~_other_version(o, shape.sight, newer=True)))
+    if shape.first:
+        terms.append(~_other_version(o, shape.sight, newer=False))
+    if shape.stamps:
+        terms.append(o.version_us.in_(bindparam("stamps", expanding=True)))
+    if not terms:
+        return false()
+    return or_(*terms) if len(terms) > 1 else terms[0]
+
+
+@lru_cache(maxsize=512)
+def object_query(shape: Shape) -> Select[Any]:
+    """The page query for ``shape``; values are bound by name at execution."""
+    o = OBJECTS.alias("o").c
+    raw = o.raw if shape.with_raw else literal_column("NULL").label("raw")
+    query = select(o.stix_id, o.spec_version, o.version_us, o.date_added_us, raw).where(
+        o.community_id == bindparam("community"), visible(o, shape.sight)
+    )
+    if shape.by_version:
+        query = query.where(o.stix_id == bindparam("object_id"))
+    if shape.added_after:
+        query = query.where(o.date_added_us > bindparam("added_after"))
+    if shape.ids:
+        query = query.where(o.stix_id.in_(bindparam("ids", expanding=True)))
+    if shape.types:
+        query = query.where(o.type.in_(bindparam("types", expanding=True)))
+    if shape.specs:
+        query = query.where(o.spec_version.in_(bindparam("specs", expanding=True)))
+    if not shape.all:
+        query = query.where(_version_clause(o, shape))
+    key = o.version_us if shape.by_version else o.date_added_us
+    if shape.cursor:
+        query = query.where(key > bindparam("position"))
+    # With ids given, order by an expression so the planner looks the ids up in the
+    # (community, stix_id, version) index and sorts the few hits, instead of walking
+    # the date_added index across the whole collection.
+    order = key + 0 if shape.ids and not shape.by_version else key
+    return query.order_by(order).limit(bindparam("limit"))
+
+
+@lru_cache(maxsize=16)
+def visible_versions_query(sight: Sight) -> Select[Any]:
+    """(row id, producer, version) of each visible version of one object id."""
+    o = OBJECTS.alias("o").c
+    return select(o.id, o.producer_org_id, o.version_us).where(
+        o.community_id == bindparam("community"), o.stix_id == bindparam("object_id"),
+        visible(o, sight),
+    )
+
+
+_c, _m = COMMUNITIES.c, MEMBERSHIPS.c
+#: A community with the caller's membership row (NULLs when not a member).
+COMMUNITY_WITH_MEMBERSHIP = select(
+    _c.id, _c.name, _c.collection_id, _c.title, _c.description, _c.default_tlp, _c.public,
+    _m.can_read, _m.can_write, _m.max_tlp,
+).select_from(
+    COMMUNITIES.outerjoin(MEMBERSHIPS, and_(_m.community_id == _c.id, _m.org_id == bindparam("org")))
+)
