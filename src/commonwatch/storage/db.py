@@ -30,6 +30,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA cache_size=-65536")
+    # Checkpoint the WAL every 64 MiB rather than 4 MiB: bulk ingest then pays the
+    # checkpoint (and its fsync) once per ~100k objects instead of once per envelope.
+    cur.execute("PRAGMA wal_autocheckpoint=16384")
     cur.close()
 
 
