@@ -18,15 +18,19 @@ from commonwatch.storage.models import Community, ObjectRecipient, StixObject
 
 Version = tuple[int, int | None, str]
 
+# Driven from the id list, so each id is one probe of the (community, stix_id, version)
+# index; no ORDER BY, which would tempt the planner into walking the date_added index
+# across the whole collection. Rows are put in date_added order in Python.
 _EXISTING = {
     "sqlite": text(
-        "SELECT stix_id, version_us, producer_org_id, content_hash FROM stix_objects "
-        "WHERE community_id = :community AND stix_id IN (SELECT value FROM json_each(:ids)) "
-        "ORDER BY date_added_us"
+        "SELECT o.stix_id, o.version_us, o.producer_org_id, o.content_hash, o.date_added_us "
+        "FROM json_each(:ids) AS j CROSS JOIN stix_objects AS o "
+        "ON o.community_id = :community AND o.stix_id = j.value"
     ),
     "postgresql": text(
-        "SELECT stix_id, version_us, producer_org_id, content_hash FROM stix_objects "
-        "WHERE community_id = :community AND stix_id = ANY(:ids) ORDER BY date_added_us"
+        "SELECT o.stix_id, o.version_us, o.producer_org_id, o.content_hash, o.date_added_us "
+        "FROM unnest(CAST(:ids AS text[])) AS j(value) "
+        "JOIN stix_objects AS o ON o.community_id = :community AND o.stix_id = j.value"
     ),
 }
 
@@ -58,10 +62,9 @@ def existing_versions(
         return {}
     dialect = conn.dialect.name
     bound: Any = orjson.dumps(id_list).decode() if dialect == "sqlite" else id_list
+    rows = conn.execute(_EXISTING[dialect], {"community": community_id, "ids": bound}).all()
     known: dict[str, list[Version]] = {}
-    for sid, version, producer, digest in conn.execute(
-        _EXISTING[dialect], {"community": community_id, "ids": bound}
-    ):
+    for sid, version, producer, digest, _ in sorted(rows, key=lambda r: r[4]):
         known.setdefault(sid, []).append((version, producer, digest))
     return known
 
