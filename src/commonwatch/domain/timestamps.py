@@ -87,6 +87,24 @@ def format_timestamp(us: int) -> str:
     """
     if type(us) is not int or not _MIN_US <= us <= _MAX_US:
         raise ValueError(f"{us!r} is not a timestamp within years 0000-9999")
+    # Fast path: pages render thousands of timestamps that share their second, so the
+    # "YYYY-MM-DDTHH:MM:SS" head is cached per second and only the fraction is built.
+    seconds, fraction = divmod(us, 1_000_000)
+    head = _HEADS.get(seconds)
+    if head is None:
+        head = _slow_format(seconds * 1_000_000)[:19]
+        if len(_HEADS) >= _CACHE_MAX:
+            _HEADS.clear()
+        _HEADS[seconds] = head
+    if fraction % 1000:
+        return f"{head}.{fraction:06d}Z"
+    return f"{head}.{fraction // 1000:03d}Z"
+
+
+_HEADS: dict[int, str] = {}
+
+
+def _slow_format(us: int) -> str:
     year_zero = us < _MIN_US + 366 * 86_400_000_000
     moment = _NAIVE_EPOCH + timedelta(microseconds=us + _CYCLE_US if year_zero else us)
     text = moment.isoformat("T", "microseconds" if us % 1000 else "milliseconds") + "Z"
