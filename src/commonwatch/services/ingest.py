@@ -50,6 +50,7 @@ from commonwatch.storage import objects as objects_repo
 from commonwatch.storage.models import IngestStatus, Organisation
 
 _LATEST = objects_repo.COLUMNS.index("is_latest")
+_ANALYZE_MIN_ROWS = 20_000
 
 
 @dataclass(slots=True)
@@ -134,6 +135,10 @@ class IngestService:
         self._query = query
         self._max_objects = max_objects
         self._clock = clock
+        # Rows stored since the planner statistics were last refreshed, and the table
+        # size then: statistics are refreshed whenever the table grew by a tenth.
+        self._since_analyze = 0
+        self._analyzed_at = 0
 
     def add_objects(
         self, principal: Principal, collection_id: str, objects: Sequence[object]
@@ -174,7 +179,17 @@ class IngestService:
                 successes=orjson.dumps(successes).decode(),
                 failures=orjson.dumps(failures).decode(),
             ))
+        self._maybe_analyze(len(successes))
         return report
+
+    def _maybe_analyze(self, stored: int) -> None:
+        self._since_analyze += stored
+        if self._since_analyze < max(_ANALYZE_MIN_ROWS, self._analyzed_at // 10):
+            return
+        with self._sessions.begin() as s:
+            objects_repo.refresh_statistics(s.connection())
+        self._analyzed_at += self._since_analyze
+        self._since_analyze = 0
 
     def publish_system_objects(self, community_id: int) -> None:
         """Publish the exchange's identity and the TLP:RED recipient extension (CLEAR)."""

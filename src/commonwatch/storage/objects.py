@@ -130,6 +130,15 @@ def delete_rows(conn: Connection, row_ids: Sequence[int]) -> int:
     return int(done.rowcount)
 
 
+def refresh_statistics(conn: Connection) -> None:
+    """Let the planner see the table as it is now (SQLite ANALYZE, sampled; PostgreSQL
+    ANALYZE). Without statistics both planners can walk a whole community for a page or
+    an id lookup right after a bulk load."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA analysis_limit=2000")
+    conn.exec_driver_sql("ANALYZE stix_objects")
+
+
 def insert_recipients(
     conn: Connection, community_id: int, red: Sequence[tuple[int, frozenset[str]]]
 ) -> None:
