@@ -49,6 +49,7 @@ raw limit; page cost independent of position.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import base64
 import contextlib
 import os
@@ -759,6 +760,13 @@ def target_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str
                            "status"], rows)
 
 
+def _uvicorn_stack() -> str:
+    """What uvicorn's "auto" picks in the server's environment (this virtualenv)."""
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http}, {loop}"
+
+
 def describe(args: argparse.Namespace, work: Workload, peers: Sequence[PeerResult],
              pg_settings: dict[str, str] | None) -> str:
     info = machine()
@@ -768,7 +776,7 @@ def describe(args: argparse.Namespace, work: Workload, peers: Sequence[PeerResul
     lines = [
         f"- Machine: {info['cpus']} CPUs, {info['cpu']}, {info['memory']} RAM; {info['os']}; "
         f"Python {info['python']}.",
-        f"- Code: CommonWatch `{commit}`, medallion 3.0.0, uvicorn (h11, asyncio) one worker.",
+        f"- Code: CommonWatch `{commit}`, medallion 3.0.0, uvicorn ({_uvicorn_stack()}) one worker.",
         f"- Command: `{' '.join(['.venv/bin/python', 'bench/taxii.py', *sys.argv[1:]])}`",
         "- Pinning: " + ("server (and PostgreSQL) on CPU 0 with `taskset -c 0`, this load "
                          "generator on CPU 1 (`sched_setaffinity`, as `taskset -c 1`), raw "

@@ -17,7 +17,7 @@ from commonwatch.web.errors import (
     handle_unexpected,
 )
 from commonwatch.web.guard import RequestGuard
-from commonwatch.web.taxii import taxii_router
+from commonwatch.web.taxii import taxii_routes
 
 
 def create_app(exchange: Exchange) -> FastAPI:
@@ -27,7 +27,7 @@ def create_app(exchange: Exchange) -> FastAPI:
         docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
     )
     app.state.exchange = exchange
-    app.include_router(taxii_router(exchange))
+    app.router.routes.append(taxii_routes(exchange))
     app.include_router(admin_router(exchange))
     app.add_exception_handler(CommonWatchError, handle_commonwatch_error)
     app.add_exception_handler(HTTPException, handle_http_exception)

@@ -6,12 +6,15 @@ every decision about data live in ``services/``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
 
 from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Principal
@@ -55,10 +58,13 @@ def _collection_json(community: CommunityRef, can_read: bool, can_write: bool) -
     }
 
 
-def taxii_router(exchange: Exchange) -> APIRouter:
+def taxii_routes(exchange: Exchange) -> Mount:
     """The TAXII 2.1 discovery service and one API root, ``/taxii2/api/``."""
-    router = APIRouter(prefix="/taxii2")
+    routes: list[Route] = []
     settings = exchange.settings
+
+    def get(path: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+        return _register(routes, path, "GET")
     query = exchange.query
 
     def caller(request: Request, collection_id: str) -> Principal | None:
@@ -73,7 +79,7 @@ def taxii_router(exchange: Exchange) -> APIRouter:
                 require_principal(request, exchange.auth)
         return principal
 
-    @router.get("/")
+    @get("/")
     def discovery(request: Request) -> TaxiiResponse:
         require_principal(request, exchange.auth)
         root = str(request.base_url) + f"taxii2/{API_ROOT}/"
@@ -84,7 +90,7 @@ def taxii_router(exchange: Exchange) -> APIRouter:
             "api_roots": [root],
         })
 
-    @router.get(f"/{API_ROOT}/")
+    @get(f"/{API_ROOT}/")
     def api_root(request: Request) -> TaxiiResponse:
         require_principal(request, exchange.auth)
         return TaxiiResponse({
@@ -94,12 +100,12 @@ def taxii_router(exchange: Exchange) -> APIRouter:
             "max_content_length": settings.max_body_bytes,
         })
 
-    @router.get(f"/{API_ROOT}/status/{{status_id}}/")
+    @get(f"/{API_ROOT}/status/{{status_id}}/")
     def status(request: Request, status_id: str) -> TaxiiResponse:
         principal = require_principal(request, exchange.auth)
         return TaxiiResponse(exchange.ingest.status(principal, status_id).to_json())
 
-    @router.get(f"/{API_ROOT}/collections/")
+    @get(f"/{API_ROOT}/collections/")
     def collections(request: Request) -> TaxiiResponse:
         principal = require_principal(request, exchange.auth)
         found = query.collections(principal)
@@ -109,21 +115,21 @@ def taxii_router(exchange: Exchange) -> APIRouter:
             _collection_json(c, k.can_read or k.public, k.can_write) for c, k in found
         ]})
 
-    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/")
+    @get(f"/{API_ROOT}/collections/{{collection_id}}/")
     def collection(request: Request, collection_id: str) -> TaxiiResponse:
         principal = caller(request, collection_id)
         community, k = query.collection(principal, collection_id)
         return TaxiiResponse(_collection_json(community, k.can_read or k.public, k.can_write))
 
-    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/objects/")
+    @get(f"/{API_ROOT}/collections/{{collection_id}}/objects/")
     def get_objects(request: Request, collection_id: str) -> TaxiiResponse:
         principal = caller(request, collection_id)
         flt = params.parse_filter(request.query_params, params.OBJECTS, settings)
         page = query.objects(principal, collection_id, flt)
         return TaxiiResponse(_envelope(page), headers=_date_headers(page))
 
-    @router.post(f"/{API_ROOT}/collections/{{collection_id}}/objects/")
-    async def add_objects(request: Request, collection_id: str) -> TaxiiResponse:
+    async def add_objects(request: Request) -> TaxiiResponse:
+        collection_id = request.path_params["collection_id"]
         principal = await run_in_threadpool(require_principal, request, exchange.auth)
         objects = _objects_of(await request.body())  # size capped by web.guard
         report = await run_in_threadpool(
@@ -131,7 +137,10 @@ def taxii_router(exchange: Exchange) -> APIRouter:
         )
         return TaxiiResponse(report.to_json(), status_code=202)
 
-    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/")
+    routes.append(Route(f"/{API_ROOT}/collections/{{collection_id}}/objects/", add_objects,
+                        methods=["POST"]))
+
+    @get(f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/")
     def get_object(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:
         principal = caller(request, collection_id)
         flt = params.parse_filter(request.query_params, params.OBJECT, settings)
@@ -141,7 +150,7 @@ def taxii_router(exchange: Exchange) -> APIRouter:
             raise NotFound("no object with this id is available to you")
         return TaxiiResponse(_envelope(page), headers=_date_headers(page))
 
-    @router.delete(f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/")
+    @_register(routes, f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/", "DELETE")
     def delete_object(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:
         principal = require_principal(request, exchange.auth)
         flt = params.parse_filter(request.query_params, params.DELETE, settings,
@@ -150,7 +159,7 @@ def taxii_router(exchange: Exchange) -> APIRouter:
         exchange.ingest.delete_object(principal, collection_id, object_id, flt)
         return TaxiiResponse(b"{}")
 
-    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/versions/")
+    @get(f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/versions/")
     def versions(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:
         principal = caller(request, collection_id)
         flt = params.parse_filter(request.query_params, params.VERSIONS, settings,
@@ -164,7 +173,7 @@ def taxii_router(exchange: Exchange) -> APIRouter:
         body["versions"] = [format_timestamp(r.version_us) for r in page.rows]
         return TaxiiResponse(body, headers=_date_headers(page))
 
-    @router.get(f"/{API_ROOT}/collections/{{collection_id}}/manifest/")
+    @get(f"/{API_ROOT}/collections/{{collection_id}}/manifest/")
     def manifest(request: Request, collection_id: str) -> TaxiiResponse:
         principal = caller(request, collection_id)
         flt = params.parse_filter(request.query_params, params.OBJECTS, settings)
@@ -181,7 +190,26 @@ def taxii_router(exchange: Exchange) -> APIRouter:
             } for r in page.rows]
         return TaxiiResponse(body, headers=_date_headers(page))
 
-    return router
+    return Mount("/taxii2", routes=routes)
+
+
+def _register(
+    routes: list[Route], path: str, method: str
+) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Add a synchronous handler as a plain Starlette route run in the threadpool.
+
+    Plain routes, not FastAPI ones: TAXII handlers parse their own parameters, and
+    skipping dependency resolution saves a noticeable share of a page's server time.
+    """
+
+    def decorate(handler: Callable[..., Response]) -> Callable[..., Response]:
+        async def endpoint(request: Request) -> Response:
+            return await run_in_threadpool(handler, request, **request.path_params)
+
+        routes.append(Route(path, endpoint, methods=[method]))
+        return handler
+
+    return decorate
 
 
 def _with_id(flt: ObjectFilter, object_id: str, limit: int | None = None) -> ObjectFilter:
