@@ -49,9 +49,9 @@ raw limit; page cost independent of position.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import base64
 import contextlib
+import importlib.util
 import os
 import random
 import signal
