@@ -222,7 +222,7 @@ class IngestService:
         caller cannot see answer 404 exactly like missing ones; visible versions
         produced by another organisation cannot be deleted (403).
         """
-        page = self._query.objects(principal, collection_id, flt, with_raw=False)
+        page = self._query.manifest(principal, collection_id, flt)
         wanted = {r.version_us for r in page.rows}
         if not wanted:
             raise NotFound("no object with this id is available to you")

@@ -16,7 +16,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, bindparam
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,24 +66,33 @@ class ObjectFilter:
 
 
 class ObjectRow(NamedTuple):
-    """One stored object version as the read path returns it.
+    """What is known of one stored object version (manifest, versions, deletes).
 
-    A plain tuple: database rows are converted once, because attribute access on a
-    driver row costs about a microsecond and a page touches thousands of them.
+    Rows are plain tuples, converted once: attribute access on a driver row costs
+    about a microsecond, and a page touches thousands of them.
     """
 
     stix_id: str
     spec_version: str
     version_us: int
     date_added_us: int
-    raw: bytes | None
+
+
+class RawRow(NamedTuple):
+    """One object version's stored JSON, for envelopes: only what they need is read."""
+
+    date_added_us: int
+    raw: bytes
+
+
+RowT = TypeVar("RowT", ObjectRow, RawRow)
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
+class Page(Generic[RowT]):
     """One page of rows, oldest first, with the opaque cursor to the next one."""
 
-    rows: Sequence[ObjectRow]
+    rows: Sequence[RowT]
     more: bool
     next: str | None
 
@@ -164,23 +173,28 @@ class QueryService:
 
     # -- objects -------------------------------------------------------------------
     def objects(
-        self, principal: Principal | None, collection_id: str, flt: ObjectFilter,
-        *, with_raw: bool = True,
-    ) -> Page:
-        """Visible object versions matching ``flt``, in date_added order."""
-        return self._read(principal, collection_id, flt, with_raw=with_raw, object_id=None)
+        self, principal: Principal | None, collection_id: str, flt: ObjectFilter
+    ) -> Page[RawRow]:
+        """The stored JSON of visible object versions matching ``flt``, date_added order."""
+        return self._read(principal, collection_id, flt, RawRow, object_id=None)
+
+    def manifest(
+        self, principal: Principal | None, collection_id: str, flt: ObjectFilter
+    ) -> Page[ObjectRow]:
+        """What is known of the same versions as :meth:`objects`, without their JSON."""
+        return self._read(principal, collection_id, flt, ObjectRow, object_id=None)
 
     def versions(
         self, principal: Principal | None, collection_id: str, object_id: str,
         flt: ObjectFilter,
-    ) -> Page:
+    ) -> Page[ObjectRow]:
         """Visible versions of one object, oldest version first (TAXII 2.1 §5.7)."""
-        return self._read(principal, collection_id, flt, with_raw=False, object_id=object_id)
+        return self._read(principal, collection_id, flt, ObjectRow, object_id=object_id)
 
     def _read(
         self, principal: Principal | None, collection_id: str, flt: ObjectFilter,
-        *, with_raw: bool, object_id: str | None,
-    ) -> Page:
+        row_type: type[RowT], *, object_id: str | None,
+    ) -> Page[RowT]:
         position = decode_cursor(flt.next) if flt.next else None
         with self._sessions() as s:
             conn = s.connection()
@@ -190,7 +204,8 @@ class QueryService:
                 sight=sql.Sight.of(clearance), added_after=flt.added_after_us is not None,
                 ids=bool(flt.ids), types=bool(flt.types), specs=bool(flt.spec_versions),
                 first=sel.first, last=sel.last, all=sel.all, stamps=bool(sel.timestamps),
-                cursor=position is not None, with_raw=with_raw, by_version=object_id is not None,
+                cursor=position is not None, with_raw=row_type is RawRow,
+                by_version=object_id is not None,
             )
             params = {
                 **sql.sight_params(clearance), "community": community.id,
@@ -199,12 +214,14 @@ class QueryService:
                 "stamps": list(sel.timestamps), "position": position, "limit": flt.limit + 1,
             }
             result = conn.execute(sql.object_query(shape), params).all()  # one fetchall
-            rows = list(map(ObjectRow._make, result))
+            rows = list(map(row_type._make, result))
         more = len(rows) > flt.limit
         rows = rows[:flt.limit]
-        last = rows[-1] if more else None
-        cursor = None if last is None else (last.version_us if object_id else last.date_added_us)
-        return Page(rows=rows, more=more, next=None if cursor is None else encode_cursor(cursor))
+        if not more:
+            return Page(rows=rows, more=False, next=None)
+        last = rows[-1]
+        cursor = last.version_us if isinstance(last, ObjectRow) and object_id else last.date_added_us
+        return Page(rows=rows, more=True, next=encode_cursor(cursor))
 
     def visible_versions(
         self, conn: Connection, clearance: Clearance, community_id: int, object_id: str

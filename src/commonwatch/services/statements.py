@@ -20,7 +20,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
-    literal_column,
     or_,
     select,
     true,
@@ -125,8 +124,10 @@ def _version_clause(o: Any, shape: Shape) -> ColumnElement[bool]:
 def object_query(shape: Shape) -> Select[Any]:
     """The page query for ``shape``; values are bound by name at execution."""
     o = OBJECTS.alias("o").c
-    raw = o.raw if shape.with_raw else literal_column("NULL").label("raw")
-    query = select(o.stix_id, o.spec_version, o.version_us, o.date_added_us, raw).where(
+    # Envelopes read only what they send; every extra column is decoded per row.
+    columns = ((o.date_added_us, o.raw) if shape.with_raw
+               else (o.stix_id, o.spec_version, o.version_us, o.date_added_us))
+    query = select(*columns).where(
         o.community_id == bindparam("community"), visible(o, shape.sight)
     )
     if shape.by_version:

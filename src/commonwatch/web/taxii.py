@@ -20,7 +20,7 @@ from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Principal
 from commonwatch.errors import InvalidParameter, NotFound
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.query import CommunityRef, ObjectFilter, Page
+from commonwatch.services.query import CommunityRef, ObjectFilter, Page, RawRow
 from commonwatch.web import params
 from commonwatch.web.credentials import principal_of, require_principal
 from commonwatch.web.media import STIX_MEDIA_TYPE, TAXII_MEDIA_TYPE, TaxiiResponse
@@ -28,7 +28,7 @@ from commonwatch.web.media import STIX_MEDIA_TYPE, TAXII_MEDIA_TYPE, TaxiiRespon
 API_ROOT = "api"
 
 
-def _date_headers(page: Page) -> dict[str, str]:
+def _date_headers(page: Page[Any]) -> dict[str, str]:
     """X-TAXII-Date-Added-First/Last of the returned page (TAXII 2.1 §3.3.1)."""
     if not page.rows:
         return {}
@@ -39,12 +39,12 @@ def _date_headers(page: Page) -> dict[str, str]:
     }
 
 
-def _envelope(page: Page) -> bytes:
+def _envelope(page: Page[RawRow]) -> bytes:
     """The envelope built from stored raw JSON without re-encoding each object."""
     head = b'{"more":true,"next":' + orjson.dumps(page.next) if page.more else b'{"more":false'
     if not page.rows:
         return head + b"}"
-    return head + b',"objects":[' + b",".join(r.raw for r in page.rows) + b"]}"  # type: ignore[misc]
+    return head + b',"objects":[' + b",".join([r.raw for r in page.rows]) + b"]}"
 
 
 def _collection_json(community: CommunityRef, can_read: bool, can_write: bool) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def taxii_routes(exchange: Exchange) -> Mount:
     def manifest(request: Request, collection_id: str) -> TaxiiResponse:
         principal = caller(request, collection_id)
         flt = params.parse_filter(request.query_params, params.OBJECTS, settings)
-        page = query.objects(principal, collection_id, flt, with_raw=False)
+        page = query.manifest(principal, collection_id, flt)
         body: dict[str, Any] = {"more": page.more}
         if page.more:
             body["next"] = page.next
