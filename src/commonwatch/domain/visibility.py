@@ -8,9 +8,9 @@ organisation P, is visible to a caller of organisation O iff O = P, or all of:
 3. if ``t`` is RED, O's identity is a named recipient of that version.
 
 A public community additionally shows TLP:CLEAR to everyone, anonymous readers
-included. The SQL form of this rule lives in ``services/query.py``; this module holds
-the caller's facts and the same rule over in-memory values, for the write path and
-as the specification the SQL is tested against.
+included. The SQL form of this rule lives in ``services/statements.py`` and is
+checked against a reference model by the leak tests; :func:`is_visible` is the same
+rule over in-memory values, for code that holds one object rather than a query.
 """
 
 from __future__ import annotations
