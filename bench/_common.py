@@ -379,34 +379,10 @@ class DurablePostgres(TempPostgres):
     synchronous commit on, the PostgreSQL defaults) and pinned to the server CPU."""
 
     def __init__(self, pin: bool) -> None:
-        super().__init__()
-        self.pin = pin
-
-    def _run(self, *args: str) -> None:
-        cmd = [str(self.bindir / args[0]), *args[1:]]
-        if self.as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        done = subprocess.run(pinned(cmd, SERVER_CPU, self.pin), capture_output=True,
-                              text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+        super().__init__(durable=True, wrap=lambda cmd: pinned(cmd, SERVER_CPU, pin))
 
     def postmaster_pid(self) -> int:
         return int((self.data / "postmaster.pid").read_text().split()[0])
-
-    def start(self) -> DurablePostgres:
-        self.sock.mkdir(parents=True)
-        if self.as_root:
-            shutil.chown(self.root, "postgres")
-            shutil.chown(self.sock, "postgres")
-            os.chmod(self.root, 0o755)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
-        opts = (f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 "
-                "-c fsync=on -c synchronous_commit=on -c full_page_writes=on "
-                "-c max_connections=50 -c shared_buffers=256MB -c max_wal_size=4GB")
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-t", "60",
-                  "-l", str(self.root / "log"), "start")
-        return self
 
     def settings(self) -> dict[str, str]:
         import psycopg

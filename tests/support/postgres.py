@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -39,7 +40,15 @@ def _free_port() -> int:
 class TempPostgres:
     """Start with :meth:`start`, get URLs with :meth:`url`, always :meth:`stop`."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, durable: bool = False,
+        wrap: Callable[[list[str]], list[str]] = lambda cmd: cmd,
+    ) -> None:
+        """``durable``: PostgreSQL's safe defaults (fsync, full-page writes, synchronous
+        commit) instead of the fast, crash-unsafe settings tests use. ``wrap`` adjusts
+        each server command (the benchmark pins it to a CPU with taskset)."""
+        self.durable = durable
+        self.wrap = wrap
         bindir = find_bindir()
         if bindir is None:
             raise PostgresUnavailable(
@@ -56,7 +65,7 @@ class TempPostgres:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if self.as_root:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(self.wrap(cmd), capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise PostgresUnavailable(f"{args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
 
@@ -66,11 +75,12 @@ class TempPostgres:
             shutil.chown(self.root, "postgres")
             shutil.chown(self.sock, "postgres")
             os.chmod(self.root, 0o755)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--no-sync")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                  *(() if self.durable else ("--no-sync",)))
+        safety = "on" if self.durable else "off"
         opts = (f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=200 -c shared_buffers=256MB")
+                f"-c fsync={safety} -c synchronous_commit={safety} -c full_page_writes={safety} "
+                "-c max_connections=200 -c shared_buffers=256MB -c max_wal_size=4GB")
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-t", "60",
                   "-l", str(self.root / "log"), "start")
         return self
