@@ -102,6 +102,14 @@ def _indicator(value: str, kind: str, identity: str, tlp: Tlp, day: int, label: 
     )
 
 
+def _relationship(
+    identity: str, day: int, source: dict[str, Any], kind: str, target: dict[str, Any]
+) -> dict[str, Any]:
+    """A TLP:GREEN ``source kind target`` relationship with a deterministic id."""
+    return _sdo("relationship", f"{source['id']} {kind} {target['id']}", identity, Tlp.GREEN, day,
+                relationship_type=kind, source_ref=source["id"], target_ref=target["id"])
+
+
 def objects_by_org(identities: dict[str, str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """The demo objects: org name -> community -> objects that org posts there."""
     cert, north, south = (
@@ -144,29 +152,8 @@ def objects_by_org(identities: dict[str, str]) -> dict[str, dict[str, list[dict[
     red["extensions"] = {
         RECIPIENTS_EXTENSION_ID: {"extension_type": "property-extension", RECIPIENTS_PROPERTY: [north]}
     }
-    rels = [
-        _sdo(
-            "relationship",
-            f"{i['id']}->{malware['id']}",
-            cert,
-            Tlp.GREEN,
-            3,
-            relationship_type="indicates",
-            source_ref=i["id"],
-            target_ref=malware["id"],
-        )
-        for i in c2
-    ]
-    uses = _sdo(
-        "relationship",
-        "actor-uses-wiretap",
-        cert,
-        Tlp.GREEN,
-        2,
-        relationship_type="uses",
-        source_ref=actor["id"],
-        target_ref=malware["id"],
-    )
+    rels = [_relationship(cert, 3, i, "indicates", malware) for i in c2]
+    uses = _relationship(cert, 2, actor, "uses", malware)
     report = _sdo(
         "report",
         "COPPER SHARK campaign",
@@ -187,16 +174,7 @@ def objects_by_org(identities: dict[str, str]) -> dict[str, dict[str, list[dict[
         name="EdgeRouter management-plane authentication bypass",
         external_references=[{"source_name": "acme-psirt", "external_id": "ACME-SA-2026-003"}],
     )
-    exploit_rel = _sdo(
-        "relationship",
-        "wiretap-targets-vuln",
-        cert,
-        Tlp.GREEN,
-        5,
-        relationship_type="targets",
-        source_ref=malware["id"],
-        target_ref=vuln["id"],
-    )
+    exploit_rel = _relationship(cert, 5, malware, "targets", vuln)
     opinion = _sdo(
         "opinion",
         "acme-on-report",
