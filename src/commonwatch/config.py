@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from commonwatch.errors import ConfigError
 
@@ -33,7 +33,6 @@ class Settings:
     #: Most values in one ``match[...]`` comma list.
     max_match_values: int = 1000
     log_level: str = "info"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("sqlite://", "postgresql")):
@@ -54,8 +53,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
     for f in fields(Settings):
-        if f.name == "extra":
-            continue
         raw = env.get(ENV_PREFIX + f.name.upper())
         if raw is None:
             continue
