@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from commonwatch.config import Settings, load_settings
-from commonwatch.domain.markings import Tlp, parse_tlp
-from commonwatch.errors import CommonWatchError, Conflict, InputError, NotFound
+from commonwatch.cli import detect, exports, imports
+from commonwatch.cli.common import DbOption, err, out, run, settings, state, table, tlp_option
+from commonwatch.domain.markings import Tlp
+from commonwatch.errors import CommonWatchError
 from commonwatch.services.exchange import Exchange
 
 app = typer.Typer(no_args_is_help=True, help="CommonWatch threat-intelligence exchange.")
@@ -32,55 +29,13 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 for sub, name in ((org_app, "org"), (user_app, "user"), (token_app, "token"),
                   (community_app, "community"), (member_app, "member"), (db_app, "db")):
     app.add_typer(sub, name=name)
-
-out = Console()
-err = Console(stderr=True)
-T = TypeVar("T")
-DbOption = Annotated[str | None, typer.Option("--database-url", envvar="COMMONWATCH_DATABASE_URL",
-                                              help="Database URL (default sqlite:///./data/commonwatch.db).")]
-_state: dict[str, Any] = {}
-
+for commands in (imports, exports, detect):
+    commands.register(app)
 
 @app.callback()
 def main(database_url: DbOption = None) -> None:
     """Settings come from COMMONWATCH_* environment variables and these options."""
-    _state["database_url"] = database_url
-
-
-def _settings(**overrides: Any) -> Settings:
-    return load_settings(database_url=_state.get("database_url"), **overrides)
-
-
-@contextmanager
-def _exchange(**overrides: Any) -> Iterator[Exchange]:
-    exchange = Exchange(_settings(**overrides))
-    try:
-        yield exchange
-    finally:
-        exchange.close()
-
-
-def _run(action: Callable[[Exchange], T]) -> T:
-    """Run ``action`` on an exchange, turning errors into a message and exit code."""
-    try:
-        with _exchange() as exchange:
-            return action(exchange)
-    except CommonWatchError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        code = 2 if isinstance(exc, InputError) else 3 if isinstance(exc, NotFound | Conflict) else 1
-        raise typer.Exit(code) from None
-
-
-def _table(*columns: str) -> Table:
-    table = Table(*columns, show_edge=False, header_style="bold")
-    return table
-
-
-def _tlp(value: str) -> Tlp:
-    try:
-        return parse_tlp(value)
-    except CommonWatchError as exc:
-        raise typer.BadParameter(exc.message) from None
+    state["database_url"] = database_url
 
 
 # -- server ----------------------------------------------------------------------------
@@ -95,8 +50,8 @@ def serve(
     from commonwatch.web.app import create_app
 
     try:
-        settings = _settings(host=host, port=port)
-        exchange = Exchange(settings)
+        config = settings(host=host, port=port)
+        exchange = Exchange(config)
     except CommonWatchError as exc:
         err.print(f"[red]error:[/red] {exc.message}", highlight=False)
         raise typer.Exit(1) from None
@@ -108,8 +63,8 @@ def serve(
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port,
-                    log_level=settings.log_level, server_header=False)
+        uvicorn.run(app, host=config.host, port=config.port,
+                    log_level=config.log_level, server_header=False)
     finally:
         exchange.close()
 
@@ -124,7 +79,7 @@ def demo(
 
     def action(exchange: Exchange) -> None:
         created = create_demo(exchange)
-        s = _settings(host=host, port=port)
+        s = settings(host=host, port=port)
         base = f"http://{s.host}:{s.port}"
         # Plain lines, never wrapped or cut: people copy these URLs and tokens.
         lines = [
@@ -139,13 +94,13 @@ def demo(
         lines += [f"  {org:<20} {user:<18} {token}" for org, user, token in demo_tokens(exchange)]
         sys.stdout.write("\n".join(lines) + "\n")
 
-    _run(action)
+    run(action)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest version."""
-    _run(lambda exchange: out.print("schema is up to date"))
+    run(lambda exchange: out.print("schema is up to date"))
 
 
 # -- organisations -----------------------------------------------------------------------
@@ -156,17 +111,17 @@ def org_create(
     country: Annotated[str | None, typer.Option(help="ISO 3166 alpha-2 code")] = None,
 ) -> None:
     """Create an organisation and its STIX identity."""
-    org = _run(lambda x: x.admin.create_org(name, sector, country))
+    org = run(lambda x: x.admin.create_org(name, sector, country))
     out.print(f"created organisation {org.name!r} identity {org.identity_id}", highlight=False)
 
 
 @org_app.command("list")
 def org_list() -> None:
     """List organisations."""
-    table = _table("name", "sector", "country", "identity")
-    for o in _run(lambda x: x.admin.list_orgs()):
-        table.add_row(o.name, o.sector, o.country or "", o.identity_id)
-    out.print(table)
+    rows = table("name", "sector", "country", "identity")
+    for o in run(lambda x: x.admin.list_orgs()):
+        rows.add_row(o.name, o.sector, o.country or "", o.identity_id)
+    out.print(rows)
 
 
 # -- users ---------------------------------------------------------------------------
@@ -177,30 +132,30 @@ def user_create(
     role: Annotated[str, typer.Option(help="admin, org-admin, analyst, reader, sync")] = "analyst",
 ) -> None:
     """Create a user in an organisation."""
-    user = _run(lambda x: x.admin.create_user(org, name, role))
+    user = run(lambda x: x.admin.create_user(org, name, role))
     out.print(f"created user {user.name!r} ({user.role}) in {org!r}", highlight=False)
 
 
 @user_app.command("list")
 def user_list(org: Annotated[str | None, typer.Option(help="Only this organisation")] = None) -> None:
     """List users."""
-    table = _table("name", "organisation", "role", "active")
-    for u, o in _run(lambda x: x.admin.list_users(org)):
-        table.add_row(u.name, o, u.role, "yes" if u.active else "no")
-    out.print(table)
+    rows = table("name", "organisation", "role", "active")
+    for u, o in run(lambda x: x.admin.list_users(org)):
+        rows.add_row(u.name, o, u.role, "yes" if u.active else "no")
+    out.print(rows)
 
 
 @user_app.command("disable")
 def user_disable(name: str) -> None:
     """Disable a user: its tokens stop working."""
-    _run(lambda x: x.admin.set_user_active(name, False))
+    run(lambda x: x.admin.set_user_active(name, False))
     out.print(f"disabled user {name!r}", highlight=False)
 
 
 @user_app.command("enable")
 def user_enable(name: str) -> None:
     """Enable a disabled user again."""
-    _run(lambda x: x.admin.set_user_active(name, True))
+    run(lambda x: x.admin.set_user_active(name, True))
     out.print(f"enabled user {name!r}", highlight=False)
 
 
@@ -213,7 +168,7 @@ def token_create(
     bare: Annotated[bool, typer.Option("--bare", help="Print only the token, for scripts")] = False,
 ) -> None:
     """Create an API token. It is shown once; only its hash is stored."""
-    issued = _run(lambda x: x.admin.create_token(user, label, expires_in_days))
+    issued = run(lambda x: x.admin.create_token(user, label, expires_in_days))
     if bare:
         sys.stdout.write(issued.secret + "\n")
         return
@@ -224,20 +179,20 @@ def token_create(
 @token_app.command("list")
 def token_list(user: Annotated[str | None, typer.Option(help="Only this user")] = None) -> None:
     """List tokens (never the tokens themselves)."""
-    table = _table("id", "user", "prefix", "label", "expires", "revoked")
+    rows = table("id", "user", "prefix", "label", "expires", "revoked")
     from commonwatch.domain.stix import format_timestamp
 
-    for t, u in _run(lambda x: x.admin.list_tokens(user)):
-        table.add_row(str(t.id), u, t.prefix + "…", t.label,
+    for t, u in run(lambda x: x.admin.list_tokens(user)):
+        rows.add_row(str(t.id), u, t.prefix + "…", t.label,
                       format_timestamp(t.expires_us) if t.expires_us else "never",
                       "yes" if t.revoked_us else "no")
-    out.print(table)
+    out.print(rows)
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: int) -> None:
     """Revoke a token by id (see `token list`)."""
-    _run(lambda x: x.admin.revoke_token(token_id))
+    run(lambda x: x.admin.revoke_token(token_id))
     out.print(f"revoked token {token_id}")
 
 
@@ -251,18 +206,18 @@ def community_create(
     public: Annotated[bool, typer.Option("--public", help="Show TLP:CLEAR to anonymous readers")] = False,
 ) -> None:
     """Create a community (one TAXII collection)."""
-    tlp = _tlp(default_tlp)
-    c = _run(lambda x: x.admin.create_community(name, title, description, tlp, public))
+    tlp = tlp_option(default_tlp)
+    c = run(lambda x: x.admin.create_community(name, title, description, tlp, public))
     out.print(f"created community {c.name!r} collection {c.collection_id}", highlight=False)
 
 
 @community_app.command("list")
 def community_list() -> None:
     """List communities."""
-    table = _table("name", "collection id", "default TLP", "public")
-    for c in _run(lambda x: x.admin.list_communities()):
-        table.add_row(c.name, c.collection_id, Tlp(c.default_tlp).label, "yes" if c.public else "no")
-    out.print(table)
+    rows = table("name", "collection id", "default TLP", "public")
+    for c in run(lambda x: x.admin.list_communities()):
+        rows.add_row(c.name, c.collection_id, Tlp(c.default_tlp).label, "yes" if c.public else "no")
+    out.print(rows)
 
 
 # -- memberships -----------------------------------------------------------------------
@@ -275,23 +230,23 @@ def member_set(
     max_tlp: Annotated[str, typer.Option(help="Highest TLP the member receives")] = "amber",
 ) -> None:
     """Add an organisation to a community, or change its rights there."""
-    tlp = _tlp(max_tlp)
-    _run(lambda x: x.admin.set_membership(org, community, read, write, tlp))
+    tlp = tlp_option(max_tlp)
+    run(lambda x: x.admin.set_membership(org, community, read, write, tlp))
     out.print(f"{org!r} in {community!r}: read={read} write={write} max_tlp={tlp.label}", highlight=False)
 
 
 @member_app.command("remove")
 def member_remove(community: str, org: str) -> None:
     """Remove an organisation from a community."""
-    _run(lambda x: x.admin.remove_membership(org, community))
+    run(lambda x: x.admin.remove_membership(org, community))
     out.print(f"removed {org!r} from {community!r}", highlight=False)
 
 
 @member_app.command("list")
 def member_list(community: Annotated[str | None, typer.Argument()] = None) -> None:
     """List memberships."""
-    table = _table("community", "organisation", "read", "write", "max TLP")
-    for m, o, c in _run(lambda x: x.admin.list_memberships(community)):
-        table.add_row(c, o, "yes" if m.can_read else "no", "yes" if m.can_write else "no",
+    rows = table("community", "organisation", "read", "write", "max TLP")
+    for m, o, c in run(lambda x: x.admin.list_memberships(community)):
+        rows.add_row(c, o, "yes" if m.can_read else "no", "yes" if m.can_write else "no",
                       Tlp(m.max_tlp).label)
-    out.print(table)
+    out.print(rows)

@@ -16,7 +16,9 @@ from commonwatch.web.errors import (
     handle_request_validation,
     handle_unexpected,
 )
+from commonwatch.web.feeds import feeds_router
 from commonwatch.web.guard import RequestGuard
+from commonwatch.web.imports import imports_router
 from commonwatch.web.taxii import taxii_routes
 
 
@@ -29,6 +31,8 @@ def create_app(exchange: Exchange) -> FastAPI:
     app.state.exchange = exchange
     app.router.routes.append(taxii_routes(exchange))
     app.include_router(admin_router(exchange))
+    app.include_router(imports_router(exchange))
+    app.include_router(feeds_router(exchange))
     app.add_exception_handler(CommonWatchError, handle_commonwatch_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_request_validation)

@@ -1,0 +1,62 @@
+"""What every ``commonwatch`` command shares: settings, the exchange, error exits, tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from commonwatch.config import Settings, load_settings
+from commonwatch.domain.markings import Tlp, parse_tlp
+from commonwatch.errors import CommonWatchError, Conflict, InputError, NotFound
+from commonwatch.services.exchange import Exchange
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+DbOption = Annotated[str | None, typer.Option("--database-url", envvar="COMMONWATCH_DATABASE_URL",
+                                              help="Database URL (default sqlite:///./data/commonwatch.db).")]
+state: dict[str, Any] = {}
+
+
+def settings(**overrides: Any) -> Settings:
+    """Settings from the environment, the global options and ``overrides``."""
+    return load_settings(database_url=state.get("database_url"), **overrides)
+
+
+@contextmanager
+def exchange_for(**overrides: Any) -> Iterator[Exchange]:
+    """An exchange on the current settings, closed on exit."""
+    exchange = Exchange(settings(**overrides))
+    try:
+        yield exchange
+    finally:
+        exchange.close()
+
+
+def run(action: Callable[[Exchange], T]) -> T:
+    """Run ``action`` on an exchange, turning errors into a message and exit code."""
+    try:
+        with exchange_for() as exchange:
+            return action(exchange)
+    except CommonWatchError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        code = 2 if isinstance(exc, InputError) else 3 if isinstance(exc, NotFound | Conflict) else 1
+        raise typer.Exit(code) from None
+
+
+def table(*columns: str) -> Table:
+    """A plain table for listings."""
+    return Table(*columns, show_edge=False, header_style="bold")
+
+
+def tlp_option(value: str) -> Tlp:
+    """Parse a TLP name given on the command line."""
+    try:
+        return parse_tlp(value)
+    except CommonWatchError as exc:
+        raise typer.BadParameter(exc.message) from None
