@@ -33,6 +33,8 @@ class Settings:
     #: Most values in one ``match[...]`` comma list.
     max_match_values: int = 1000
     log_level: str = "info"
+    #: Directories of operator warninglists added to the built-in ones (os.pathsep-separated).
+    warninglist_dirs: str = ""
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("sqlite://", "postgresql")):

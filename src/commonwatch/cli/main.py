@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from commonwatch.cli import detect, exports, imports
+from commonwatch.cli import detect, exports, imports, lifecycle, lookup, sightings
 from commonwatch.cli.common import DbOption, err, out, run, settings, state, table, tlp_option
 from commonwatch.domain.markings import Tlp
 from commonwatch.errors import CommonWatchError
@@ -29,7 +29,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 for sub, name in ((org_app, "org"), (user_app, "user"), (token_app, "token"),
                   (community_app, "community"), (member_app, "member"), (db_app, "db")):
     app.add_typer(sub, name=name)
-for commands in (imports, exports, detect):
+for commands in (imports, exports, lookup, sightings, lifecycle, detect):
     commands.register(app)
 
 @app.callback()

@@ -65,6 +65,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import TypeAlias, TypeVar
 
 from commonwatch.domain.pattern_ast import (
@@ -595,6 +596,12 @@ def parse_pattern(pattern: str) -> Pattern:
     """
     if not isinstance(pattern, str):
         raise InvalidPattern(f"{_PREFIX}a pattern must be a string, not {type(pattern).__name__}")
+    return _parse_recent(pattern)
+
+
+@lru_cache(maxsize=4096)
+def _parse_recent(pattern: str) -> Pattern:
+    """Recent parses are kept: ingest validates a pattern and then indexes its values."""
     return _parse_fast(pattern) or _parse(pattern)
 
 

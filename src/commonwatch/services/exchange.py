@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from functools import cached_property
+from pathlib import Path
+
 from commonwatch.clock import Clock, now_us
 from commonwatch.config import Settings
+from commonwatch.domain.warninglists import Warninglists, load_warninglists
 from commonwatch.services.admin import AdminService
 from commonwatch.services.auth import AuthService
+from commonwatch.services.detect import DetectService
 from commonwatch.services.ingest import IngestService
+from commonwatch.services.lifecycle import LifecycleService
+from commonwatch.services.lookup import LookupService
 from commonwatch.services.query import QueryService
+from commonwatch.services.sightings import SightingService
 from commonwatch.storage.db import make_engine, session_factory, upgrade
 
 
@@ -26,6 +35,21 @@ class Exchange:
         )
         self.admin = AdminService(sessions, self.ingest, clock=clock)
         self.auth = AuthService(sessions, clock=clock)
+        self.lookup = LookupService(sessions, self.query, lambda: self.warninglists)
+        self.sightings = SightingService(self.query, self.lookup, self.ingest, clock=clock)
+        self.lifecycle = LifecycleService(self.query, self.ingest, clock=clock)
+        self.detect = DetectService(self.query, self.ingest, lambda: {
+            o.identity_id: (o.name, o.sector) for o in self.admin.list_orgs()}, clock=clock)
+
+    @property
+    def warninglist_dirs(self) -> list[Path]:
+        """The operator's warninglist directories (``COMMONWATCH_WARNINGLIST_DIRS``)."""
+        return [Path(p) for p in self.settings.warninglist_dirs.split(os.pathsep) if p]
+
+    @cached_property
+    def warninglists(self) -> Warninglists:
+        """The built-in warninglists plus the operator's, loaded on first use."""
+        return load_warninglists(self.warninglist_dirs)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
+from commonwatch.domain.indexing import index_entries
 from commonwatch.domain.markings import (
     Tlp,
     effective_tlp,
@@ -46,7 +47,10 @@ from commonwatch.errors import (
     PermissionDenied,
 )
 from commonwatch.services.query import CommunityRef, ObjectFilter, QueryService
+from commonwatch.storage import index as index_repo
 from commonwatch.storage import objects as objects_repo
+from commonwatch.storage import tombstones
+from commonwatch.storage.index import Entries
 from commonwatch.storage.models import IngestStatus, Organisation
 
 _LATEST = objects_repo.COLUMNS.index("is_latest")
@@ -239,6 +243,7 @@ class IngestService:
                     "you may delete only objects your organisation produced, in a "
                     "collection where you have write access"
                 )
+            tombstones.bury(conn, mine, self._clock())
             done = objects_repo.delete_rows(conn, mine)
             objects_repo.refresh_latest(conn, community.id, object_id)
             return done
@@ -295,6 +300,8 @@ class IngestService:
         failures: list[FailureDetail] = []
         rows: list[list[Any]] = []
         red: list[tuple[int, frozenset[str]]] = []
+        observables: list[Entries] = []
+        refs: list[Entries] = []
         superseded: list[tuple[str, int]] = []
         newest = {sid: max(v for v, _, _ in vs) for sid, vs in known.items() if vs}
         pending: dict[str, list[Any]] = {}
@@ -317,10 +324,19 @@ class IngestService:
             rows.append(row)
             if c.recipients:
                 red.append((last_added, c.recipients))
+            found, related = index_entries(c.obj)
+            if found:
+                observables.append((last_added, found))
+            if related:
+                refs.append((last_added, related))
             successes.append(StatusDetail(c.stix_id, format_timestamp(version_us)))
         objects_repo.clear_latest(conn, community_id, superseded)
         objects_repo.insert_objects(conn, rows)
         objects_repo.insert_recipients(conn, community_id, red)
+        if observables or refs:
+            first = min(added for added, _ in observables[:1] + refs[:1])
+            ids = index_repo.row_ids(conn, community_id, first, last_added)
+            index_repo.insert_entries(conn, community_id, ids, observables, refs)
         if rows:
             objects_repo.set_last_added(conn, community_id, last_added)
         return successes, failures

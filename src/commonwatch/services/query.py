@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+import heapq
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -65,6 +66,44 @@ class ObjectFilter:
     next: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ExportFilter:
+    """The query of an export or pull feed: which latest visible versions to send.
+
+    The SQL part (communities, types, TLP ceiling, since, producer sector) narrows the
+    visibility-filtered read; the rest needs the object's JSON and is applied by the
+    export service on each streamed row (confidence, revoked, ``valid_until``,
+    warninglists, and the decay score once scoring exists).
+    """
+
+    #: Community names or collection ids; empty: every community the caller can read.
+    communities: tuple[str, ...] = ()
+    types: tuple[str, ...] = ("indicator",)
+    #: Highest TLP exported. AMBER by default; RED only when asked for explicitly.
+    tlp_ceiling: Tlp = Tlp.AMBER
+    #: Only versions added to the exchange at or after this time (µs since the epoch).
+    since_us: int | None = None
+    producer_sectors: tuple[str, ...] = ()
+    min_confidence: int | None = None
+    #: Minimum decay score; reserved for indicator scoring, refused until it exists.
+    min_score: float | None = None
+    include_warninglisted: bool = False
+    include_revoked: bool = False
+    include_expired: bool = False
+
+
+class ExportRow(NamedTuple):
+    """The newest visible version of one object, for exports."""
+
+    stix_id: str
+    version_us: int
+    date_added_us: int
+    tlp: int
+    producer_org_id: int | None
+    raw: bytes
+    community: str
+
+
 class ObjectRow(NamedTuple):
     """What is known of one stored object version (manifest, versions, deletes).
 
@@ -85,16 +124,59 @@ class RawRow(NamedTuple):
     raw: bytes
 
 
+class Tombstone(NamedTuple):
+    """A deleted object version: which, and when it was deleted."""
+
+    stix_id: str
+    version_us: int
+    deleted_us: int
+
+
 RowT = TypeVar("RowT", ObjectRow, RawRow)
+ItemT = TypeVar("ItemT")
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[RowT]):
+class Page(Generic[ItemT]):
     """One page of rows, oldest first, with the opaque cursor to the next one."""
 
-    rows: Sequence[RowT]
+    rows: Sequence[ItemT]
     more: bool
     next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One page of stored JSON for a TAXII envelope, with what its headers need."""
+
+    objects: list[bytes]
+    first_added_us: int | None
+    last_added_us: int | None
+    more: bool
+    next: str | None
+
+
+def _fetch(conn: Connection, shape: sql.Shape, params: dict[str, Any]) -> list[Any]:
+    """All rows of one page query, as tuples.
+
+    Without list-valued filters the statement is compiled once per shape and dialect
+    and run on the driver's own cursor: SQLAlchemy's result objects cost more per row
+    than SQLite's execution of the visibility rule. List filters (``match[id]``...)
+    need SQLAlchemy's expansion of IN parameters and take the general path.
+    """
+    if shape.ids or shape.types or shape.specs or shape.stamps:
+        return list(conn.execute(sql.object_query(shape), params).all())
+    text, names, defaults = sql.compiled_object_query(shape, conn.dialect)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if names is None:
+            cursor.execute(text, defaults | params)
+        else:
+            values = defaults | params
+            cursor.execute(text, [values[name] for name in names])
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
 
 
 def encode_cursor(position: int) -> str:
@@ -191,6 +273,50 @@ class QueryService:
         """Visible versions of one object, oldest version first (TAXII 2.1 §5.7)."""
         return self._read(principal, collection_id, flt, ObjectRow, object_id=object_id)
 
+    def envelope(
+        self, principal: Principal | None, collection_id: str, flt: ObjectFilter
+    ) -> Envelope:
+        """The same rows as :meth:`objects`, as the stored JSON a TAXII envelope joins.
+
+        The hot path of paged reads: rows come straight from the driver as tuples (no
+        result objects per row), through the same visibility-filtered statement.
+        """
+        position = decode_cursor(flt.next) if flt.next else None
+        with self._sessions() as s:
+            conn = s.connection()
+            community, clearance = self._collection(conn, principal, collection_id, read=True)
+            shape, params = self._plan(flt, clearance, community.id, position, True, None)
+            rows = _fetch(conn, shape, params)
+        more = len(rows) > flt.limit
+        if more:
+            del rows[flt.limit:]
+        if not rows:
+            return Envelope([], None, None, False, None)
+        last = rows[-1][0]
+        return Envelope([r[1] for r in rows], rows[0][0], last, more,
+                        encode_cursor(last) if more else None)
+
+    @staticmethod
+    def _plan(
+        flt: ObjectFilter, clearance: Clearance, community_id: int, position: int | None,
+        with_raw: bool, object_id: str | None,
+    ) -> tuple[sql.Shape, dict[str, Any]]:
+        """The statement shape and bound values of one page read."""
+        sel = flt.versions
+        shape = sql.Shape(
+            sight=sql.Sight.of(clearance), added_after=flt.added_after_us is not None,
+            ids=bool(flt.ids), types=bool(flt.types), specs=bool(flt.spec_versions),
+            first=sel.first, last=sel.last, all=sel.all, stamps=bool(sel.timestamps),
+            cursor=position is not None, with_raw=with_raw, by_version=object_id is not None,
+        )
+        params = {
+            **sql.sight_params(clearance), "community": community_id,
+            "object_id": object_id, "added_after": flt.added_after_us,
+            "ids": list(flt.ids), "types": list(flt.types), "specs": list(flt.spec_versions),
+            "stamps": list(sel.timestamps), "position": position, "limit": flt.limit + 1,
+        }
+        return shape, params
+
     def _read(
         self, principal: Principal | None, collection_id: str, flt: ObjectFilter,
         row_type: type[RowT], *, object_id: str | None,
@@ -199,22 +325,9 @@ class QueryService:
         with self._sessions() as s:
             conn = s.connection()
             community, clearance = self._collection(conn, principal, collection_id, read=True)
-            sel = flt.versions
-            shape = sql.Shape(
-                sight=sql.Sight.of(clearance), added_after=flt.added_after_us is not None,
-                ids=bool(flt.ids), types=bool(flt.types), specs=bool(flt.spec_versions),
-                first=sel.first, last=sel.last, all=sel.all, stamps=bool(sel.timestamps),
-                cursor=position is not None, with_raw=row_type is RawRow,
-                by_version=object_id is not None,
-            )
-            params = {
-                **sql.sight_params(clearance), "community": community.id,
-                "object_id": object_id, "added_after": flt.added_after_us,
-                "ids": list(flt.ids), "types": list(flt.types), "specs": list(flt.spec_versions),
-                "stamps": list(sel.timestamps), "position": position, "limit": flt.limit + 1,
-            }
-            result = conn.execute(sql.object_query(shape), params).all()  # one fetchall
-            rows = list(map(row_type._make, result))
+            shape, params = self._plan(flt, clearance, community.id, position,
+                                       row_type is RawRow, object_id)
+            rows = list(map(row_type._make, _fetch(conn, shape, params)))
         more = len(rows) > flt.limit
         rows = rows[:flt.limit]
         if not more:
@@ -223,6 +336,22 @@ class QueryService:
         cursor = last.version_us if isinstance(last, ObjectRow) and object_id else last.date_added_us
         return Page(rows=rows, more=True, next=encode_cursor(cursor))
 
+    def deletions(
+        self, principal: Principal | None, collection_id: str, after: str | None = None,
+        limit: int = 1000,
+    ) -> Page[Tombstone]:
+        """Deleted object versions the caller may know about, oldest deletion first."""
+        position = decode_cursor(after) if after else 0
+        with self._sessions() as s:
+            conn = s.connection()
+            community, clearance = self._collection(conn, principal, collection_id, read=True)
+            params = {**sql.sight_params(clearance), "community": community.id,
+                      "position": position, "limit": limit + 1}
+            rows = conn.execute(sql.tombstones_query(sql.Sight.of(clearance)), params).all()
+        found = [Tombstone(*row[1:]) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(rows=found, more=more, next=encode_cursor(rows[limit - 1][0]) if more else None)
+
     def visible_versions(
         self, conn: Connection, clearance: Clearance, community_id: int, object_id: str
     ) -> list[tuple[int, int | None, int]]:
@@ -230,6 +359,67 @@ class QueryService:
         query = sql.visible_versions_query(sql.Sight.of(clearance))
         params = {**sql.sight_params(clearance), "community": community_id, "object_id": object_id}
         return [(r[0], r[1], r[2]) for r in conn.execute(query, params)]
+
+
+    # -- exports -------------------------------------------------------------------
+    def export_communities(
+        self, principal: Principal, flt: ExportFilter
+    ) -> list[tuple[CommunityRef, Clearance]]:
+        """The communities an export reads: those named (each must be readable) or all readable."""
+        known = self.collections(principal)
+        if not flt.communities:
+            return [(c, k) for c, k in known if k.can_read]
+        by_key = {key: (c, k) for c, k in known if k.can_read or k.public
+                  for key in (c.name, c.collection_id)}
+        chosen: dict[int, tuple[CommunityRef, Clearance]] = {}
+        for key in flt.communities:
+            if key not in by_key:
+                raise NotFound(f"no community {key!r} is readable by you; see the TAXII collections list")
+            chosen[by_key[key][0].id] = by_key[key]
+        return sorted(chosen.values(), key=lambda ck: ck[0].id)
+
+    def stream_latest(
+        self, principal: Principal, flt: ExportFilter, *, batch: int = 2000
+    ) -> Iterator[ExportRow]:
+        """Newest visible version of each matching object, in STIX id order, each id once.
+
+        Reads keyset batches per community (constant memory) and merges communities by
+        id; an id present in several communities is sent once, in its newest version.
+        """
+        streams = [self._community_rows(principal, c, k, flt, batch)
+                   for c, k in self.export_communities(principal, flt)]
+        previous: str | None = None
+        merged = heapq.merge(*streams, key=lambda r: (r.stix_id, -r.version_us))
+        for row in merged:
+            if row.stix_id != previous:
+                previous = row.stix_id
+                yield row
+
+    def _community_rows(
+        self, principal: Principal, community: CommunityRef, clearance: Clearance,
+        flt: ExportFilter, batch: int,
+    ) -> Iterator[ExportRow]:
+        after: str | None = None
+        ceiling = int(flt.tlp_ceiling)
+        while True:
+            shape = sql.ExportShape(
+                sight=sql.Sight.of(clearance), types=bool(flt.types),
+                sectors=bool(flt.producer_sectors), since=flt.since_us is not None,
+                cursor=after is not None,
+            )
+            params = {
+                **sql.sight_params(clearance), "community": community.id, "ceiling": ceiling,
+                "types": list(flt.types), "sectors": list(flt.producer_sectors),
+                "since": flt.since_us, "after": after, "limit": batch,
+            }
+            with self._sessions() as s:
+                rows = s.connection().execute(sql.export_query(shape), params).all()
+            name = community.name
+            for r in rows:
+                yield ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], name)
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
 
 
 _BY_COLLECTION = sql.COMMUNITY_WITH_MEMBERSHIP.where(

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Dialect,
     Select,
     and_,
     bindparam,
@@ -27,7 +28,8 @@ from sqlalchemy import (
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import Clearance
-from commonwatch.storage.models import Community, Membership, ObjectRecipient, StixObject
+from commonwatch.storage.models import Community, Membership, ObjectRecipient, Organisation, StixObject
+from commonwatch.storage.tombstones import TOMBSTONES
 
 OBJECTS = StixObject.__table__
 RECIPIENTS = ObjectRecipient.__table__
@@ -152,6 +154,38 @@ def object_query(shape: Shape) -> Select[Any]:
     return query.order_by(order).limit(bindparam("limit"))
 
 
+@lru_cache(maxsize=512)
+def compiled_object_query(
+    shape: Shape, dialect: Dialect
+) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+    """:func:`object_query` compiled for ``dialect``: (SQL text, positional parameter
+    names or None for named parameters, values of the statement's own parameters)."""
+    compiled = object_query(shape).compile(dialect=dialect)
+    names = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+    return compiled.string, names, {name: bind.value for name, bind in compiled.binds.items()}
+
+
+@lru_cache(maxsize=16)
+def tombstones_query(sight: Sight) -> Select[Any]:
+    """Tombstones the caller may see, in deletion order after a position.
+
+    The deleted version's own visibility applies, except that TLP:RED tombstones are
+    shown to their producer only (the recipient list went with the version).
+    """
+    t = TOMBSTONES.c
+    terms: list[ColumnElement[bool]] = []
+    if sight.own:
+        terms.append(t.producer_org_id == bindparam("org"))
+    if sight.read:
+        terms.append(and_(t.tlp <= bindparam("tlp_max"), t.tlp < int(Tlp.RED)))
+    elif sight.public:
+        terms.append(t.tlp == int(Tlp.CLEAR))
+    rule = or_(*terms) if terms else false()
+    return (select(t.id, t.stix_id, t.version_us, t.deleted_us)
+            .where(t.community_id == bindparam("community"), t.id > bindparam("position"), rule)
+            .order_by(t.id).limit(bindparam("limit")))
+
+
 @lru_cache(maxsize=16)
 def visible_versions_query(sight: Sight) -> Select[Any]:
     """(row id, producer, version) of each visible version of one object id."""
@@ -170,3 +204,46 @@ COMMUNITY_WITH_MEMBERSHIP = select(
 ).select_from(
     COMMUNITIES.outerjoin(MEMBERSHIPS, and_(_m.community_id == _c.id, _m.org_id == bindparam("org")))
 )
+
+
+# -- exports -------------------------------------------------------------------------------
+ORGANISATIONS = Organisation.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class ExportShape:
+    """What changes the SQL text of an export batch query (not its values)."""
+
+    sight: Sight
+    types: bool = False
+    sectors: bool = False
+    since: bool = False
+    cursor: bool = False
+
+
+@lru_cache(maxsize=256)
+def export_query(shape: ExportShape) -> Select[Any]:
+    """One keyset batch of the newest visible version of each object, by STIX id.
+
+    The visibility rule is :func:`visible`, unchanged; the export's TLP ceiling is an
+    extra predicate on top of it, so it can only narrow what the caller sees. Ordering
+    by ``stix_id`` walks the ``(community_id, stix_id, version_us)`` index, and lets
+    the service merge several communities without remembering what it has sent.
+    """
+    o = OBJECTS.alias("o").c
+    query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id, o.raw).where(
+        o.community_id == bindparam("community"), visible(o, shape.sight),
+        o.tlp <= bindparam("ceiling"),
+        _version_clause(o, Shape(sight=shape.sight, last=True)),
+    )
+    if shape.types:
+        query = query.where(o.type.in_(bindparam("types", expanding=True)))
+    if shape.sectors:
+        sectors = select(ORGANISATIONS.c.id).where(
+            ORGANISATIONS.c.sector.in_(bindparam("sectors", expanding=True)))
+        query = query.where(o.producer_org_id.in_(sectors))
+    if shape.since:
+        query = query.where(o.date_added_us >= bindparam("since"))
+    if shape.cursor:
+        query = query.where(o.stix_id > bindparam("after"))
+    return query.order_by(o.stix_id).limit(bindparam("limit"))

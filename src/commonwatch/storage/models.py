@@ -170,3 +170,71 @@ class IngestStatus(Base):
     #: JSON arrays of TAXII status-details.
     successes: Mapped[str] = mapped_column(Text)
     failures: Mapped[str] = mapped_column(Text)
+
+
+class Feed(Base):
+    """A named pull feed of one organisation: an export format and its filter.
+
+    Always evaluated with the requesting user's own visibility: a feed names *what* to
+    export, never *whose* view to use, so sharing a feed name cannot widen anyone's view.
+    """
+
+    __tablename__ = "feeds"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_feeds_org_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    format: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: The export filter as JSON (see ``services/export.py``: ``filter_to_json``).
+    filter_json: Mapped[str] = mapped_column(Text)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class FeedState(Base):
+    """What the last render of a feed for one user established, for cheap 304s.
+
+    ``base`` digests every cheap input of the content (feed definition, caller,
+    memberships, per-community change counters, warninglists); ``anchor_us`` is when
+    this content generation began (Last-Modified); ``next_change_us`` is the earliest
+    ``valid_until`` among exported indicators, after which the content changes by itself.
+    """
+
+    __tablename__ = "feed_states"
+
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    base: Mapped[str] = mapped_column(String(64))
+    anchor_us: Mapped[int] = mapped_column(BigInteger)
+    next_change_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ObjectDeletions(Base):
+    """How many object versions were ever deleted from a community.
+
+    Maintained by a database trigger on ``stix_objects`` (migration 0002), so every
+    delete path counts; feeds fold it into their ETag. No foreign key: the trigger
+    also fires while a community itself is being deleted.
+    """
+
+    __tablename__ = "object_deletions"
+
+    community_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    deletes: Mapped[int] = mapped_column(BigInteger)
+
+
+class SuricataSid(Base):
+    """The stable Suricata ``sid`` of one exported rule, and its current ``rev``.
+
+    ``rule_key`` digests (STIX id, kind, value); the sid is ``SID_BASE + id``, so it
+    never changes across exports; ``rev`` is bumped when the rule's text changes.
+    """
+
+    __tablename__ = "suricata_sids"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule_key: Mapped[str] = mapped_column(String(64), unique=True)
+    rev: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(32))

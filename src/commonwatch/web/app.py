@@ -10,6 +10,7 @@ from commonwatch import __version__
 from commonwatch.errors import CommonWatchError
 from commonwatch.services.exchange import Exchange
 from commonwatch.web.admin import admin_router
+from commonwatch.web.deletions import deletions_router
 from commonwatch.web.errors import (
     handle_commonwatch_error,
     handle_http_exception,
@@ -19,6 +20,8 @@ from commonwatch.web.errors import (
 from commonwatch.web.feeds import feeds_router
 from commonwatch.web.guard import RequestGuard
 from commonwatch.web.imports import imports_router
+from commonwatch.web.lookup import lookup_router
+from commonwatch.web.sightings import sightings_router
 from commonwatch.web.taxii import taxii_routes
 
 
@@ -33,6 +36,9 @@ def create_app(exchange: Exchange) -> FastAPI:
     app.include_router(admin_router(exchange))
     app.include_router(imports_router(exchange))
     app.include_router(feeds_router(exchange))
+    app.include_router(lookup_router(exchange))
+    app.include_router(deletions_router(exchange))
+    app.include_router(sightings_router(exchange))
     app.add_exception_handler(CommonWatchError, handle_commonwatch_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_request_validation)

@@ -1,12 +1,129 @@
-"""JSON API routes for feeds."""
+"""Pull feeds over HTTP: ``GET /feeds/{name}`` for firewalls and sensors, plus feed admin.
+
+Firewalls (external dynamic lists), DNS resolvers and IDS sensors fetch a list on a
+schedule, the way CIF feeds and EDLs work. Credentials are the API token as
+``Authorization: Bearer`` or HTTP Basic (user name, token), as on the TAXII routes.
+Conditional requests (RFC 9110 §13): ``If-None-Match`` against the ETag, else
+``If-Modified-Since`` against Last-Modified; both are answered from the feed's
+stored state without rendering anything, so an unchanged feed costs two small
+queries. A changed feed streams: rows are read, formatted and sent batch by batch.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+from collections.abc import Iterator
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response, StreamingResponse
 
 from commonwatch.services.exchange import Exchange
+from commonwatch.services.export import FormatOptions, build_filter, filter_from_json, for_exchange
+from commonwatch.storage.models import Feed
+from commonwatch.web.credentials import require_principal
+
+
+class FeedIn(BaseModel):
+    name: str = Field(max_length=100)
+    format: str = Field(max_length=40)
+    description: str = Field(default="", max_length=2000)
+    communities: list[str] = Field(default_factory=list, max_length=100)
+    types: list[str] = Field(default_factory=lambda: ["indicator"], max_length=100)
+    tlp: str = Field(default="amber", max_length=20)
+    since: str | None = Field(default=None, max_length=40)
+    sectors: list[str] = Field(default_factory=list, max_length=10)
+    min_confidence: int | None = None
+    include_warninglisted: bool = False
+    include_revoked: bool = False
+    include_expired: bool = False
+    rpz_target: str = Field(default=".", max_length=253)
+    rpz_wildcard: bool = True
+    url_strip_scheme: bool = False
+
+
+def feed_json(feed: Feed) -> dict[str, Any]:
+    filter_from_json(feed.filter_json)  # refuses a definition this version cannot read
+    return {"name": feed.name, "format": feed.format, "description": feed.description,
+            "filter": orjson.loads(feed.filter_json), "url": f"/feeds/{feed.name}"}
+
+
+def _http_date(us: int) -> str:
+    return format_datetime(dt.datetime.fromtimestamp(us // 1_000_000, tz=dt.UTC), usegmt=True)
+
+
+def _validator_headers(etag: str, last_modified_us: int) -> dict[str, str]:
+    # private: the content depends on who asks; no-cache: caches must revalidate.
+    return {"ETag": etag, "Last-Modified": _http_date(last_modified_us), "Cache-Control": "private, no-cache"}
+
+
+def _not_modified(request: Request, etag: str, last_modified_us: int) -> bool:
+    """RFC 9110 §13.1.2 / §13.1.3: If-None-Match wins; If-Modified-Since only without it."""
+    inm = request.headers.get("if-none-match")
+    if inm is not None:
+        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+        return "*" in tags or etag in tags
+    ims = request.headers.get("if-modified-since")
+    if ims is None:
+        return False
+    try:
+        since = parsedate_to_datetime(ims)
+    except (TypeError, ValueError):
+        return False  # an invalid date is ignored (§13.1.3)
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    return last_modified_us // 1_000_000 <= int(since.timestamp())
 
 
 def feeds_router(exchange: Exchange) -> APIRouter:
     """The routes of this module, bound to ``exchange``."""
-    return APIRouter()
+    router = APIRouter()
+    service = for_exchange(exchange)
+
+    @router.get("/feeds/{name}", response_model=None)
+    def get_feed(request: Request, name: str) -> Response:
+        principal = require_principal(request, exchange.auth)
+        feed = service.get_feed(principal, name)
+        etag, last_modified, current = service.validators(principal, feed)
+        if current and _not_modified(request, etag, last_modified):
+            return Response(status_code=304, headers=_validator_headers(etag, last_modified))
+        export, etag, last_modified = service.render_feed(principal, feed)
+
+        def body() -> Iterator[bytes]:
+            for chunk in export.chunks:
+                yield chunk.encode("utf-8")
+
+        return StreamingResponse(body(), media_type=export.media_type,
+                                 headers=_validator_headers(etag, last_modified))
+
+    @router.get("/api/feeds")
+    def list_feeds(request: Request) -> list[dict[str, Any]]:
+        principal = require_principal(request, exchange.auth)
+        return [feed_json(f) for f in service.list_feeds(principal)]
+
+    @router.post("/api/feeds", status_code=201)
+    def create_feed(request: Request, body: FeedIn) -> dict[str, Any]:
+        principal = require_principal(request, exchange.auth)
+        flt = build_filter(
+            communities=body.communities, types=body.types, tlp=body.tlp, since=body.since,
+            sectors=body.sectors, min_confidence=body.min_confidence,
+            include_warninglisted=body.include_warninglisted, include_revoked=body.include_revoked,
+            include_expired=body.include_expired,
+        )
+        options = FormatOptions(body.rpz_target, body.rpz_wildcard, body.url_strip_scheme)
+        feed = service.create_feed(principal, body.name, body.format, flt, options, body.description)
+        return feed_json(feed)
+
+    @router.get("/api/feeds/{name}")
+    def show_feed(request: Request, name: str) -> dict[str, Any]:
+        return feed_json(service.get_feed(require_principal(request, exchange.auth), name))
+
+    @router.delete("/api/feeds/{name}", status_code=204, response_model=None)
+    def delete_feed(request: Request, name: str) -> Response:
+        service.delete_feed(require_principal(request, exchange.auth), name)
+        return Response(status_code=204)
+
+    return router

@@ -76,7 +76,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         taxii = scope["path"].startswith(self.prefix)
-        limit = self.max_body_bytes if taxii else API_BODY_LIMIT
+        upload = scope["path"] == "/api/import"  # files: the TAXII body limit applies
+        limit = self.max_body_bytes if taxii or upload else API_BODY_LIMIT
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         response = self._refusal(scope["method"], headers, limit, taxii)
         if response is not None:

@@ -20,7 +20,7 @@ from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Principal
 from commonwatch.errors import InvalidParameter, NotFound
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.query import CommunityRef, ObjectFilter, Page, RawRow
+from commonwatch.services.query import CommunityRef, Envelope, ObjectFilter, Page
 from commonwatch.web import params
 from commonwatch.web.credentials import principal_of, require_principal
 from commonwatch.web.media import STIX_MEDIA_TYPE, TAXII_MEDIA_TYPE, TaxiiResponse
@@ -39,12 +39,15 @@ def _date_headers(page: Page[Any]) -> dict[str, str]:
     }
 
 
-def _envelope(page: Page[RawRow]) -> bytes:
+def _envelope(page: Envelope) -> TaxiiResponse:
     """The envelope built from stored raw JSON without re-encoding each object."""
     head = b'{"more":true,"next":' + orjson.dumps(page.next) if page.more else b'{"more":false'
-    if not page.rows:
-        return head + b"}"
-    return head + b',"objects":[' + b",".join([r.raw for r in page.rows]) + b"]}"
+    if page.first_added_us is None or page.last_added_us is None:
+        return TaxiiResponse(head + b"}")
+    return TaxiiResponse(head + b',"objects":[' + b",".join(page.objects) + b"]}", headers={
+        "X-TAXII-Date-Added-First": format_timestamp(page.first_added_us),
+        "X-TAXII-Date-Added-Last": format_timestamp(page.last_added_us),
+    })
 
 
 def _collection_json(community: CommunityRef, can_read: bool, can_write: bool) -> dict[str, Any]:
@@ -125,8 +128,7 @@ def taxii_routes(exchange: Exchange) -> Mount:
     def get_objects(request: Request, collection_id: str) -> TaxiiResponse:
         principal = caller(request, collection_id)
         flt = params.parse_filter(request.query_params, params.OBJECTS, settings)
-        page = query.objects(principal, collection_id, flt)
-        return TaxiiResponse(_envelope(page), headers=_date_headers(page))
+        return _envelope(query.envelope(principal, collection_id, flt))
 
     async def add_objects(request: Request) -> TaxiiResponse:
         collection_id = request.path_params["collection_id"]
@@ -145,10 +147,10 @@ def taxii_routes(exchange: Exchange) -> Mount:
         principal = caller(request, collection_id)
         flt = params.parse_filter(request.query_params, params.OBJECT, settings)
         flt = _with_id(flt, object_id)
-        page = query.objects(principal, collection_id, flt)
-        if not page.rows and flt.next is None:
+        page = query.envelope(principal, collection_id, flt)
+        if not page.objects and flt.next is None:
             raise NotFound("no object with this id is available to you")
-        return TaxiiResponse(_envelope(page), headers=_date_headers(page))
+        return _envelope(page)
 
     @_register(routes, f"/{API_ROOT}/collections/{{collection_id}}/objects/{{object_id}}/", "DELETE")
     def delete_object(request: Request, collection_id: str, object_id: str) -> TaxiiResponse:

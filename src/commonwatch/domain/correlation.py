@@ -1,0 +1,98 @@
+"""Which index keys a looked-up value matches (pure).
+
+A value typed by a user (an address, a CIDR, a domain, a URL, an e-mail address or a
+hash, possibly defanged) is classified and normalised like the stored observables
+(:mod:`commonwatch.domain.observables`), then expanded into every stored key that
+concerns it:
+
+* an address or CIDR matches itself and every stored CIDR that contains it (one exact
+  key per shorter prefix: 32 for IPv4, 128 for IPv6, each an index probe);
+* a domain matches itself and its parent domains (``a.b.example.com`` ->
+  ``b.example.com``, ``example.com``; never a bare top-level domain);
+* a URL matches itself and, through its host, that host's keys;
+* an e-mail address matches itself and its domain's keys; a hash matches itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import NamedTuple
+
+from commonwatch.domain.observables import HASH_KINDS, Observable, normalise, normalise_ip
+
+#: Longest value accepted for a lookup (longer ones are refused, not truncated).
+MAX_LOOKUP_LENGTH = 2048
+_HASH_BY_LENGTH = {length: kind for kind, length in HASH_KINDS.items()}
+_REFANG = {"[.]": ".", "(.)": ".", "[dot]": ".", "(dot)": ".", "[:]": ":", "[@]": "@",
+           "(at)": "@", "[at]": "@", "hxxp": "http", "fxp": "ftp"}
+_DEFANGED = re.compile("|".join(re.escape(k) for k in _REFANG), re.IGNORECASE)
+
+
+class Key(NamedTuple):
+    """One stored index key a looked-up value matches, and why."""
+
+    kind: str
+    value: str
+    relation: str  # "exact", "contained-in", "subdomain-of", "host", "domain"
+
+
+def refang(text: str) -> str:
+    """Undo the usual defanging of indicators in reports (``hxxp``, ``[.]``...)."""
+    return _DEFANGED.sub(lambda m: _REFANG[m.group().lower()], text.strip())
+
+
+def classify(text: str) -> Observable | None:
+    """The observable ``text`` denotes, normalised; None if it is none of the kinds."""
+    value = refang(text)
+    if not value or len(value) > MAX_LOOKUP_LENGTH:
+        return None
+    found = normalise_ip(value)
+    if found is not None:
+        return found
+    hex_kind = _HASH_BY_LENGTH.get(len(value))
+    if hex_kind is not None and (hashed := normalise(hex_kind, value)) is not None:
+        return hashed
+    if "://" in value:
+        return normalise("url", value)
+    if "@" in value:
+        return normalise("email-addr", value)
+    if "/" in value:
+        return normalise("url", value)
+    return normalise("domain-name", value)
+
+
+def _network_keys(observable: Observable) -> list[Key]:
+    net = ipaddress.ip_network(observable.value, strict=False)
+    keys = [Key(observable.kind, observable.value, "exact")]
+    for prefix in range(net.prefixlen - 1, -1, -1):
+        keys.append(Key(observable.kind, str(net.supernet(new_prefix=prefix)), "contained-in"))
+    return keys
+
+
+def _domain_keys(domain: str, relation: str) -> list[Key]:
+    keys = [Key("domain-name", domain, relation)]
+    labels = domain.split(".")
+    keys += [Key("domain-name", ".".join(labels[i:]), "subdomain-of") for i in range(1, len(labels) - 1)]
+    return keys
+
+
+def keys_for(observable: Observable) -> list[Key]:
+    """Every stored key ``observable`` matches, itself first."""
+    kind, value = observable
+    if kind in ("ipv4-addr", "ipv6-addr"):
+        return _network_keys(observable)
+    if kind == "domain-name":
+        return _domain_keys(value, "exact")
+    if kind == "url":
+        keys = [Key(kind, value, "exact")]
+        host = value.split("://", 1)[1].split("/", 1)[0]
+        host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        address = normalise_ip(host.strip("[]"))
+        if address is not None:
+            return keys + [k._replace(relation="host") if k.relation == "exact" else k
+                           for k in _network_keys(address)]
+        return keys + _domain_keys(host, "host")
+    if kind == "email-addr":
+        return [Key(kind, value, "exact")] + _domain_keys(value.rpartition("@")[2], "domain")
+    return [Key(kind, value, "exact")]

@@ -1,0 +1,206 @@
+"""Indicators from free text (threat reports, e-mails, chat): refang, extract, filter.
+
+Text is read line by line (constant memory). Each line is refanged first: ``hxxp``,
+``hxxps``, ``fxp``, ``[.]``, ``(.)``, ``{.}``, ``[dot]``, ``(dot)``, ``[@]``,
+``(at)``, ``[at]``, ``[:]``, ``[://]``, ``[/]`` and ``\\.`` take their plain form.
+Then URLs, e-mail addresses, IPv6 and IPv4 addresses (with CIDR), domain names,
+MD5/SHA-1/SHA-256/SHA-512 hashes and CVE ids are extracted; a value inside a URL or an
+e-mail address is not extracted again on its own.
+
+The false positives of free-text extraction are handled:
+
+* a "domain" whose last label is a file extension (``invoice.pdf``, ``setup.exe``,
+  ``run.sh``, ``readme.md``) is a file name unless it was defanged in the text (a
+  defanged value was marked as an indicator by the author); other last labels must be
+  two letters (a country code) or a known generic TLD;
+* a dotted quad preceded by ``v``/``version``/``build``/``release``..., or that is part
+  of a longer dotted number (``1.3.6.1.4.1``), is a version or OID, not an address;
+* hex runs are hashes only at exactly 32/40/64/128 digits with no hex or word
+  character glued on either side.
+
+Every distinct value becomes an SCO and an indicator whose id is derived from the
+importing organisation and the value, so importing the same text again is a no-op.
+CVE ids become vulnerabilities.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import re
+from collections.abc import Iterator
+from typing import IO, NamedTuple
+
+from commonwatch.errors import InputError
+from commonwatch.formats import observables as ob
+from commonwatch.formats.records import Record, rejected
+
+MAX_LINE_CHARS = 1024 * 1024
+
+_REFANG = [
+    (re.compile(r"\bhxxp(s?)(?=\[?:)", re.IGNORECASE), r"http\1"),
+    (re.compile(r"\bh\*\*p(s?)(?=:)", re.IGNORECASE), r"http\1"),
+    (re.compile(r"\bfxp(?=\[?:)", re.IGNORECASE), "ftp"),
+    (re.compile(r"\[:\]//|\[://\]"), "://"),
+    (re.compile(r"\[:\]"), ":"),
+    (re.compile(r"\[/\]"), "/"),
+    (re.compile(r"\s?[\[({]\s?(?:\.|dot)\s?[\])}]\s?", re.IGNORECASE), "."),
+    (re.compile(r"\\\."), "."),
+    (re.compile(r"\s?[\[({]\s?(?:@|at)\s?[\])}]\s?", re.IGNORECASE), "@"),
+]
+_DEFANG_MARK = re.compile(r"hxxp|fxp|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\[@\]|\(at\)|\[at\]|\[:\]|\\\.",
+                          re.IGNORECASE)
+
+_URL = re.compile(r"\b(?:https?|ftp|sftp|tcp|udp)://[^\s<>\"'`\]\[{}|\\^]+", re.IGNORECASE)
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}\b")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}"
+                   r"(?:/(?:3[0-2]|[12]?\d))?(?![\w.]*\d)(?!\.\w)")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:/\d{1,3})?(?![\w:])")
+_DOMAIN = re.compile(r"(?<![\w@.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\b"
+                     r"(?![.-]?\w)")
+_HASH = re.compile(r"(?<![0-9A-Za-z_])(?:[0-9A-Fa-f]{128}|[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{32})"
+                   r"(?![0-9A-Za-z_])")
+_CVE = re.compile(r"\bCVE-\d{4}-\d{4,7}\b", re.IGNORECASE)
+_VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\bbuild|\brelease|\brev\.?|\bfirmware|\bupdate)\s*$",
+                             re.IGNORECASE)
+_HASH_BY_LEN = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+
+#: Last labels that are file extensions far more often than TLDs in reports.
+FILE_EXTENSIONS = frozenset({
+    "7z", "apk", "asp", "aspx", "avi", "bash", "bat", "bin", "bmp", "bz2", "cab", "cfg", "class", "cmd",
+    "conf", "cpl", "css", "csv", "dat", "deb", "dll", "dmg", "doc", "docm", "docx", "dot", "dotm",
+    "drv", "dylib", "elf", "eml", "exe", "gif", "gz", "hta", "htm", "html", "ico", "img", "inf", "ini",
+    "ipa", "iso", "jar", "jpeg", "jpg", "js", "jse", "json", "jsp", "lnk", "log", "md", "mov", "mp3",
+    "mp4", "msg", "msi", "msp", "ocx", "ods", "odt", "pcap", "pcapng", "pdf", "php", "pl", "png", "ppt",
+    "pptm", "pptx", "ps1", "psm1", "pst", "py", "pyc", "rar", "rb", "reg", "rpm", "rst", "rtf", "scr",
+    "sh", "so", "svg", "sys", "tar", "tgz", "tmp", "txt", "vbe", "vbs", "vhd", "vhdx", "wav", "wsf",
+    "wsh", "xls", "xlsb", "xlsm", "xlsx", "xml", "xz", "yaml", "yml", "zip", "zsh"
+})
+#: Generic TLDs recognised in undefanged text (two-letter labels are country codes).
+GENERIC_TLDS = frozenset({
+    "aero", "agency", "app", "arpa", "asia", "bar", "beauty", "bid", "biz", "blog", "buzz", "cat", "cc",
+    "center", "cf", "click", "cloud", "club", "com", "company", "coop", "cyou", "date", "dev",
+    "digital", "download", "edu", "email", "expert", "fun", "ga", "global", "gov", "gq", "group",
+    "guru", "hair", "host", "icu", "inc", "info", "int", "io", "jobs", "life", "link", "live", "llc",
+    "loan", "lol", "ltd", "media", "men", "mil", "ml", "mobi", "mom", "monster", "museum", "name",
+    "net", "network", "news", "ninja", "one", "online", "org", "page", "party", "press", "pro", "pw",
+    "quest", "racing", "rest", "review", "run", "sbs", "services", "shop", "site", "solutions", "space",
+    "store", "stream", "support", "systems", "tech", "tel", "tk", "today", "tools", "top", "trade",
+    "travel", "vip", "website", "win", "work", "world", "xyz", "zone"
+})
+
+
+class Found(NamedTuple):
+    kind: str
+    value: str
+    defanged: bool
+
+
+def refang(text: str) -> str:
+    """``text`` with the usual defanging undone."""
+    for pattern, plain in _REFANG:
+        text = pattern.sub(plain, text)
+    return text
+
+
+def _plausible_domain(value: str, defanged: bool) -> bool:
+    tld = value.rsplit(".", 1)[-1].lower()
+    if defanged:
+        return True
+    if tld in FILE_EXTENSIONS:
+        return False
+    return len(tld) == 2 or tld in GENERIC_TLDS
+
+
+def extract(line: str) -> list[Found]:
+    """Every indicator value in one line of text, in order of appearance, with its kind."""
+    defanged_tokens = [refang(tok) for tok in line.split() if _DEFANG_MARK.search(tok)]
+    text = refang(line) if defanged_tokens else line
+    found: list[tuple[int, Found]] = []
+    taken: list[tuple[int, int]] = []
+
+    def free(start: int, end: int) -> bool:
+        return not any(s < end and start < e for s, e in taken)
+
+    def add(kind: str, m: re.Match[str], value: str | None = None) -> None:
+        taken.append(m.span())
+        found.append((m.start(), Found(kind, value if value is not None else m.group(0),
+                                       was_defanged(m.group(0)))))
+
+    def was_defanged(value: str) -> bool:
+        return any(value in token for token in defanged_tokens)
+
+    for m in _URL.finditer(text):
+        add("url", m, m.group(0).rstrip(".,;:!?)"))
+    for m in _EMAIL.finditer(text):
+        if free(*m.span()):
+            add("email-addr", m)
+    for m in _HASH.finditer(text):
+        if free(*m.span()):
+            add(_HASH_BY_LEN[len(m.group(0))], m, m.group(0).lower())
+    for m in _IPV6.finditer(text):
+        if free(*m.span()) and m.group(0).count(":") >= 2 and _is_ip(m.group(0), 6):
+            add("ipv6-addr", m)
+    for m in _IPV4.finditer(text):
+        if free(*m.span()) and not _VERSION_BEFORE.search(text[:m.start()]):
+            add("ipv4-addr", m)
+    for m in _CVE.finditer(text):
+        if free(*m.span()):
+            add("cve", m, m.group(0).upper())
+    for m in _DOMAIN.finditer(text):
+        if free(*m.span()) and _plausible_domain(m.group(0), was_defanged(m.group(0))):
+            add("domain-name", m, m.group(0).lower())
+    return [f for _, f in sorted(found, key=lambda pair: pair[0])]
+
+
+def _is_ip(value: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_network(value, strict=False).version == version
+    except ValueError:
+        return False
+
+
+def records_for(kind: str, value: str, ctx: ob.ImportContext, source: str, position: str,
+                *, created: str | None = None, valid_until: str | None = None,
+                confidence: int | None = None, labels: tuple[str, ...] = ()) -> Iterator[Record]:
+    """The SCO and indicator (or vulnerability) for one extracted value, ids derived from it."""
+    value = ob.clean_value(kind, value)
+    when = created or ctx.timestamp
+    labels = tuple(ctx.labels) + labels
+    if kind == "cve":
+        oid = f"vulnerability--{ob.stable_uuid(ctx.own_identity, kind, value)}"
+        yield Record(source, position, ob.vulnerability(value, oid=oid, created=when, modified=when,
+                                                         created_by=ctx.own_identity, tlp=ctx.tlp),
+                     keep_existing=True)
+        return
+    sco = ob.observable(kind, value, **ob.marking_refs(ctx.tlp))
+    assert sco is not None
+    hits = ctx.hits(kind, value)
+    yield Record(source, position, sco)
+    indicator = ob.indicator(
+        oid=f"indicator--{ob.stable_uuid(ctx.own_identity, kind, value)}", pattern=ob.pattern_of([sco]),
+        created=when, modified=when, created_by=ctx.own_identity, tlp=ctx.tlp, name=value,
+        valid_until=valid_until, confidence=confidence, labels=labels)
+    yield Record(source, position, indicator, hits=hits, keep_existing=True)
+
+
+def read_text(stream: IO[bytes], source: str, ctx: ob.ImportContext) -> Iterator[Record]:
+    """Records for every distinct indicator value in a text."""
+    reader = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+    seen: set[tuple[str, str]] = set()
+    number = 0
+    while True:
+        line = reader.readline(MAX_LINE_CHARS)
+        if not line:
+            break
+        number += 1
+        for item in extract(line):
+            key = (item.kind, item.value)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                yield from records_for(item.kind, item.value, ctx, source, f"line {number}")
+            except InputError as exc:
+                yield rejected(source, f"line {number}", exc.message)

@@ -1,0 +1,590 @@
+"""MISP events (as MISP and PyMISP write them) and MISP feeds -> STIX 2.1 objects.
+
+Accepted documents: ``{"Event": {...}}``, a bare event, ``{"response": [...]}`` (the
+REST API wrapper), a list of events, and feed directories (``manifest.json`` plus one
+``<uuid>.json`` per event). What becomes what:
+
+* an attribute becomes its SCO (deterministic id, STIX 2.1 §2.9); with ``to_ids`` also
+  an indicator ``indicator--<attribute uuid>`` whose times are the attribute's
+  ``timestamp`` (so re-importing is a no-op); ``vulnerability`` attributes become
+  vulnerabilities, ``link`` attributes external references of the report, and any
+  other attribute (free text, comments...) a ``note`` so nothing is lost;
+* a ``file`` object becomes one ``file`` SCO with all its hashes (its other attributes
+  as ``x_misp_*`` properties) and, with any ``to_ids`` attribute, one indicator
+  ``indicator--<object uuid>``; other objects are converted attribute by attribute;
+  object references become relationships ``relationship--<reference uuid>``;
+* galaxy clusters of threat actors, intrusion sets, malware, tools and attack patterns
+  (``Galaxy`` blocks, or ``misp-galaxy:`` tags without one) become those SDOs, signed
+  by a "MISP Project" identity and unmarked: the galaxies are public knowledge;
+* sightings of indicators become ``sighting`` objects (``where_sighted_refs`` the
+  sighting organisation); false-positive sightings become an ``opinion`` of
+  ``strongly-disagree``; sightings of non-indicators and expiration sightings have no
+  STIX form and are rejected with that reason;
+* the event becomes a ``report`` (``report--<event uuid>``) referring to all of it.
+
+Markings, never wider than the source (docs/import.md has the table): the TLP is the
+most restrictive of the ``tlp:*`` tags of the event, object and attribute and of a
+floor set by the effective MISP distribution (the narrowest of attribute, object and
+event): 0 (your organisation only) -> TLP:RED without recipients, which only the
+producer sees; 1 (this community) -> at least TLP:AMBER, which never leaves the
+community; 2 (connected communities) -> at least TLP:GREEN, which federation may carry
+to peer exchanges; 3 (all) -> the tags alone; 5 inherits. Where a floor applies and no
+tag does, the community's default TLP is the floor if it is stricter. Distribution 4
+(a sharing group) names a set of organisations a community cannot express: such
+records are rejected, never shared wider.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid as uuidlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.errors import InputError
+from commonwatch.formats import observables as ob
+from commonwatch.formats.normalise import fix_timestamp
+from commonwatch.formats.records import Record, rejected
+from commonwatch.formats.sources import DEFAULT_MAX_BYTES, open_input
+
+TLP_TAGS = {"tlp:white": Tlp.CLEAR, "tlp:clear": Tlp.CLEAR, "tlp:green": Tlp.GREEN,
+            "tlp:amber": Tlp.AMBER, "tlp:amber+strict": Tlp.AMBER_STRICT, "tlp:red": Tlp.RED}
+DISTRIBUTION_FLOOR: dict[int, Tlp | None] = {0: Tlp.RED, 1: Tlp.AMBER, 2: Tlp.GREEN, 3: None}
+SHARING_GROUP = 4
+_REJECT_SG = ("MISP distribution 4 (a sharing group) names organisations a community cannot "
+              "express; not imported rather than shared wider")
+
+#: MISP attribute type -> value kind(s) of formats.observables ("a|b" types split on '|').
+ATTRIBUTE_KINDS: dict[str, tuple[str, ...]] = {
+    "ip-src": ("ip",), "ip-dst": ("ip",), "ip-src|port": ("ip", "port"), "ip-dst|port": ("ip", "port"),
+    "domain": ("domain-name",), "hostname": ("domain-name",), "domain|ip": ("domain-name", "ip"),
+    "hostname|port": ("domain-name", "port"), "url": ("url",), "uri": ("url",),
+    "email": ("email-addr",), "email-src": ("email-addr",), "email-dst": ("email-addr",),
+    "target-email": ("email-addr",), "whois-registrant-email": ("email-addr",),
+    "md5": ("md5",), "sha1": ("sha1",), "sha256": ("sha256",), "sha512": ("sha512",),
+    "filename|md5": ("file-name", "md5"), "filename|sha1": ("file-name", "sha1"),
+    "filename|sha256": ("file-name", "sha256"), "filename|sha512": ("file-name", "sha512"),
+    "filename": ("file-name",), "mutex": ("mutex",), "AS": ("autonomous-system",),
+    "mac-address": ("mac-addr",), "regkey": ("windows-registry-key",),
+    "regkey|value": ("windows-registry-key", "ignore"),
+}
+_FILE_HASHES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512",
+                "ssdeep": "SSDEEP", "tlsh": "TLSH", "sha3-256": "SHA3-256", "sha3-512": "SHA3-512"}
+GALAXY_TYPES = {
+    "threat-actor": "threat-actor", "mitre-intrusion-set": "intrusion-set", "intrusion-set": "intrusion-set",
+    "mitre-malware": "malware", "malpedia": "malware", "banker": "malware", "botnet": "malware",
+    "ransomware": "malware", "rat": "malware", "stealer": "malware", "backdoor": "malware",
+    "android": "malware", "mitre-enterprise-attack-malware": "malware",
+    "tool": "tool", "mitre-tool": "tool", "mitre-enterprise-attack-tool": "tool",
+    "mitre-attack-pattern": "attack-pattern", "mitre-enterprise-attack-attack-pattern": "attack-pattern",
+}
+MISP_IDENTITY = f"identity--{ob.stable_uuid('misp-project')}"
+_GALAXY_TAG = re.compile(r'misp-galaxy:([a-z0-9-]+)="(.+)"')
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+
+
+def _uuid(value: Any) -> str | None:
+    if value.__class__ is str and _CANONICAL_UUID(value):
+        return str(value)
+    try:
+        return str(uuidlib.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
+
+
+def _tags(holder: dict[str, Any]) -> list[str]:
+    tags = holder.get("Tag") or []
+    return [t["name"] for t in tags if isinstance(t, dict) and isinstance(t.get("name"), str)]
+
+
+def _tag_tlps(tags: list[str]) -> list[Tlp]:
+    return [TLP_TAGS[t.lower()] for t in tags if t.lower() in TLP_TAGS]
+
+
+def _distribution(holder: dict[str, Any]) -> int | None:
+    raw = holder.get("distribution")
+    if raw is None or raw == "":
+        return None
+    value = int(raw) if str(raw).isdigit() else -1
+    if not 0 <= value <= 5:
+        raise InputError(f"unknown MISP distribution {raw!r} (0-5 are defined)")
+    return None if value == 5 else value
+
+
+def identity(uuid: str, name: str) -> dict[str, Any]:
+    """An organisation named by MISP (``Orgc``, a sighting's organisation) as an identity."""
+    return {"type": "identity", "spec_version": "2.1", "id": f"identity--{uuid}", "created": ob.FIXED_EPOCH,
+            "modified": ob.FIXED_EPOCH, "name": name or "unnamed MISP organisation",
+            "identity_class": "organization"}
+
+
+def misp_identity() -> dict[str, Any]:
+    return {**identity(MISP_IDENTITY.removeprefix("identity--"), "MISP Project"),
+            "description": "Publisher of the MISP galaxies (github.com/MISP/misp-galaxy)"}
+
+
+class EventConverter:
+    """One MISP event -> records; see the module docstring for the mapping."""
+
+    def __init__(self, event: dict[str, Any], source: str, ctx: ob.ImportContext) -> None:
+        self.ev = event
+        self.source = source
+        self.ctx = ctx
+        self.uuid = _uuid(event.get("uuid")) or ob.stable_uuid(source, str(event.get("info", "")))
+        self.report_id = f"report--{self.uuid}"
+        self.position = f"event {self.uuid}"
+        self.tags = _tags(event)
+        self.dist = _distribution(event)
+        self.timestamp = ob.epoch_to_stix(event.get("timestamp") or 0)
+        self.refs: list[str] = []
+        self.main: dict[str, str] = {}  # MISP uuid -> STIX id that stands for it
+        self.tlp_of: dict[str, Tlp | None] = {}
+        self.links: list[dict[str, str]] = []
+        self.emitted: set[str] = set()
+        self.creator = ctx.own_identity
+
+    # -- markings ----------------------------------------------------------------
+    def effective_distribution(self, *levels: int | None) -> int | None:
+        chain = [d for d in (self.dist, *levels) if d is not None]
+        if 0 in chain:
+            return 0
+        if SHARING_GROUP in chain:
+            return SHARING_GROUP
+        return min(chain) if chain else None
+
+    def tlp(self, tags: list[str], dist: int | None) -> Tlp | None:
+        tagged = _tag_tlps(self.tags) + _tag_tlps(tags)
+        floor = DISTRIBUTION_FLOOR.get(dist) if dist is not None else None
+        levels = tagged + ([floor] if floor is not None else [])
+        if not levels:
+            return None
+        if not tagged:
+            return max(floor or Tlp.CLEAR, self.ctx.default_tlp)
+        return max(levels)
+
+    # -- output --------------------------------------------------------------------
+    def emit(self, obj: dict[str, Any], position: str, hits: tuple[str, ...] = (),
+             ref: bool = True) -> Iterator[Record]:
+        if ref and obj["id"] not in self.emitted:
+            self.refs.append(obj["id"])
+        self.emitted.add(obj["id"])
+        yield Record(self.source, position, obj, hits=hits)
+
+    def convert(self) -> Iterator[Record]:
+        orgc: dict[str, Any] = self.ev["Orgc"] if isinstance(self.ev.get("Orgc"), dict) else {}
+        org_uuid = _uuid(orgc.get("uuid"))
+        if org_uuid and not self.ctx.own_identity.endswith(org_uuid):
+            self.creator = f"identity--{org_uuid}"
+            yield from self.emit(identity(org_uuid, str(orgc.get("name", ""))), self.position, ref=False)
+        try:
+            event_dist = self.effective_distribution()
+        except InputError as exc:
+            yield rejected(self.source, self.position, exc.message)
+            return
+        if event_dist == SHARING_GROUP:
+            yield rejected(self.source, self.position, _REJECT_SG)
+            return
+        for attr in self.ev.get("Attribute") or []:
+            yield from self.attribute(attr, None, [])
+        for mobj in self.ev.get("Object") or []:
+            yield from self.misp_object(mobj)
+        for mobj in self.ev.get("Object") or []:
+            yield from self.references(mobj)
+        yield from self.galaxies()
+        yield from self.sightings()
+        yield from self.report(event_dist)
+
+    # -- attributes ----------------------------------------------------------------
+    def attribute(self, attr: Any, parent_dist: int | None, parent_tags: list[str],
+                  relation: str = "") -> Iterator[Record]:
+        if not isinstance(attr, dict):
+            yield rejected(self.source, self.position, "an Attribute entry is not a JSON object")
+            return
+        auuid = _uuid(attr.get("uuid")) or ob.stable_uuid(
+            self.uuid, str(attr.get("type")), str(attr.get("value")))
+        where = f"{self.position} attribute {auuid}" + (f" ({relation})" if relation else "")
+        try:
+            dist = self.effective_distribution(parent_dist, _distribution(attr))
+            if _flag(attr.get("deleted")):
+                raise InputError("the attribute is marked deleted in MISP")
+            if dist == SHARING_GROUP:
+                raise InputError(_REJECT_SG)
+            tags = parent_tags + _tags(attr)
+            tlp = self.tlp(tags, dist)
+            when = ob.epoch_to_stix(attr.get("timestamp") or self.ev.get("timestamp") or 0)
+            yield from self._attribute_objects(attr, auuid, where, tlp, when, tags)
+        except InputError as exc:
+            yield rejected(self.source, where, exc.message)
+
+    def _attribute_objects(self, attr: dict[str, Any], auuid: str, where: str, tlp: Tlp | None, when: str,
+                           tags: list[str]) -> Iterator[Record]:
+        mtype, value = str(attr.get("type", "")), str(attr.get("value", ""))
+        marking = ob.marking_refs(tlp)
+        if mtype == "link":
+            self.links.append({"source_name": "misp-link", "url": value})
+            self.main[auuid] = self.report_id
+            return
+        if mtype == "vulnerability":
+            vuln = ob.vulnerability(ob.clean_value("cve", value), oid=f"vulnerability--{auuid}", created=when,
+                                    modified=when, created_by=self.creator, tlp=tlp,
+                                    description=attr.get("comment") or None)
+            self.main[auuid], self.tlp_of[vuln["id"]] = vuln["id"], tlp
+            yield from self.emit(vuln, where)
+            return
+        kinds = ATTRIBUTE_KINDS.get(mtype)
+        if kinds is None:
+            yield from self._note(attr, auuid, where, tlp, when)
+            return
+        scos, hits = self._scos(kinds, value, marking)
+        for obj in scos:
+            yield from self.emit(obj, where)
+        main = scos[0]["id"]
+        if _flag(attr.get("to_ids")):
+            ind = ob.indicator(
+                oid=f"indicator--{auuid}", pattern=ob.pattern_of(scos[:1] if mtype == "domain|ip" else scos),
+                created=when, modified=when, created_by=self.creator, tlp=tlp,
+                name=value, description=attr.get("comment") or None,
+                valid_from=self._seen(attr.get("first_seen")) or when,
+                valid_until=self._seen(attr.get("last_seen")),
+                labels=[t for t in tags if t.lower() not in TLP_TAGS],
+            )
+            main = ind["id"]
+            yield from self.emit(ind, where, hits)
+        self.main[auuid], self.tlp_of[main] = main, tlp
+
+    def _scos(self, kinds: tuple[str, ...], value: str,
+              marking: dict[str, Any]) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        parts = value.split("|") if len(kinds) > 1 else [value]
+        if len(parts) != len(kinds):
+            raise InputError(
+                f"value {value!r} does not have the {len(kinds)} '|'-separated parts its type needs")
+        cleaned: dict[str, str] = {}
+        for kind, part in zip(kinds, parts, strict=True):
+            if kind in ("port", "ignore"):
+                continue
+            if kind == "ip":
+                kind = ob.ip_kind(part.strip())
+            cleaned[kind] = ob.clean_value(kind, part)
+        hits: tuple[str, ...] = ()
+        for kind, val in cleaned.items():
+            hits += self.ctx.hits(kind, val)
+        if "file-name" in cleaned and len(cleaned) == 2:  # filename|hash: one file
+            (hkind, hval), = ((k, v) for k, v in cleaned.items() if k != "file-name")
+            obj = ob.observable(hkind, hval, name=cleaned["file-name"], **marking)
+            return [obj] if obj else [], hits
+        objs = [o for k, v in cleaned.items() if (o := ob.observable(k, v, **marking))]
+        if len(objs) == 2 and objs[0]["type"] == "domain-name":  # domain|ip: resolves_to_refs
+            objs[0] = ob.sco("domain-name", value=objs[0]["value"], resolves_to_refs=[objs[1]["id"]],
+                             **marking)
+        return objs, tuple(sorted(set(hits)))
+
+    def _seen(self, value: Any) -> str | None:
+        return fix_timestamp(value) if isinstance(value, str) and value else None
+
+    def _note(self, attr: dict[str, Any], auuid: str, where: str, tlp: Tlp | None,
+              when: str) -> Iterator[Record]:
+        comment = str(attr.get("comment") or "")
+        note = {"type": "note", "spec_version": "2.1", "id": f"note--{auuid}", "created": when,
+                "modified": when, "created_by_ref": self.creator,
+                "abstract": f"MISP {attr.get('category', 'attribute')}: {attr.get('type', '?')}",
+                "content": str(attr.get("value", "")) + (f"\n\n{comment}" if comment else ""),
+                "object_refs": [self.report_id], **ob.marking_refs(tlp)}
+        self.main[auuid], self.tlp_of[note["id"]] = note["id"], tlp
+        yield from self.emit(note, where)
+
+    # -- objects -------------------------------------------------------------------
+    def misp_object(self, mobj: Any) -> Iterator[Record]:
+        if not isinstance(mobj, dict):
+            yield rejected(self.source, self.position, "an Object entry is not a JSON object")
+            return
+        ouuid = _uuid(mobj.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(mobj, sort_keys=True)[:2000])
+        where = f"{self.position} object {ouuid} ({mobj.get('name', '?')})"
+        try:
+            odist = _distribution(mobj)
+        except InputError as exc:
+            yield rejected(self.source, where, exc.message)
+            return
+        attrs = [a for a in mobj.get("Attribute") or [] if isinstance(a, dict)]
+        if mobj.get("name") == "file" and any(a.get("object_relation") in _FILE_HASHES for a in attrs):
+            yield from self._file_object(mobj, ouuid, where, odist, attrs)
+            return
+        first = None
+        for attr in attrs:
+            yield from self.attribute(attr, odist, _tags(mobj), str(attr.get("object_relation", "")))
+            auuid = _uuid(attr.get("uuid"))
+            first = first or (self.main.get(auuid) if auuid else None)
+        if first:
+            self.main[ouuid] = first
+
+    def _file_object(self, mobj: dict[str, Any], ouuid: str, where: str, odist: int | None,
+                     attrs: list[dict[str, Any]]) -> Iterator[Record]:
+        try:
+            dist = self.effective_distribution(odist, *(_distribution(a) for a in attrs))
+            if dist == SHARING_GROUP:
+                raise InputError(_REJECT_SG)
+            tags = _tags(mobj) + [t for a in attrs for t in _tags(a)]
+            tlp = self.tlp(tags, dist)
+            when = ob.epoch_to_stix(mobj.get("timestamp") or self.ev.get("timestamp") or 0)
+            props: dict[str, Any] = {"hashes": {}}
+            indicated: dict[str, Any] = {"hashes": {}}
+            hits: tuple[str, ...] = ()
+            for attr in attrs:
+                rel, value = str(attr.get("object_relation", "")), str(attr.get("value", "")).strip()
+                if rel in _FILE_HASHES:
+                    if rel in ob.HASH_KEYS:
+                        value = ob.clean_value(rel, value)
+                        hits += self.ctx.hits(rel, value)
+                    props["hashes"][_FILE_HASHES[rel]] = value
+                    if _flag(attr.get("to_ids")):
+                        indicated["hashes"][_FILE_HASHES[rel]] = value
+                elif rel == "filename" and "name" not in props:
+                    props["name"] = value
+                    if _flag(attr.get("to_ids")):
+                        indicated["name"] = value
+                elif rel == "size-in-bytes" and value.isdigit():
+                    props["size"] = int(value)
+                elif rel == "mimetype":
+                    props["mime_type"] = value
+                else:
+                    key = "x_misp_" + re.sub(r"[^a-z0-9_]", "_", rel.lower())
+                    props.setdefault(key, value)
+        except InputError as exc:
+            yield rejected(self.source, where, exc.message)
+            return
+        file_sco = ob.sco("file", **props, **ob.marking_refs(tlp))
+        hits = tuple(sorted(set(hits)))
+        main = file_sco["id"]
+        indicated = {k: v for k, v in indicated.items() if v}
+        yield from self.emit(file_sco, where)
+        if indicated:
+            ind = ob.indicator(
+                oid=f"indicator--{ouuid}", pattern=ob.pattern_of([{"type": "file", **indicated}]),
+                created=when, modified=when, created_by=self.creator, tlp=tlp,
+                name=props.get("name") or next(iter(props["hashes"].values())),
+                description=mobj.get("comment") or None,
+                labels=[t for t in tags if t.lower() not in TLP_TAGS])
+            main = ind["id"]
+            yield from self.emit(ind, where, hits)
+        self.main[ouuid], self.tlp_of[main] = main, tlp
+        for attr in attrs:
+            if (auuid := _uuid(attr.get("uuid"))) is not None:
+                self.main[auuid] = main
+
+    def references(self, mobj: Any) -> Iterator[Record]:
+        if not isinstance(mobj, dict):
+            return
+        source_id = self.main.get(_uuid(mobj.get("uuid")) or "")
+        for ref in mobj.get("ObjectReference") or []:
+            if not isinstance(ref, dict):
+                continue
+            ruuid = _uuid(ref.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(ref, sort_keys=True))
+            where = f"{self.position} reference {ruuid}"
+            target = self.main.get(_uuid(ref.get("referenced_uuid")) or "")
+            if source_id is None or target is None or source_id == target:
+                yield rejected(self.source, where, "the reference joins objects or attributes that were "
+                                                   "not imported (see their own entries) or are not in "
+                                                   "this event")
+                continue
+            rtype = re.sub(r"[^a-z0-9]+", "-", str(ref.get("relationship_type", "related-to")).lower())
+            rtype = rtype.strip("-")
+            when = ob.epoch_to_stix(
+                ref.get("timestamp") or mobj.get("timestamp") or self.ev.get("timestamp") or 0)
+            levels = [t for t in (self.tlp_of.get(source_id), self.tlp_of.get(target)) if t is not None]
+            rel = {"type": "relationship", "spec_version": "2.1", "id": f"relationship--{ruuid}",
+                   "created": when, "modified": when, "created_by_ref": self.creator,
+                   "relationship_type": rtype or "related-to", "source_ref": source_id, "target_ref": target,
+                   **ob.marking_refs(max(levels) if levels else None)}
+            yield from self.emit(rel, where)
+
+    # -- galaxies, sightings, the report -------------------------------------------
+    def galaxies(self) -> Iterator[Record]:
+        clusters: dict[str, tuple[str, dict[str, Any]]] = {}
+        blocks = list(self.ev.get("Galaxy") or [])
+        for attr in self.ev.get("Attribute") or []:
+            if isinstance(attr, dict):
+                blocks.extend(attr.get("Galaxy") or [])
+        covered: set[str] = set()
+        for galaxy in blocks:
+            if not isinstance(galaxy, dict):
+                continue
+            for cluster in galaxy.get("GalaxyCluster") or []:
+                stype = GALAXY_TYPES.get(str(galaxy.get("type") or cluster.get("type")))
+                cuuid = _uuid(cluster.get("uuid"))
+                if stype and cuuid and cluster.get("value"):
+                    clusters[f"{stype}--{cuuid}"] = (stype, cluster)
+                    covered.add(str(cluster.get("tag_name", "")))
+        for tag in self.tags:
+            m = _GALAXY_TAG.fullmatch(tag)
+            if m and tag not in covered and m.group(1) in GALAXY_TYPES:
+                stype = GALAXY_TYPES[m.group(1)]
+                clusters[f"{stype}--{ob.stable_uuid('misp-galaxy', m.group(1), m.group(2))}"] = (
+                    stype, {"value": m.group(2)})
+        if clusters:
+            yield from self.emit(misp_identity(), self.position, ref=False)
+        for oid, (stype, cluster) in sorted(clusters.items()):
+            where = f"{self.position} galaxy {cluster['value']}"
+            yield from self.emit(_galaxy_sdo(oid, stype, cluster), where)
+
+    def sightings(self) -> Iterator[Record]:
+        found = list(self.ev.get("Sighting") or [])
+        for attr in self.ev.get("Attribute") or []:
+            if isinstance(attr, dict):
+                found.extend({**s, "attribute_uuid": s.get("attribute_uuid") or attr.get("uuid")}
+                             for s in attr.get("Sighting") or [] if isinstance(s, dict))
+        for s in found:
+            yield from self._sighting(s)
+
+    def _sighting(self, s: dict[str, Any]) -> Iterator[Record]:
+        suuid = _uuid(s.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(s, sort_keys=True))
+        where = f"{self.position} sighting {suuid}"
+        target = self.main.get(_uuid(s.get("attribute_uuid")) or "")
+        kind = str(s.get("type", "0"))
+        if target is None or not target.startswith("indicator--"):
+            yield rejected(self.source, where, "a sighting of an attribute that is not an indicator (to_ids "
+                                               "off) has no STIX 2.1 form (a sighting needs an SDO)")
+            return
+        if kind == "2":
+            yield rejected(self.source, where, "MISP expiration sightings have no STIX 2.1 form")
+            return
+        try:
+            when = ob.epoch_to_stix(s.get("date_sighting"))
+        except InputError as exc:
+            yield rejected(self.source, where, exc.message)
+            return
+        org: dict[str, Any] = s["Organisation"] if isinstance(s.get("Organisation"), dict) else {}
+        org_uuid = _uuid(org.get("uuid"))
+        who = self.creator
+        if org_uuid and not self.ctx.own_identity.endswith(org_uuid):
+            who = f"identity--{org_uuid}"
+            yield from self.emit(identity(org_uuid, str(org.get("name", ""))), where, ref=False)
+        elif org_uuid:
+            who = self.ctx.own_identity
+        marking = ob.marking_refs(self.tlp_of.get(target))
+        if kind == "1":
+            obj = {"type": "opinion", "spec_version": "2.1", "id": f"opinion--{suuid}", "created": when,
+                   "modified": when, "created_by_ref": who, "opinion": "strongly-disagree",
+                   "explanation": "reported as a false positive (MISP sighting type 1)",
+                   "object_refs": [target], **marking}
+        else:
+            obj = {"type": "sighting", "spec_version": "2.1", "id": f"sighting--{suuid}", "created": when,
+                   "modified": when, "created_by_ref": who, "first_seen": when, "last_seen": when, "count": 1,
+                   "sighting_of_ref": target, "where_sighted_refs": [who], **marking}
+            if s.get("source"):
+                obj["description"] = f"source: {s['source']}"
+        yield from self.emit(obj, where)
+
+    def report(self, dist: int | None) -> Iterator[Record]:
+        if not self.refs:
+            yield rejected(self.source, self.position, "the event has no content that could be imported")
+            return
+        day = ob.fix_day(self.ev.get("date")) or self.timestamp
+        published = self.ev.get("publish_timestamp")
+        report: dict[str, Any] = {
+            "type": "report", "spec_version": "2.1", "id": self.report_id,
+            "created": min(day, self.timestamp), "modified": self.timestamp, "created_by_ref": self.creator,
+            "name": str(self.ev.get("info") or f"MISP event {self.uuid}"), "report_types": ["threat-report"],
+            "published": (ob.epoch_to_stix(published) if str(published or "0") != "0"
+                          else min(day, self.timestamp)),
+            "object_refs": list(self.refs), **ob.marking_refs(self.tlp([], dist)),
+        }
+        labels = [t for t in self.tags if t.lower() not in TLP_TAGS]
+        if labels:
+            report["labels"] = labels
+        report["external_references"] = [{"source_name": "misp", "external_id": self.uuid}, *self.links]
+        yield Record(self.source, self.position, report)
+
+
+def _galaxy_sdo(oid: str, stype: str, cluster: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = cluster["meta"] if isinstance(cluster.get("meta"), dict) else {}
+    obj: dict[str, Any] = {"type": stype, "spec_version": "2.1", "id": oid, "created": ob.FIXED_EPOCH,
+                           "modified": ob.FIXED_EPOCH, "created_by_ref": MISP_IDENTITY,
+                           "name": str(cluster["value"])}
+    if cluster.get("description"):
+        obj["description"] = str(cluster["description"])
+    synonyms = [str(s) for s in meta.get("synonyms") or [] if s]
+    if synonyms and stype in ("threat-actor", "intrusion-set", "malware", "tool"):
+        obj["aliases"] = synonyms
+    if stype == "malware":
+        obj["is_family"] = True
+    refs = [{"source_name": "misp-galaxy", "url": str(u)} for u in meta.get("refs") or [] if u]
+    if refs:
+        obj["external_references"] = refs
+    return obj
+
+
+def _events(doc: Any) -> Iterator[tuple[str, Any]]:
+    """(position, event) pairs of any document shape MISP and PyMISP write."""
+    if isinstance(doc, list):
+        for n, item in enumerate(doc, 1):
+            for position, event in _events(item):
+                yield position or f"item {n}", event
+    elif isinstance(doc, dict):
+        if "response" in doc:
+            yield from _events(doc["response"])
+        elif isinstance(doc.get("Event"), dict):
+            yield "", doc["Event"]
+        elif "Attribute" in doc or "Object" in doc or "info" in doc:
+            yield "", doc
+        else:
+            yield "", None
+
+
+def _convert_event(event: Any, source: str, position: str, ctx: ob.ImportContext) -> Iterator[Record]:
+    """One event's records; an event of an unexpected shape becomes a rejection, never a crash."""
+    where = position or f"event {event.get('uuid')}" if isinstance(event, dict) else position
+    try:
+        yield from EventConverter(event, source, ctx).convert()
+    except InputError as exc:
+        yield rejected(source, where, exc.message)
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        yield rejected(source, where, f"malformed MISP event ({type(exc).__name__}: {exc}); the rest of "
+                                      "this event could not be read")
+
+
+def read_misp(stream: IO[bytes], source: str, ctx: ob.ImportContext) -> Iterator[Record]:
+    """Records of every event in a MISP JSON document."""
+    try:
+        doc = json.load(stream)
+    except ValueError as exc:
+        yield rejected(source, "", f"not valid JSON: {exc}")
+        return
+    seen = False
+    for position, event in _events(doc):
+        seen = True
+        if event is None:
+            yield rejected(source, position, "not a MISP event: no 'Event', 'Attribute', 'Object' or 'info'")
+            continue
+        yield from _convert_event(event, source, position, ctx)
+    if not seen:
+        yield rejected(source, "", "no MISP event found")
+
+
+def read_feed(directory: Path, ctx: ob.ImportContext, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Record]:
+    """Records of every event listed in a MISP feed's ``manifest.json``, in uuid order."""
+    manifest_path = directory / "manifest.json"
+    try:
+        with manifest_path.open("rb") as raw:
+            manifest = json.load(open_input(raw, str(manifest_path), max_bytes))
+    except ValueError as exc:
+        yield rejected(str(manifest_path), "", f"not valid JSON: {exc}")
+        return
+    if not isinstance(manifest, dict):
+        yield rejected(str(manifest_path), "", "a feed manifest maps event uuids to event summaries")
+        return
+    for event_uuid in sorted(manifest):
+        path = directory / f"{event_uuid}.json"
+        if _uuid(event_uuid) is None or not path.is_file():
+            yield rejected(str(manifest_path), f"event {event_uuid}",
+                           f"the manifest lists this event but {path.name} is not in the feed")
+            continue
+        with path.open("rb") as raw:
+            yield from read_misp(open_input(raw, str(path), max_bytes), str(path), ctx)

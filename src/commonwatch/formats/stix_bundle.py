@@ -1,0 +1,220 @@
+"""STIX bundles in, STIX 2.1 objects out: big bundles streamed, JSON lines, STIX 2.0 upgraded.
+
+Three shapes are read, chosen by looking at the start of the input:
+
+* a bundle (``{"type": "bundle", "objects": [...]}``), of any size: its objects are
+  streamed one at a time with ijson's C backend (``yajl2_c``), so memory stays flat;
+* JSON lines: one object or one bundle per line;
+* a single object, or a JSON array of objects.
+
+Objects without ``spec_version`` that carry ``created`` are STIX 2.0 (STIX 2.1 §3.2)
+and are upgraded as the 2.1 specification describes its changes from 2.0 (§1.7 of
+the 2.1 standard, "Changes from STIX 2.0"): ``spec_version`` is added; the ``labels``
+that 2.0 used as the type vocabulary become ``indicator_types``, ``malware_types``
+(with the now required ``is_family``, true: a 2.0 malware object described a family),
+``tool_types``, ``threat_actor_types`` and ``report_types``; indicators get
+``pattern_type: "stix"``; the observables embedded in 2.0 ``observed-data`` become
+top-level SCOs with deterministic ids, referenced by ``object_refs`` (§4.14), their
+``*_ref`` keys resolved to those ids. Every object then goes through the lenient
+normaliser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+import ijson
+
+from commonwatch.domain.sco_ids import deterministic_id
+from commonwatch.formats.normalise import fix_hashes, normalise
+from commonwatch.formats.records import Record, rejected
+from commonwatch.formats.streams import replay
+
+#: How much of an input is looked at to tell a bundle, JSON lines and one object apart.
+HEAD_BYTES = 64 * 1024
+#: Longest JSON line accepted in JSON-lines input.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+_LABELS_TO = {
+    "indicator": "indicator_types", "malware": "malware_types", "tool": "tool_types",
+    "threat-actor": "threat_actor_types", "report": "report_types",
+}
+
+
+def upgrade_20(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The STIX 2.1 form of a STIX 2.0 object; observed-data may bring its SCOs along."""
+    obj = dict(obj)
+    obj["spec_version"] = "2.1"
+    stype = obj.get("type")
+    vocab = _LABELS_TO.get(stype) if isinstance(stype, str) else None
+    if vocab and vocab not in obj and isinstance(obj.get("labels"), list):
+        obj[vocab] = obj.pop("labels")
+    if stype == "malware":
+        obj.setdefault("is_family", True)
+    elif stype == "indicator":
+        obj.setdefault("pattern_type", "stix")
+    elif stype == "observed-data" and isinstance(obj.get("objects"), dict):
+        scos = _lift_observables(obj.pop("objects"))
+        obj["object_refs"] = [o["id"] for o in scos]
+        return [*scos, obj]
+    return [obj]
+
+
+def _lift_observables(embedded: dict[str, Any]) -> list[dict[str, Any]]:
+    """2.0 ``objects`` dictionary -> 2.1 SCOs with deterministic ids, in dependency order."""
+    pending = {k: dict(v) for k, v in embedded.items() if isinstance(v, dict)}
+    ids: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    while pending:
+        progressed = False
+        for key, sco in list(pending.items()):
+            refs = _local_refs(sco)
+            if any(r in pending and r != key for r in refs):
+                continue
+            out.append(_resolve(sco, ids))
+            ids[key] = out[-1]["id"]
+            del pending[key]
+            progressed = True
+        if not progressed:  # a reference cycle: ids of the remaining objects ignore refs
+            key, sco = next(iter(pending.items()))
+            out.append(_resolve(sco, ids))
+            ids[key] = out[-1]["id"]
+            del pending[key]
+    return out
+
+
+def _local_refs(sco: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    for name, value in sco.items():
+        if name.endswith("_ref") and isinstance(value, str):
+            found.append(value)
+        elif name.endswith("_refs") and isinstance(value, list):
+            found.extend(v for v in value if isinstance(v, str))
+    return found
+
+
+def _resolve(sco: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+    for name, value in list(sco.items()):
+        if name.endswith("_ref") and isinstance(value, str):
+            sco[name] = ids.get(value, value)
+        elif name.endswith("_refs") and isinstance(value, list):
+            sco[name] = [ids.get(v, v) if isinstance(v, str) else v for v in value]
+    sco["spec_version"] = "2.1"
+    if "hashes" in sco:
+        sco["hashes"] = fix_hashes(sco["hashes"])
+    sco["id"] = deterministic_id(sco)
+    return sco
+
+
+def convert(obj: Any) -> list[dict[str, Any]]:
+    """One input object as STIX 2.1 objects (normalised; 2.0 upgraded). [] if not an object."""
+    if not isinstance(obj, dict):
+        return []
+    if obj.get("spec_version") == "2.0" or ("spec_version" not in obj and "created" in obj):
+        return [normalise(o) for o in upgrade_20(obj)]
+    return [normalise(obj)]
+
+
+def _records(obj: Any, source: str, position: str) -> Iterator[Record]:
+    if not isinstance(obj, dict):
+        yield rejected(source, position, f"expected a JSON object, got {type(obj).__name__}")
+        return
+    if obj.get("type") == "bundle":
+        objects = obj.get("objects", [])
+        if not isinstance(objects, list):
+            yield rejected(source, position, "the bundle's 'objects' is not a list")
+            return
+        for n, inner in enumerate(objects, 1):
+            yield from _records(inner, source, f"{position} object {n}" if position else f"object {n}")
+        return
+    if "type" not in obj:
+        yield rejected(source, position, "not a STIX object: it has no 'type' property")
+        return
+    for converted in convert(obj):
+        yield Record(source, position, converted)
+
+
+def read_stix(stream: IO[bytes], source: str) -> Iterator[Record]:
+    """Every STIX object of ``stream`` as a record (rejections for what cannot be read)."""
+    head = stream.read(HEAD_BYTES)
+    stripped = head.lstrip()
+    if not stripped:
+        yield rejected(source, "", "the input is empty")
+        return
+    first_line, newline, _ = stripped.partition(b"\n")
+    one_line = _loads(first_line) if newline and first_line.strip() else None
+    if isinstance(one_line, dict) and stripped[len(first_line):].strip():
+        yield from _json_lines(head, stream, source)
+    elif len(head) < HEAD_BYTES:  # the whole input is in hand: small, parse at once
+        value = _loads(head)
+        if value is _BAD:
+            yield rejected(source, "", f"not valid JSON: {_error(head)}")
+        elif isinstance(value, list):
+            for n, obj in enumerate(value, 1):
+                yield from _records(obj, source, f"item {n}")
+        else:
+            yield from _records(value, source, "")
+    else:
+        yield from _stream_bundle(head, stream, source, array=stripped.startswith(b"["))
+
+
+_BAD = object()
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return _BAD
+
+
+def _error(data: bytes) -> str:
+    try:
+        json.loads(data)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+def _json_lines(head: bytes, stream: IO[bytes], source: str) -> Iterator[Record]:
+    lines = replay(head, stream)
+    number = 0
+    while True:
+        line = lines.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            yield rejected(source, f"line {number}", f"line longer than {MAX_LINE_BYTES} bytes")
+            while line and not line.endswith(b"\n"):
+                line = lines.readline(MAX_LINE_BYTES)
+            continue
+        if not line.strip():
+            continue
+        value = _loads(line)
+        if value is _BAD:
+            yield rejected(source, f"line {number}", f"not valid JSON: {_error(line)}")
+            continue
+        yield from _records(value, source, f"line {number}")
+
+
+def _stream_bundle(head: bytes, stream: IO[bytes], source: str, *, array: bool) -> Iterator[Record]:
+    """Objects of a big bundle (or array), one at a time, in constant memory."""
+    prefix = "item" if array else "objects.item"
+    number = 0
+    try:
+        for obj in ijson.items(replay(head, stream), prefix, use_float=True):
+            number += 1
+            if obj.__class__ is dict and obj.get("spec_version") == "2.1" and obj.get("type") != "bundle":
+                yield Record(source, f"object {number}", normalise(obj))  # the common case, inline
+            else:
+                yield from _records(obj, source, f"object {number}")
+    except ijson.JSONError as exc:
+        yield rejected(source, f"after object {number}",
+                       f"not valid JSON ({exc}); the rest of this input could not be read")
+        return
+    if number == 0:
+        yield rejected(source, "", "no STIX objects found: expected a bundle with 'objects', "
+                                   "JSON lines or an array of objects")

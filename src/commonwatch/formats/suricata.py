@@ -1,0 +1,184 @@
+"""Suricata outputs: rules, datasets files and IP reputation files.
+
+* **Rules** (Suricata 7 rule syntax): one rule per (indicator, value). Addresses and
+  CIDRs become IP-only rules in both directions (``<>``), domains ``dns.query`` rules
+  matching the domain and its subdomains (``dotprefix`` + ``endswith``), ``http://``
+  URLs ``http.host`` + ``http.uri`` rules. Values a rule cannot express (hashes,
+  e-mail addresses, ``https://`` URLs whose path the sensor cannot see) are counted as
+  skipped: use the datasets files for hashes. ``sid``/``rev`` come from an allocator
+  the caller passes (the export service keeps them stable in the database): the sid of
+  a rule never changes across runs, its rev is bumped when the rule's text changes.
+* **Datasets** (``dataset:isset,<name>,type <t>,load <file>``): one value per line, no
+  blank lines, no comments — Suricata refuses the whole file on one bad line. Types:
+  ``string`` (base64 of the value, for ``dns.query``), ``md5``, ``sha256`` (lower-case
+  hex), ``ipv4`` and ``ip`` (single addresses; CIDRs are skipped and counted).
+* **IP reputation** (``reputation-categories-file`` and ``reputation-files``): a fixed
+  categories file mapping the STIX ``indicator-type-ov`` vocabulary to ids 1-7, and
+  ``ip-or-cidr,category,score`` lines with the score (1-127) scaled from the STIX
+  confidence (0-100; 64 when the producer gave none).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.domain.observables import ExportItem, Observable
+
+SID_BASE = 1_000_000_000
+BATCH = 2000
+SKIP_RULE_KIND = "no Suricata rule form for this kind (use a dataset)"
+SKIP_HTTPS = "https URL: the sensor sees only the host (use the domain)"
+SKIP_CIDR = "CIDR in a dataset of single addresses"
+
+#: (rule key, digest of the rule text without sid/rev) -> (sid, rev)
+SidAllocator = Callable[[Sequence[tuple[str, str]]], Sequence[tuple[int, int]]]
+
+_SAFE_CONTENT = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~/?&=%+,!*'()@$[]#"
+)
+
+
+def _content(value: str) -> str:
+    """A ``content`` argument: printable safe characters as is, the rest as |hex|."""
+    out: list[str] = []
+    for ch in value:
+        if ch in _SAFE_CONTENT:
+            out.append(ch)
+        else:
+            out.append("|" + " ".join(f"{b:02X}" for b in ch.encode()) + "|")
+    return "".join(out).replace("||", " ")
+
+
+def _text(value: str, limit: int = 120) -> str:
+    """Free text for ``msg`` or metadata: no quotes, semicolons, backslashes, commas."""
+    cleaned = "".join(" " if ch in '";\\,|\r\n\t' or not ch.isprintable() else ch for ch in value)
+    return " ".join(cleaned.split())[:limit]
+
+
+def _meta_value(value: str) -> str:
+    return "_".join(_text(value, 80).split()) or "none"
+
+
+def _body(item: ExportItem, observable: Observable) -> str | None:
+    """The rule text with ``{sid}``/``{rev}`` left to fill, or None if not expressible."""
+    kind, value = observable
+    if kind in ("ipv4-addr", "ipv6-addr"):
+        head = f"alert ip $HOME_NET any <> {value} any"
+        match = ""
+    elif kind == "domain-name":
+        head = "alert dns $HOME_NET any -> any any"
+        match = f'dns.query; dotprefix; content:".{_content(value)}"; endswith; nocase; '
+    elif kind == "url" and value.startswith("http://"):
+        host, _, rest = value[7:].partition("/")
+        path = "/" + rest
+        head = "alert http $HOME_NET any -> any any"
+        match = (f'flow:established,to_server; http.host; content:"{_content(host.split(":")[0])}"; '
+                 f'bsize:{len(host.split(":")[0].encode())}; '
+                 f'http.uri; content:"{_content(path)}"; bsize:{len(path.encode())}; ')
+    else:
+        return None
+    tlp = Tlp(item.tlp).label
+    msg = _text(f"CommonWatch {tlp} {item.community}/{item.producer}: {item.name or item.stix_id}", 200)
+    meta = (f"cw_id {item.stix_id}, cw_tlp {_meta_value(tlp)}, cw_community {_meta_value(item.community)}, "
+            f"cw_producer {_meta_value(item.producer)}, created_at {item.created[:10].replace('-', '_')}, "
+            f"updated_at {item.modified[:10].replace('-', '_')}")
+    return f'{head} (msg:"{msg}"; {match}metadata:{meta}; sid:{{sid}}; rev:{{rev}};)'
+
+
+def rule_key(item: ExportItem, observable: Observable) -> str:
+    return hashlib.sha256(f"{item.stix_id}|{observable.kind}|{observable.value}".encode()).hexdigest()
+
+
+def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[str]) -> Iterator[str]:
+    """Rules text, one chunk per batch of rules, sids and revs from ``allocate``."""
+    pending: list[tuple[str, str, str]] = []
+    for item in items:
+        for observable in item.observables:
+            body = _body(item, observable)
+            if body is None:
+                skipped[SKIP_HTTPS if observable.kind == "url" else SKIP_RULE_KIND] += 1
+                continue
+            digest = hashlib.sha256(body.encode()).hexdigest()[:32]
+            pending.append((rule_key(item, observable), digest, body))
+            if len(pending) >= BATCH:
+                yield _fill(pending, allocate)
+                pending = []
+    if pending:
+        yield _fill(pending, allocate)
+
+
+def _fill(pending: list[tuple[str, str, str]], allocate: SidAllocator) -> str:
+    ids = allocate([(key, digest) for key, digest, _ in pending])
+    return "".join(body.format(sid=sid, rev=rev) + "\n"
+                   for (_, _, body), (sid, rev) in zip(pending, ids, strict=True))
+
+
+DATASET_TYPES = {"string": ("domain-name",), "md5": ("md5",), "sha256": ("sha256",),
+                 "ipv4": ("ipv4-addr",), "ip": ("ipv4-addr", "ipv6-addr")}
+
+
+def dataset(items: Iterable[ExportItem], dataset_type: str, skipped: Counter[str]) -> Iterator[str]:
+    """A datasets file of ``dataset_type``: one value per line, nothing else."""
+    kinds = DATASET_TYPES[dataset_type]
+    lines: list[str] = []
+    for item in items:
+        for kind, value in item.observables:
+            if kind not in kinds:
+                continue
+            if dataset_type == "string":
+                lines.append(base64.b64encode(value.encode()).decode())
+            elif "/" in value and dataset_type in ("ip", "ipv4"):
+                skipped[SKIP_CIDR] += 1
+                continue
+            else:
+                lines.append(value)
+        if len(lines) >= BATCH:
+            yield "\n".join(lines) + "\n"
+            lines = []
+    if lines:
+        yield "\n".join(lines) + "\n"
+
+
+IPREP_CATEGORIES = (
+    (1, "MaliciousActivity", "malicious-activity"),
+    (2, "AnomalousActivity", "anomalous-activity"),
+    (3, "Anonymization", "anonymization"),
+    (4, "Compromised", "compromised"),
+    (5, "Attribution", "attribution"),
+    (6, "Benign", "benign"),
+    (7, "Unknown", "unknown"),
+)
+_CATEGORY_OF = {label: number for number, _, label in IPREP_CATEGORIES}
+
+
+def iprep_categories() -> str:
+    """The categories file: ``<id>,<short name>,<description>``."""
+    return "".join(f"{n},{short},CommonWatch indicators of type {label}\n"
+                   for n, short, label in IPREP_CATEGORIES)
+
+
+def iprep_score(confidence: int | None) -> int:
+    """STIX confidence 0-100 to a reputation score 1-127 (0 would mean "no data")."""
+    if confidence is None:
+        return 64
+    return max(1, min(127, round(confidence * 127 / 100)))
+
+
+def iprep(items: Iterable[ExportItem]) -> Iterator[str]:
+    """The reputation file: ``<ip or cidr>,<category>,<score>``, one line per category."""
+    lines: list[str] = []
+    for item in items:
+        categories = sorted({_CATEGORY_OF[label] for label in item.labels if label in _CATEGORY_OF}) or [7]
+        score = iprep_score(item.confidence)
+        for kind, value in item.observables:
+            if kind in ("ipv4-addr", "ipv6-addr"):
+                lines.extend(f"{value},{category},{score}" for category in categories)
+        if len(lines) >= BATCH:
+            yield "\n".join(lines) + "\n"
+            lines = []
+    if lines:
+        yield "\n".join(lines) + "\n"

@@ -1,0 +1,50 @@
+"""Zeek Intelligence Framework input file (``Intel::read_files``).
+
+A tab-separated file with one ``#fields`` header: ``indicator``, ``indicator_type``
+and the ``meta.*`` fields of ``Intel::MetaData`` (``source``, ``desc``, ``url``). Unset
+fields are ``-``. Zeek's ``Intel::URL`` indicators carry no scheme (Zeek matches
+``HTTP::build_url`` output, which has none), addresses are ``Intel::ADDR``, CIDRs
+``Intel::SUBNET``, hashes ``Intel::FILE_HASH``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.domain.observables import ExportItem
+
+HEADER = "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\tmeta.url\n"
+BATCH = 2000
+
+
+def _field(value: str) -> str:
+    """A field without tabs or newlines; ``-`` (unset) when empty."""
+    cleaned = " ".join(value.replace("\t", " ").split())
+    return cleaned or "-"
+
+
+def _type(kind: str, value: str) -> str:
+    if kind in ("ipv4-addr", "ipv6-addr"):
+        return "Intel::SUBNET" if "/" in value else "Intel::ADDR"
+    return {"domain-name": "Intel::DOMAIN", "url": "Intel::URL", "email-addr": "Intel::EMAIL"}.get(
+        kind, "Intel::FILE_HASH")
+
+
+def render(items: Iterable[ExportItem], object_url: str | None = None) -> Iterator[str]:
+    """The intel file; ``object_url`` (with ``{id}``) fills ``meta.url`` when given."""
+    yield HEADER
+    lines: list[str] = []
+    for item in items:
+        source = _field(f"CommonWatch {item.community} {item.producer}")
+        desc = _field(f"{Tlp(item.tlp).label} {item.name or item.stix_id}")
+        url = _field(object_url.format(id=item.stix_id)) if object_url else "-"
+        for kind, value in item.observables:
+            if kind == "url":
+                value = value.partition("://")[2]
+            lines.append(f"{value}\t{_type(kind, value)}\t{source}\t{desc}\t{url}")
+        if len(lines) >= BATCH:
+            yield "\n".join(lines) + "\n"
+            lines = []
+    if lines:
+        yield "\n".join(lines) + "\n"

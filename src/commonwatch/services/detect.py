@@ -1,0 +1,373 @@
+"""Detection: a community's active indicators against an operator's own telemetry.
+
+The indicators are read only through :class:`QueryService` — what the caller's
+organisation may see in the community, newest visible version of each, type
+``indicator`` with ``pattern_type`` ``stix``, not revoked, not past ``valid_until`` —
+compiled once into an :class:`~commonwatch.detect.engine.IndicatorSet`, and the logs
+are streamed through the telemetry adapters and :func:`~commonwatch.detect.engine.scan`
+in batches (``--workers N``: N processes share the compiled set by fork and run the
+same pure core).
+
+Each match is an alert (event, indicator id, pattern, producer, TLP, confidence). The
+producer is shown by name when its identity object is visible to the caller in the
+community, else by its sector only. ``sight=True`` publishes sightings back to the
+community through :meth:`IngestService.add_objects`: one per indicator and time window
+(``count``, ``first_seen``, ``last_seen``; ``where_sighted_refs`` the caller's
+identity), never one per event; the sighting carries the indicator's TLP marking.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from commonwatch.clock import Clock, now_us
+from commonwatch.detect.engine import IndicatorSet, Match, compile_indicators, scan
+from commonwatch.detect.events import EventKind
+from commonwatch.domain.markings import TLP2_MARKING_BY_LEVEL, Tlp, effective_tlp
+from commonwatch.domain.timestamps import format_timestamp, parse_timestamp
+from commonwatch.domain.visibility import Principal
+from commonwatch.errors import InvalidParameter, InvalidPattern, NotFound
+from commonwatch.formats.telemetry import Adapter, Problems, adapters_for, sniff
+from commonwatch.formats.telemetry.source import batches, open_binary
+from commonwatch.services.ingest import IngestService
+from commonwatch.services.query import CommunityRef, ObjectFilter, QueryService
+
+_SIGHTING_NS = uuid.UUID("5b1f0c3e-2d7a-4c1e-9f5e-8c4d2b7a9e61")
+_PAGE = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """What an alert says about the indicator that matched."""
+
+    id: str
+    name: str | None
+    pattern: str
+    producer: str
+    tlp: Tlp
+    confidence: int | None
+    valid_until_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DetectOptions:
+    """One run of ``commonwatch detect``."""
+
+    community: str
+    since_us: int | None = None
+    sight: bool = False
+    sight_window_s: int = 3600
+    workers: int = 1
+    format: str = "auto"
+    mapping: str | None = None
+    batch_lines: int = 20_000
+    #: Re-read indicators added, revoked or expired every this many seconds while
+    #: matching (single process only: workers keep the set they were forked with).
+    refresh_s: int | None = None
+    #: Move the compiled set out of the garbage collector's sight (one-shot processes:
+    #: with 10^6 indicators every full collection would walk them all).
+    freeze_gc: bool = False
+
+
+@dataclass(slots=True)
+class DetectSummary:
+    """What a run did, for the summary line and for tests."""
+
+    indicators: int = 0
+    unindexed: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    skipped_indicators: dict[str, int] = field(default_factory=dict)
+    lines: int = 0
+    events: int = 0
+    alerts: int = 0
+    problems: Problems = field(default_factory=Problems)
+    sightings: int = 0
+    sighting_failures: list[str] = field(default_factory=list)
+
+
+class DetectService:
+    """Loads a community's active indicators and matches telemetry against them."""
+
+    def __init__(self, query: QueryService, ingest: IngestService,
+                 org_sectors: Callable[[], dict[str, tuple[str, str]]], clock: Clock = now_us) -> None:
+        self._query = query
+        self._ingest = ingest
+        self._org_sectors = org_sectors  # identity id -> (organisation name, sector)
+        self._clock = clock
+
+    # -- indicators ------------------------------------------------------------------
+    def community(self, principal: Principal, name: str) -> CommunityRef:
+        """A readable community by name or collection id (NotFound otherwise)."""
+        for ref, clearance in self._query.collections(principal):
+            if name in (ref.name, ref.collection_id) and clearance.can_read:
+                return ref
+        raise NotFound(f"no community {name!r} is readable by your organisation")
+
+    def _visible(self, principal: Principal, community: CommunityRef, types: tuple[str, ...],
+                 since_us: int | None) -> Iterator[dict[str, Any]]:
+        flt = ObjectFilter(types=types, limit=_PAGE, added_after_us=since_us)
+        while True:
+            page = self._query.objects(principal, community.collection_id, flt)
+            for row in page.rows:
+                yield orjson.loads(row.raw)
+            if not page.more:
+                return
+            flt = replace(flt, next=page.next)
+
+    def active_indicators(
+        self, principal: Principal, community: CommunityRef, since_us: int | None = None,
+    ) -> tuple[list[Indicator], dict[str, int]]:
+        """Active STIX-pattern indicators visible to ``principal``, and counts of the others."""
+        found: list[Indicator] = []
+        skipped: dict[str, int] = {}
+        for _, indicator, reason in self._versions(principal, community, since_us):
+            if indicator is None:
+                skipped[reason] = skipped.get(reason, 0) + 1
+            else:
+                found.append(indicator)
+        return found, skipped
+
+    def refresh(self, principal: Principal, community: CommunityRef, iset: IndicatorSet,
+                since_us: int) -> tuple[int, int]:
+        """Apply what changed since ``since_us``: (indicators added or replaced, removed).
+
+        New and newer versions are compiled in; revoked ones, ones past ``valid_until``
+        and ones no longer usable are taken out — in place, without recompiling the set.
+        """
+        added = removed = 0
+        for obj, indicator, _ in self._versions(principal, community, since_us):
+            if indicator is not None:
+                try:
+                    iset.add(indicator.id, indicator.pattern, indicator)
+                    added += 1
+                    continue
+                except InvalidPattern:
+                    pass
+            removed += iset.remove(obj["id"])
+        now = self._clock()
+        for key, entry in list(iset.entries.items()):
+            until = entry.meta.valid_until_us if isinstance(entry.meta, Indicator) else None
+            if until is not None and until <= now:
+                removed += iset.remove(key)
+        return added, removed
+
+    def _versions(self, principal: Principal, community: CommunityRef, since_us: int | None
+                  ) -> Iterator[tuple[dict[str, Any], Indicator | None, str]]:
+        """Each visible newest indicator version: (object, Indicator if active, why not)."""
+        now = self._clock()
+        names = {o["id"]: str(o.get("name", "")) for o in
+                 self._visible(principal, community, ("identity",), None)}
+        sectors = self._org_sectors()
+        for obj in self._visible(principal, community, ("indicator",), since_us):
+            reason = _inactive(obj, now)
+            if reason:
+                yield obj, None, reason
+                continue
+            ref = obj.get("created_by_ref")
+            creator: str = ref if isinstance(ref, str) else ""
+            if creator == principal.org_identity or creator in names:
+                producer = names.get(creator) or sectors.get(creator, ("your organisation", ""))[0]
+            elif creator in sectors:
+                producer = f"a member of sector {sectors[creator][1]}"
+            else:
+                producer = "unknown"
+            refs = list(obj.get("object_marking_refs") or ()) + [
+                g.get("marking_ref", "") for g in obj.get("granular_markings") or () if isinstance(g, dict)]
+            confidence = obj.get("confidence")
+            until = obj.get("valid_until")
+            yield obj, Indicator(
+                id=obj["id"], name=obj.get("name"), pattern=obj["pattern"], producer=producer,
+                tlp=effective_tlp(refs, Tlp(community.default_tlp)),
+                confidence=confidence if type(confidence) is int else None,
+                valid_until_us=parse_timestamp(until) if isinstance(until, str) else None,
+            ), ""
+
+    def compile(self, indicators: Sequence[Indicator], kinds: Sequence[EventKind]
+                ) -> tuple[IndicatorSet, list[tuple[str, str]]]:
+        return compile_indicators(kinds, ((i.id, i.pattern, i) for i in indicators))
+
+    # -- a run -----------------------------------------------------------------------
+    def run(self, principal: Principal, sources: Sequence[str], options: DetectOptions,
+            emit: Callable[[dict[str, Any]], None]) -> DetectSummary:
+        """Match ``sources`` (paths, ``-`` for stdin); ``emit`` receives each alert."""
+        if options.workers < 1:
+            raise InvalidParameter("--workers must be at least 1")
+        if options.sight_window_s < 1:
+            raise InvalidParameter("the sighting window must be at least one second")
+        adapters = adapters_for(options.format, options.mapping)
+        community = self.community(principal, options.community)
+        indicators, skipped = self.active_indicators(principal, community, options.since_us)
+        kinds = [k for a in adapters.values() for k in a.kinds]
+        iset, rejected = self.compile(indicators, kinds)
+        if options.freeze_gc:
+            gc.collect()
+            gc.freeze()
+        summary = DetectSummary(indicators=len(iset), unindexed=iset.unindexed, rejected=rejected,
+                                skipped_indicators=skipped)
+        windows: dict[tuple[str, int], list[int]] = {}
+        refreshed = self._clock()
+        for source in sources:
+            for alerts, lines, events, problems in _run_source(iset, adapters, source, options):
+                if options.refresh_s and self._clock() - refreshed >= options.refresh_s * 1_000_000:
+                    started = self._clock()
+                    self.refresh(principal, community, iset, refreshed - 1)
+                    refreshed = started
+                summary.lines += lines
+                summary.events += events
+                summary.problems.merge(problems)
+                for alert in alerts:
+                    alert["community"] = community.name
+                    summary.alerts += 1
+                    emit(alert)
+                    if options.sight:
+                        _window(windows, alert, options.sight_window_s, self._clock())
+        if options.sight and windows:
+            self._sight(principal, community, iset, windows, options.sight_window_s, summary)
+        return summary
+
+    def _sight(self, principal: Principal, community: CommunityRef, iset: IndicatorSet,
+               windows: dict[tuple[str, int], list[int]], window_s: int, summary: DetectSummary) -> None:
+        now = format_timestamp(self._clock())
+        objects = []
+        for (indicator_id, start), stamps in sorted(windows.items()):
+            tlp = iset.entries[indicator_id].meta.tlp
+            key = f"{principal.org_identity}|{indicator_id}|{start}|{window_s}"
+            objects.append({
+                "type": "sighting", "spec_version": "2.1",
+                "id": f"sighting--{uuid.uuid5(_SIGHTING_NS, key)}",
+                "created": now, "modified": now, "created_by_ref": principal.org_identity,
+                "sighting_of_ref": indicator_id, "count": len(stamps),
+                "first_seen": format_timestamp(min(stamps)), "last_seen": format_timestamp(max(stamps)),
+                "where_sighted_refs": [principal.org_identity],
+                "object_marking_refs": [TLP2_MARKING_BY_LEVEL[tlp]],
+            })
+        report = self._ingest.add_objects(principal, community.collection_id, objects)
+        summary.sightings = len(report.successes)
+        summary.sighting_failures = [f"{f.id}: {f.message}" for f in report.failures]
+
+
+def _inactive(obj: dict[str, Any], now: int) -> str:
+    """Why an indicator version is not matched ("" if it is active)."""
+    if obj.get("revoked") is True:
+        return "revoked"
+    if obj.get("pattern_type") != "stix" or not isinstance(obj.get("pattern"), str):
+        return "pattern type is not stix"
+    until = obj.get("valid_until")
+    if isinstance(until, str):
+        try:
+            if parse_timestamp(until) <= now:
+                return "past valid_until"
+        except ValueError:
+            return "invalid valid_until"
+    return ""
+
+
+def _window(windows: dict[tuple[str, int], list[int]], alert: dict[str, Any], window_s: int,
+            now: int) -> None:
+    at = alert.get("time_us") or now
+    start = at // (window_s * 1_000_000) * window_s * 1_000_000
+    windows.setdefault((alert["indicator"], start), []).append(at)
+
+
+# --- scanning sources (in this process or in workers) --------------------------------------
+
+_Result = tuple[list[dict[str, Any]], int, int, Problems]
+_STATE: dict[str, Any] = {}  # the compiled set and adapters, inherited by forked workers
+
+
+def _run_source(iset: IndicatorSet, adapters: dict[str, Adapter], source: str,
+                options: DetectOptions) -> Iterator[_Result]:
+    with open_binary(source) as stream:
+        chunks = batches(stream, options.batch_lines)
+        first = next(chunks, None)
+        if first is None:
+            return
+        head = next((line for line in first if line.strip()), b"")
+        adapter = sniff(head, adapters)
+        if adapter is None:
+            problems = Problems()
+            problems.add(source, 1, "unrecognised log format (use --format, or --mapping for JSON)")
+            yield [], sum(len(b) for b in [first, *chunks]), 0, problems
+            return
+        preamble = _preamble(adapter.name, first)
+        work = _numbered(source, adapter.name, first, chunks, preamble)
+        if options.workers == 1:
+            parse = adapter.parser(source)
+            for job in work:
+                yield _scan_batch(iset, parse, source, job[2], job[3])
+            return
+        _STATE.update(iset=iset, adapters=adapters)
+        context = multiprocessing.get_context("fork")
+        with context.Pool(options.workers) as pool:
+            yield from pool.imap(_worker, work)
+
+
+_Job = tuple[str, str, int, list[bytes], list[bytes]]
+
+
+def _preamble(adapter: str, first: list[bytes]) -> list[bytes]:
+    """Header lines a stateful format needs before any later batch (Zeek TSV, nfdump)."""
+    if adapter == "zeek":
+        return [line for line in first if line.startswith(b"#")]
+    if adapter == "nfdump":
+        return [next((line for line in first if line.strip()), b"")]
+    return []
+
+
+def _numbered(source: str, name: str, first: list[bytes], rest: Iterator[list[bytes]],
+              preamble: list[bytes]) -> Iterator[_Job]:
+    yield source, name, 1, first, []
+    start = 1 + len(first)
+    for lines in rest:
+        yield source, name, start, lines, preamble
+        start += len(lines)
+
+
+def _worker(job: _Job) -> _Result:
+    source, name, start, lines, preamble = job
+    parse = _STATE["adapters"][name].parser(source)
+    if preamble:
+        parse(preamble, 0, Problems())
+    return _scan_batch(_STATE["iset"], parse, source, start, lines)
+
+
+def _scan_batch(iset: IndicatorSet, parse: Callable[[list[bytes], int, Problems], Any], source: str,
+                start: int, lines: list[bytes]) -> _Result:
+    problems = Problems()
+    counter = _Counted(parse.events(lines, start, problems))  # type: ignore[attr-defined]
+    alerts = [_alert(m, source) for m in scan(iset, counter)]
+    return alerts, len(lines), counter.count, problems
+
+
+class _Counted:
+    """An iterator that counts what passes through (events stream, never held)."""
+
+    def __init__(self, inner: Iterator[Any]) -> None:
+        self.inner, self.count = inner, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.inner:
+            self.count += 1
+            yield item
+
+
+def _alert(m: Match, source: str) -> dict[str, Any]:
+    indicator: Indicator = m.meta
+    kind, record = m.events[-1]
+    at = kind.time_us(record)
+    alert: dict[str, Any] = {
+        "indicator": indicator.id, "name": indicator.name, "pattern": indicator.pattern,
+        "producer": indicator.producer, "tlp": indicator.tlp.label,
+        "confidence": indicator.confidence, "source": source, "event_kind": kind.name,
+        "time": format_timestamp(at) if at is not None else None, "time_us": at, "event": record,
+    }
+    if len(m.events) > 1:
+        alert["events"] = [record for _, record in m.events]
+    return alert

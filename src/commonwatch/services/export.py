@@ -1,0 +1,534 @@
+"""Exports and pull feeds: visible indicators turned into protection for members' networks.
+
+Every export reads through :meth:`QueryService.stream_latest` — the visibility rule in
+SQL, then the export filter (communities, types, TLP ceiling, since, producer sector)
+— and streams: keyset batches in, formatted chunks out, so memory stays flat however
+many objects are exported. Predicates that need the JSON (confidence, ``revoked``,
+``valid_until``) and the warninglists are applied here on each streamed row.
+
+Pull feeds are named, stored export definitions of an organisation, always rendered
+with the requesting user's own visibility. Their validators (ETag, Last-Modified) are
+computed without rendering; see :meth:`ExportService.validators` and docs/export.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from commonwatch import __version__
+from commonwatch.clock import Clock, now_us
+from commonwatch.domain.markings import Tlp, parse_tlp
+from commonwatch.domain.observables import ExportItem, Observable, from_object, normalise_domain
+from commonwatch.domain.timestamps import format_timestamp, parse_timestamp
+from commonwatch.domain.visibility import SECTORS, WRITE_ROLES, Principal
+from commonwatch.domain.warninglists import Warninglists, load_warninglists
+from commonwatch.errors import (
+    CommonWatchError,
+    Conflict,
+    InputTooLarge,
+    InvalidParameter,
+    NotFound,
+    PermissionDenied,
+)
+from commonwatch.formats import (
+    csv_export,
+    misp_export,
+    plain_lists,
+    rpz,
+    stix_export,
+    suricata,
+    zeek_intel,
+)
+from commonwatch.services.query import ExportFilter, ExportRow, QueryService
+from commonwatch.storage.db import session_factory
+from commonwatch.storage.models import (
+    Community,
+    Feed,
+    FeedState,
+    Membership,
+    ObjectDeletions,
+    Organisation,
+    SuricataSid,
+)
+
+if TYPE_CHECKING:
+    from commonwatch.services.exchange import Exchange
+
+TEXT = "text/plain; charset=utf-8"
+#: Format name -> media type. Plain lists are ``plain-<list>`` (see formats/plain_lists.py).
+FORMATS: dict[str, str] = {
+    "suricata-rules": TEXT,
+    **{f"suricata-dataset-{t}": TEXT for t in suricata.DATASET_TYPES},
+    "suricata-iprep": TEXT,
+    "suricata-iprep-categories": TEXT,
+    "zeek-intel": TEXT,
+    "rpz": TEXT,
+    **{f"plain-{name}": TEXT for name in plain_lists.LISTS},
+    "csv": "text/csv; charset=utf-8",
+    "stix": "application/stix+json;version=2.1",
+    "misp": "application/json",
+}
+SKIP_NO_VALUES = "object states no exportable value"
+SKIP_WARNINGLISTED = "value on a warninglist (value left out)"
+SKIP_ALL_LISTED = "every value of the object is on a warninglist"
+SKIP_OBJECT_LISTED = "object has a value on a warninglist"
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{0,249}")
+MAX_LIST = 100
+
+
+@dataclass(frozen=True, slots=True)
+class FormatOptions:
+    """Options of the formats that have some."""
+
+    rpz_target: str = "."  # "." answers NXDOMAIN; a domain rewrites to a walled garden
+    rpz_wildcard: bool = True  # also list *.domain
+    url_strip_scheme: bool = False  # plain-url: host/path entries (PAN-OS URL lists)
+
+
+@dataclass(slots=True)
+class ExportStats:
+    """What an export read and why it left things out; filled while the stream is read."""
+
+    objects_read: int = 0
+    objects_exported: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    #: Earliest valid_until (µs) among exported objects still valid: content changes then.
+    next_change_us: int | None = None
+
+
+@dataclass(slots=True)
+class Export:
+    """A running export: the chunks to write (lazy) and the stats they fill."""
+
+    format: str
+    media_type: str
+    chunks: Iterator[str]
+    stats: ExportStats
+
+
+# -- filters --------------------------------------------------------------------------------
+
+def _strings(values: Iterable[str], what: str, pattern: re.Pattern[str] | None = None) -> tuple[str, ...]:
+    out = tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+    if len(out) > MAX_LIST:
+        raise InputTooLarge(f"at most {MAX_LIST} {what} may be given, not {len(out)}")
+    for value in out:
+        if pattern is not None and not pattern.fullmatch(value):
+            raise InvalidParameter(f"{value!r} is not a valid {what[:-1]} name")
+    return out
+
+
+def parse_since(value: str) -> int:
+    """A STIX timestamp or a date (``2026-01-31``) as µs since the epoch."""
+    text = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        text += "T00:00:00Z"
+    try:
+        return parse_timestamp(text)
+    except (ValueError, CommonWatchError):
+        raise InvalidParameter(
+            f"'since' value {value!r} is not a date (2026-01-31) or a UTC timestamp (2026-01-31T12:00:00Z)"
+        ) from None
+
+
+def build_filter(
+    *, communities: Iterable[str] = (), types: Iterable[str] = ("indicator",), tlp: str = "amber",
+    since: str | None = None, sectors: Iterable[str] = (), min_confidence: int | None = None,
+    min_score: float | None = None, include_warninglisted: bool = False,
+    include_revoked: bool = False, include_expired: bool = False,
+) -> ExportFilter:
+    """The export filter from user input, each value checked with a message naming it."""
+    sector_list = _strings(sectors, "sectors")
+    for sector in sector_list:
+        if sector not in SECTORS:
+            raise InvalidParameter(f"unknown sector {sector!r}; use one of {', '.join(SECTORS)}")
+    if min_confidence is not None and not 0 <= min_confidence <= 100:
+        raise InvalidParameter("minimum confidence must be between 0 and 100 (STIX 2.1 §3.2)")
+    if min_score is not None:
+        # Hook for indicator decay: scores belong to the scoring service, not built yet.
+        raise InvalidParameter("decay scores are not computed by this exchange yet; drop the score filter")
+    type_list = _strings(types, "types", _TYPE) or ("indicator",)
+    return ExportFilter(
+        communities=_strings(communities, "communities"), types=type_list, tlp_ceiling=parse_tlp(tlp),
+        since_us=parse_since(since) if since else None, producer_sectors=sector_list,
+        min_confidence=min_confidence, min_score=min_score,
+        include_warninglisted=include_warninglisted, include_revoked=include_revoked,
+        include_expired=include_expired,
+    )
+
+
+def filter_to_json(flt: ExportFilter, options: FormatOptions) -> str:
+    doc: dict[str, Any] = {
+        "communities": list(flt.communities), "types": list(flt.types),
+        "tlp": Tlp(flt.tlp_ceiling).name.lower().replace("_", "+"),
+        "since": format_timestamp(flt.since_us) if flt.since_us is not None else None,
+        "sectors": list(flt.producer_sectors), "min_confidence": flt.min_confidence,
+        "include_warninglisted": flt.include_warninglisted, "include_revoked": flt.include_revoked,
+        "include_expired": flt.include_expired,
+        "options": {"rpz_target": options.rpz_target, "rpz_wildcard": options.rpz_wildcard,
+                    "url_strip_scheme": options.url_strip_scheme},
+    }
+    return orjson.dumps(doc).decode()
+
+
+def filter_from_json(text: str) -> tuple[ExportFilter, FormatOptions]:
+    doc = orjson.loads(text)
+    options = FormatOptions(**doc.pop("options", {}))
+    return build_filter(**doc), options
+
+
+def check_format(name: str) -> str:
+    if name not in FORMATS:
+        raise InvalidParameter(f"unknown export format {name!r}; use one of {', '.join(FORMATS)}")
+    return name
+
+
+# -- the service ---------------------------------------------------------------------------
+
+class ExportService:
+    """Exports and pull feeds over the visibility-filtered query service."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], query: QueryService, *,
+        warninglist_dirs: Sequence[Path] = (), warninglists: Callable[[], Warninglists] | None = None,
+        clock: Clock = now_us, new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        """``warninglists`` loads the lists (the exchange's, shared); else they are loaded
+        from the built-in directory and ``warninglist_dirs``."""
+        self._sessions = sessions
+        self._query = query
+        self._clock = clock
+        self._new_uuid = new_uuid
+        dirs = tuple(warninglist_dirs)
+        self._load_lists = warninglists or (lambda: load_warninglists(dirs))
+        self._warninglists: Warninglists | None = None
+        self._warninglist_digest = ""
+
+    # -- warninglists ---------------------------------------------------------------------
+    def warninglists(self) -> Warninglists:
+        """The lists, loaded once; their digest (file contents) feeds the feeds' ETags."""
+        if self._warninglists is None:
+            lists = self._load_lists()
+            digest = hashlib.sha256()
+            for meta in lists.lists:
+                digest.update(meta.name.encode() + b"\0")
+                try:
+                    digest.update(Path(meta.path).read_bytes())
+                except OSError:
+                    digest.update(repr(sorted(meta.counts.items())).encode())
+            self._warninglists, self._warninglist_digest = lists, digest.hexdigest()
+        return self._warninglists
+
+    # -- exports --------------------------------------------------------------------------
+    def export(
+        self, principal: Principal, fmt: str, flt: ExportFilter,
+        options: FormatOptions = FormatOptions(),
+    ) -> Export:
+        """Start an export; nothing is read until ``chunks`` is iterated.
+
+        The communities are resolved now, so a bad community name fails before any
+        output is written.
+        """
+        check_format(fmt)
+        self._query.export_communities(principal, flt)
+        if options.rpz_target != "." and normalise_domain(options.rpz_target) is None:
+            raise InvalidParameter(
+                f"RPZ target {options.rpz_target!r} is not a domain name; use '.' or a domain")
+        stats = ExportStats()
+        items = self.items(principal, flt, stats, whole_objects=fmt == "stix")
+        return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
+
+    def _render(
+        self, fmt: str, items: Iterator[ExportItem], stats: ExportStats, options: FormatOptions
+    ) -> Iterator[str]:
+        now = self._clock()
+        if fmt == "suricata-rules":
+            return suricata.rules(items, self._allocate_sids, stats.skipped)
+        if fmt.startswith("suricata-dataset-"):
+            return suricata.dataset(items, fmt.removeprefix("suricata-dataset-"), stats.skipped)
+        if fmt == "suricata-iprep":
+            return suricata.iprep(items)
+        if fmt == "suricata-iprep-categories":
+            return iter([suricata.iprep_categories()])
+        if fmt == "zeek-intel":
+            return zeek_intel.render(items)
+        if fmt == "rpz":
+            return rpz.render(items, now // 1_000_000 % 2**32, stats.skipped,
+                              target=options.rpz_target, wildcard=options.rpz_wildcard)
+        if fmt.startswith("plain-"):
+            kinds = plain_lists.LISTS[fmt.removeprefix("plain-")]
+            return plain_lists.render(items, kinds, strip_scheme=options.url_strip_scheme)
+        if fmt == "csv":
+            return csv_export.render(items)
+        if fmt == "stix":
+            return stix_export.render(items, f"bundle--{self._new_uuid()}")
+        return misp_export.render(items, self._new_uuid(), now // 1_000_000, "CommonWatch export")
+
+    def items(
+        self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
+    ) -> Iterator[ExportItem]:
+        """Visible, filtered objects with their exportable values, streamed.
+
+        ``whole_objects``: the object is sent as a whole (STIX bundle), so it is kept
+        even without exportable values, and dropped if any of its values is warninglisted.
+        """
+        producers = self._producer_names()
+        lists = self.warninglists()
+        now = self._clock()
+        loads = orjson.loads
+        for row in self._query.stream_latest(principal, flt):
+            stats.objects_read += 1
+            obj = loads(row.raw)
+            reason = _json_filter(obj, flt, now)
+            if reason is not None:
+                stats.skipped[reason] += 1
+                continue
+            extraction = from_object(obj)
+            observables, hits = _screen(extraction.observables, lists, flt.include_warninglisted,
+                                        whole_objects, stats.skipped)
+            if not observables and not whole_objects:
+                stats.skipped[extraction.skipped or (SKIP_ALL_LISTED if hits else SKIP_NO_VALUES)] += 1
+                continue
+            if whole_objects and hits and not flt.include_warninglisted:
+                stats.skipped[SKIP_OBJECT_LISTED] += 1
+                continue
+            stats.objects_exported += 1
+            valid_until = obj.get("valid_until")
+            if isinstance(valid_until, str):
+                until = parse_timestamp(valid_until)
+                if until > now and (stats.next_change_us is None or until < stats.next_change_us):
+                    stats.next_change_us = until
+            yield _item(row, obj, producers, observables, hits)
+
+    def _producer_names(self) -> dict[int, str]:
+        with self._sessions() as s:
+            return {i: n for i, n in s.execute(select(Organisation.id, Organisation.name))}
+
+    # -- Suricata sids --------------------------------------------------------------------
+    def _allocate_sids(self, rules: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+        """Stable sid per rule key; rev bumped when the rule digest changed."""
+        keys = [key for key, _ in rules]
+        with self._sessions() as s, s.begin():
+            conn = s.connection()
+            known = _known_sids(conn, keys)
+            fresh = [{"rule_key": k, "rev": 1, "digest": d} for k, d in dict(rules).items() if k not in known]
+            if fresh:
+                conn.execute(_insert_ignore(conn).values(fresh))
+                known = _known_sids(conn, keys)
+            changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
+            for sid_id, digest in changed.items():
+                conn.execute(update(SuricataSid).where(SuricataSid.id == sid_id)
+                             .values(rev=SuricataSid.rev + 1, digest=digest))
+            if changed:
+                known = _known_sids(conn, keys)
+        return [(suricata.SID_BASE + known[k][0], known[k][1]) for k in keys]
+
+    # -- feed definitions -----------------------------------------------------------------
+    def create_feed(
+        self, principal: Principal, name: str, fmt: str, flt: ExportFilter,
+        options: FormatOptions = FormatOptions(), description: str = "",
+    ) -> Feed:
+        if principal.role not in WRITE_ROLES:
+            raise PermissionDenied("creating a feed needs a role that may write (analyst or above)")
+        if not _NAME.fullmatch(name):
+            raise InvalidParameter(
+                f"feed name {name!r} is not valid: 1-100 of a-z, 0-9, '.', '_', '-', "
+                "starting with a letter or digit")
+        check_format(fmt)
+        if len(description) > 2000:
+            raise InputTooLarge("a feed description is at most 2000 characters")
+        self._query.export_communities(principal, flt)
+        now = self._clock()
+        feed = Feed(org_id=principal.org_id, name=name, format=fmt, description=description,
+                    filter_json=filter_to_json(flt, options), created_us=now, updated_us=now)
+        try:
+            with self._sessions() as s, s.begin():
+                s.add(feed)
+        except IntegrityError:
+            raise Conflict(f"your organisation already has a feed named {name!r}") from None
+        return feed
+
+    def list_feeds(self, principal: Principal) -> list[Feed]:
+        with self._sessions() as s:
+            return list(s.scalars(select(Feed).where(Feed.org_id == principal.org_id).order_by(Feed.name)))
+
+    def get_feed(self, principal: Principal, name: str) -> Feed:
+        with self._sessions() as s:
+            feed = s.scalar(select(Feed).where(Feed.org_id == principal.org_id, Feed.name == name))
+        if feed is None:
+            raise NotFound(f"your organisation has no feed named {name!r}")
+        return feed
+
+    def delete_feed(self, principal: Principal, name: str) -> None:
+        if principal.role not in WRITE_ROLES:
+            raise PermissionDenied("deleting a feed needs a role that may write (analyst or above)")
+        feed = self.get_feed(principal, name)
+        with self._sessions() as s, s.begin():
+            s.execute(delete(FeedState).where(FeedState.feed_id == feed.id))
+            s.execute(delete(Feed).where(Feed.id == feed.id))
+
+    # -- pull feeds -----------------------------------------------------------------------
+    def validators(self, principal: Principal, feed: Feed) -> tuple[str, int, bool]:
+        """(ETag, Last-Modified µs, current) of ``feed`` for ``principal``, without rendering.
+
+        ``current`` says the stored state still describes the content, so a matching
+        If-None-Match / If-Modified-Since may be answered 304.
+        """
+        _, etag, anchor, current = self._validators(principal, feed)
+        return etag, anchor, current
+
+    def _validators(self, principal: Principal, feed: Feed) -> tuple[str, str, int, bool]:
+        base = self._base_digest(principal, feed)
+        now = self._clock()
+        with self._sessions() as s:
+            state = s.get(FeedState, (feed.id, principal.user_id))
+        if state is not None and state.base == base and (
+                state.next_change_us is None or now < state.next_change_us):
+            return base, _etag(base, state.anchor_us), state.anchor_us, True
+        # A new content generation: Last-Modified moves on by at least one second, so
+        # If-Modified-Since (one-second resolution) never hides the change.
+        anchor = now if state is None else max(now, state.anchor_us + 1_000_000)
+        return base, _etag(base, anchor), anchor, False
+
+    def render_feed(self, principal: Principal, feed: Feed) -> tuple[Export, str, int]:
+        """The feed's export, ETag and Last-Modified; the state is saved when the stream ends.
+
+        Saving at the end records the earliest ``valid_until`` seen, which only a full
+        render can know; a render cut short saves nothing and the next request renders.
+        """
+        flt, options = filter_from_json(feed.filter_json)
+        base, etag, anchor, _ = self._validators(principal, feed)
+        export = self.export(principal, feed.format, flt, options)
+
+        def chunks() -> Iterator[str]:
+            yield from export.chunks
+            self._save_state(feed.id, principal.user_id, base, anchor, export.stats.next_change_us)
+
+        return replace(export, chunks=chunks()), etag, anchor
+
+    def _save_state(
+        self, feed_id: int, user_id: int, base: str, anchor: int, next_change: int | None
+    ) -> None:
+        with self._sessions() as s, s.begin():
+            state = s.get(FeedState, (feed_id, user_id))
+            if state is None:
+                s.add(FeedState(feed_id=feed_id, user_id=user_id, base=base, anchor_us=anchor,
+                                next_change_us=next_change))
+            else:
+                state.base, state.anchor_us, state.next_change_us = base, anchor, next_change
+
+    def _base_digest(self, principal: Principal, feed: Feed) -> str:
+        """Digest of every cheap input of a feed's content (see docs/export.md, "ETags")."""
+        self.warninglists()
+        c, m, d = Community, Membership, ObjectDeletions
+        query = (
+            select(c.id, c.name, c.collection_id, c.public, c.last_added_us, m.can_read, m.max_tlp, d.deletes)
+            .outerjoin(m, (m.community_id == c.id) & (m.org_id == principal.org_id))
+            .outerjoin(d, d.community_id == c.id)
+            .order_by(c.id)
+        )
+        digest = hashlib.sha256()
+        with self._sessions() as s:
+            conn = s.connection()
+            for row in conn.execute(query):
+                digest.update(repr(tuple(row)).encode())
+            orgs = select(Organisation.id, Organisation.name, Organisation.sector).order_by(Organisation.id)
+            for org in conn.execute(orgs):
+                digest.update(repr(tuple(org)).encode())
+        head = (__version__, feed.id, feed.format, feed.filter_json, feed.updated_us,
+                principal.org_id, principal.org_identity, self._warninglist_digest)
+        digest.update(repr(head).encode())
+        return digest.hexdigest()
+
+
+def for_exchange(exchange: Exchange) -> ExportService:
+    """The export service over an exchange's database and query service."""
+    return ExportService(session_factory(exchange.engine), exchange.query,
+                         warninglists=lambda: exchange.warninglists)
+
+
+def _etag(base: str, anchor: int) -> str:
+    return '"' + hashlib.sha256(f"{base}:{anchor}".encode()).hexdigest()[:32] + '"'
+
+
+def _insert_ignore(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        return pg_insert(SuricataSid).on_conflict_do_nothing(index_elements=["rule_key"])
+    return sqlite_insert(SuricataSid).on_conflict_do_nothing(index_elements=["rule_key"])
+
+
+def _known_sids(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+    """rule key -> (id, rev, digest) of the keys already allocated."""
+    query = select(SuricataSid.id, SuricataSid.rule_key, SuricataSid.rev, SuricataSid.digest).where(
+        SuricataSid.rule_key.in_(bindparam("k", expanding=True)))
+    return {r[1]: (r[0], r[2], r[3]) for r in conn.execute(query, {"k": list(keys)})}
+
+
+def _json_filter(obj: dict[str, Any], flt: ExportFilter, now: int) -> str | None:
+    """Why the object's JSON excludes it (revoked, expired, confidence), or None."""
+    if obj.get("revoked") is True and not flt.include_revoked:
+        return "revoked"
+    valid_until = obj.get("valid_until")
+    if isinstance(valid_until, str) and not flt.include_expired and parse_timestamp(valid_until) <= now:
+        return "expired (valid_until has passed)"
+    if flt.min_confidence is not None:
+        confidence = obj.get("confidence")
+        if not isinstance(confidence, int) or confidence < flt.min_confidence:
+            return "confidence below the minimum"
+    return None
+
+
+def _screen(
+    observables: tuple[Observable, ...], lists: Warninglists, include: bool, whole: bool,
+    skipped: Counter[str],
+) -> tuple[tuple[Observable, ...], tuple[str, ...]]:
+    """Observables kept after the warninglists, and the names of the lists hit."""
+    if not observables:
+        return observables, ()
+    kept: list[Observable] = []
+    hit_names: set[str] = set()
+    for observable in observables:
+        hits = lists.hits(observable.kind, observable.value)
+        if hits:
+            hit_names.update(hits)
+            if not include and not whole:
+                skipped[SKIP_WARNINGLISTED] += 1
+                continue
+        kept.append(observable)
+    if not hit_names:
+        return observables, ()
+    return tuple(kept), tuple(sorted(hit_names))
+
+
+def _item(
+    row: ExportRow, obj: dict[str, Any], producers: dict[int, str], observables: tuple[Observable, ...],
+    hits: tuple[str, ...],
+) -> ExportItem:
+    confidence = obj.get("confidence")
+    labels = obj.get("indicator_types")
+    name = obj.get("name")
+    return ExportItem(
+        stix_id=row.stix_id, type=obj.get("type", ""), name=name if isinstance(name, str) else "",
+        tlp=row.tlp, community=row.community,
+        producer=producers.get(row.producer_org_id, "unknown") if row.producer_org_id else "unknown",
+        confidence=confidence if isinstance(confidence, int) else None,
+        created=str(obj.get("created", "")), modified=str(obj.get("modified", obj.get("created", ""))),
+        valid_until=obj.get("valid_until"),
+        labels=tuple(x for x in labels if isinstance(x, str)) if isinstance(labels, list) else (),
+        observables=observables, raw=row.raw, warninglists=hits,
+    )

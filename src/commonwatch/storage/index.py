@@ -1,0 +1,79 @@
+"""The observable and reference indexes: what each stored object version states.
+
+``observables``: (kind, normalised value) -> object version, for SCOs and for
+indicators whose pattern matches by the presence of one value
+(:mod:`commonwatch.domain.observables`). ``object_refs``: which object a sighting
+sights or an opinion is about. Both are written by ingest in the same transaction as
+the versions they describe and disappear with them (foreign keys, ``ON DELETE
+CASCADE``). They are only ever read joined to ``stix_objects`` under the visibility
+rule (services/statements.py); a row of either table alone reveals nothing to anyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Column, Connection, ForeignKey, Index, Integer, String, Table, Text, select
+
+from commonwatch.storage.models import Base, BigId, StixObject
+
+OBSERVABLES = Table(
+    "observables", Base.metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("object_id", BigId, ForeignKey("stix_objects.id", ondelete="CASCADE"), nullable=False),
+    Column("community_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("value", Text, nullable=False),
+    Index("ix_observables_value", "kind", "value", "community_id"),
+    Index("ix_observables_object", "object_id"),
+)
+
+OBJECT_REFS = Table(
+    "object_refs", Base.metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("object_id", BigId, ForeignKey("stix_objects.id", ondelete="CASCADE"), nullable=False),
+    Column("community_id", Integer, nullable=False),
+    Column("relation", String(16), nullable=False),  # domain.indexing.SIGHTING_OF, ...
+    Column("target_id", String(300), nullable=False),
+    Index("ix_object_refs_target", "community_id", "target_id", "relation"),
+    Index("ix_object_refs_object", "object_id"),
+)
+
+#: Index entries of one new row, keyed by the row's date_added (unique per community).
+Entries = tuple[int, Sequence[tuple[str, str]]]
+
+
+def row_ids(conn: Connection, community_id: int, first_added: int, last_added: int) -> dict[int, int]:
+    """date_added -> row id of the community's rows added in [first, last]."""
+    t = StixObject.__table__.c
+    return {added: rid for added, rid in conn.execute(
+        select(t.date_added_us, t.id).where(
+            t.community_id == community_id, t.date_added_us.between(first_added, last_added))
+    )}
+
+
+_INSERT = {
+    "observables": "INSERT INTO observables (object_id, community_id, kind, value) VALUES ",
+    "object_refs": "INSERT INTO object_refs (object_id, community_id, relation, target_id) VALUES ",
+}
+
+
+def insert_entries(
+    conn: Connection, community_id: int, ids: dict[int, int],
+    observables: Sequence[Entries], refs: Sequence[Entries],
+) -> None:
+    """Insert the index entries of new rows (``ids`` from :func:`row_ids`).
+
+    Straight to the driver's ``executemany`` with positional rows: building a
+    parameter dict per entry through SQLAlchemy costs more than the insert itself.
+    """
+    for table, entries in (("observables", observables), ("object_refs", refs)):
+        rows = [(ids[added], community_id, a, b) for added, pairs in entries for a, b in pairs]
+        if not rows:
+            continue
+        mark = "(?, ?, ?, ?)" if conn.dialect.name == "sqlite" else "(%s, %s, %s, %s)"
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(_INSERT[table] + mark, rows)
+        finally:
+            cursor.close()

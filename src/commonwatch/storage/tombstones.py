@@ -1,0 +1,40 @@
+"""Tombstones: what was deleted, when, and under which marking.
+
+TAXII DELETE removes object versions; a tombstone keeps the fact (community, id,
+version, producer, TLP, time of deletion) so deletions can propagate to exports and to
+federated peers that copied the object. A tombstone is read only through the query
+service, under the visibility rule the deleted version had (TLP:RED tombstones only by
+their producer: the recipient list is gone with the version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import BigInteger, Column, Connection, Index, Integer, SmallInteger, String, Table, text
+
+from commonwatch.storage.models import Base, BigId
+
+TOMBSTONES = Table(
+    "tombstones", Base.metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("community_id", Integer, nullable=False),
+    Column("stix_id", String(300), nullable=False),
+    Column("version_us", BigInteger, nullable=False),
+    Column("producer_org_id", Integer, nullable=True),
+    Column("tlp", SmallInteger, nullable=False),
+    Column("deleted_us", BigInteger, nullable=False),
+    Index("ix_tombstones_community", "community_id", "id"),
+)
+
+_BURY = text(
+    "INSERT INTO tombstones (community_id, stix_id, version_us, producer_org_id, tlp, deleted_us) "
+    "SELECT community_id, stix_id, version_us, producer_org_id, tlp, :now FROM stix_objects "
+    "WHERE id = :row"
+)
+
+
+def bury(conn: Connection, row_ids: Sequence[int], now_us: int) -> None:
+    """Record tombstones for the object versions ``row_ids`` (before deleting them)."""
+    if row_ids:
+        conn.execute(_BURY, [{"row": r, "now": now_us} for r in row_ids])

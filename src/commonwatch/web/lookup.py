@@ -1,0 +1,47 @@
+"""Lookup JSON API: ``GET /api/lookup?value=...`` and ``POST /api/lookup`` (bulk).
+
+Both answer ``{"results": [...]}``, one result per value in the order given (see
+docs/api.md for the fields). Anonymous callers see only public communities' TLP:CLEAR
+objects, like every other read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from commonwatch.errors import InvalidParameter
+from commonwatch.services.exchange import Exchange
+from commonwatch.services.lookup import MAX_VALUES
+from commonwatch.web.credentials import principal_of
+
+
+class LookupIn(BaseModel):
+    values: list[Annotated[str, Field(max_length=2048)]] = Field(max_length=MAX_VALUES)
+
+
+def lookup_router(exchange: Exchange) -> APIRouter:
+    """The routes of this module, bound to ``exchange``."""
+    router = APIRouter(prefix="/api")
+
+    def answer(request: Request, values: list[str]) -> dict[str, Any]:
+        principal = principal_of(request, exchange.auth)
+        return {"results": [a.to_json() for a in exchange.lookup.lookup(principal, values)]}
+
+    @router.get("/lookup")
+    async def lookup_one(request: Request,
+                         value: Annotated[list[str] | None, Query(max_length=2048)] = None) -> dict[str, Any]:
+        if not value:
+            raise InvalidParameter("give at least one 'value' query parameter (repeat it for several)")
+        if len(value) > 100:
+            raise InvalidParameter("at most 100 'value' parameters; POST a JSON list for bulk lookups")
+        return await run_in_threadpool(answer, request, value)
+
+    @router.post("/lookup")
+    async def lookup_bulk(request: Request, body: LookupIn) -> dict[str, Any]:
+        return await run_in_threadpool(answer, request, body.values)
+
+    return router

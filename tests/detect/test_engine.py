@@ -1,0 +1,213 @@
+"""The index engine: same matches as full evaluation of every pattern on every event.
+
+The indicator set is generated from values that occur in the real samples (so hits are
+plenty) plus shapes the index cannot use; the engine's matches must equal brute-force
+evaluation of each pattern, and the single-event ones must equal the reference
+matcher's answers on the same events written as STIX observed-data.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from commonwatch.detect import compile_pattern
+from commonwatch.detect.engine import IndicatorSet, compile_indicators, scan
+from commonwatch.detect.evaluate import Observed
+from commonwatch.detect.events import build_observation, probes
+from commonwatch.domain.timestamps import format_timestamp
+from commonwatch.formats.telemetry import builtin_adapters
+from commonwatch.formats.telemetry.generic import load_mapping
+
+from .reference import run_reference
+from .test_telemetry import DATA, read
+
+SAMPLES = ["surevego_eve.json", "suricata-verify_tls-fingerprint-alert_eve.json",
+           "suricata-verify_output-eve-fileinfo_eve.json", "rita_dns.json", "rita_http.json",
+           "rita_closed_conn.log", "rita_proxy_files.log", "wrccdc_x509.json", "flows.nfdump.csv"]
+KINDS = [k for a in builtin_adapters().values() for k in a.kinds] + [
+    load_mapping(str(DATA / "proxy-mapping.json"))]
+
+
+@pytest.fixture(scope="module")
+def events() -> list[Any]:
+    found = []
+    for name in SAMPLES:
+        found += read(DATA / name)[0]
+    return found
+
+
+def _walk(obj: dict[str, Any], objects: dict[str, Any], prefix: str, out: set[tuple[str, Any]]) -> None:
+    for key, value in obj.items():
+        if key in ("type", "id"):
+            continue
+        name = key if key.replace("_", "a").isalnum() and not key[0].isdigit() else f"'{key}'"
+        path = f"{prefix}.{name}" if prefix else name
+        if key.endswith("_ref"):
+            out.add((f"{path}.value", objects[value].get("value")))
+        elif type(value) is dict:
+            _walk(value, objects, path, out)
+        elif type(value) is list:
+            out.update((f"{path}[*]", v) for v in value)
+        else:
+            out.add((path, value))
+
+
+def test_probes_are_exactly_the_values_of_the_built_observation(events: list[Any]) -> None:
+    for kind, record in events:
+        obs = build_observation(kind, record)
+        walked: set[tuple[str, Any]] = set()
+        for obj in obs.objects.values():
+            found: set[tuple[str, Any]] = set()
+            _walk(obj, obs.objects, "", found)
+            walked |= {(f"{obj['type']}:{p}", v) for p, v in found}
+        assert walked == set(probes(kind, record)), kind.name
+
+
+def _indicators(events: list[Any], rng: random.Random) -> list[tuple[str, str, None]]:
+    pool: dict[str, list[Any]] = {}
+    for kind, record in events:
+        for path, value in probes(kind, record):
+            pool.setdefault(path, []).append(value)
+    strings = sorted((p, v) for p, vs in pool.items() for v in set(vs) if isinstance(v, str))
+    numbers = sorted((p, v) for p, vs in pool.items() for v in set(vs) if type(v) is int)
+    ips = sorted({v for p, v in strings if p == "ipv4-addr:value"})
+
+    def q(v: str) -> str:
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    patterns: list[str] = []
+    for path, value in rng.sample(strings, 120):
+        patterns.append(f"[{path} = {q(value)}]")
+    for path, value in rng.sample(numbers, 10):
+        patterns.append(f"[{path} = {value}]")
+    for ip in rng.sample(ips, 8):
+        a, b, _, _ = ip.split(".")
+        patterns.append(f"[ipv4-addr:value ISSUBSET '{a}.{b}.0.0/16']")
+        patterns.append(f"[network-traffic:dst_ref.value ISSUBSET '{ip}/32' "
+                        "AND network-traffic:dst_port > 52]")
+    for _ in range(15):
+        (p1, v1), (p2, v2) = rng.sample(strings, 2)
+        alternative = f"{p2} = {q(v2)}" if "hashes" in p2 else f"{p2} IN ({q(v2)}, 'zzz')"
+        patterns.append(f"[{p1} = {q(v1)} OR {alternative}]")
+        patterns.append(f"[{p1} = {q(v1)}] FOLLOWEDBY [{p2} = {q(v2)}]")
+        patterns.append(f"[{p1} = {q(v1)}] AND [{p2} = {q(v2)}] WITHIN 300 SECONDS")
+        patterns.append(f"[{p1} = {q(v1)}] REPEATS 2 TIMES")
+        patterns.append(f"[{p1} = {q(v1)}] OR [{p2} = {q(v2)}]")
+    patterns += [
+        "[domain-name:value LIKE '%.debian.org']", "[domain-name:value MATCHES '^[a-z]+\\\\.com$']",
+        "[network-traffic:dst_port != 80 AND network-traffic:protocols[*] = 'udp']",
+        "[network-traffic:protocols[0] = 'tcp' AND network-traffic:dst_port = 443]",
+        "[file:size > 1000]", "[EXISTS x509-certificate:hashes.'SHA-256']",
+        "[ipv4-addr:value = '172.17.0.2'] START t'2017-01-30T15:12:30Z' STOP t'2017-01-30T15:13:00Z'",
+        "[url:value LIKE 'http://deb.debian.org/%'] FOLLOWEDBY [file:name LIKE '%.deb']",
+        "[ipv6-addr:value = '172.17.0.2']", "[ipv4-addr:value = '2001:db8::7']",
+    ]
+    return [(f"indicator--{n}", p, None) for n, p in enumerate(patterns)]
+
+
+def _brute_force(indicators: list[tuple[str, str, None]], observed: list[Observed]) -> set[tuple[str, tuple]]:
+    found: set[tuple[str, tuple]] = set()
+    for key, pattern, _ in indicators:
+        compiled = compile_pattern(pattern)
+        if compiled.size == 1 or "] OR [" in pattern:  # every binding is one event
+            found |= {(key, (i,)) for i, o in enumerate(observed) if compiled.matches([o])}
+        elif compiled.matches(observed):
+            found.add((key, ()))
+    return found
+
+
+def _engine(iset: IndicatorSet, events: list[Any]) -> set[tuple[str, tuple]]:
+    return {(m.key, m.positions if iset.entries[m.key].single_event else ()) for m in scan(iset, events)}
+
+
+def test_index_engine_equals_full_evaluation(events: list[Any]) -> None:
+    indicators = _indicators(events, random.Random(7))
+    iset, rejected = compile_indicators(KINDS, indicators)
+    assert rejected == [] and 0 < iset.unindexed < 10
+    observed = [build_observation(k, r) for k, r in events]
+    expected = _brute_force(indicators, observed)
+    assert len(expected) > 100
+    assert _engine(iset, events) == expected
+
+
+def test_incremental_add_and_remove(events: list[Any]) -> None:
+    indicators = _indicators(events, random.Random(11))
+    iset, _ = compile_indicators(KINDS, indicators[:100])
+    scan(iset, events)  # plans are cached; changes must invalidate them
+    for key, pattern, meta in indicators[100:]:
+        iset.add(key, pattern, meta)
+    for key, _, _ in indicators[:50]:
+        assert iset.remove(key)
+    assert not iset.remove("indicator--nope")
+    fresh, _ = compile_indicators(KINDS, indicators[50:])
+    assert _engine(iset, events) == _engine(fresh, events)
+    iset.add("indicator--60", "[domain-name:value = 'replaced.example']")  # replacing a key
+    assert "indicator--60" not in {m.key for m in scan(iset, events)}
+
+
+def test_unusable_patterns_are_rejected_with_reasons() -> None:
+    iset, rejected = compile_indicators(KINDS, [
+        ("a", "[ipv4-addr:value = '1.2.3.4']", None), ("b", "[oops", None),
+        ("c", "[a:b = 1] REPEATS 0 TIMES", None), ("d", "[ipv4-addr:value ISSUBSET 'x']", None)])
+    assert len(iset) == 1 and [k for k, _ in rejected] == ["b", "c", "d"]
+    assert all(reason for _, reason in rejected)
+
+
+def _as_stix(kind: Any, record: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    obs = build_observation(kind, record)
+    ids = {local: f"{obj['type']}--00000000-0000-4000-8000-{n:06d}{i:06d}"
+           for i, (local, obj) in enumerate(obs.objects.items())}
+    scos = []
+    for local, obj in obs.objects.items():
+        sco = {k: (ids[v] if k.endswith("_ref") else v) for k, v in obj.items()}
+        sco["id"] = ids[local]
+        scos.append(sco)
+    at = format_timestamp(obs.first_us)
+    return [{"type": "bundle", "id": "bundle--1", "objects": [
+        {"type": "observed-data", "id": f"observed-data--00000000-0000-4000-8000-{n:012d}",
+         "first_observed": at, "last_observed": at, "number_observed": 1,
+         "object_refs": list(ids.values())}, *scos]}]
+
+
+def test_single_event_matches_equal_the_reference(events: list[Any]) -> None:
+    rng = random.Random(3)
+    indicators = [i for i in _indicators(events, rng) if "ISSUBSET" not in i[1]
+                  and "FOLLOWEDBY" not in i[1] and "] AND [" not in i[1] and "REPEATS" not in i[1]
+                  and "ipv6-addr" not in i[1]]
+    iset, _ = compile_indicators(KINDS, indicators)
+    hit = sorted({m.positions[0] for m in scan(iset, events)})
+    chosen = rng.sample(hit, 8) + rng.sample(range(len(events)), 4)  # hits and (mostly) misses
+    subset = [events[i] for i in chosen]
+    matched = {m.key for m in scan(iset, subset)}
+    indicators = [i for i in indicators if i[0] in matched] + rng.sample(
+        [i for i in indicators if i[0] not in matched], 20)
+    iset, _ = compile_indicators(KINDS, indicators)
+    engine = {(m.key, m.positions[0]) for m in scan(iset, subset)}
+    cases, keys = [], []
+    for j, (kind, record) in enumerate(subset):
+        bundle = _as_stix(kind, record, j)
+        for key, pattern, _ in indicators:
+            cases.append({"pattern": pattern, "observations": bundle})
+            keys.append((key, j))
+    reference = run_reference(cases)
+    assert all("error" not in r for r in reference)
+    expected = {k for k, r in zip(keys, reference, strict=True) if r["result"]}
+    assert len(expected) >= 8 and engine == expected
+
+
+def test_two_values_for_one_property_become_two_objects() -> None:
+    from commonwatch.formats.telemetry.suricata import KINDS as EVE
+
+    record = {"event_type": "alert", "src_ip": "10.0.0.1", "dest_ip": "2001:db8::2",
+              "dns": {"rrname": "a.example"}, "http": {"hostname": "b.example", "url": "/x"},
+              "tls": {"sni": "c.example"}}
+    kind = EVE["alert"]
+    test_probes_are_exactly_the_values_of_the_built_observation([(kind, record)])
+    iset, _ = compile_indicators(KINDS, [
+        ("a", "[domain-name:value = 'a.example']", None), ("b", "[domain-name:value = 'b.example']", None),
+        ("both", "[domain-name:value = 'a.example' AND domain-name:value = 'c.example']", None),
+        ("v6", "[ipv6-addr:value = '2001:db8::2']", None), ("v4", "[ipv4-addr:value = '2001:db8::2']", None)])
+    assert {m.key for m in scan(iset, [(kind, record)])} == {"a", "b", "v6"}

@@ -1,0 +1,161 @@
+"""Pull feeds: definitions, token auth, ETag / Last-Modified that change exactly when
+the content may, streaming bodies, errors rendered like the rest of the API."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.errors import Conflict, InvalidParameter, NotFound, PermissionDenied
+from commonwatch.services.export import ExportService, build_filter
+from commonwatch.storage.db import session_factory
+from commonwatch.web.app import create_app
+
+from support.factories import indicator, make_member, ts
+
+
+@pytest.fixture
+def fed(exchange):
+    p, b = make_member(exchange, "Prod"), make_member(exchange, "Bee")
+    r = make_member(exchange, "Reader Org", role="reader")
+    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
+    for org, tlp in (("Prod", Tlp.RED), ("Bee", Tlp.AMBER), ("Reader Org", Tlp.GREEN)):
+        exchange.admin.set_membership(org, "ring", True, org == "Prod", tlp)
+    cid = exchange.admin.get_community("ring").collection_id
+    assert not exchange.ingest.add_objects(p.principal, cid, [
+        indicator("45.81.0.1", tlp=Tlp.GREEN), indicator("45.81.0.2", tlp=Tlp.AMBER)]).failures
+    return {"P": p, "B": b, "R": r, "cid": cid}
+
+
+def _read(svc, principal, feed) -> tuple[str, str, int]:
+    export, etag, modified = svc.render_feed(principal, feed)
+    return "".join(export.chunks), etag, modified
+
+
+def test_feed_definitions(svc, fed):
+    b = fed["B"].principal
+    feed = svc.create_feed(b, "fw-ips", "plain-ip", build_filter(communities=["ring"]), description="edge")
+    assert [f.name for f in svc.list_feeds(b)] == ["fw-ips"]
+    assert svc.list_feeds(fed["P"].principal) == []  # feeds belong to an organisation
+    with pytest.raises(Conflict):
+        svc.create_feed(b, "fw-ips", "plain-ip", build_filter())
+    with pytest.raises(InvalidParameter, match="feed name"):
+        svc.create_feed(b, "Bad Name!", "plain-ip", build_filter())
+    with pytest.raises(InvalidParameter, match="format"):
+        svc.create_feed(b, "x", "pdf", build_filter())
+    with pytest.raises(NotFound):
+        svc.create_feed(b, "x", "csv", build_filter(communities=["nope"]))
+    with pytest.raises(PermissionDenied):
+        svc.create_feed(fed["R"].principal, "mine", "csv", build_filter())
+    with pytest.raises(NotFound):
+        svc.get_feed(fed["P"].principal, "fw-ips")
+    svc.delete_feed(b, feed.name)
+    assert svc.list_feeds(b) == []
+
+
+def test_validators_change_exactly_when_content_may(exchange, svc, fed, clock, tmp_path):
+    b, p, cid = fed["B"].principal, fed["P"].principal, fed["cid"]
+    feed = svc.create_feed(b, "ips", "plain-ip", build_filter())
+    body, etag, modified = _read(svc, b, feed)
+    assert sorted(body.split()) == ["45.81.0.1", "45.81.0.2"]
+    assert svc.validators(b, feed) == (etag, modified, True)  # unchanged: 304 without rendering
+    clock.now += 10_000_000
+    assert svc.validators(b, feed) == (etag, modified, True)  # time alone changes nothing
+
+    def changed() -> str:
+        new = svc.validators(b, feed)
+        assert not new[2] and new[0] != etag and new[1] > modified
+        return _read(svc, b, feed)[1]
+
+    obj = indicator("45.81.0.3", tlp=Tlp.GREEN, valid_until=ts(10**8))
+    assert not exchange.ingest.add_objects(p, cid, [obj]).failures  # new object
+    etag = changed()
+    modified = svc.validators(b, feed)[1]
+    exchange.ingest.delete_object(p, cid, obj["id"], _all())  # delete
+    etag = changed()
+    modified = svc.validators(b, feed)[1]
+    exchange.admin.set_membership("Bee", "ring", True, False, Tlp.GREEN)  # clearance change
+    etag = changed()
+    body = _read(svc, b, feed)[0]
+    assert body.split() == ["45.81.0.1"]
+    modified = svc.validators(b, feed)[1]
+    # expiry: an exported indicator's valid_until passing changes the content by itself
+    assert not exchange.ingest.add_objects(p, cid, [indicator("45.81.0.4", tlp=Tlp.GREEN,
+                                                              valid_until=ts(10**8))]).failures
+    etag = changed()
+    modified = svc.validators(b, feed)[1]
+    clock.now = 1_767_225_600_000_000 + 10**14 + 1
+    assert not svc.validators(b, feed)[2]
+    # warninglists: another set of lists is another content
+    (tmp_path / "l.json").write_text(json.dumps({"name": "n", "description": "d", "source": "s",
+                                                 "licence": "l", "values": {"ipv4-addr": ["45.81.0.1"]}}))
+    other = ExportService(session_factory(exchange.engine), exchange.query, warninglist_dirs=[tmp_path],
+                          clock=clock)
+    assert other.validators(b, feed)[0] != svc.validators(b, feed)[0]
+
+
+def _all():
+    from commonwatch.services.query import ObjectFilter, VersionSelector
+
+    return ObjectFilter(versions=VersionSelector(last=False, all=True))
+
+
+@pytest.fixture
+def client(exchange):
+    with TestClient(create_app(exchange)) as c:
+        yield c
+
+
+def test_http_feed(client, fed):
+    token, user = fed["B"].token, fed["B"].user
+    bearer = {"Authorization": f"Bearer {token}"}
+    made = client.post("/api/feeds", headers=bearer,
+                       json={"name": "dns", "format": "rpz", "communities": ["ring"]})
+    assert made.status_code == 201, made.text
+    assert made.json()["url"] == "/feeds/dns"
+    client.post("/api/feeds", headers=bearer, json={"name": "ips", "format": "plain-ip"})
+    assert [f["name"] for f in client.get("/api/feeds", headers=bearer).json()] == ["dns", "ips"]
+
+    resp = client.get("/feeds/ips", headers=bearer)
+    assert resp.status_code == 200 and sorted(resp.text.split()) == ["45.81.0.1", "45.81.0.2"]
+    assert resp.headers["content-type"].startswith("text/plain")
+    etag, modified = resp.headers["etag"], resp.headers["last-modified"]
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()}
+    again = client.get("/feeds/ips", headers={**basic, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert client.get("/feeds/ips", headers={**bearer, "If-Modified-Since": modified}).status_code == 304
+    assert client.get("/feeds/ips", headers={**bearer, "If-None-Match": '"other"',
+                                             "If-Modified-Since": modified}).status_code == 200
+    assert client.get("/feeds/ips", headers={**bearer, "If-Modified-Since": "garbage"}).status_code == 200
+    assert "rpz-ip" in client.get("/feeds/dns", headers=bearer).text
+
+    # errors: as the rest of the API renders them
+    anon = client.get("/feeds/ips")
+    assert anon.status_code == 401 and anon.json()["http_status"] == "401"
+    assert "www-authenticate" in anon.headers
+    assert client.get("/feeds/ips", headers={"Authorization": "Bearer nope"}).status_code == 401
+    other = {"Authorization": f"Bearer {fed['P'].token}"}
+    missing = client.get("/feeds/ips", headers=other)  # another organisation's feed
+    assert missing.status_code == 404 and "no feed" in missing.json()["description"]
+    bad = client.post("/api/feeds", headers=bearer, json={"name": "x", "format": "csv", "tlp": "purple"})
+    assert bad.status_code == 400 and "TLP" in bad.json()["description"]
+    assert client.delete("/api/feeds/dns", headers=bearer).status_code == 204
+    assert client.get("/feeds/dns", headers=bearer).status_code == 404
+
+
+def test_feed_uses_the_callers_visibility(client, exchange, fed):
+    """A feed is evaluated with the requesting user's own clearance, never its creator's."""
+    b2 = exchange.admin.create_user("Bee", "bee-2", "reader")
+    del b2
+    token2 = exchange.admin.create_token("bee-2").secret
+    client.post("/api/feeds", headers={"Authorization": f"Bearer {fed['B'].token}"},
+                json={"name": "all", "format": "csv", "tlp": "red"})
+    rows = client.get("/feeds/all", headers={"Authorization": f"Bearer {token2}"}).text.splitlines()
+    assert len(rows) == 3  # header + GREEN + AMBER; the org's clearance, same org
+    exchange.admin.set_membership("Bee", "ring", True, False, Tlp.GREEN)
+    rows = client.get("/feeds/all", headers={"Authorization": f"Bearer {token2}"}).text.splitlines()
+    assert len(rows) == 2
