@@ -116,11 +116,10 @@ def _status(field: str) -> int:
 def child(db: str, fmt: str) -> None:
     from commonwatch.config import load_settings
     from commonwatch.services.exchange import Exchange
-    from commonwatch.services.export import for_exchange
     from commonwatch.services.query import ExportFilter
 
     ex = Exchange(load_settings(environ={}, database_url=f"sqlite:///{db}"), migrate=False)
-    service = for_exchange(ex)
+    service = ex.export
     service.warninglists()
     principal = ex.auth.principal_for_user("bench-reader")
     base_anon, base_hwm = _status("RssAnon"), _status("VmHWM")
@@ -163,12 +162,12 @@ def run_child(db: Path, fmt: str) -> dict[str, Any]:
 def feed_latency(db: Path, work: Path, requests: int) -> dict[str, float]:
     from commonwatch.config import load_settings
     from commonwatch.services.exchange import Exchange
-    from commonwatch.services.export import build_filter, for_exchange
+    from commonwatch.services.export import build_filter
 
     ex = Exchange(load_settings(environ={}, database_url=f"sqlite:///{db}"), migrate=False)
     principal = ex.auth.principal_for_user("bench-reader")
     token = ex.admin.create_token("bench-reader").secret
-    service = for_exchange(ex)
+    service = ex.export
     if not any(f.name == "bench-ips" for f in service.list_feeds(principal)):
         service.create_feed(principal, "bench-ips", "plain-ip", build_filter())
     ex.close()

@@ -28,7 +28,6 @@ from commonwatch.services.export import (
     FormatOptions,
     build_filter,
     filter_from_json,
-    for_exchange,
 )
 
 feed_app = typer.Typer(no_args_is_help=True, help="Pull feeds served at GET /feeds/<name>.")
@@ -126,7 +125,7 @@ def register(app: typer.Typer) -> None:
                           include_warninglisted, include_revoked, include_expired)
             principal = exchange.auth.principal_for_user(user)
             options = FormatOptions(rpz_target, rpz_wildcard, url_strip_scheme)
-            export = for_exchange(exchange).export(principal, fmt, flt, options)
+            export = exchange.export.export(principal, fmt, flt, options)
             if output is None:
                 for chunk in export.chunks:
                     sys.stdout.write(chunk)
@@ -154,7 +153,7 @@ def register(app: typer.Typer) -> None:
                           include_warninglisted, include_revoked, include_expired)
             principal = exchange.auth.principal_for_user(user)
             options = FormatOptions(rpz_target, rpz_wildcard, url_strip_scheme)
-            feed = for_exchange(exchange).create_feed(principal, name, fmt, flt, options, description)
+            feed = exchange.export.create_feed(principal, name, fmt, flt, options, description)
             out.print(f"created feed {feed.name!r} ({feed.format}): GET /feeds/{feed.name}", highlight=False)
 
         run(action)
@@ -166,7 +165,7 @@ def register(app: typer.Typer) -> None:
 
         def action(exchange: Exchange) -> None:
             principal = exchange.auth.principal_for_user(user)
-            for feed in for_exchange(exchange).list_feeds(principal):
+            for feed in exchange.export.list_feeds(principal):
                 rows.add_row(feed.name, feed.format, feed.description)
 
         run(action)
@@ -177,7 +176,7 @@ def register(app: typer.Typer) -> None:
         """Show one feed's definition (format and filter) as JSON."""
 
         def action(exchange: Exchange) -> None:
-            feed = for_exchange(exchange).get_feed(exchange.auth.principal_for_user(user), name)
+            feed = exchange.export.get_feed(exchange.auth.principal_for_user(user), name)
             filter_from_json(feed.filter_json)  # refuses a definition this version cannot read
             doc = {"name": feed.name, "format": feed.format, "description": feed.description,
                    "filter": orjson.loads(feed.filter_json)}
@@ -188,5 +187,5 @@ def register(app: typer.Typer) -> None:
     @feed_app.command("delete")
     def feed_delete(name: str, user: UserOpt) -> None:
         """Delete a feed of USER's organisation."""
-        run(lambda x: for_exchange(x).delete_feed(x.auth.principal_for_user(user), name))
+        run(lambda x: x.export.delete_feed(x.auth.principal_for_user(user), name))
         out.print(f"deleted feed {name!r}", highlight=False)

@@ -12,6 +12,7 @@ from commonwatch.domain.warninglists import Warninglists, load_warninglists
 from commonwatch.services.admin import AdminService
 from commonwatch.services.auth import AuthService
 from commonwatch.services.detect import DetectService
+from commonwatch.services.export import ExportService
 from commonwatch.services.ingest import IngestService
 from commonwatch.services.lifecycle import LifecycleService
 from commonwatch.services.lookup import LookupService
@@ -38,6 +39,8 @@ class Exchange:
         self.lookup = LookupService(sessions, self.query, lambda: self.warninglists)
         self.sightings = SightingService(self.query, self.lookup, self.ingest, clock=clock)
         self.lifecycle = LifecycleService(self.query, self.ingest, clock=clock)
+        self.export = ExportService(sessions, self.query, warninglists=lambda: self.warninglists,
+                                    clock=clock)
         self.detect = DetectService(self.query, self.ingest, lambda: {
             o.identity_id: (o.name, o.sector) for o in self.admin.list_orgs()}, clock=clock)
 

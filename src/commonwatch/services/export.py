@@ -54,7 +54,6 @@ from commonwatch.formats import (
     zeek_intel,
 )
 from commonwatch.services.query import ExportFilter, ExportRow, QueryService
-from commonwatch.storage.db import session_factory
 from commonwatch.storage.models import (
     Community,
     Feed,
@@ -66,7 +65,7 @@ from commonwatch.storage.models import (
 )
 
 if TYPE_CHECKING:
-    from commonwatch.services.exchange import Exchange
+    pass
 
 TEXT = "text/plain; charset=utf-8"
 #: Format name -> media type. Plain lists are ``plain-<list>`` (see formats/plain_lists.py).
@@ -454,12 +453,6 @@ class ExportService:
                 principal.org_id, principal.org_identity, self._warninglist_digest)
         digest.update(repr(head).encode())
         return digest.hexdigest()
-
-
-def for_exchange(exchange: Exchange) -> ExportService:
-    """The export service over an exchange's database and query service."""
-    return ExportService(session_factory(exchange.engine), exchange.query,
-                         warninglists=lambda: exchange.warninglists)
 
 
 def _etag(base: str, anchor: int) -> str:

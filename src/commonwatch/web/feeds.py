@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.export import FormatOptions, build_filter, filter_from_json, for_exchange
+from commonwatch.services.export import FormatOptions, build_filter, filter_from_json
 from commonwatch.storage.models import Feed
 from commonwatch.web.credentials import require_principal
 
@@ -81,7 +81,7 @@ def _not_modified(request: Request, etag: str, last_modified_us: int) -> bool:
 def feeds_router(exchange: Exchange) -> APIRouter:
     """The routes of this module, bound to ``exchange``."""
     router = APIRouter()
-    service = for_exchange(exchange)
+    service = exchange.export
 
     @router.get("/feeds/{name}", response_model=None)
     def get_feed(request: Request, name: str) -> Response:
