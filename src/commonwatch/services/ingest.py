@@ -304,11 +304,16 @@ class IngestService:
         refs: list[Entries] = []
         superseded: list[tuple[str, int]] = []
         newest = {sid: max(v for v, _, _ in vs) for sid, vs in known.items() if vs}
+        revoked = objects_repo.revoked_ids(conn, community_id, [
+            c.stix_id for c in candidates if c.versioned_us is not None and c.stix_id in newest])
         pending: dict[str, list[Any]] = {}
         now = self._clock()
         for c in candidates:
             versions = known.setdefault(c.stix_id, [])
             problem = self._conflict(c, versions, org_id)
+            if problem is None and c.stix_id in revoked:
+                problem = (f"{c.stix_id} is revoked; a revoked object cannot be updated "
+                           "(STIX 2.1 §3.6): create a new object instead")
             if problem == "":
                 successes.append(StatusDetail(c.stix_id, self._version_text(c, versions)))
                 continue

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, true, update
 
 from commonwatch.storage.models import Community, ObjectRecipient, StixObject
 
@@ -67,6 +67,20 @@ def existing_versions(
     for sid, version, producer, digest, _ in sorted(rows, key=lambda r: r[4]):
         known.setdefault(sid, []).append((version, producer, digest))
     return known
+
+
+def revoked_ids(conn: Connection, community_id: int, ids: Sequence[str]) -> set[str]:
+    """Those of ``ids`` whose newest stored version is revoked (STIX 2.1 §3.6).
+
+    Read only for ids about to get a new version, so bulk loads of new objects never
+    pay for it.
+    """
+    if not ids:
+        return set()
+    t = StixObject.__table__.c
+    rows = conn.execute(select(t.stix_id, t.raw).where(
+        t.community_id == community_id, t.is_latest == true(), t.stix_id.in_(list(set(ids)))))
+    return {sid for sid, raw in rows if orjson.loads(raw).get("revoked") is True}
 
 
 COLUMNS = ("community_id", "stix_id", "type", "spec_version", "version_us", "date_added_us",
