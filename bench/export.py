@@ -59,8 +59,10 @@ def build(db: Path, count: int) -> None:
     from sqlalchemy import insert
 
     from commonwatch.config import load_settings
+    from commonwatch.domain.indexing import index_entries
     from commonwatch.domain.markings import Tlp, effective_tlp
     from commonwatch.services.exchange import Exchange
+    from commonwatch.storage.index import OBSERVABLES
     from commonwatch.storage.models import Community, ObjectRecipient, StixObject
 
     ex = Exchange(load_settings(environ={}, database_url=f"sqlite:///{db}"))
@@ -91,6 +93,13 @@ def build(db: Path, count: int) -> None:
                 if tlp is Tlp.RED:
                     red.append((added, [producer.org_identity, reader.org_identity]))
             conn.execute(insert(StixObject), rows)
+            ids = dict(conn.exec_driver_sql(  # the observable index, as ingest writes it
+                "SELECT date_added_us, id FROM stix_objects WHERE community_id = ? AND date_added_us >= ?",
+                (community.id, rows[0]["date_added_us"])).all())
+            conn.execute(insert(OBSERVABLES), [
+                {"object_id": ids[row["date_added_us"]], "community_id": community.id, "kind": kind,
+                 "value": value}
+                for row in rows for kind, value in index_entries(orjson.loads(row["raw"]))[0]])
             if red:
                 ids = dict(conn.exec_driver_sql(
                     "SELECT date_added_us, id FROM stix_objects "

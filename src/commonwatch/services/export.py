@@ -297,11 +297,13 @@ class ExportService:
             if reason is not None:
                 stats.skipped[reason] += 1
                 continue
-            extraction = from_object(obj)
-            observables, hits = _screen(extraction.observables, lists, flt.include_warninglisted,
+            indexed = _indexed(row.observables)
+            observables, hits = _screen(indexed, lists, flt.include_warninglisted,
                                         whole_objects, stats.skipped)
             if not observables and not whole_objects:
-                stats.skipped[extraction.skipped or (SKIP_ALL_LISTED if hits else SKIP_NO_VALUES)] += 1
+                # Why an object yields nothing is worked out only for those objects.
+                why = None if indexed else from_object(obj).skipped
+                stats.skipped[why or (SKIP_ALL_LISTED if hits else SKIP_NO_VALUES)] += 1
                 continue
             if whole_objects and hits and not flt.include_warninglisted:
                 stats.skipped[SKIP_OBJECT_LISTED] += 1
@@ -484,6 +486,13 @@ def _json_filter(obj: dict[str, Any], flt: ExportFilter, now: int) -> str | None
         if not isinstance(confidence, int) or confidence < flt.min_confidence:
             return "confidence below the minimum"
     return None
+
+
+def _indexed(text: str | None) -> tuple[Observable, ...]:
+    """The observables of a row as the index holds them ("kind value" lines)."""
+    if not text:
+        return ()
+    return tuple(Observable(*line.split(" ", 1)) for line in text.split("\n"))
 
 
 def _screen(

@@ -102,6 +102,8 @@ class ExportRow(NamedTuple):
     producer_org_id: int | None
     raw: bytes
     community: str
+    #: The version's observables from the index, one "kind value" per line (None: none).
+    observables: str | None = None
 
 
 class ObjectRow(NamedTuple):
@@ -416,7 +418,7 @@ class QueryService:
                 rows = s.connection().execute(sql.export_query(shape), params).all()
             name = community.name
             for r in rows:
-                yield ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], name)
+                yield ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], name, r[6])
             if len(rows) < batch:
                 return
             after = rows[-1][0]

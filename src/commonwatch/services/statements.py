@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
+    func,
     or_,
     select,
     true,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import Clearance
+from commonwatch.storage.index import OBSERVABLES
 from commonwatch.storage.models import Community, Membership, ObjectRecipient, Organisation, StixObject
 from commonwatch.storage.tombstones import TOMBSTONES
 
@@ -231,7 +233,13 @@ def export_query(shape: ExportShape) -> Select[Any]:
     the service merge several communities without remembering what it has sent.
     """
     o = OBJECTS.alias("o").c
-    query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id, o.raw).where(
+    ob = OBSERVABLES.c
+    # The version's values from the observable index (written at ingest), one
+    # "kind value" per line: exports need not parse every pattern again.
+    values = (select(func.aggregate_strings(ob.kind + " " + ob.value, "\n"))
+              .where(ob.object_id == o.id).scalar_subquery())
+    query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id, o.raw,
+                   values).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
         o.tlp <= bindparam("ceiling"),
         _version_clause(o, Shape(sight=shape.sight, last=True)),
