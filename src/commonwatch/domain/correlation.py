@@ -64,9 +64,19 @@ def classify(text: str) -> Observable | None:
 
 def _network_keys(observable: Observable) -> list[Key]:
     net = ipaddress.ip_network(observable.value, strict=False)
-    keys = [Key(observable.kind, observable.value, "exact")]
+    kind = observable.kind
+    keys = [Key(kind, observable.value, "exact")]
+    n, bits = int(net.network_address), net.max_prefixlen
+    if bits == 32:  # integer arithmetic: ipaddress.supernet costs ~8 us per prefix
+        for prefix in range(net.prefixlen - 1, -1, -1):
+            m = n & (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+            keys.append(Key(kind, f"{m >> 24}.{m >> 16 & 255}.{m >> 8 & 255}.{m & 255}/{prefix}",
+                            "contained-in"))
+        return keys
+    full = (1 << bits) - 1
     for prefix in range(net.prefixlen - 1, -1, -1):
-        keys.append(Key(observable.kind, str(net.supernet(new_prefix=prefix)), "contained-in"))
+        m = n & (full << (bits - prefix)) & full
+        keys.append(Key(kind, f"{ipaddress.IPv6Address(m)}/{prefix}", "contained-in"))
     return keys
 
 

@@ -36,7 +36,7 @@ class Exchange:
         )
         self.admin = AdminService(sessions, self.ingest, clock=clock)
         self.auth = AuthService(sessions, clock=clock)
-        self.lookup = LookupService(sessions, self.query, lambda: self.warninglists)
+        self.lookup = LookupService(self.engine, self.query, lambda: self.warninglists)
         self.sightings = SightingService(self.query, self.lookup, self.ingest, clock=clock)
         self.lifecycle = LifecycleService(self.query, self.ingest, clock=clock)
         self.export = ExportService(sessions, self.query, warninglists=lambda: self.warninglists,

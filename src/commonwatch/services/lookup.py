@@ -20,8 +20,8 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, bindparam, or_, select, true
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, Select, Text, any_, bindparam, column, func, or_, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from commonwatch.domain.correlation import Key, classify, keys_for
 from commonwatch.domain.indexing import OPINION_OF, SIGHTING_OF
@@ -116,29 +116,44 @@ def _latest_visible(o: Any, sight: sql.Sight) -> Any:
     return or_(o.is_latest == true(), ~sql._other_version(o, sight, newer=True))
 
 
+_ORGS = select(Organisation.id, Organisation.name, Organisation.sector, Organisation.identity_id)
+
+
+def _in_list(col: Any, name: str, dialect: str) -> Any:
+    """``col`` is one of a list bound as ONE parameter (a JSON array on SQLite, an array
+    on PostgreSQL): the statement text never changes with the list's length."""
+    if dialect == "sqlite":
+        return col.in_(select(column("value")).select_from(func.json_each(bindparam(name))))
+    return col == any_(bindparam(name, type_=ARRAY(Text)))
+
+
+def _bind(values: list[str], dialect: str) -> Any:
+    return orjson.dumps(values).decode() if dialect == "sqlite" else values
+
+
 @lru_cache(maxsize=64)
-def _observables_query(sight: sql.Sight) -> Select[Any]:
+def _observables_query(sight: sql.Sight, dialect: str = "sqlite") -> Select[Any]:
     ob_table, o_table = OBSERVABLES.alias("ob"), sql.OBJECTS.alias("o")
     ob, o = ob_table.c, o_table.c
     return (
         select(ob.kind, ob.value, o.stix_id, o.type, o.tlp, o.producer_org_id, o.raw)
         .join_from(ob_table, o_table, o.id == ob.object_id)
         .where(ob.community_id == bindparam("community"), ob.kind == bindparam("kind"),
-               ob.value.in_(bindparam("values", expanding=True)),
+               _in_list(ob.value, "values", dialect),
                o.community_id == bindparam("community"),
                sql.visible(o, sight), _latest_visible(o, sight))
     )
 
 
 @lru_cache(maxsize=64)
-def _refs_query(sight: sql.Sight) -> Select[Any]:
+def _refs_query(sight: sql.Sight, dialect: str = "sqlite") -> Select[Any]:
     r_table, o_table = OBJECT_REFS.alias("r"), sql.OBJECTS.alias("o")
     r, o = r_table.c, o_table.c
     return (
         select(r.target_id, r.relation, o.producer_org_id, o.raw)
         .join_from(r_table, o_table, o.id == r.object_id)
         .where(r.community_id == bindparam("community"),
-               r.target_id.in_(bindparam("targets", expanding=True)),
+               _in_list(r.target_id, "targets", dialect),
                o.community_id == bindparam("community"),
                sql.visible(o, sight), _latest_visible(o, sight))
     )
@@ -152,9 +167,9 @@ def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
 class LookupService:
     """Answers lookups for one caller, over every community it can read."""
 
-    def __init__(self, sessions: sessionmaker[Session], query: QueryService,
+    def __init__(self, engine: Engine, query: QueryService,
                  warninglists: Callable[[], Warninglists]) -> None:
-        self._sessions = sessions
+        self._engine = engine  # one plain connection per lookup: ORM sessions cost more here
         self._query = query
         self._warninglists = warninglists
 
@@ -179,11 +194,9 @@ class LookupService:
                 wanted[key].append(i)
         if not wanted:
             return answers
-        with self._sessions() as s:
-            conn = s.connection()
-            orgs = {oid: (name, sector, identity) for oid, name, sector, identity in conn.execute(
-                select(Organisation.id, Organisation.name, Organisation.sector, Organisation.identity_id))}
-            for community, clearance in self._query.collections(principal):
+        with self._engine.connect() as conn:
+            orgs = {oid: (name, sector, identity) for oid, name, sector, identity in conn.execute(_ORGS)}
+            for community, clearance in self._query.collections(principal, conn):
                 self._community(conn, community, clearance, wanted, answers, orgs)
         for answer in answers:  # one match per object: its closest key (exact first)
             answer.matches.sort(key=lambda m: (m.key.relation != "exact", m.community, m.id))
@@ -205,10 +218,11 @@ class LookupService:
             by_kind[key.kind].append(key.value)
             relation[(key.kind, key.value)] = key
         targets: dict[str, set[int]] = defaultdict(set)  # matched object id -> answers
-        query = _observables_query(sight)
+        dialect = conn.dialect.name
+        query = _observables_query(sight, dialect)
         for kind, keys in by_kind.items():
             for chunk in _chunks(keys):
-                rows = conn.execute(query, params | {"kind": kind, "values": chunk})
+                rows = conn.execute(query, params | {"kind": kind, "values": _bind(chunk, dialect)})
                 for kind_, value, stix_id, type_, tlp, producer, raw in rows:
                     key = relation[(kind_, value)]
                     obj = orjson.loads(raw)
@@ -225,9 +239,11 @@ class LookupService:
     def _references(conn: Connection, sight: sql.Sight, params: dict[str, Any],
                     targets: dict[str, set[int]], answers: list[Answer],
                     orgs: dict[int, tuple[str, str, str]]) -> None:
-        query = _refs_query(sight)
+        dialect = conn.dialect.name
+        query = _refs_query(sight, dialect)
         for chunk in _chunks(list(targets)):
-            for target, relation, producer, raw in conn.execute(query, params | {"targets": chunk}):
+            rows = conn.execute(query, params | {"targets": _bind(chunk, dialect)})
+            for target, relation, producer, raw in rows:
                 obj = orjson.loads(raw)
                 for i in targets[target]:
                     answer = answers[i]

@@ -200,6 +200,10 @@ def decode_cursor(token: str) -> int:
         ) from None
 
 
+#: Built once: building a statement per call costs more than running it.
+_COLLECTIONS = sql.COMMUNITY_WITH_MEMBERSHIP.order_by(sql.COMMUNITIES.c.id)
+
+
 class QueryService:
     """Reads of communities and objects, always through the visibility rule."""
 
@@ -221,13 +225,15 @@ class QueryService:
         )
         return community, clearance
 
-    def collections(self, principal: Principal | None) -> list[tuple[CommunityRef, Clearance]]:
+    def collections(self, principal: Principal | None,
+                    conn: Connection | None = None) -> list[tuple[CommunityRef, Clearance]]:
         """Communities the caller may know about, with what it may do in each."""
         org = principal.org_id if principal else None
-        with self._sessions() as s:
-            rows = s.connection().execute(
-                sql.COMMUNITY_WITH_MEMBERSHIP.order_by(sql.COMMUNITIES.c.id), {"org": org}
-            ).all()
+        if conn is not None:
+            rows = conn.execute(_COLLECTIONS, {"org": org}).all()
+        else:
+            with self._sessions() as s:
+                rows = s.connection().execute(_COLLECTIONS, {"org": org}).all()
         found = [self._resolve(principal, row) for row in rows]
         return [(c, k) for c, k in found if k.sees_anything]
 
