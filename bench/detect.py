@@ -16,7 +16,7 @@ modelled on the samples in tests/detect/data, with generated addresses, names, U
 hashes; about 2% of events carry a value some indicator names. Rates are CPU-time based
 (``time.process_time``), so other load on the machine skews them less.
 
-    python bench/detect.py            # full run, writes docs/benchmarks-detect.md
+    python bench/detect.py            # full run, writes its section of docs/benchmarks.md
     python bench/detect.py --quick    # < 2 minutes, 10^2..10^5 indicators, no file written
 """
 
@@ -49,7 +49,7 @@ from commonwatch.formats.telemetry import builtin_adapters  # noqa: E402
 from commonwatch.formats.telemetry.source import Problems  # noqa: E402
 
 BENCH_CPU = CLIENT_CPU
-DOC = ROOT / "docs" / "benchmarks-detect.md"
+DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench/detect.py:begin -->", "<!-- bench/detect.py:end -->"
 REFERENCE_PYTHON = os.environ.get("COMMONWATCH_REFERENCE_PYTHON", str(ROOT / ".venv-ref" / "bin" / "python"))
 WORDS = ("update", "cdn", "secure", "login", "mail", "portal", "static", "api", "sync", "cloud", "dl")

@@ -19,7 +19,7 @@ benchmark; ingest has its own in ``bench/taxii.py``).
 
 Run::
 
-    .venv/bin/python bench/export.py            # 10^4, 10^5, 10^6: writes docs/benchmarks-export.md
+    .venv/bin/python bench/export.py            # 10^4, 10^5, 10^6: writes its section of docs/benchmarks.md
     .venv/bin/python bench/export.py --quick    # 10^4 and 3x10^4, four formats, prints only
 
 Target (printed, not asserted): >= 200,000 indicators/s per format on one core, and
@@ -48,7 +48,7 @@ from _common import ROOT, ServerProcess, _Generator, free_port, machine, markdow
 FORMATS = ["plain-ip", "plain-domain", "suricata-rules", "suricata-dataset-string", "suricata-iprep",
            "zeek-intel", "rpz", "csv", "stix", "misp"]
 QUICK_FORMATS = ["plain-ip", "suricata-rules", "csv", "stix"]
-DOC = ROOT / "docs" / "benchmarks-export.md"
+DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench/export.py:begin -->", "<!-- bench/export.py:end -->"
 
 

@@ -18,7 +18,7 @@ memory (``ru_maxrss``) is its own. Measured, side by side:
   looking up what already exists, and ``IngestService.add_objects``.
 
 Peak memory is shown for two sizes of the same input, to show it does not grow with
-the input. The table goes to docs/benchmarks-ingest.md between the markers.
+the input. The table goes to docs/benchmarks.md between the markers.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, under two minutes, no docs")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks-ingest.md")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--memory-check", action="store_true",
                         help="only: import two bundle sizes with SQLite's cache capped, print peak memory")
     args = parser.parse_args(argv)

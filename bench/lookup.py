@@ -40,7 +40,7 @@ rows by COPY (foreign keys dropped during the load and re-added, i.e. validated)
 
 Run (``pip install -e '.[bench,test,postgres]'`` first)::
 
-    .venv/bin/python bench/lookup.py            # full run, writes docs/benchmarks-lookup.md
+    .venv/bin/python bench/lookup.py            # full run, writes its section of docs/benchmarks.md
     .venv/bin/python bench/lookup.py --quick    # < 2 minutes: 10^5 observables, SQLite only
     .venv/bin/python bench/lookup.py --observables 1000000 --skip-postgres --keep /tmp/x
 
@@ -96,7 +96,7 @@ from commonwatch.domain.indexing import index_entries  # noqa: E402
 from commonwatch.domain.markings import Tlp, effective_tlp, red_recipients  # noqa: E402
 from commonwatch.domain.timestamps import format_timestamp, parse_timestamp  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks-lookup.md"
+DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench/lookup.py:begin -->", "<!-- bench/lookup.py:end -->"
 BULK = 10_000
 CHUNK = 2_000  # objects per generation task; a revision follows its original in one chunk
