@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Collection, Mapping
 from typing import NamedTuple
 
 from commonwatch.domain.observables import HASH_KINDS, Observable, normalise, normalise_ip
@@ -62,21 +63,21 @@ def classify(text: str) -> Observable | None:
     return normalise("domain-name", value)
 
 
-def _network_keys(observable: Observable) -> list[Key]:
+def _network_keys(observable: Observable, prefixes: Collection[int] | None = None) -> list[Key]:
+    """The address or network itself, then each containing network: of every shorter
+    prefix, or only of the prefix lengths in ``prefixes`` (those actually stored)."""
     net = ipaddress.ip_network(observable.value, strict=False)
     kind = observable.kind
     keys = [Key(kind, observable.value, "exact")]
     n, bits = int(net.network_address), net.max_prefixlen
-    if bits == 32:  # integer arithmetic: ipaddress.supernet costs ~8 us per prefix
-        for prefix in range(net.prefixlen - 1, -1, -1):
-            m = n & (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
-            keys.append(Key(kind, f"{m >> 24}.{m >> 16 & 255}.{m >> 8 & 255}.{m & 255}/{prefix}",
-                            "contained-in"))
-        return keys
+    lengths = range(net.prefixlen - 1, -1, -1) if prefixes is None else sorted(
+        (p for p in prefixes if p < net.prefixlen), reverse=True)
     full = (1 << bits) - 1
-    for prefix in range(net.prefixlen - 1, -1, -1):
+    for prefix in lengths:  # integer arithmetic: ipaddress.supernet costs ~8 us per prefix
         m = n & (full << (bits - prefix)) & full
-        keys.append(Key(kind, f"{ipaddress.IPv6Address(m)}/{prefix}", "contained-in"))
+        text = (f"{m >> 24}.{m >> 16 & 255}.{m >> 8 & 255}.{m & 255}" if bits == 32
+                else str(ipaddress.IPv6Address(m)))
+        keys.append(Key(kind, f"{text}/{prefix}", "contained-in"))
     return keys
 
 
@@ -87,11 +88,16 @@ def _domain_keys(domain: str, relation: str) -> list[Key]:
     return keys
 
 
-def keys_for(observable: Observable) -> list[Key]:
-    """Every stored key ``observable`` matches, itself first."""
+def keys_for(observable: Observable, prefixes: Mapping[str, Collection[int]] | None = None) -> list[Key]:
+    """Every stored key ``observable`` matches, itself first.
+
+    ``prefixes``: the CIDR prefix lengths stored per kind; when given, containing
+    networks are probed only at those lengths (most data holds a handful of lengths,
+    not 32 or 128).
+    """
     kind, value = observable
     if kind in ("ipv4-addr", "ipv6-addr"):
-        return _network_keys(observable)
+        return _network_keys(observable, None if prefixes is None else prefixes.get(kind, ()))
     if kind == "domain-name":
         return _domain_keys(value, "exact")
     if kind == "url":
@@ -101,7 +107,8 @@ def keys_for(observable: Observable) -> list[Key]:
         address = normalise_ip(host.strip("[]"))
         if address is not None:
             return keys + [k._replace(relation="host") if k.relation == "exact" else k
-                           for k in _network_keys(address)]
+                           for k in _network_keys(address, None if prefixes is None
+                                                  else prefixes.get(address.kind, ()))]
         return keys + _domain_keys(host, "host")
     if kind == "email-addr":
         return [Key(kind, value, "exact")] + _domain_keys(value.rpartition("@")[2], "domain")

@@ -26,12 +26,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from commonwatch.domain.correlation import Key, classify, keys_for
 from commonwatch.domain.indexing import OPINION_OF, SIGHTING_OF
 from commonwatch.domain.markings import Tlp
+from commonwatch.domain.observables import Observable
 from commonwatch.domain.stix import format_timestamp, parse_timestamp
 from commonwatch.domain.visibility import Clearance, Principal
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.errors import InputTooLarge
 from commonwatch.services import statements as sql
 from commonwatch.services.query import CommunityRef, QueryService
+from commonwatch.storage import index as index_repo
 from commonwatch.storage.index import OBJECT_REFS, OBSERVABLES
 from commonwatch.storage.models import Organisation
 
@@ -181,7 +183,7 @@ class LookupService:
                 "split the list"
             )
         answers = [Answer(value=v) for v in values]
-        wanted: dict[Key, list[int]] = defaultdict(list)
+        observables: list[tuple[int, Observable]] = []
         for i, answer in enumerate(answers):
             observable = classify(answer.value) if isinstance(answer.value, str) else None
             if observable is None:
@@ -190,13 +192,18 @@ class LookupService:
                 continue
             answer.kind, answer.normalised = observable
             answer.warninglists = self._warninglists().hits(*observable)
-            for key in keys_for(observable):
-                wanted[key].append(i)
-        if not wanted:
+            observables.append((i, observable))
+        if not observables:
             return answers
         with self._engine.connect() as conn:
+            communities = self._query.collections(principal, conn)
+            prefixes = index_repo.stored_prefixes(conn, [c.id for c, _ in communities])
+            wanted: dict[Key, list[int]] = defaultdict(list)
+            for i, observable in observables:
+                for key in keys_for(observable, prefixes):
+                    wanted[key].append(i)
             orgs = {oid: (name, sector, identity) for oid, name, sector, identity in conn.execute(_ORGS)}
-            for community, clearance in self._query.collections(principal, conn):
+            for community, clearance in communities:
                 self._community(conn, community, clearance, wanted, answers, orgs)
         for answer in answers:  # one match per object: its closest key (exact first)
             answer.matches.sort(key=lambda m: (m.key.relation != "exact", m.community, m.id))

@@ -13,7 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Column, Connection, ForeignKey, Index, Integer, String, Table, Text, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    select,
+    text,
+)
 
 from commonwatch.storage.models import Base, BigId, StixObject
 
@@ -39,6 +51,16 @@ OBJECT_REFS = Table(
     Index("ix_object_refs_object", "object_id"),
 )
 
+#: Which CIDR prefix lengths are stored, per community and kind: lookups probe the
+#: containing networks of an address only at these lengths. Rows are never removed
+#: (a length no longer stored costs one empty probe, nothing more).
+OBSERVABLE_PREFIXES = Table(
+    "observable_prefixes", Base.metadata,
+    Column("community_id", Integer, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("prefix_len", SmallInteger, primary_key=True),
+)
+
 #: Index entries of one new row, keyed by the row's date_added (unique per community).
 Entries = tuple[int, Sequence[tuple[str, str]]]
 
@@ -52,6 +74,7 @@ def row_ids(conn: Connection, community_id: int, first_added: int, last_added: i
     )}
 
 
+_ADDRESS_KINDS = ("ipv4-addr", "ipv6-addr")
 _INSERT = {
     "observables": "INSERT INTO observables (object_id, community_id, kind, value) VALUES ",
     "object_refs": "INSERT INTO object_refs (object_id, community_id, relation, target_id) VALUES ",
@@ -67,6 +90,10 @@ def insert_entries(
     Straight to the driver's ``executemany`` with positional rows: building a
     parameter dict per entry through SQLAlchemy costs more than the insert itself.
     """
+    prefixes = {(kind, int(value.rpartition("/")[2])) for _, pairs in observables
+                for kind, value in pairs if "/" in value and kind in _ADDRESS_KINDS}
+    if prefixes:
+        record_prefixes(conn, community_id, prefixes)
     for table, entries in (("observables", observables), ("object_refs", refs)):
         rows = [(ids[added], community_id, a, b) for added, pairs in entries for a, b in pairs]
         if not rows:
@@ -77,3 +104,23 @@ def insert_entries(
             cursor.executemany(_INSERT[table] + mark, rows)
         finally:
             cursor.close()
+
+
+def record_prefixes(conn: Connection, community_id: int, prefixes: set[tuple[str, int]]) -> None:
+    """Note CIDR prefix lengths stored in a community (existing ones are kept)."""
+    verb = "INSERT OR IGNORE INTO" if conn.dialect.name == "sqlite" else "INSERT INTO"
+    tail = "" if conn.dialect.name == "sqlite" else " ON CONFLICT DO NOTHING"
+    conn.execute(text(f"{verb} observable_prefixes (community_id, kind, prefix_len) "
+                      f"VALUES (:c, :k, :p){tail}"),
+                 [{"c": community_id, "k": k, "p": p} for k, p in sorted(prefixes)])
+
+
+def stored_prefixes(conn: Connection, community_ids: list[int]) -> dict[str, set[int]]:
+    """kind -> CIDR prefix lengths stored in any of ``community_ids``."""
+    found: dict[str, set[int]] = {}
+    if community_ids:
+        t = OBSERVABLE_PREFIXES.c
+        for kind, length in conn.execute(select(t.kind, t.prefix_len).where(
+                t.community_id.in_(community_ids))):
+            found.setdefault(kind, set()).add(length)
+    return found
