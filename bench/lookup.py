@@ -532,6 +532,10 @@ def load_sqlite(database_url: str, setup: Setup, seed: int, target: int, loaded:
     conn.execute("BEGIN")
     for sql in ddl:
         conn.execute(sql)
+    # The CIDR prefix lengths stored per community, as ingest records them.
+    conn.execute("INSERT OR IGNORE INTO observable_prefixes (community_id, kind, prefix_len) "
+                 "SELECT DISTINCT community_id, kind, CAST(substr(value, instr(value, '/') + 1) AS INTEGER) "
+                 "FROM observables WHERE kind IN ('ipv4-addr', 'ipv6-addr') AND value LIKE '%/%'")
     for community_id in setup.community_ids:
         conn.execute("UPDATE communities SET last_added_us = (SELECT max(date_added_us) FROM stix_objects "
                      "WHERE community_id = ?) WHERE id = ?", (community_id, community_id))
@@ -585,6 +589,9 @@ def copy_to_postgres(sqlite_url: str, pg_url: str) -> float:
         for table in ("stix_objects", "observables", "object_refs"):
             pg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                        f"(SELECT max(id) FROM {table}))")
+        for prefix in src.execute("SELECT community_id, kind, prefix_len FROM observable_prefixes"):
+            pg.execute("INSERT INTO observable_prefixes (community_id, kind, prefix_len) "
+                       "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", prefix)
         for (community_id, last) in src.execute(
                 "SELECT id, last_added_us FROM communities").fetchall():
             pg.execute("UPDATE communities SET last_added_us = %s WHERE id = %s", (last, community_id))
