@@ -800,7 +800,7 @@ def explain(exchange: Any, principal: Any, singles: list[tuple[str, str]]) -> st
 
     from commonwatch.domain.correlation import classify, keys_for
     from commonwatch.services import statements as sql
-    from commonwatch.services.lookup import _observables_query
+    from commonwatch.services.lookup import _bind, _observables_query
 
     value = next(v for c, v in singles if c == "IPv4 stored")
     observable = classify(value)
@@ -808,9 +808,10 @@ def explain(exchange: Any, principal: Any, singles: list[tuple[str, str]]) -> st
     keys = [k.value for k in keys_for(observable)]
     community, clearance = exchange.query.collections(principal)[0]
     sight = sql.Sight.of(clearance)
+    dialect = exchange.engine.dialect.name
     params = sql.sight_params(clearance) | {"community": community.id, "kind": observable.kind,
-                                            "values": keys}
-    stmt = _observables_query(sight).params(params)
+                                            "values": _bind(keys, dialect)}
+    stmt = _observables_query(sight, dialect).params(params)
     compiled = str(stmt.compile(exchange.engine, compile_kwargs={"literal_binds": True}))
     with exchange.engine.connect() as conn:
         if exchange.engine.dialect.name == "sqlite":

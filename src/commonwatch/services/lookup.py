@@ -125,7 +125,7 @@ def _in_list(col: Any, name: str, dialect: str) -> Any:
     """``col`` is one of a list bound as ONE parameter (a JSON array on SQLite, an array
     on PostgreSQL): the statement text never changes with the list's length."""
     if dialect == "sqlite":
-        return col.in_(select(column("value")).select_from(func.json_each(bindparam(name))))
+        return col.in_(select(column("value")).select_from(func.json_each(bindparam(name, type_=Text()))))
     return col == any_(bindparam(name, type_=ARRAY(Text)))
 
 
