@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from commonwatch.cli.common import err, run
-from commonwatch.domain.timestamps import parse_timestamp
+from commonwatch.domain.timestamps import parse_when
 from commonwatch.errors import InvalidParameter
 from commonwatch.services.detect import DetectOptions, DetectSummary
 from commonwatch.services.exchange import Exchange
@@ -45,7 +45,10 @@ def detect(
     """
 
     def action(exchange: Exchange) -> DetectSummary:
-        since_us = _since(since)
+        try:
+            since_us = parse_when(since, "--since") if since is not None else None
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None
         principal = exchange.auth.principal_for_user(user)
         options = DetectOptions(community=community, since_us=since_us, sight=sight,
                                 sight_window_s=sight_window, workers=workers, format=log_format,
@@ -57,15 +60,6 @@ def detect(
             return exchange.detect.run(principal, logs, options, emit)
 
     _print_summary(run(action))
-
-
-def _since(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError as exc:
-        raise InvalidParameter(f"--since: {exc}") from None
 
 
 class _open:

@@ -75,6 +75,23 @@ def _parse_timestamp(value: str) -> int:
     return result
 
 
+def parse_when(value: str, what: str) -> int:
+    """A time given by a user: a STIX timestamp, or a date (``2026-01-31``) meaning its
+    midnight UTC, as µs since the epoch.
+
+    Raises:
+        ValueError: neither; the message names ``what`` (the option or field).
+    """
+    text = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        text += "T00:00:00Z"
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise ValueError(f"{what} {value!r} is not a date (2026-01-31) or a UTC timestamp "
+                         "(2026-01-31T12:00:00.000Z)") from None
+
+
 def format_timestamp(us: int) -> str:
     """Render microseconds since the epoch as a canonical STIX timestamp.
 

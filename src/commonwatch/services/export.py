@@ -33,11 +33,10 @@ from commonwatch import __version__
 from commonwatch.clock import Clock, now_us
 from commonwatch.domain.markings import Tlp, parse_tlp
 from commonwatch.domain.observables import ExportItem, Observable, from_object, normalise_domain
-from commonwatch.domain.timestamps import format_timestamp, parse_timestamp
+from commonwatch.domain.timestamps import format_timestamp, parse_timestamp, parse_when
 from commonwatch.domain.visibility import SECTORS, WRITE_ROLES, Principal
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
 from commonwatch.errors import (
-    CommonWatchError,
     Conflict,
     InputTooLarge,
     InvalidParameter,
@@ -133,16 +132,11 @@ def _strings(values: Iterable[str], what: str, pattern: re.Pattern[str] | None =
 
 
 def parse_since(value: str) -> int:
-    """A STIX timestamp or a date (``2026-01-31``) as µs since the epoch."""
-    text = value.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        text += "T00:00:00Z"
+    """The ``since`` of a filter: a STIX timestamp or a date, as µs since the epoch."""
     try:
-        return parse_timestamp(text)
-    except (ValueError, CommonWatchError):
-        raise InvalidParameter(
-            f"'since' value {value!r} is not a date (2026-01-31) or a UTC timestamp (2026-01-31T12:00:00Z)"
-        ) from None
+        return parse_when(value, "'since' value")
+    except ValueError as exc:
+        raise InvalidParameter(str(exc)) from None
 
 
 def build_filter(

@@ -42,7 +42,8 @@ from commonwatch.domain.markings import (
     Tlp,
     parse_tlp,
 )
-from commonwatch.domain.stix import format_timestamp, parse_timestamp
+from commonwatch.domain.stix import format_timestamp
+from commonwatch.domain.timestamps import parse_when
 from commonwatch.domain.visibility import Principal
 from commonwatch.errors import (
     InputTooLarge,
@@ -93,9 +94,9 @@ def _stamp(name: str, value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return parse_timestamp(value)
+        return parse_when(value, name)
     except ValueError as exc:
-        raise InvalidParameter(f"{name}: {exc}") from None
+        raise InvalidParameter(str(exc)) from None
 
 
 def _ms(us: int) -> int:
