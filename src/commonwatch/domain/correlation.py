@@ -16,18 +16,15 @@ concerns it:
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Collection, Mapping
 from typing import NamedTuple
 
+from commonwatch.domain.defang import refang
 from commonwatch.domain.observables import HASH_KINDS, Observable, normalise, normalise_ip
 
 #: Longest value accepted for a lookup (longer ones are refused, not truncated).
 MAX_LOOKUP_LENGTH = 2048
 _HASH_BY_LENGTH = {length: kind for kind, length in HASH_KINDS.items()}
-_REFANG = {"[.]": ".", "(.)": ".", "[dot]": ".", "(dot)": ".", "[:]": ":", "[@]": "@",
-           "(at)": "@", "[at]": "@", "hxxp": "http", "fxp": "ftp"}
-_DEFANGED = re.compile("|".join(re.escape(k) for k in _REFANG), re.IGNORECASE)
 
 
 class Key(NamedTuple):
@@ -38,14 +35,9 @@ class Key(NamedTuple):
     relation: str  # "exact", "contained-in", "subdomain-of", "host", "domain"
 
 
-def refang(text: str) -> str:
-    """Undo the usual defanging of indicators in reports (``hxxp``, ``[.]``...)."""
-    return _DEFANGED.sub(lambda m: _REFANG[m.group().lower()], text.strip())
-
-
 def classify(text: str) -> Observable | None:
     """The observable ``text`` denotes, normalised; None if it is none of the kinds."""
-    value = refang(text)
+    value = refang(text.strip())
     if not value or len(value) > MAX_LOOKUP_LENGTH:
         return None
     found = normalise_ip(value)

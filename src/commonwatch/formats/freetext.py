@@ -31,23 +31,13 @@ import re
 from collections.abc import Iterator
 from typing import IO, NamedTuple
 
+from commonwatch.domain.defang import refang
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
 from commonwatch.formats.records import Record, rejected
 
 MAX_LINE_CHARS = 1024 * 1024
 
-_REFANG = [
-    (re.compile(r"\bhxxp(s?)(?=\[?:)", re.IGNORECASE), r"http\1"),
-    (re.compile(r"\bh\*\*p(s?)(?=:)", re.IGNORECASE), r"http\1"),
-    (re.compile(r"\bfxp(?=\[?:)", re.IGNORECASE), "ftp"),
-    (re.compile(r"\[:\]//|\[://\]"), "://"),
-    (re.compile(r"\[:\]"), ":"),
-    (re.compile(r"\[/\]"), "/"),
-    (re.compile(r"\s?[\[({]\s?(?:\.|dot)\s?[\])}]\s?", re.IGNORECASE), "."),
-    (re.compile(r"\\\."), "."),
-    (re.compile(r"\s?[\[({]\s?(?:@|at)\s?[\])}]\s?", re.IGNORECASE), "@"),
-]
 _DEFANG_MARK = re.compile(r"hxxp|fxp|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\[@\]|\(at\)|\[at\]|\[:\]|\\\.",
                           re.IGNORECASE)
 
@@ -95,13 +85,6 @@ class Found(NamedTuple):
     kind: str
     value: str
     defanged: bool
-
-
-def refang(text: str) -> str:
-    """``text`` with the usual defanging undone."""
-    for pattern, plain in _REFANG:
-        text = pattern.sub(plain, text)
-    return text
 
 
 def _plausible_domain(value: str, defanged: bool) -> bool:
