@@ -9,7 +9,7 @@ selects objects without it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -175,14 +175,9 @@ def tombstones_query(sight: Sight) -> Select[Any]:
     shown to their producer only (the recipient list went with the version).
     """
     t = TOMBSTONES.c
-    terms: list[ColumnElement[bool]] = []
-    if sight.own:
-        terms.append(t.producer_org_id == bindparam("org"))
-    if sight.read:
-        terms.append(and_(t.tlp <= bindparam("tlp_max"), t.tlp < int(Tlp.RED)))
-    elif sight.public:
-        terms.append(t.tlp == int(Tlp.CLEAR))
-    rule = or_(*terms) if terms else false()
+    # The rule of :func:`visible` without its recipient clause: ``tlp_max`` is capped
+    # below RED, so only the producer's own term can admit a RED tombstone.
+    rule = visible(t, replace(sight, red=False))
     return (select(t.id, t.stix_id, t.version_us, t.deleted_us)
             .where(t.community_id == bindparam("community"), t.id > bindparam("position"), rule)
             .order_by(t.id).limit(bindparam("limit")))
