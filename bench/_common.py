@@ -446,3 +446,15 @@ def machine() -> dict[str, str]:
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def write_section(path: Path, script: str, text: str) -> None:
+    """Put ``text`` between ``script``'s markers in ``path`` (docs/benchmarks.md), keeping
+    every other section; the markers are appended when the file has none yet."""
+    begin, end = f"<!-- bench/{script}:begin -->", f"<!-- bench/{script}:end -->"
+    body = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin not in body or end not in body:
+        body = body.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+    head, rest = body.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{text.rstrip()}\n{end}{tail}")

@@ -39,7 +39,17 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import CLIENT_CPU, ROOT, can_pin, contention, machine, markdown_table, pin_self, pinned  # noqa: E402
+from _common import (  # noqa: E402
+    CLIENT_CPU,
+    ROOT,
+    can_pin,
+    contention,
+    machine,
+    markdown_table,
+    pin_self,
+    pinned,
+    write_section,
+)
 
 from commonwatch.detect import match  # noqa: E402
 from commonwatch.detect.engine import compile_indicators, scan  # noqa: E402
@@ -50,7 +60,6 @@ from commonwatch.formats.telemetry.source import Problems  # noqa: E402
 
 BENCH_CPU = CLIENT_CPU
 DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench/detect.py:begin -->", "<!-- bench/detect.py:end -->"
 REFERENCE_PYTHON = os.environ.get("COMMONWATCH_REFERENCE_PYTHON", str(ROOT / ".venv-ref" / "bin" / "python"))
 WORDS = ("update", "cdn", "secure", "login", "mail", "portal", "static", "api", "sync", "cloud", "dl")
 TLDS = ("com", "net", "org", "info", "xyz", "top", "ru", "io")
@@ -331,14 +340,7 @@ def main() -> None:
     text = "\n".join([table, "", *[f"- {n}" for n in notes]])
     print("\n" + text)
     if not args.quick:
-        write_section(text)
-
-
-def write_section(text: str) -> None:
-    body = DOC.read_text() if DOC.exists() else "# Detection benchmark\n\n" + BEGIN + "\n" + END + "\n"
-    head, _, rest = body.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        write_section(DOC, "detect.py", text)
 
 
 if __name__ == "__main__":

@@ -43,13 +43,21 @@ from typing import Any
 
 import httpx
 import orjson
-from _common import ROOT, ServerProcess, _Generator, free_port, machine, markdown_table, percentile
+from _common import (
+    ROOT,
+    ServerProcess,
+    _Generator,
+    free_port,
+    machine,
+    markdown_table,
+    percentile,
+    write_section,
+)
 
 FORMATS = ["plain-ip", "plain-domain", "suricata-rules", "suricata-dataset-string", "suricata-iprep",
            "zeek-intel", "rpz", "csv", "stix", "misp"]
 QUICK_FORMATS = ["plain-ip", "suricata-rules", "csv", "stix"]
 DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench/export.py:begin -->", "<!-- bench/export.py:end -->"
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -255,16 +263,7 @@ def main() -> None:
     ])
     print(text)
     if not args.quick:
-        write_doc(text)
-
-
-def write_doc(text: str) -> None:
-    body = DOC.read_text() if DOC.exists() else f"# Export benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in body:
-        body += f"\n{BEGIN}\n{END}\n"
-    head, _, rest = body.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        write_section(DOC, "export.py", text)
 
 
 if __name__ == "__main__":

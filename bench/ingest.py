@@ -39,9 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import can_pin, contention, machine, markdown_table, pin_self  # noqa: E402
+from _common import can_pin, contention, machine, markdown_table, pin_self, write_section  # noqa: E402
 
-DOCS_BEGIN, DOCS_END = "<!-- bench/ingest.py:begin -->", "<!-- bench/ingest.py:end -->"
 NS = uuid.UUID("5a1e5a1e-0000-4000-8000-00000000be9c")
 TS = "2024-03-01T12:00:00.000Z"
 
@@ -271,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = render(args, rows, imports, stix2_size, big)
     print(text)
     if not args.quick:
-        update_docs(args.docs, text)
+        write_section(args.docs, "ingest.py", text)
 
 
 def memory_check(sizes: Sequence[int] = (50_000, 250_000), cache_mib: int = 16) -> None:
@@ -319,17 +318,6 @@ def render(args: argparse.Namespace, parse_rows: list[list[object]], import_rows
     lines += ["", f"Other load on the machine during the run: {contention()}."]
     lines += ["", f"Command: `.venv/bin/python bench/ingest.py{' --quick' if args.quick else ''}`"]
     return "\n".join(lines)
-
-
-def update_docs(path: Path, table: str) -> None:
-    block = f"{DOCS_BEGIN}\n{table}\n{DOCS_END}"
-    text = path.read_text() if path.exists() else "# Import benchmarks\n\n"
-    if DOCS_BEGIN in text and DOCS_END in text:
-        start, end = text.index(DOCS_BEGIN), text.index(DOCS_END) + len(DOCS_END)
-        text = text[:start] + block + text[end:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ from _common import (  # noqa: E402
     pin_self,
     pinned,
     tree_cpu,
+    write_section,
 )
 
 from commonwatch.domain.indexing import index_entries  # noqa: E402
@@ -97,7 +98,6 @@ from commonwatch.domain.markings import Tlp, effective_tlp, red_recipients  # no
 from commonwatch.domain.timestamps import format_timestamp, parse_timestamp  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench/lookup.py:begin -->", "<!-- bench/lookup.py:end -->"
 BULK = 10_000
 CHUNK = 2_000  # objects per generation task; a revision follows its original in one chunk
 POPULAR = 20_000  # values shared by many indicators (reported by several organisations)
@@ -979,17 +979,6 @@ def render(args: argparse.Namespace, results: Sequence[Result], data: dict[int, 
     return "\n".join(parts) + "\n"
 
 
-def write_docs(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else (
-        "## Lookup: `bench/lookup.py`\n\n" + BEGIN + "\n" + END + "\n")
-    if BEGIN not in text:
-        text += "\n" + BEGIN + "\n" + END + "\n"
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(head + BEGIN + "\n" + section + END + tail)
-    say(f"results written to {path}")
-
-
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -1107,7 +1096,7 @@ def partial(args: argparse.Namespace, state: State) -> None:
     say(f"  {r.database} at {r.observables:,}: CPU per single lookup {ms(r.single_cpu)} ms, "
         f"per bulk lookup {r.bulk_cpu:.2f} s")
     if args.docs and not args.no_docs:
-        write_docs(args.docs, "(partial results: the run is still going)\n\n"
+        write_section(args.docs, "lookup.py", "(partial results: the run is still going)\n\n"
                    + render(args, state.results, state.data, state.notes, state.pg_settings))
 
 
@@ -1135,7 +1124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         section = render(args, state.results, state.data, state.notes, state.pg_settings)
         print(section)
         if args.docs and not args.no_docs:
-            write_docs(args.docs, section)
+            write_section(args.docs, "lookup.py", section)
     if failed is not None:
         raise failed
 

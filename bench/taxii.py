@@ -90,6 +90,7 @@ from _common import (  # noqa: E402
     pin_self,
     pinned,
     tree_cpu,
+    write_section,
 )
 
 TAXII = "application/taxii+json;version=2.1"
@@ -98,7 +99,6 @@ PAGE = 1_000
 PRODUCER_IDENTITY = "identity--5d3b0a63-2b1e-4b8e-9c43-6a0d7f1e0c01"
 READER_IDENTITY = "identity--8f2c1d74-6a5b-4e39-b1d0-3c7e9a4f2b02"
 MEDALLION_USER, MEDALLION_PASSWORD = "bench", "bench-password"
-DOCS_BEGIN, DOCS_END = "<!-- bench/taxii.py:begin -->", "<!-- bench/taxii.py:end -->"
 console = Console(stderr=True, highlight=False)
 
 
@@ -830,18 +830,6 @@ def render(args: argparse.Namespace, work: Workload, peers: list[PeerResult],
     return "\n".join(parts) + "\n"
 
 
-def write_docs(path: Path, section: str) -> None:
-    """Replace the generated section of ``path`` (between markers), keep the rest."""
-    text = path.read_text() if path.exists() else (
-        "# Benchmarks\n\n## TAXII 2.1: `bench/taxii.py`\n\n" + DOCS_BEGIN + "\n" + DOCS_END + "\n")
-    if DOCS_BEGIN not in text:
-        text += "\n" + DOCS_BEGIN + "\n" + DOCS_END + "\n"
-    head, rest = text.split(DOCS_BEGIN, 1)
-    _, tail = rest.split(DOCS_END, 1)
-    path.write_text(head + DOCS_BEGIN + "\n" + section + DOCS_END + tail)
-    say(f"results written to {path}")
-
-
 # --- main ----------------------------------------------------------------------------
 
 
@@ -939,7 +927,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     section = render(args, work, peers, med, raws, pg_settings)
     print(section)
     if args.docs and not args.no_docs:
-        write_docs(args.docs, section)
+        write_section(args.docs, "taxii.py", section)
+        say(f"results written to {args.docs}")
     say(f"server logs in {workdir}")
 
 
