@@ -1,10 +1,22 @@
-"""The ASGI application: TAXII 2.1 server and admin JSON API over one Exchange."""
+"""The ASGI application: TAXII 2.1 server and admin JSON API over one Exchange.
+
+TAXII requests go to a lean Starlette application (its routes parse their own
+parameters, see web/taxii.py); everything else goes to the FastAPI application of the
+JSON API. Both answer errors through web/errors.py and pass the same request guard.
+FastAPI's own layers (its router, exit stacks, telemetry hooks) cost more per request
+than a single-object TAXII GET spends in the database, so TAXII does not go through them.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.types import Receive, Scope, Send
 
 from commonwatch import __version__
 from commonwatch.errors import CommonWatchError
@@ -22,17 +34,46 @@ from commonwatch.web.guard import RequestGuard
 from commonwatch.web.imports import imports_router
 from commonwatch.web.lookup import lookup_router
 from commonwatch.web.sightings import sightings_router
-from commonwatch.web.taxii import taxii_routes
+from commonwatch.web.taxii import TAXII_PREFIX, taxii_routes
 
 
-def create_app(exchange: Exchange) -> FastAPI:
+class CommonWatchApp:
+    """The ASGI entry point: ``/taxii2`` to the TAXII application, the rest to the API.
+
+    Attributes not defined here (``state``, ``routes``, ...) are the API application's.
+    """
+
+    def __init__(self, api: FastAPI, taxii: Starlette) -> None:
+        self.api = api
+        self.taxii = taxii
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == TAXII_PREFIX or path.startswith(TAXII_PREFIX + "/")):
+            await self.taxii(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.api, name)
+
+
+def create_app(exchange: Exchange) -> CommonWatchApp:
     """Build the application; the caller owns ``exchange`` and closes it."""
+    guard = Middleware(RequestGuard, max_body_bytes=exchange.settings.max_body_bytes)
+    taxii = Starlette(
+        routes=[taxii_routes(exchange)], middleware=[guard],
+        exception_handlers={
+            CommonWatchError: handle_commonwatch_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )
     app = FastAPI(
         title=exchange.settings.title, version=__version__,
         docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
     )
     app.state.exchange = exchange
-    app.router.routes.append(taxii_routes(exchange))
     app.include_router(admin_router(exchange))
     app.include_router(imports_router(exchange))
     app.include_router(feeds_router(exchange))
@@ -44,4 +85,5 @@ def create_app(exchange: Exchange) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_request_validation)
     app.add_exception_handler(Exception, handle_unexpected)
     app.add_middleware(RequestGuard, max_body_bytes=exchange.settings.max_body_bytes)
-    return app
+    taxii.state.exchange = exchange
+    return CommonWatchApp(app, taxii)

@@ -26,6 +26,7 @@ from commonwatch.web.credentials import principal_of, require_principal
 from commonwatch.web.media import STIX_MEDIA_TYPE, TAXII_MEDIA_TYPE, TaxiiResponse
 
 API_ROOT = "api"
+TAXII_PREFIX = "/taxii2"
 
 
 def _date_headers(page: Page[Any]) -> dict[str, str]:
@@ -192,7 +193,7 @@ def taxii_routes(exchange: Exchange) -> Mount:
             } for r in page.rows]
         return TaxiiResponse(body, headers=_date_headers(page))
 
-    return Mount("/taxii2", routes=routes)
+    return Mount(TAXII_PREFIX, routes=routes)
 
 
 def _register(
