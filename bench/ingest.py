@@ -150,6 +150,7 @@ def measure_import(path: str, workdir: str, cache_mib: str = "") -> dict[str, An
     from commonwatch.domain.markings import Tlp
     from commonwatch.domain.warninglists import load_warninglists
     from commonwatch.formats.sources import DEFAULT_MAX_BYTES, expand
+    from commonwatch.process import tune_for_throughput
     from commonwatch.services.exchange import Exchange
     from commonwatch.services.importer import ImportService
 
@@ -172,6 +173,7 @@ def measure_import(path: str, workdir: str, cache_mib: str = "") -> dict[str, An
         principal = exchange.auth.principal_for_user("bench")
         service = ImportService(exchange.ingest, exchange.query, load_warninglists())
         community = service.community(principal, "bench")
+        tune_for_throughput()  # as `commonwatch import` does
         ctx = service.context(principal, community)
         cpu = time.process_time()
         summary = service.run(principal, community, list(expand([path])), "auto", ctx,

@@ -20,6 +20,7 @@ import typer
 
 from commonwatch.cli.common import err, out, run, table
 from commonwatch.errors import InvalidParameter, StorageError
+from commonwatch.process import tune_for_throughput
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.export import (
     FORMATS,
@@ -121,6 +122,7 @@ def register(app: typer.Typer) -> None:
         """Export what USER can see, filtered, in one format (atomic write with -o)."""
 
         def action(exchange: Exchange) -> None:
+            tune_for_throughput()
             flt = _filter(community, type_, tlp, since, sector, min_confidence, min_score,
                           include_warninglisted, include_revoked, include_expired)
             principal = exchange.auth.principal_for_user(user)

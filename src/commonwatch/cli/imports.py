@@ -23,6 +23,7 @@ from commonwatch.domain.warninglists import load_warninglists
 from commonwatch.errors import CommonWatchError
 from commonwatch.formats.sources import DEFAULT_MAX_BYTES, FORMATS, expand
 from commonwatch.formats.tabular import Mapping
+from commonwatch.process import tune_for_throughput
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.importer import ImportService, ImportSummary
 
@@ -68,6 +69,7 @@ def import_command(
         raise typer.Exit(EXIT_INCOMPLETE) from None
 
     def action(exchange: Exchange) -> ImportSummary:
+        tune_for_throughput()
         principal = exchange.auth.principal_for_user(user)
         lists = exchange.warninglists if extra is None else load_warninglists(
             [*exchange.warninglist_dirs, *(warninglists or [])])

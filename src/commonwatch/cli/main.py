@@ -7,7 +7,6 @@ conflict) or 1 (anything else).
 
 from __future__ import annotations
 
-import gc
 import sys
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from commonwatch.cli import detect, exports, imports, lifecycle, lookup, sightin
 from commonwatch.cli.common import DbOption, err, out, run, settings, state, table, tlp_option
 from commonwatch.domain.markings import Tlp
 from commonwatch.errors import CommonWatchError
+from commonwatch.process import tune_for_throughput
 from commonwatch.services.exchange import Exchange
 
 app = typer.Typer(no_args_is_help=True, help="CommonWatch threat-intelligence exchange.")
@@ -56,12 +56,7 @@ def serve(
         err.print(f"[red]error:[/red] {exc.message}", highlight=False)
         raise typer.Exit(1) from None
     app = create_app(exchange)
-    # Long-lived objects (app, caches, compiled statements) leave the collector's view,
-    # and young collections run less often: a page of 1,000 rows allocates thousands of
-    # short-lived objects, and full collections over everything else cost throughput.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    tune_for_throughput()  # a page of 1,000 rows allocates thousands of short-lived objects
     try:
         uvicorn.run(app, host=config.host, port=config.port,
                     log_level=config.log_level, server_header=False)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from commonwatch.domain.markings import Tlp
-from commonwatch.domain.stix import parse_timestamp
 from commonwatch.domain.visibility import Principal
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.errors import InputError, InvalidParameter, NotFound
@@ -256,11 +255,12 @@ class ImportService:
 
     def _flush(self, principal: Principal, community: CommunityRef, batch: list[Record],
                summary: ImportSummary) -> None:
-        ids = {str(r.obj.get("id")) for r in batch if r.obj is not None}
+        # Only records that must not replace what is there (free-text extractions) need
+        # to know what exists; for the rest the ingest report says what was stored anew.
+        ids = {str(r.obj.get("id")) for r in batch if r.obj is not None and r.keep_existing}
         started = time.perf_counter()
-        existing = self._existing(principal, community, ids)
+        existing_ids = {sid for sid, _ in self._existing(principal, community, ids)} if ids else set()
         summary.timings["lookup"] += time.perf_counter() - started
-        existing_ids = {sid for sid, _ in existing}
         to_send: list[Record] = []
         for record in batch:
             assert record.obj is not None
@@ -288,11 +288,8 @@ class ImportService:
             stype = str(bad.obj.get("type")) if bad.obj else "(unknown)"
             summary.rejections.append(Rejection(bad.source, bad.position, failure.id, failure.message))
             summary.by_type[stype]["rejected"] += 1
-        for success in report.successes:
+        for success, fresh in zip(report.successes, report.stored, strict=True):
             stype = success.id.partition("--")[0]
-            version = _version_us(success.version)
-            fresh = (success.id, version) not in existing and (version is None or version >= report.request_us
-                                                               or "created" in _first(by_id, success.id))
             if fresh:
                 summary.stored += 1
                 summary.by_type[stype]["stored"] += 1
@@ -305,15 +302,3 @@ class ImportService:
             lists = record.hits or stix_hits(record.obj, self._warninglists)
             if lists:
                 summary.add_hit(WarninglistHit(record.source, record.position, str(record.obj["id"]), lists))
-
-
-def _first(by_id: Mapping[str, deque[Record]], stix_id: str) -> Mapping[str, Any]:
-    queue = by_id.get(stix_id)
-    return queue[0].obj if queue and queue[0].obj is not None else {}
-
-
-def _version_us(text: str) -> int | None:
-    try:
-        return parse_timestamp(text) if text else None
-    except InputError:
-        return None

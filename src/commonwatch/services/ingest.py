@@ -102,6 +102,9 @@ class StatusReport:
     successes: Sequence[StatusDetail]
     failures: Sequence[FailureDetail]
     pending: Sequence[StatusDetail] = ()
+    #: Per success: True when it stored a new version, False for an identical re-post.
+    #: Known only to the request that stored them (not part of the TAXII resource).
+    stored: Sequence[bool] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The resource as orjson-serialisable values (details stay dataclasses)."""
@@ -170,11 +173,11 @@ class IngestService:
                 oid, version = _describe(obj)
                 failures.append(FailureDetail(oid, version, exc.message))
         with self._sessions.begin() as s:
-            successes, rejected = self._store(s, community.id, principal.org_id, candidates)
+            successes, rejected, stored = self._store(s, community.id, principal.org_id, candidates)
             failures.extend(rejected)
             report = StatusReport(
                 id=str(uuid.uuid4()), status="complete", request_us=request_us,
-                total_count=len(objects), successes=successes, failures=failures,
+                total_count=len(objects), successes=successes, failures=failures, stored=stored,
             )
             s.add(IngestStatus(
                 id=report.id, community_id=community.id, org_id=principal.org_id,
@@ -292,12 +295,14 @@ class IngestService:
     def _store(
         self, s: Session, community_id: int, org_id: int | None,
         candidates: list[_Candidate],
-    ) -> tuple[list[StatusDetail], list[FailureDetail]]:
+    ) -> tuple[list[StatusDetail], list[FailureDetail], list[bool]]:
+        """Store what is new; (successes, failures, per success: stored anew)."""
         conn = s.connection()
         last_added = objects_repo.lock_community(conn, community_id)
         known = objects_repo.existing_versions(conn, community_id, {c.stix_id for c in candidates})
         successes: list[StatusDetail] = []
         failures: list[FailureDetail] = []
+        stored: list[bool] = []
         rows: list[list[Any]] = []
         red: list[tuple[int, frozenset[str]]] = []
         observables: list[Entries] = []
@@ -316,6 +321,7 @@ class IngestService:
                            "(STIX 2.1 §3.6): create a new object instead")
             if problem == "":
                 successes.append(StatusDetail(c.stix_id, self._version_text(c, versions)))
+                stored.append(False)
                 continue
             if problem is not None:
                 failures.append(FailureDetail(c.stix_id, self._version_text(c, []), problem))
@@ -335,6 +341,7 @@ class IngestService:
             if related:
                 refs.append((last_added, related))
             successes.append(StatusDetail(c.stix_id, format_timestamp(version_us)))
+            stored.append(True)
         objects_repo.clear_latest(conn, community_id, superseded)
         objects_repo.insert_objects(conn, rows)
         objects_repo.insert_recipients(conn, community_id, red)
@@ -344,7 +351,7 @@ class IngestService:
             index_repo.insert_entries(conn, community_id, ids, observables, refs)
         if rows:
             objects_repo.set_last_added(conn, community_id, last_added)
-        return successes, failures
+        return successes, failures, stored
 
     @staticmethod
     def _mark_latest(
