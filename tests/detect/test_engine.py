@@ -211,3 +211,106 @@ def test_two_values_for_one_property_become_two_objects() -> None:
         ("both", "[domain-name:value = 'a.example' AND domain-name:value = 'c.example']", None),
         ("v6", "[ipv6-addr:value = '2001:db8::2']", None), ("v4", "[ipv4-addr:value = '2001:db8::2']", None)])
     assert {m.key for m in scan(iset, [(kind, record)])} == {"a", "b", "v6"}
+
+
+# Shapes the unparsed shortcut (engine._canonical_analysis) sees: the first of each
+# (type, path) is parsed in full, so invalid shapes, keywords, addresses typed otherwise
+# and hash paths must come out exactly as the general path gives them.
+SHORTCUT_CASES = [
+    "[ipv4-addr:value = '198.51.100.7']", "[ipv4-addr:value = '198.51.100.8']",
+    "[ipv4-addr:value = '2001:db8::1']", "[ipv6-addr:value = '2001:db8::1']", "[ipv6-addr:value = '1.2.3.4']",
+    "[domain-name:value = 'a.example']", "[domain-name:value = '']", "[domain-name:value = 'b.example']",
+    "[url:value = 'http://x.example/a b?c=\"d\"']", "[url:value = 'http://x.example/it''s']",
+    "[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e']", "[file:hashes.MD5 = 'nothex']",
+    "[file:name = 'AND']", "[x-custom:value = 'q']", "[x-custom:value = 'r']", "[file:AND = 'q']",
+    "[file:true = 'q']", "[file:name.AND = 'q']", "[network-traffic:src_ref.value = '10.0.0.1']",
+    "[x509-certificate:serial_number = '01']", "[email-addr:value = 'a@b.example']",
+    "[domain-name:valuex = 'a']", "[domain-name:value = 'a'] ", "[domain-name:value  = 'a']",
+]
+
+
+def _analysis(iset: IndicatorSet, patterns: list[str]) -> list[Any]:
+    found: list[Any] = []
+    for n, pattern in enumerate(patterns):
+        try:
+            iset.add(f"k{n}", pattern)
+        except Exception as exc:  # noqa: BLE001 - the exact error is compared
+            found.append((type(exc).__name__, str(exc)))
+            continue
+        e = iset.entries[f"k{n}"]
+        found.append((e.keys, e.simple, e.single_event, e.types, e.scanned is not None))
+    return found
+
+
+def test_unparsed_shortcut_equals_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    from commonwatch.detect import engine
+
+    patterns = SHORTCUT_CASES + list(reversed(SHORTCUT_CASES))
+    shortcut = _analysis(IndicatorSet(KINDS), patterns)
+    monkeypatch.setattr(engine, "_CANONICAL", engine.re.compile(r"(?!)"))  # never matches
+    assert _analysis(IndicatorSet(KINDS), patterns) == shortcut
+    assert sum(type(r[0]) is str for r in shortcut) >= 6  # some are rejected, identically
+
+
+@pytest.mark.parametrize("max_bits", [12, 24])
+def test_value_filter_never_hides_a_hit(events: list[Any], monkeypatch: pytest.MonkeyPatch,
+                                        max_bits: int) -> None:
+    """The filter grows as values come, and a crowded one (12 bits) only costs time."""
+    from commonwatch.detect import engine
+
+    monkeypatch.setattr(engine, "FILTER_MAX_BITS", max_bits)
+    rng = random.Random(5)
+    indicators = _indicators(events, rng)
+    noise = [(f"n{i}", f"[domain-name:value = 'n{i}.example']", None) for i in range(3000)]
+    iset, _ = compile_indicators(KINDS, noise + indicators)
+    assert (len(iset.filter) == 1 << 12) == (max_bits == 12)  # grown from 4,096 slots unless capped
+    for key, _, _ in noise[::2]:
+        iset.remove(key)
+    fresh, _ = compile_indicators(KINDS, indicators)
+    assert _engine(iset, events) == _engine(fresh, events) != set()
+
+
+def test_many_value_tests_on_one_path_equal_full_evaluation(events: list[Any]) -> None:
+    """LIKE tests sharing a path are screened by one union regex on a memo miss."""
+    rng = random.Random(13)
+    names = sorted({v for k, r in events for p, v in probes(k, r) if p == "domain-name:value"})
+    assert len(names) > 20
+    patterns = []
+    for name in rng.sample(names, 20):
+        patterns += [f"[domain-name:value LIKE '%{name[-7:]}']", f"[domain-name:value LIKE '{name[:4]}%']",
+                     f"[domain-name:value LIKE '_{name[1:]}']",
+                     f"[domain-name:value NOT LIKE '%{name[-5:]}']"]
+    patterns += ["[domain-name:value LIKE '%.nowhere.invalid']", "[domain-name:value MATCHES '^www\\\\.']",
+                 "[domain-name:value != 'www.google.com']", "[url:value LIKE 'http://%']",
+                 "[domain-name:value LIKE '%']"]
+    indicators = [(f"like-{i}", p, None) for i, p in enumerate(patterns)]
+    iset, rejected = compile_indicators(KINDS, indicators)
+    assert rejected == []
+    expected = _brute_force(indicators, [build_observation(k, r) for k, r in events])
+    assert len({k for k, _ in expected}) > 40
+    assert _engine(iset, events) == expected
+    iset.remove("like-0")  # the union follows the set
+    iset.add("like-x", "[domain-name:value LIKE 'nothing-like-this']")
+    assert not {k for k, _ in _engine(iset, events)} & {"like-0", "like-x"}
+
+
+def test_cidr_lookups_equal_full_evaluation() -> None:
+    """IPv4 addresses take the arithmetic path, everything else the memoised one."""
+    from commonwatch.formats.telemetry.suricata import KINDS as EVE
+
+    values = ["10.1.2.3", "10.200.0.1", "192.0.2.1", "192.0.2.200", "2001:db8::1", "2001:db9::1",
+              "010.1.2.3", "10.1.2.3/32", "not an address", "1.2.3", "::ffff:10.1.2.3", "0.0.0.0"]
+    events = [(EVE["flow"], {"event_type": "flow", "src_ip": src, "dest_ip": dst, "proto": "TCP",
+                             "src_port": 1, "dest_port": 80})
+              for src, dst in zip(values, values[3:] + values[:3], strict=True)]
+    patterns = ["[ipv4-addr:value ISSUBSET '10.0.0.0/8']", "[ipv4-addr:value ISSUBSET '192.0.2.128/25']",
+                "[network-traffic:dst_ref.value ISSUBSET '10.1.0.0/16']",
+                "[ipv6-addr:value ISSUBSET '2001:db8::/32']", "[ipv4-addr:value ISSUBSET '0.0.0.0/0']",
+                "[network-traffic:src_ref.value ISSUBSET '10.1.2.3/32' AND network-traffic:dst_port = 80]"]
+    indicators = [(f"cidr-{i}", p, None) for i, p in enumerate(patterns)]
+    iset, rejected = compile_indicators(KINDS, indicators)
+    assert rejected == []
+    expected = _brute_force(indicators, [build_observation(k, r) for k, r in events])
+    assert len({k for k, _ in expected}) == len(patterns)
+    assert _engine(iset, events) == expected
+

@@ -6,7 +6,8 @@ kinds it will see. For each pattern it derives the *necessary values*: a set of
 match (``=`` and ``IN`` against strings and numbers, ``ISSUBSET`` against CIDR
 blocks; ``AND`` needs one operand's values, ``OR`` all operands'). Those go into hash
 indexes (exact value per object path) and prefix tables (CIDR per path). Scanning an
-event then costs one dictionary lookup per indexed field it carries; full semantics
+event then costs, per indexed field it carries, one read of a small value filter and a
+dictionary lookup only when the filter does not rule the value out; full semantics
 (:mod:`commonwatch.detect.evaluate`) run only for
 
 * candidates an index hit points to, unless the pattern is a single ``[...]`` of
@@ -26,7 +27,10 @@ updates the indexes in place (:meth:`IndicatorSet.add` / :meth:`IndicatorSet.rem
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -43,8 +47,8 @@ from commonwatch.detect.analysis import (
 )
 from commonwatch.detect.evaluate import CompiledPattern, Observed, compile_ast
 from commonwatch.detect.events import EventKind, Record, build_observation
-from commonwatch.detect.probe import compile_probe
-from commonwatch.detect.values import Network, Predicate, literal_value, parse_network, predicate
+from commonwatch.detect.probe import Probe, compile_probe
+from commonwatch.detect.values import Network, Predicate, like_regex, literal_value, parse_network, predicate
 from commonwatch.domain.pattern_ast import (
     Comparison,
     ComparisonAnd,
@@ -65,7 +69,14 @@ from commonwatch.errors import InvalidPattern
 Event = tuple[EventKind, Record]
 #: Distinct values remembered per path for value-tested patterns (LIKE, MATCHES...).
 MEMO_SIZE = 200_000
+#: Slots of the value filter per indexed value, and its smallest and largest size (log2).
+FILTER_SLOTS, FILTER_MIN_BITS, FILTER_MAX_BITS = 8, 12, 24
 _Key = Key
+#: ``[type:path = 'string']`` in the canonical spelling, plain dotted path without ``hashes``.
+_CANONICAL = re.compile(r"\[([a-z0-9][a-z0-9-]*):((?!hashes\b)[A-Za-z_][A-Za-z0-9_]*"
+                        r"(?:\.(?!hashes\b)[A-Za-z_][A-Za-z0-9_]*)*) = '([^'\\]*)'\]")
+_SHAPES_MAX = 4096
+Hits = tuple["Entry", ...]
 
 
 class Entry:
@@ -74,12 +85,13 @@ class Entry:
     __slots__ = ("_compiled", "key", "keys", "meta", "scanned", "simple", "single_event", "text",
                  "types")
 
-    def __init__(self, key: str, text: str, meta: Any, keys: list[_Key] | None,
+    def __init__(self, key: str, text: str, meta: Any, keys: tuple[_Key, ...] | None,
                  simple: bool, single_event: bool, types: frozenset[str]) -> None:
         self.key, self.text, self.meta = key, text, meta
         self.keys, self.simple, self.single_event, self.types = keys, simple, single_event, types
         self._compiled: CompiledPattern | None = None
-        self.scanned: tuple[str, Predicate] | None = None  # (path, per-value test), see _scan_test
+        # (path, per-value test, LIKE regex source or None), see _scan_test
+        self.scanned: tuple[str, Predicate, str | None] | None = None
 
     def compiled(self) -> CompiledPattern:
         if self._compiled is None:  # parsed again on demand: most entries never need it
@@ -104,12 +116,27 @@ class IndicatorSet:
         self.kinds = list(kinds)
         self._known = frozenset().union(*(k.path_keys for k in self.kinds))
         self.entries: dict[str, Entry] = {}
-        self._exact: dict[str, dict[Any, list[Entry]]] = {}
-        self._cidr: dict[str, dict[tuple[int, int], dict[int, list[Entry]]]] = {}
+        # Buckets are tuples: one indicator per value is the rule, and a 1-tuple is the
+        # smallest container (at 10^6 indicators every byte per entry counts).
+        self._exact: dict[str, dict[Any, Hits]] = {}
+        self._cidr: dict[str, dict[tuple[int, int], dict[int, Hits]]] = {}
         self._unindexed: dict[str, Entry] = {}
         self._scanned: dict[str, dict[str, Entry]] = {}  # path -> entries tested value by value
-        self._memo: dict[str, dict[Any, list[Entry]]] = {}  # path -> value -> scanned entries hit
+        self._memo: dict[str, dict[Any, Hits]] = {}  # path -> value -> scanned entries hit
+        self._likes: dict[str, re.Pattern[str] | None] = {}  # path -> union of its LIKE regexes
+        # Shared per pattern shape (type and path): path key and object types.
+        self._shapes: dict[tuple[str, tuple[Any, ...]], tuple[str, frozenset[str]] | None] = {}
+        self._types: dict[frozenset[str], frozenset[str]] = {}
+        self._canonical: dict[tuple[str, str], tuple[str, frozenset[str]] | None] = {}
         self._plans: dict[str, _Plan] = {}
+        # The value filter: one byte per slot, set for ``hash(value) & mask`` of every exact
+        # index value (any path). A probe reads it before the hash indexes: most event
+        # values are in no index, and at 10^6 indicators a miss in a dict that size costs
+        # several memory round trips while this byte array stays in cache. Equal values
+        # hash equally (the dict rule), so a clear slot proves a miss; removals leave
+        # slots set (a later false positive only costs the dict lookup it saves).
+        self.filter = bytearray(1 << FILTER_MIN_BITS)
+        self._marked = 0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -121,29 +148,46 @@ class IndicatorSet:
 
     def add(self, key: str, pattern: str, meta: Any = None) -> None:
         """Add or replace one indicator; InvalidPattern if its pattern cannot be used."""
-        ast = parse_pattern(pattern)
-        keys, simple, single = self._analyse(ast)
-        entry = Entry(key, pattern, meta, keys, simple, single, required_types(ast.root))
+        fast = self._canonical_analysis(pattern)
+        ast = None
+        if fast is None:
+            ast = parse_pattern(pattern)
+            fast = self._fast_analysis(ast)
+        if fast is None:
+            assert ast is not None
+            keys, simple, single = self._analyse(ast)
+            types = required_types(ast.root)
+            types = self._types.setdefault(types, types)
+        else:
+            keys, simple, single, types = fast
+        entry = Entry(key, pattern, meta, keys, simple, single, types)
         if not simple:  # compiling checks what parses but cannot be evaluated
+            assert ast is not None  # the canonical shortcut only takes simple patterns
             entry._compiled = compile_ast(pattern, ast)
         self.remove(key)
         self.entries[key] = entry
         if keys is None:
+            assert ast is not None
             entry.scanned = self._scan_test(ast)
             if entry.scanned is not None:
                 self._scanned.setdefault(entry.scanned[0], {})[key] = entry
                 self._memo.pop(entry.scanned[0], None)
+                self._likes.pop(entry.scanned[0], None)
             else:
                 self._unindexed[key] = entry
         for kind, path, value in keys or ():
             if kind == "eq":
-                self._exact.setdefault(path, {}).setdefault(value, []).append(entry)
+                index = self._exact.get(path)
+                if index is None:
+                    index = self._exact[path] = {}
+                index[value] = index.get(value, ()) + (entry,)
+                self._mark(value)
             else:
                 self._memo.pop("cidr " + path, None)
                 table = self._cidr.setdefault(path, {})
                 bucket = table.setdefault((value.version, value.prefixlen), {})
-                bucket.setdefault(int(value.network_address) >> (value.max_prefixlen - value.prefixlen),
-                                  []).append(entry)
+                number = int(value.network_address) >> (value.max_prefixlen - value.prefixlen)
+                bucket[number] = bucket.get(number, ()) + (entry,)
         self._plans.clear()
 
     def remove(self, key: str) -> bool:
@@ -154,6 +198,7 @@ class IndicatorSet:
         self._unindexed.pop(key, None)
         if entry.scanned is not None:
             path = entry.scanned[0]
+            self._likes.pop(path, None)
             self._scanned[path].pop(key, None)
             if not self._scanned[path]:
                 del self._scanned[path]
@@ -176,22 +221,98 @@ class IndicatorSet:
         self._plans.clear()
         return True
 
+    def _mark(self, value: Any) -> None:
+        filt = self.filter
+        self._marked += 1
+        if self._marked * FILTER_SLOTS > len(filt) and len(filt) < 1 << FILTER_MAX_BITS:
+            bits = max(FILTER_MIN_BITS, min(FILTER_MAX_BITS, (self._marked * FILTER_SLOTS).bit_length()))
+            filt = self.filter = bytearray(1 << bits)  # rebuilt from the live values
+            self._marked = 0
+            mask = len(filt) - 1
+            for index in self._exact.values():
+                self._marked += len(index)
+                for v in index:
+                    filt[hash(v) & mask] = 1
+            self._plans.clear()  # probes hold the filter
+        filt[hash(value) & (len(filt) - 1)] = 1
+
     # -- analysis --------------------------------------------------------------------
-    def _analyse(self, ast: Pattern) -> tuple[list[_Key] | None, bool, bool]:
+    def _canonical_analysis(self, text: str) -> tuple[tuple[_Key, ...], bool, bool, frozenset[str]] | None:
+        """:meth:`_fast_analysis` without parsing, for ``[type:path = 'string']`` as feeds write it.
+
+        Such a text tokenizes the same whatever characters its string holds (no quote,
+        no backslash), and no check of the grammar or of the reference validator depends
+        on the string except the one on ``hashes`` values (not taken here); so the first
+        pattern of each (type, path) is parsed in full and the others of that shape reuse
+        its outcome. Anything else, or a shape that did not parse, takes the general path.
+        """
+        m = _CANONICAL.fullmatch(text)
+        if m is None:
+            return None
+        otype, path, value = m.groups()
+        if not value or (otype in ("ipv4-addr", "ipv6-addr") and (":" in value) != (otype == "ipv6-addr")):
+            return None  # not indexed, or an address typed otherwise: not simple
+        shape_key = (otype, path)
+        shape = self._canonical.get(shape_key)
+        if shape is None:
+            if shape_key in self._canonical or len(self._canonical) >= _SHAPES_MAX:
+                return None
+            try:
+                fast = self._fast_analysis(parse_pattern(text))
+            except InvalidPattern:
+                return None  # the general path reports it
+            shape = None if fast is None else (fast[0][0][1], fast[3])
+            self._canonical[shape_key] = shape
+            if shape is None:
+                return None
+        return (("eq", shape[0], value),), True, True, shape[1]
+
+    def _fast_analysis(self, ast: Pattern) -> tuple[tuple[_Key, ...], bool, bool, frozenset[str]] | None:
+        """:meth:`_analyse` for the dominant shape ``[type:path = 'string']``, or None.
+
+        Feeds are mostly this one shape over a handful of paths, so what depends only on
+        (type, path) is worked out once per shape; the result equals the general
+        analysis (one necessary value; the hit is the match unless an address literal
+        would be typed otherwise, see events.address_type).
+        """
+        root = ast.root
+        if type(root) is not Observation:
+            return None
+        cmp = root.comparison
+        if (type(cmp) is not Comparison or cmp.negated or cmp.operator is not ComparisonOperator.EQ
+                or type(cmp.value) is not StringLiteral or not cmp.value.value):
+            return None
+        shape_key = (cmp.object_type, cmp.path)
+        if shape_key not in self._shapes:
+            path = cmp.object_type + ":" + cmp.path_text
+            indexable = path in self._known and not any(isinstance(s, IndexStep) for s in cmp.path)
+            types = frozenset((cmp.object_type,))
+            self._shapes[shape_key] = (
+                (sys.intern(path), self._types.setdefault(types, types)) if indexable else None)
+        shape = self._shapes[shape_key]
+        if shape is None:
+            return None
+        value = cmp.value.value
+        simple = True
+        if cmp.object_type in ("ipv4-addr", "ipv6-addr"):
+            simple = (":" in value) == (cmp.object_type == "ipv6-addr")
+        return (("eq", shape[0], value),), simple, True, shape[1]
+
+    def _analyse(self, ast: Pattern) -> tuple[tuple[_Key, ...] | None, bool, bool]:
         """(necessary values, hit-is-match, every binding is one event) of a pattern."""
         root = ast.root
         if most_observations(root) == 1:  # [..], [..] OR [..], with WITHIN/START-STOP
             keys = self._single_keys(root)
             simple = (keys is not None and isinstance(root, Observation)
                       and all_eq_strings(root.comparison))
-            return dedupe(keys), simple, True
+            return _interned(dedupe(keys)), simple, True
         found: list[_Key] = []
         for leaf in leaves(root):  # every [...] needs its candidates kept for the batch
             leaf_keys = self._comparison_keys(leaf.comparison)
             if leaf_keys is None:
                 return None, False, False
             found += leaf_keys
-        return dedupe(found), False, False
+        return _interned(dedupe(found)), False, False
 
     def _single_keys(self, expr: ObservationExpression) -> list[_Key] | None:
         if isinstance(expr, Observation):
@@ -245,7 +366,7 @@ class IndicatorSet:
             found.append(("eq", path, value))
         return found
 
-    def _scan_test(self, ast: Pattern) -> tuple[str, Predicate] | None:
+    def _scan_test(self, ast: Pattern) -> tuple[str, Predicate, str | None] | None:
         """A bare ``[type:path op value]`` on a path adapters produce, without list indexes.
 
         Such a pattern matches an event exactly when one of the values the event has on
@@ -261,9 +382,13 @@ class IndicatorSet:
                 or any(isinstance(s, IndexStep) for s in cmp.path)
                 or cmp.object_type in ("ipv4-addr", "ipv6-addr")):
             return None  # addresses are typed per value (events.address_type): keep exact
-        return path, predicate(cmp)
+        like = None
+        if cmp.operator is ComparisonOperator.LIKE and not cmp.negated:
+            assert isinstance(cmp.value, StringLiteral)  # the grammar's LIKE takes a string
+            like = like_regex(unicodedata.normalize("NFC", cmp.value.value)).pattern
+        return path, predicate(cmp), like
 
-    def scanned_hits(self, path: str, value: Any) -> list[Entry]:
+    def scanned_hits(self, path: str, value: Any) -> Hits:
         """The value-tested entries of ``path`` that ``value`` satisfies (memoised)."""
         memo = self._memo.get(path)
         if memo is None:
@@ -273,11 +398,25 @@ class IndicatorSet:
         found = memo.get(value)
         if found is None:
             raw = value if type(value) is str else value[1]
-            found = [e for e in self._scanned[path].values() if e.scanned[1](raw)]  # type: ignore[index]
+            entries: Iterable[Entry] = self._scanned[path].values()
+            union = self._likes[path] if path in self._likes else self._like_union(path)
+            if (union is not None and type(raw) is str
+                    and not union.fullmatch(unicodedata.normalize("NFC", raw))):
+                entries = [e for e in entries if e.scanned[2] is None]  # type: ignore[index]
+            found = tuple(e for e in entries if e.scanned[1](raw))  # type: ignore[index]
             if len(memo) >= MEMO_SIZE:
                 memo.clear()
             memo[value] = found
         return found
+
+    def _like_union(self, path: str) -> re.Pattern[str] | None:
+        """One regex for all the plain LIKE tests of ``path``: a new value (a memo miss)
+        that it does not match skips them all instead of running each (at 10^6 indicators
+        hundreds of ``LIKE '%.example'`` share ``domain-name:value``)."""
+        likes = [e.scanned[2] for e in self._scanned[path].values() if e.scanned[2] is not None]  # type: ignore[index]
+        union = re.compile("|".join(f"(?:{rx})" for rx in likes), re.DOTALL) if len(likes) > 1 else None
+        self._likes[path] = union
+        return union
 
     # -- scanning ----------------------------------------------------------------------
     def plan(self, kind: EventKind) -> _Plan:
@@ -287,10 +426,10 @@ class IndicatorSet:
             found = self._plans[kind.name] = _Plan(self, kind)
         return found
 
-    def cidr_hits(self, path: str, value: Any) -> list[Entry]:
+    def cidr_hits(self, path: str, value: Any) -> Hits:
         """Entries whose CIDR block holds ``value`` (memoised per value: addresses recur)."""
         if type(value) is not str:
-            return []
+            return ()
         memo = self._memo.get("cidr " + path)
         if memo is None:
             memo = self._memo["cidr " + path] = {}
@@ -302,15 +441,43 @@ class IndicatorSet:
             memo[value] = found
         return found
 
-    def _cidr_lookup(self, path: str, value: str) -> list[Entry]:
+    def cidr_probe(self, path: str) -> Callable[[str], Hits]:
+        """CIDR hits of a non-empty string: IPv4 addresses by arithmetic, others memoised.
+
+        An address is one ``inet_pton`` and one small-dict lookup per IPv4 prefix length
+        in use; that is cheaper than a memo of every address seen (a lookup in a large
+        dict costs memory round trips). Same hits, same order as :meth:`cidr_hits`.
+        """
+        table = self._cidr[path]
+        v4 = tuple((32 - length, bucket) for (version, length), bucket in table.items() if version == 4)
+        slow = partial(self.cidr_hits, path)
+        pton, from_bytes, inet = socket.inet_pton, int.from_bytes, socket.AF_INET
+
+        def lookup(value: str) -> Hits:
+            if ":" not in value and "/" not in value:
+                try:
+                    number = from_bytes(pton(inet, value), "big")
+                except OSError:
+                    return slow(value)
+                hits: Hits = ()
+                for shift, bucket in v4:
+                    found = bucket.get(number >> shift)
+                    if found:
+                        hits += found
+                return hits
+            return slow(value)
+
+        return lookup
+
+    def _cidr_lookup(self, path: str, value: str) -> Hits:
         table = self._cidr.get(path)
         if not table:
-            return []
+            return ()
         address = _address(value)
         if address is None:
-            return []
+            return ()
         version, number, prefix = address
-        hits: list[Entry] = []
+        hits: Hits = ()
         for (v, length), bucket in table.items():
             if v == version and length <= prefix:
                 width = 32 if version == 4 else 128
@@ -319,48 +486,45 @@ class IndicatorSet:
 
 
 class _Plan:
-    """Per event kind: (field, index) pairs to look up and the unindexed entries to run."""
+    """Per event kind: the fields to look up, and the generated probe doing it."""
 
-    __slots__ = ("any_index", "cidr", "exact", "probe", "scanned", "unindexed")
+    __slots__ = ("probe", "unindexed")
 
     def __init__(self, iset: IndicatorSet, kind: EventKind) -> None:
-        # exact: (key1, key2 | None, field | None, indexes for IPv4-looking/other values,
-        # indexes for values with ':') -- one entry per field with something to look up.
-        self.exact: list[tuple[Any, ...]] = []
-        # cidr / scanned: (field, path, memo of value -> entries), see IndicatorSet
-        self.cidr: list[tuple[Any, str, dict[Any, list[Entry]]]] = []
-        self.scanned: list[tuple[Any, str, dict[Any, list[Entry]]]] = []
+        # One (key1, key2 | None, field | None, exact, cidr, scanned) per field with
+        # something to look up; exact is None or (indexes for IPv4-looking/other values,
+        # indexes for values with ':'); cidr / scanned are memoised lookups (see
+        # IndicatorSet.cidr_hits / scanned_hits and probe.compile_probe).
+        fields: list[tuple[Any, ...]] = []
         for f in kind.fields:
             indexes = {path: iset._exact[path] for path in f.path_keys if iset._exact.get(path)}
+            exact = None
             if indexes:
                 # An address value is typed by ':' (events.address_type): an ipv4-addr
                 # entry can only match a value without ':', an ipv6-addr one only with.
                 plain = tuple(d for p, d in indexes.items() if p != "ipv6-addr:value")
                 colon = tuple(d for p, d in indexes.items() if p != "ipv4-addr:value")
+                exact = (plain, colon if f.address else plain)
+            cidr = [(iset.cidr_probe(path), partial(iset.cidr_hits, path),
+                     _items(partial(iset.cidr_hits, path), True))
+                    for path in f.path_keys if path in iset._cidr]
+            scanned = [(iset._memo.setdefault(path, {}), partial(iset.scanned_hits, path),
+                        _items(partial(iset.scanned_hits, path), False))
+                       for path in f.path_keys if path in iset._scanned]
+            if exact is not None or cidr or scanned:
                 direct = f.get is None and len(f.keys) in (1, 2)
-                self.exact.append((f.keys[0] if direct else None,
-                                   f.keys[1] if direct and len(f.keys) == 2 else None,
-                                   None if direct else f, plain, colon if f.address else plain))
-            for path in f.path_keys:
-                if path in iset._cidr:
-                    self.cidr.append((f, path, iset._memo.setdefault("cidr " + path, {})))
-                if path in iset._scanned:
-                    self.scanned.append((f, path, iset._memo.setdefault(path, {})))
+                key1 = f.keys[0] if direct else None
+                key2 = f.keys[1] if direct and len(f.keys) == 2 else None
+                fields.append((key1, key2, None if direct else f, exact, cidr, scanned))
         types = kind.object_types
-        self.unindexed = [e for e in iset._unindexed.values() if e.types & types]
-        self.any_index = bool(self.exact or self.cidr or self.scanned)
-        memoised = [_memoised(f, memo, partial(iset.cidr_hits, path), cidr=True)
-                    for f, path, memo in self.cidr]
-        memoised += [_memoised(f, memo, partial(iset.scanned_hits, path), cidr=False)
-                     for f, path, memo in self.scanned]
-        self.probe = compile_probe(self.exact, memoised)
+        self.unindexed = tuple(e for e in iset._unindexed.values() if e.types & types)
+        self.probe = compile_probe(fields, self.unindexed, iset.filter)
 
 
-def _memoised(fld: Any, memo: dict[Any, list[Entry]], miss: Callable[[Any], list[Entry]],
-              cidr: bool) -> tuple[Any, ...]:
-    """A CIDR or value-tested lookup for the generated probe (see probe.compile_probe)."""
+def _items(miss: Callable[[Any], Hits], cidr: bool) -> Callable[[Any, Hits | None], Hits | None]:
+    """CIDR or value-tested lookups of list and non-string values (see probe.compile_probe)."""
 
-    def items(v: Any, hits: list[Entry] | None) -> list[Entry] | None:
+    def items(v: Any, hits: Hits | None) -> Hits | None:
         for item in v if type(v) is list else (v,):
             if item is None or item == "" or type(item) in (dict, list) or (cidr and type(item) is not str):
                 continue  # an empty string is no value (events._present); CIDRs test strings
@@ -369,16 +533,21 @@ def _memoised(fld: Any, memo: dict[Any, list[Entry]], miss: Callable[[Any], list
                 hits = found if hits is None else hits + found
         return hits
 
-    direct = fld.get is None and len(fld.keys) in (1, 2)
-    return (fld.keys[0] if direct else None, fld.keys[1] if direct and len(fld.keys) == 2 else None,
-            None if direct else fld, memo, miss, items)
+    return items
 
 
-def _drop(index: dict[Any, list[Entry]], value: Any, entry: Entry) -> None:
+def _interned(keys: list[_Key] | None) -> tuple[_Key, ...] | None:
+    """Keys as a tuple, path strings shared: many indicators name the same few paths."""
+    return None if keys is None else tuple((k, sys.intern(p), v) for k, p, v in keys)
+
+
+def _drop(index: dict[Any, Hits], value: Any, entry: Entry) -> None:
     bucket = index.get(value)
     if bucket is not None:
-        bucket[:] = [e for e in bucket if e is not entry]
-        if not bucket:
+        bucket = tuple(e for e in bucket if e is not entry)
+        if bucket:
+            index[value] = bucket
+        else:
             del index[value]
 
 
@@ -408,18 +577,14 @@ def scan(iset: IndicatorSet, events: Iterable[Event]) -> list[Match]:
     kept: dict[int, Event] = {}
     built: dict[int, Observed] = {}
     pending: dict[str, list[int]] = {}
-    plans: dict[str, _Plan] = {}
+    probes: dict[str, Probe] = {}
     for i, event in enumerate(events):
-        kind, record = event
-        plan = plans.get(kind.name)
-        if plan is None:
-            plan = plans[kind.name] = iset.plan(kind)
-        hits = plan.probe(record) if plan.any_index else None
-        if plan.unindexed:
-            hits = plan.unindexed + hits if hits else list(plan.unindexed)
-        if not hits:
-            continue
-        _resolve(hits, i, event, matches, built, pending, kept)
+        probe = probes.get(event[0].name)
+        if probe is None:
+            probe = probes[event[0].name] = iset.plan(event[0]).probe
+        hits = probe(event[1])
+        if hits:
+            _resolve(hits, i, event, matches, built, pending, kept)
     for key, positions in pending.items():
         entry = iset.entries[key]
         observations = []
@@ -434,7 +599,7 @@ def scan(iset: IndicatorSet, events: Iterable[Event]) -> list[Match]:
     return matches
 
 
-def _resolve(hits: list[Entry], i: int, event: Event, matches: list[Match], built: dict[int, Observed],
+def _resolve(hits: Hits, i: int, event: Event, matches: list[Match], built: dict[int, Observed],
              pending: dict[str, list[int]], kept: dict[int, Event]) -> None:
     """Turn one event's candidate entries into matches (or pending multi-event work)."""
     seen: set[str] = set()
