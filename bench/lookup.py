@@ -757,12 +757,15 @@ def cpu_now(pg_pid: int | None) -> float:
 
 def in_process(database_url: str, singles: list[tuple[str, str]], bulks: list[list[str]],
                result: Result, pin: bool, pg_pid: int | None) -> None:
-    """Single and bulk lookups through ``exchange.lookup.lookup`` in this process."""
+    """Single and bulk lookups through ``exchange.lookup.lookup`` in this process, with
+    the garbage collector tuned as ``commonwatch serve`` and the CLI tune it."""
     from commonwatch.config import load_settings
+    from commonwatch.process import tune_for_throughput
     from commonwatch.services.exchange import Exchange
 
     pin_self(SERVER_CPU, pin)
     exchange = Exchange(load_settings(environ={}, database_url=database_url), migrate=False)
+    tune_for_throughput()
     try:
         principal = exchange.auth.principal_for_user(READER_USER)
         start = time.perf_counter()
@@ -795,30 +798,32 @@ def in_process(database_url: str, singles: list[tuple[str, str]], bulks: list[li
 
 
 def explain(exchange: Any, principal: Any, singles: list[tuple[str, str]]) -> str:
-    """The plan of the observables statement for one IPv4 value in the reader's first community."""
-    from sqlalchemy import text
-
+    """The plan of the observables statement (all the reader's communities) for one IPv4 value."""
     from commonwatch.domain.correlation import classify, keys_for
+    from commonwatch.services import lookup as service
     from commonwatch.services import statements as sql
-    from commonwatch.services.lookup import _bind, _observables_query
+    from commonwatch.storage.index import stored_prefixes
 
     value = next(v for c, v in singles if c == "IPv4 stored")
     observable = classify(value)
     assert observable is not None
-    keys = [k.value for k in keys_for(observable)]
-    community, clearance = exchange.query.collections(principal)[0]
-    sight = sql.Sight.of(clearance)
     dialect = exchange.engine.dialect.name
-    params = sql.sight_params(clearance) | {"community": community.id, "kind": observable.kind,
-                                            "values": _bind(keys, dialect)}
-    stmt = _observables_query(sight, dialect).params(params)
-    compiled = str(stmt.compile(exchange.engine, compile_kwargs={"literal_binds": True}))
     with exchange.engine.connect() as conn:
-        if exchange.engine.dialect.name == "sqlite":
-            rows = conn.execute(text("EXPLAIN QUERY PLAN " + compiled)).all()
+        readable = exchange.query.collections(principal, conn)
+        prefixes = stored_prefixes(conn, [c.id for c, _ in readable])
+        keys = [k.value for k in keys_for(observable, prefixes)]
+        statement = service._observables_query(tuple(sql.Sight.of(k) for _, k in readable), dialect)
+        text, names, params = service._compiled(statement, conn.dialect)
+        for n, (community, clearance) in enumerate(readable):
+            params |= service._community_params(n, community.id, clearance)
+        params |= {"kind": observable.kind, "values": service._bind(keys, dialect)}
+        cursor = conn.connection.driver_connection.cursor()
+        if dialect == "sqlite":
+            assert names is not None
+            rows = cursor.execute("EXPLAIN QUERY PLAN " + text, [params[n] for n in names]).fetchall()
             return "\n".join(f"{r[0]} {r[1]} {r[3]}" for r in rows)
-        rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + compiled)).all()
-        return "\n".join(r[0] for r in rows)
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)
+        return "\n".join(r[0] for r in cursor.fetchall())
 
 
 def over_http(database_url: str, token: str, singles: list[tuple[str, str]], bulks: list[list[str]],
@@ -973,9 +978,9 @@ def render(args: argparse.Namespace, results: Sequence[Result], data: dict[int, 
     parts.append(target_table(results))
     for r in results:
         if r.plan:
-            parts.append(f"\n<details><summary>Plan of the observables statement, {r.database}, "
-                         f"{r.observables:,} observables, one IPv4 value</summary>\n\n```\n{r.plan}\n```\n"
-                         "</details>")
+            parts.append(f"\n<details><summary>Plan of the observables statement (all the reader's "
+                         f"communities), {r.database}, {r.observables:,} observables, one IPv4 value and "
+                         f"its containing networks</summary>\n\n```\n{r.plan}\n```\n</details>")
     return "\n".join(parts) + "\n"
 
 

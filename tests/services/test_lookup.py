@@ -201,3 +201,106 @@ def test_an_object_matching_several_keys_is_listed_once(exchange):
     _ok(exchange, cert, cid, [both])
     [answer] = exchange.lookup.lookup(op.principal, ["192.0.2.7"])
     assert [(m.id, m.key.relation) for m in answer.matches] == [(both["id"], "exact")]
+
+
+def test_a_bulk_lookup_answers_each_value_as_a_single_lookup_does(exchange):
+    """Values sharing index keys under different relations (a domain and its subdomain,
+    a URL and its host), equal and defanged-equal values: the bulk answer of each value is
+    its single answer, whatever else is in the list and in whichever order."""
+    cert, op, vendor, cid = _federation(exchange)
+    parent = indicator(pattern="[domain-name:value = 'example.org']", tlp=Tlp.GREEN, created_by=cert.identity)
+    host = indicator(pattern="[domain-name:value = 'www.example.org' OR domain-name:value = 'example.org']",
+                     tlp=Tlp.GREEN)
+    page = indicator(pattern="[url:value = 'http://www.example.org/x']", tlp=Tlp.AMBER)
+    address = indicator("192.0.2.9", tlp=Tlp.GREEN)
+    net = indicator(pattern="[ipv4-addr:value = '192.0.2.0/24' OR ipv4-addr:value = '192.0.0.0/16']",
+                    tlp=Tlp.GREEN)
+    _ok(exchange, cert, cid, [parent, host, page, address, net])
+    _ok(exchange, op, cid, [_sighting(parent["id"], 3, Tlp.GREEN), _sighting(address["id"], 4, Tlp.GREEN),
+                            _opinion(host["id"], "agree")])
+    values = ["www.example.org", "example.org", "http://www.example.org/x", "a.www.example.org",
+              "192.0.2.9", "hxxp://192.0.2[.]9/a", "192.0.2.200", "example.org", "not a value !",
+              "Example[.]org", "192.0.9.9"]
+    singles = [exchange.lookup.lookup(op.principal, [v])[0].to_json() for v in values]
+    bulk = exchange.lookup.lookup(op.principal, values)
+    assert [a.to_json() for a in bulk] == singles
+    backwards = exchange.lookup.lookup(op.principal, values[::-1])
+    assert [a.to_json() for a in backwards] == singles[::-1]
+    assert bulk[1].matches is not bulk[7].matches  # equal values share no mutable state
+
+    by_value = dict(zip(values, singles, strict=True))
+    assert {(m["id"], m["matched"]["relation"]) for m in by_value["example.org"]["matches"]} == {
+        (parent["id"], "exact"), (host["id"], "exact")}
+    # the closest key: www.example.org itself (exact) for host, the parent for parent
+    assert {(m["id"], m["matched"]["value"]) for m in by_value["a.www.example.org"]["matches"]} == {
+        (host["id"], "www.example.org"), (parent["id"], "example.org")}
+    assert [(m["matched"]["value"]) for m in by_value["192.0.2.200"]["matches"]] == ["192.0.2.0/24"]
+    assert by_value["192.0.2.9"]["sightings"]["count"] == 4
+    assert by_value["hxxp://192.0.2[.]9/a"]["sightings"]["count"] == 4
+    assert by_value["www.example.org"]["sightings"]["count"] == 3
+    assert by_value["www.example.org"]["opinions"]["agree"] == 1
+
+
+# -- leak property over several communities: one statement serves them all -------------------
+
+
+@st.composite
+def federations(draw):
+    """Two communities with their own members and clearances; objects in either."""
+    members = [draw(st.dictionaries(st.integers(0, N_ORGS - 1), st.tuples(st.booleans(), tlps), min_size=1))
+               for _ in range(2)]
+    objects = []
+    for _ in range(draw(st.integers(1, 6))):
+        c = draw(st.integers(0, 1))
+        objects.append((c, draw(st.sampled_from(sorted(members[c]))), draw(tlps),
+                        draw(st.frozensets(st.integers(0, N_ORGS - 1))), draw(st.integers(0, 2))))
+    sightings = []
+    for _ in range(draw(st.integers(0, 4))):
+        target = draw(st.integers(0, len(objects) - 1))
+        c = objects[target][0]
+        producer = draw(st.sampled_from(sorted(members[c])))
+        sightings.append((producer, target, draw(tlps), draw(st.integers(1, 50))))
+    return members, draw(st.booleans()), objects, sightings
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(world=federations())
+def test_lookup_over_several_communities_reveals_exactly_what_the_model_allows(exchange, world):
+    members, public, objects, sightings = world
+    run = next(_run)
+    orgs = [make_member(exchange, f"M{run} org {i}") for i in range(N_ORGS)]
+    names = [f"mc{run}a", f"mc{run}b"]
+    cids = []
+    for c, name in enumerate(names):
+        exchange.admin.create_community(name, public=public and c == 1)
+        for org, (can_read, ceiling) in members[c].items():
+            exchange.admin.set_membership(orgs[org].org, name, can_read, True, Tlp(ceiling))
+        cids.append(exchange.admin.get_community(name).collection_id)
+    values = [f"10.{run % 250}.{i}.1" for i in range(3)]
+    ids = []
+    for c, producer, tlp, recipients, value in objects:
+        obj = indicator(values[value], tlp=Tlp(tlp),
+                        recipients=[orgs[r].identity for r in sorted(recipients)] or None)
+        _ok(exchange, orgs[producer], cids[c], [obj])
+        ids.append(obj["id"])
+    for producer, target, tlp, count in sightings:
+        _ok(exchange, orgs[producer], cids[objects[target][0]], [_sighting(ids[target], count, Tlp(tlp))])
+
+    def sees(org, c, producer, tlp, recipients):
+        if public and c == 1 and tlp == 0:  # a public community's TLP:CLEAR: everyone, anonymous too
+            return True
+        return org is not None and _sees(org, members[c], producer, tlp, recipients)
+
+    for org in [*range(N_ORGS), None]:
+        principal = orgs[org].principal if org is not None else None
+        answers = exchange.lookup.lookup(principal, values + values[::-1])
+        for v, answer in enumerate(answers):
+            v = v if v < len(values) else 2 * len(values) - 1 - v
+            seen = {(names[c], ids[i]) for i, (c, p, t, r, value) in enumerate(objects)
+                    if value == v and sees(org, c, p, t, r)}
+            assert {(m.community, m.id) for m in answer.matches} == seen
+            expected = sum(count for p, target, t, count in sightings
+                           if (names[objects[target][0]], ids[target]) in seen
+                           and sees(org, objects[target][0], p, t, frozenset()))
+            assert answer.sightings == expected

@@ -9,19 +9,47 @@ the sightings of those indicators and the opinions on them, and warninglist hits
 Everything counted comes from rows that passed the visibility rule in SQL
 (:func:`commonwatch.services.statements.visible`, the rule every read uses): a value
 known only from objects the caller cannot see answers exactly like an unknown value.
+
+A bulk lookup (up to :data:`MAX_VALUES` values) is planned as a whole: each distinct
+value is classified and expanded into index keys once, the distinct keys of one kind
+are bound as one list parameter, and one statement probes them in every community the
+caller can read (one branch of the visibility rule per community, see
+:func:`_observables_query`). Each matched object is decoded once, whatever the number
+of keys and values that reach it, and statements run on the driver's cursor: at 10^4
+values the per-value, per-key and per-row Python work, not the database, is what
+costs. (A bulk lookup builds about 10^5 small containers; the server and the CLI tune
+the garbage collector for such work, see :mod:`commonwatch.process`.) Each value's
+answer is the one it gets when looked up alone.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Select, Text, any_, bindparam, column, func, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Engine,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import visitors
 
 from commonwatch.domain.correlation import Key, classify, keys_for
 from commonwatch.domain.indexing import OPINION_OF, SIGHTING_OF
@@ -39,9 +67,18 @@ from commonwatch.storage.models import Organisation
 
 #: Values per lookup request (the bulk form); more are refused with a message.
 MAX_VALUES = 10_000
-#: Index keys bound per statement.
-_CHUNK = 2_000
+#: Index keys (or referenced ids) bound per statement, as one list parameter. On
+#: PostgreSQL the list is an ``= ANY`` index condition, and past a few thousand values
+#: the planner prefers a sequential scan of the whole index table (measured at 10^6).
+_CHUNK = {"sqlite": 10_000, "postgresql": 1_000}
+#: Lookups of at least this many values are bulk: on PostgreSQL they run without JIT
+#: compilation.
+_BULK = 500
 OPINIONS = ("strongly-disagree", "disagree", "neutral", "agree", "strongly-agree")
+_UNKNOWN_VALUE = ("not an IP address, CIDR, domain, URL, e-mail address or "
+                  "MD5/SHA-1/SHA-256/SHA-512 hash")
+_LABELS = {int(level): level.label for level in Tlp}
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -84,15 +121,19 @@ class Answer:
     sighting_reports: int = 0
     first_seen_us: int | None = None
     last_seen_us: int | None = None
-    sighters: dict[tuple[str | None, str | None], None] = field(default_factory=dict)
-    opinions: Counter[str] = field(default_factory=Counter)
-    opinions_by_sector: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    #: (organisation name or None, sector) of each sighting's producer, in the order found
+    sighters: tuple[tuple[str | None, str | None], ...] = ()
+    #: opinion -> count, and sector -> opinion -> count (immutable empty defaults: a bulk
+    #: answer allocates containers only for what it found)
+    opinions: Mapping[str, int] = field(default_factory=lambda: _NOTHING)
+    opinions_by_sector: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _NOTHING)
     warninglists: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
             return {"value": self.value, "error": self.error}
-        reporters = {tuple(sorted((k, v or "") for k, v in m.reporter.items())): m.reporter
+        # One entry per distinct reporter (a missing name and an empty one are alike).
+        reporters = {(m.reporter.get("organisation") or "", m.reporter.get("sector") or ""): m.reporter
                      for m in self.matches}
         return {
             "value": self.value, "kind": self.kind, "normalised": self.normalised,
@@ -102,15 +143,28 @@ class Answer:
             "first_seen": _text(self.first_seen_us), "last_seen": _text(self.last_seen_us),
             "sightings": {"count": self.sightings, "reports": self.sighting_reports,
                           "by": [{"organisation": o, "sector": s} for o, s in self.sighters]},
-            "opinions": {name: self.opinions.get(name, 0) for name in OPINIONS},
-            "opinions_by_sector": {sector: {name: counts.get(name, 0) for name in OPINIONS}
+            "opinions": _counts(self.opinions),
+            "opinions_by_sector": {sector: _counts(counts)
                                    for sector, counts in sorted(self.opinions_by_sector.items())},
             "warninglists": list(self.warninglists),
         }
 
 
+_NO_OPINIONS = dict.fromkeys(OPINIONS, 0)
+
+
+def _counts(opinions: Mapping[str, int]) -> dict[str, int]:
+    """Every opinion value with its count, in the order of the scale."""
+    if not opinions:
+        return _NO_OPINIONS.copy()
+    return {name: opinions.get(name, 0) for name in OPINIONS}
+
+
 def _text(us: int | None) -> str | None:
     return None if us is None else format_timestamp(us)
+
+
+# -- statements ----------------------------------------------------------------------------
 
 
 def _latest_visible(o: Any, sight: sql.Sight) -> Any:
@@ -121,49 +175,145 @@ def _latest_visible(o: Any, sight: sql.Sight) -> Any:
 _ORGS = select(Organisation.id, Organisation.name, Organisation.sector, Organisation.identity_id)
 
 
-def _in_list(col: Any, name: str, dialect: str) -> Any:
-    """``col`` is one of a list bound as ONE parameter (a JSON array on SQLite, an array
-    on PostgreSQL): the statement text never changes with the list's length."""
+def _keyed(table: Any, column: Any, name: str, dialect: str) -> tuple[Any, Any]:
+    """(FROM clause, condition) restricting ``table`` to rows whose ``column`` is in a list
+    bound as ONE parameter: the statement text never changes with the list's length.
+
+    SQLite: a join from ``json_each`` of a JSON array, one index probe per element.
+    PostgreSQL: ``column = ANY(:list)`` on a ``text[]``, which a B-tree index scan walks
+    in one pass (a join from ``unnest`` is planned as a sort-merge over the whole table).
+    """
     if dialect == "sqlite":
-        return col.in_(select(column("value")).select_from(func.json_each(bindparam(name, type_=Text()))))
-    return col == any_(bindparam(name, type_=ARRAY(Text)))
+        keys = func.json_each(bindparam(name, type_=Text())).table_valued("value").alias("k")
+        return keys.join(table, column == keys.c.value), true()
+    return table, column == any_(bindparam(name, type_=ARRAY(Text)))
 
 
 def _bind(values: list[str], dialect: str) -> Any:
     return orjson.dumps(values).decode() if dialect == "sqlite" else values
 
 
+def _numbered(clause: ColumnElement[bool], n: int) -> ColumnElement[bool]:
+    """``clause`` with each named parameter ``p`` renamed ``p__cn``: one statement can then
+    hold the same rule for several communities, each with its own values. The clause
+    itself (the visibility rule of ``services/statements.py``) is not otherwise changed."""
+    def rename(element: Any, **_: Any) -> Any:
+        if isinstance(element, BindParameter) and not element.unique:
+            return bindparam(f"{element.key}__c{n}", type_=element.type)
+        return None
+
+    opts: dict[str, Any] = {}
+    return visitors.replacement_traverse(clause, opts, rename)
+
+
+def _community_params(n: int, community_id: int, clearance: Clearance) -> dict[str, Any]:
+    """The values of :func:`_numbered` branch ``n``."""
+    return {f"{name}__c{n}": value
+            for name, value in (sql.sight_params(clearance) | {"community": community_id}).items()}
+
+
 @lru_cache(maxsize=64)
-def _observables_query(sight: sql.Sight, dialect: str = "sqlite") -> Select[Any]:
+def _observables_query(sights: tuple[sql.Sight, ...], dialect: str = "sqlite") -> Select[Any]:
+    """Index rows of one kind whose value is in the bound list ``values``, joined to the
+    object versions the caller can see, in any of its communities.
+
+    Branch ``n`` of the WHERE clause is community ``n`` with its own form of the
+    visibility rule (``sights[n]``) and the newest-visible-version rule. Each key is one
+    seek in ``ix_observables_value`` (kind, value, community) for all the communities at
+    once, and index rows of other communities are dropped before their object is read.
+    """
     ob_table, o_table = OBSERVABLES.alias("ob"), sql.OBJECTS.alias("o")
     ob, o = ob_table.c, o_table.c
+    source, listed = _keyed(ob_table, ob.value, "values", dialect)
+    branches = [
+        _numbered(and_(o.community_id == bindparam("community"), sql.visible(o, sight),
+                       _latest_visible(o, sight)), n)
+        for n, sight in enumerate(sights)
+    ]
+    readable = [ob.community_id == bindparam(f"community__c{n}") for n in range(len(sights))]
     return (
-        select(ob.kind, ob.value, o.stix_id, o.type, o.tlp, o.producer_org_id, o.raw)
-        .join_from(ob_table, o_table, o.id == ob.object_id)
-        .where(ob.community_id == bindparam("community"), ob.kind == bindparam("kind"),
-               _in_list(ob.value, "values", dialect),
-               o.community_id == bindparam("community"),
-               sql.visible(o, sight), _latest_visible(o, sight))
+        select(ob.value, o.id, o.community_id, o.stix_id, o.type, o.tlp, o.producer_org_id, o.raw)
+        .select_from(source.join(o_table, o.id == ob.object_id))
+        .where(ob.kind == bindparam("kind"), listed, or_(*readable), or_(*branches))
     )
 
 
 @lru_cache(maxsize=64)
 def _refs_query(sight: sql.Sight, dialect: str = "sqlite") -> Select[Any]:
+    """Sightings and opinions (visible, newest visible version) of the bound ids ``targets``
+    in one community."""
     r_table, o_table = OBJECT_REFS.alias("r"), sql.OBJECTS.alias("o")
     r, o = r_table.c, o_table.c
+    source, listed = _keyed(r_table, r.target_id, "targets", dialect)
     return (
-        select(r.target_id, r.relation, o.producer_org_id, o.raw)
-        .join_from(r_table, o_table, o.id == r.object_id)
-        .where(r.community_id == bindparam("community"),
-               _in_list(r.target_id, "targets", dialect),
-               o.community_id == bindparam("community"),
+        select(r.target_id, r.relation, r.id, o.id, o.producer_org_id, o.raw)
+        .select_from(source.join(o_table, o.id == r.object_id))
+        .where(r.community_id == bindparam("community"), listed, o.community_id == bindparam("community"),
                sql.visible(o, sight), _latest_visible(o, sight))
     )
 
 
-def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield list(items[start:start + _CHUNK])
+@lru_cache(maxsize=256)
+def _compiled(statement: Select[Any], dialect: Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+    """(SQL text, positional parameter names or None for named ones, the statement's own
+    parameter values) of a cached statement."""
+    compiled = statement.compile(dialect=dialect)
+    names = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+    return compiled.string, names, {name: bind.value for name, bind in compiled.binds.items()}
+
+
+def _rows(conn: Connection, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+    """All rows of ``statement`` as driver tuples (as services/query.py ``_fetch`` does):
+    SQLAlchemy's result rows cost more per row than the probes that find them."""
+    text, names, defaults = _compiled(statement, conn.dialect)
+    values = defaults | params
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(text, values if names is None else [values[name] for name in names])
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
+
+
+def _chunks(items: Sequence[str], dialect: str) -> Iterable[list[str]]:
+    size = _CHUNK.get(dialect, 1_000)
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+# -- the service ---------------------------------------------------------------------------
+
+Org = tuple[str, str, str]  # name, sector, identity id
+#: A key of group ``g`` at rank ``r`` in its keys_for list is coded ``g * _RANKS + r``:
+#: plain ints, so a bulk lookup's tables hold no per-key containers for the collector.
+_RANKS = 1024
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Sightings and opinions of one group's matched objects."""
+
+    sightings: int = 0
+    reports: int = 0
+    spans: list[tuple[int | None, int | None]] = field(default_factory=list)
+    sighters: dict[tuple[str | None, str | None], None] = field(default_factory=dict)
+    opinions: Counter[str] = field(default_factory=Counter)
+    by_sector: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One lookup, planned: distinct observables ("groups") and what each found."""
+
+    #: per value: its group, or -1 when it is not a value lookups understand
+    group_of: list[int]
+    observables: list[Observable]
+    keys: list[tuple[Key, ...]]  # per group, in keys_for order (exact first)
+    #: per group that matched: object row id -> rank of its closest key
+    best: dict[int, dict[int, int]] = field(default_factory=dict)
+    #: object row id -> :func:`_decoded` (a flat tuple: nothing for the collector to follow)
+    objects: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    tallies: dict[int, _Tally] = field(default_factory=dict)
 
 
 class LookupService:
@@ -182,118 +332,228 @@ class LookupService:
                 f"{len(values)} values in one lookup; at most {MAX_VALUES} are accepted — "
                 "split the list"
             )
-        answers = [Answer(value=v) for v in values]
-        observables: list[tuple[int, Observable]] = []
-        for i, answer in enumerate(answers):
-            observable = classify(answer.value) if isinstance(answer.value, str) else None
-            if observable is None:
-                answer.error = ("not an IP address, CIDR, domain, URL, e-mail address or "
-                                "MD5/SHA-1/SHA-256/SHA-512 hash")
-                continue
-            answer.kind, answer.normalised = observable
-            answer.warninglists = self._warninglists().hits(*observable)
-            observables.append((i, observable))
-        if not observables:
-            return answers
-        with self._engine.connect() as conn:
-            communities = self._query.collections(principal, conn)
-            prefixes = index_repo.stored_prefixes(conn, [c.id for c, _ in communities])
-            wanted: dict[Key, list[int]] = defaultdict(list)
-            for i, observable in observables:
-                for key in keys_for(observable, prefixes):
-                    wanted[key].append(i)
-            orgs = {oid: (name, sector, identity) for oid, name, sector, identity in conn.execute(_ORGS)}
-            for community, clearance in communities:
-                self._community(conn, community, clearance, wanted, answers, orgs)
-        for answer in answers:  # one match per object: its closest key (exact first)
-            answer.matches.sort(key=lambda m: (m.key.relation != "exact", m.community, m.id))
-            unique: dict[tuple[str, str], Match] = {}
-            for m in answer.matches:
-                unique.setdefault((m.community, m.id), m)
-            answer.matches = list(unique.values())
-        return answers
+        return self._lookup(principal, values)
 
-    def _community(
-        self, conn: Connection, community: CommunityRef, clearance: Clearance,
-        wanted: dict[Key, list[int]], answers: list[Answer], orgs: dict[int, tuple[str, str, str]],
-    ) -> None:
-        sight = sql.Sight.of(clearance)
-        params = sql.sight_params(clearance) | {"community": community.id}
-        by_kind: dict[str, list[str]] = defaultdict(list)
-        relation = {}
-        for key in wanted:
-            by_kind[key.kind].append(key.value)
-            relation[(key.kind, key.value)] = key
-        targets: dict[str, set[int]] = defaultdict(set)  # matched object id -> answers
-        dialect = conn.dialect.name
-        query = _observables_query(sight, dialect)
-        for kind, keys in by_kind.items():
-            for chunk in _chunks(keys):
-                rows = conn.execute(query, params | {"kind": kind, "values": _bind(chunk, dialect)})
-                for kind_, value, stix_id, type_, tlp, producer, raw in rows:
-                    key = relation[(kind_, value)]
-                    obj = orjson.loads(raw)
-                    match = _match(obj, stix_id, type_, community, key, tlp, orgs.get(producer))
-                    for i in wanted[key]:
-                        answers[i].matches.append(match)
-                        _seen(answers[i], obj.get("valid_from") or obj.get("created"),
-                              obj.get("modified") or obj.get("created"))
-                        targets[stix_id].add(i)
-        if targets:
-            self._references(conn, sight, params, targets, answers, orgs)
+    def lookup_json(self, principal: Principal | None, values: Sequence[str]) -> list[dict[str, Any]]:
+        """:meth:`lookup`, each answer as JSON (:meth:`Answer.to_json`)."""
+        return [a.to_json() for a in self.lookup(principal, values)]
+
+    def _lookup(self, principal: Principal | None, values: Sequence[str]) -> list[Answer]:
+        plan = _plan(values)
+        communities: dict[int, str] = {}
+        if plan.observables:
+            with self._engine.connect() as conn:
+                if conn.dialect.name == "postgresql" and len(plan.observables) >= _BULK:
+                    # A bulk list's estimated cost passes jit_above_cost, and compiling the
+                    # statement (~0.2 s) would cost more than its thousands of index probes.
+                    conn.exec_driver_sql("SET LOCAL jit = off")
+                readable = self._query.collections(principal, conn)
+                communities = {c.id: c.name for c, _ in readable}
+                orgs = {oid: (name, sector, identity) for oid, name, sector, identity in conn.execute(_ORGS)}
+                prefixes = index_repo.stored_prefixes(conn, list(communities))
+                plan.keys = [tuple(keys_for(observable, prefixes)) for observable in plan.observables]
+                if readable:
+                    self._match(conn, readable, plan, orgs)
+                    self._references(conn, readable, plan, orgs)
+        return self._answers(values, plan, communities)
 
     @staticmethod
-    def _references(conn: Connection, sight: sql.Sight, params: dict[str, Any],
-                    targets: dict[str, set[int]], answers: list[Answer],
-                    orgs: dict[int, tuple[str, str, str]]) -> None:
+    def _match(conn: Connection, readable: list[tuple[CommunityRef, Clearance]], plan: _Plan,
+               orgs: dict[int, Org]) -> None:
+        """Probe every distinct key once, in all readable communities; keep for each group
+        and object its closest key."""
+        wanted: dict[str, dict[str, Any]] = {}  # kind -> value -> code or [codes]
+        for g, keys in enumerate(plan.keys):
+            for rank, (kind, value, _) in enumerate(keys):
+                code = g * _RANKS + rank
+                of_kind = wanted.get(kind)
+                if of_kind is None:
+                    of_kind = wanted[kind] = {}
+                known = of_kind.get(value)
+                if known is None:
+                    of_kind[value] = code
+                elif type(known) is int:
+                    of_kind[value] = [known, code]
+                else:
+                    known.append(code)
         dialect = conn.dialect.name
-        query = _refs_query(sight, dialect)
-        for chunk in _chunks(list(targets)):
-            rows = conn.execute(query, params | {"targets": _bind(chunk, dialect)})
-            for target, relation, producer, raw in rows:
-                obj = orjson.loads(raw)
-                for i in targets[target]:
-                    answer = answers[i]
-                    if relation == SIGHTING_OF:
-                        count = obj.get("count", 1)
-                        answer.sightings += count if isinstance(count, int) else 1
-                        answer.sighting_reports += 1
-                        answer.sighters[_reporter(obj, orgs.get(producer))] = None
-                        _seen(answer, obj.get("first_seen"), obj.get("last_seen"))
-                    elif relation == OPINION_OF and obj.get("opinion") in OPINIONS:
-                        answer.opinions[obj["opinion"]] += 1
-                        sector = orgs[producer][1] if producer in orgs else "unknown"
-                        answer.opinions_by_sector[sector][obj["opinion"]] += 1
+        query = _observables_query(tuple(sql.Sight.of(k) for _, k in readable), dialect)
+        params: dict[str, Any] = {}
+        for n, (community, clearance) in enumerate(readable):
+            params |= _community_params(n, community.id, clearance)
+        objects, best = plan.objects, plan.best
+        for kind, of_kind in wanted.items():
+            for chunk in _chunks(list(of_kind), dialect):
+                rows = _rows(conn, query, params | {"kind": kind, "values": _bind(chunk, dialect)})
+                for value, row_id, community_id, stix_id, type_, tlp, producer, raw in rows:
+                    if row_id not in objects:
+                        objects[row_id] = _decoded(raw, community_id, stix_id, type_, tlp, orgs.get(producer))
+                    codes = of_kind[value]
+                    for code in (codes,) if type(codes) is int else codes:
+                        g, rank = divmod(code, _RANKS)
+                        mine = best.get(g)
+                        if mine is None:
+                            best[g] = {row_id: rank}
+                        elif rank < mine.get(row_id, _RANKS):
+                            mine[row_id] = rank
+
+    @staticmethod
+    def _references(conn: Connection, readable: list[tuple[CommunityRef, Clearance]], plan: _Plan,
+                    orgs: dict[int, Org]) -> None:
+        """Count the visible sightings of, and opinions on, the matched objects."""
+        targets: dict[int, dict[str, list[int]]] = defaultdict(dict)  # community -> STIX id -> groups
+        for g, mine in plan.best.items():
+            for row_id in mine:
+                community_id, stix_id = plan.objects[row_id][:2]
+                targets[community_id].setdefault(stix_id, []).append(g)
+        dialect = conn.dialect.name
+        for community, clearance in readable:
+            here = targets.get(community.id)
+            if not here:
+                continue
+            query = _refs_query(sql.Sight.of(clearance), dialect)
+            params = sql.sight_params(clearance) | {"community": community.id}
+            rows = []
+            for chunk in _chunks(sorted(here), dialect):
+                rows += _rows(conn, query, params | {"targets": _bind(chunk, dialect)})
+            rows.sort(key=lambda row: (row[0], row[1], row[2]))  # as the index orders them
+            _tally(rows, here, plan.tallies, orgs)
+
+    def _answers(self, values: Sequence[str], plan: _Plan, communities: dict[int, str]) -> list[Answer]:
+        """One Answer per value, from what its group found."""
+        warninglists = self._warninglists()
+        done: dict[int, tuple[list[Match], tuple[str, ...], int | None, int | None]] = {}
+        answers = []
+        for value, g in zip(values, plan.group_of, strict=True):
+            if g < 0:
+                answers.append(Answer(value=value, error=_UNKNOWN_VALUE))
+                continue
+            observable = plan.observables[g]
+            tally = plan.tallies.get(g)
+            if g in done:  # an equal value: the same findings, in containers of its own
+                matches, hits, first, last = done[g]
+                matches = list(matches)
+            else:
+                matches, first, last = _matches(plan, g, communities)
+                for span in tally.spans if tally is not None else ():
+                    first, last = _widen(first, last, span)
+                hits = warninglists.hits(*observable)
+                done[g] = (matches, hits, first, last)
+            answer = Answer(value=value, kind=observable.kind, normalised=observable.value,
+                            matches=matches, first_seen_us=first, last_seen_us=last, warninglists=hits)
+            if tally is not None:
+                answer.sightings, answer.sighting_reports = tally.sightings, tally.reports
+                answer.sighters = tuple(tally.sighters)
+                answer.opinions = dict(tally.opinions)
+                answer.opinions_by_sector = {s: dict(c) for s, c in tally.by_sector.items()}
+            answers.append(answer)
+        return answers
 
 
-def _reporter(obj: dict[str, Any], org: tuple[str, str, str] | None) -> tuple[str | None, str | None]:
+def _plan(values: Sequence[str]) -> _Plan:
+    """Classify each distinct value once; equal values (and values that normalise alike)
+    share one group."""
+    groups: dict[Observable, int] = {}
+    classified: dict[str, int] = {}
+    group_of = []
+    for value in values:
+        g = classified.get(value, -2) if isinstance(value, str) else -1
+        if g == -2:
+            observable = classify(value)
+            g = -1 if observable is None else groups.setdefault(observable, len(groups))
+            classified[value] = g
+        group_of.append(g)
+    return _Plan(group_of, list(groups), [])
+
+
+def _tally(rows: list[Any], targets: dict[str, list[int]], tallies: dict[int, _Tally],
+           orgs: dict[int, Org]) -> None:
+    """Add the sightings and opinions of ``rows`` (one community's) to the groups that
+    matched their targets."""
+    decoded: dict[int, dict[str, Any]] = {}
+    for target, relation, _, row_id, producer, raw in rows:
+        obj = decoded.get(row_id)
+        if obj is None:
+            obj = decoded[row_id] = orjson.loads(raw)
+        if relation == SIGHTING_OF:
+            count = obj.get("count", 1)
+            count = count if isinstance(count, int) else 1
+            sighter = _reporter(obj, orgs.get(producer))
+            span = _span(obj.get("first_seen"), obj.get("last_seen"))
+            for g in targets[target]:
+                tally = tallies.get(g) or tallies.setdefault(g, _Tally())
+                tally.sightings += count
+                tally.reports += 1
+                tally.sighters[sighter] = None
+                if span is not None:
+                    tally.spans.append(span)
+        elif relation == OPINION_OF and obj.get("opinion") in OPINIONS:
+            opinion = obj["opinion"]
+            sector = orgs[producer][1] if producer in orgs else "unknown"
+            for g in targets[target]:
+                tally = tallies.get(g) or tallies.setdefault(g, _Tally())
+                tally.opinions[opinion] += 1
+                tally.by_sector[sector][opinion] += 1
+
+
+def _matches(plan: _Plan, g: int, communities: dict[int, str]
+             ) -> tuple[list[Match], int | None, int | None]:
+    """Group ``g``'s matches, one per object with its closest key (exact first, then the
+    nearest containing network or parent domain), exact matches first, then by
+    community and id; and the first/last seen of those objects."""
+    first = last = None
+    found = []
+    keys = plan.keys[g]
+    for row_id, rank in plan.best.get(g, {}).items():
+        (community_id, stix_id, type_, label, name, sector, confidence, valid_from, valid_until,
+         revoked, created, modified, seen, first_us, last_us) = plan.objects[row_id]
+        if seen:
+            first, last = _widen(first, last, (first_us, last_us))
+        community = communities[community_id]
+        found.append((rank != 0, community, stix_id, Match(
+            stix_id, type_, community, keys[rank], label, {"organisation": name, "sector": sector},
+            confidence, valid_from, valid_until, revoked, created, modified)))
+    found.sort(key=lambda item: item[:3])
+    return [item[3] for item in found], first, last
+
+
+def _widen(first: int | None, last: int | None, span: tuple[int | None, int | None] | None
+           ) -> tuple[int | None, int | None]:
+    """First/last seen widened with a span of :func:`_span` (None: ignored)."""
+    if span is not None:
+        if span[0] is not None and (first is None or span[0] < first):
+            first = span[0]
+        if span[1] is not None and (last is None or span[1] > last):
+            last = span[1]
+    return first, last
+
+
+def _decoded(raw: bytes, community_id: int, stix_id: str, type_: str, tlp: int, org: Org | None
+             ) -> tuple[Any, ...]:
+    """What a match needs of one object version, decoded once per lookup."""
+    obj = orjson.loads(raw)
+    name, sector = _reporter(obj, org)
+    confidence = obj.get("confidence")
+    span = _span(obj.get("valid_from") or obj.get("created"), obj.get("modified") or obj.get("created"))
+    first_us, last_us = span or (None, None)
+    return (community_id, stix_id, type_, _LABELS[tlp], name, sector,
+            confidence if isinstance(confidence, int) else None,
+            obj.get("valid_from"), obj.get("valid_until"), obj.get("revoked") is True,
+            obj.get("created"), obj.get("modified"), span is not None, first_us, last_us)
+
+
+def _reporter(obj: dict[str, Any], org: Org | None) -> tuple[str | None, str | None]:
     """(organisation name or None, sector) of an object's producer: the name only when the
     object itself names its producer (``created_by_ref``), the sector always."""
     name, sector, identity = org if org is not None else (None, None, None)
     return (name if name is not None and obj.get("created_by_ref") == identity else None), sector
 
 
-def _match(obj: dict[str, Any], stix_id: str, type_: str, community: CommunityRef, key: Key,
-           tlp: int, org: tuple[str, str, str] | None) -> Match:
-    name, sector = _reporter(obj, org)
-    confidence = obj.get("confidence")
-    return Match(
-        id=stix_id, type=type_, community=community.name, key=key, tlp=Tlp(tlp).label,
-        reporter={"organisation": name, "sector": sector},
-        confidence=confidence if isinstance(confidence, int) else None,
-        valid_from=obj.get("valid_from"), valid_until=obj.get("valid_until"),
-        revoked=obj.get("revoked") is True, created=obj.get("created"), modified=obj.get("modified"),
-    )
-
-
-def _seen(answer: Answer, first: object, last: object) -> None:
-    """Widen the answer's first/last seen with two STIX timestamps (ignored if invalid)."""
+def _span(first: object, last: object) -> tuple[int | None, int | None] | None:
+    """Two STIX timestamps as microseconds (None when absent); None if either is invalid."""
     try:
         first_us = parse_timestamp(first) if isinstance(first, str) else None
         last_us = parse_timestamp(last) if isinstance(last, str) else None
     except ValueError:
-        return  # stored objects were validated; an optional property may still be odd
-    if first_us is not None and (answer.first_seen_us is None or first_us < answer.first_seen_us):
-        answer.first_seen_us = first_us
-    if last_us is not None and (answer.last_seen_us is None or last_us > answer.last_seen_us):
-        answer.last_seen_us = last_us
+        return None  # stored objects were validated; an optional property may still be odd
+    return first_us, last_us
