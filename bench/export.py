@@ -21,6 +21,7 @@ Run::
 
     .venv/bin/python bench/export.py            # 10^4, 10^5, 10^6: writes its section of docs/benchmarks.md
     .venv/bin/python bench/export.py --quick    # 10^4 and 3x10^4, four formats, prints only
+    .venv/bin/python bench/export.py --sizes 100000 --formats plain-ip,csv --workdir DIR --no-docs
 
 Target (printed, not asserted): >= 200,000 indicators/s per format on one core, and
 peak memory flat from 10^4 to 10^6.
@@ -220,6 +221,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="conditional GETs timed")
     parser.add_argument("--feed-size", type=int, help="size of the feed test (default: the largest)")
     parser.add_argument("--workdir", type=Path, help="keep databases here and reuse them")
+    parser.add_argument("--docs", type=Path, default=DOC,
+                        help="file whose export.py section is rewritten (default docs/benchmarks.md)")
+    parser.add_argument("--no-docs", action="store_true", help="print the tables only, write no file")
+    parser.add_argument("--no-feed", action="store_true", help="skip the pull-feed (HTTP) measurement")
     parser.add_argument("--child", nargs=2, metavar=("DB", "FORMAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -246,24 +251,26 @@ def main() -> None:
             print(" | ".join(row), file=sys.stderr)
     header = ["stored", "format", "read", "exported", "wall s", "CPU s", "read/s (wall)", "read/s (CPU)",
               "peak anon MiB over base", "peak RSS MiB over base"]
-    feed_size = args.feed_size or sizes[-1]
-    if not (work / f"export-{feed_size}.db").exists():
-        build(work / f"export-{feed_size}.db", feed_size)
-    feed = feed_latency(work / f"export-{feed_size}.db", work, args.requests)
-    feed_table = markdown_table(
-        ["stored", "feed", "first GET (full, streamed) s", "lines", "304 GETs", "p50 ms", "p99 ms"],
-        [[f"{feed_size:,}", "plain-ip", f"{feed['full']:.2f}", f"{feed['lines']:,}", feed["n"],
-          f"{feed['p50'] * 1000:.2f}", f"{feed['p99'] * 1000:.2f}"]])
+    tables = [markdown_table(header, rows)]
+    if not args.no_feed:
+        feed_size = args.feed_size or sizes[-1]
+        if not (work / f"export-{feed_size}.db").exists():
+            build(work / f"export-{feed_size}.db", feed_size)
+        feed = feed_latency(work / f"export-{feed_size}.db", work, args.requests)
+        tables.append(markdown_table(
+            ["stored", "feed", "first GET (full, streamed) s", "lines", "304 GETs", "p50 ms", "p99 ms"],
+            [[f"{feed_size:,}", "plain-ip", f"{feed['full']:.2f}", f"{feed['lines']:,}", feed["n"],
+              f"{feed['p50'] * 1000:.2f}", f"{feed['p99'] * 1000:.2f}"]]))
     info = machine()
     load = os.getloadavg()
     text = "\n\n".join([
         f"Machine: {info['cpu']}, {info['cpus']} CPUs, {info['memory']}, Python {info['python']}; "
         f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
-        markdown_table(header, rows), feed_table,
+        *tables,
     ])
     print(text)
-    if not args.quick:
-        write_section(DOC, "export.py", text)
+    if not (args.quick or args.no_docs):
+        write_section(args.docs, "export.py", text)
 
 
 if __name__ == "__main__":

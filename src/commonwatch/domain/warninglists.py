@@ -39,6 +39,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import json
+import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,11 @@ _HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 _EXACT_KINDS = ("url", "email-addr", "md5", "sha1", "sha256", "sha512")
 _HEX = frozenset("0123456789abcdef")
 _FAMILY = {"ipv4-addr": (socket.AF_INET, 32), "ipv6-addr": (socket.AF_INET6, 128)}
+#: A URL whose authority is only a host name or IPv4 address (optional port): no user
+#: info, no brackets, ASCII, no tab or newline before the path. ``urlsplit(url).hostname``
+#: is then the host lower-cased; the host is read with this instead (several times
+#: faster); any other URL goes through ``urlsplit``.
+_SIMPLE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9._-]+)(?::[0-9]*)?(?:[/?#].*)?", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +113,10 @@ class _RangeIndex:
         i = bisect.bisect_right(self._starts, lo) - 1
         if i < 0:
             return ()
-        return tuple(name for name, end in self._covers[i] if end >= hi)
+        covers = self._covers[i]
+        if not covers:  # most addresses lie in a gap between listed ranges
+            return ()
+        return tuple([name for name, end in covers if end >= hi])
 
 
 def _parse_ip(kind: str, value: str) -> tuple[int, int] | None:
@@ -197,11 +206,16 @@ class Warninglists:
         return found
 
     def _url_hits(self, url: str) -> tuple[str, ...]:
-        exact = self._exact["url"].get(url.strip(), ())
-        try:
-            host = urlsplit(url.strip()).hostname or ""
-        except ValueError:
-            return exact
+        url = url.strip()
+        exact = self._exact["url"].get(url, ())
+        simple = _SIMPLE_URL.fullmatch(url)
+        if simple is not None:
+            host = simple[1].lower()  # what urlsplit(url).hostname is for such a URL
+        else:
+            try:
+                host = urlsplit(url).hostname or ""
+            except ValueError:
+                return exact
         if not host:
             return exact
         if ":" in host:

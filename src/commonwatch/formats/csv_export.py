@@ -19,6 +19,7 @@ from commonwatch.domain.observables import ExportItem
 COLUMNS = ("value", "kind", "stix_id", "name", "tlp", "community", "producer", "confidence",
            "created", "modified", "valid_until", "labels", "warninglists")
 BATCH = 2000
+_TLP_LABELS = {int(t): t.label for t in Tlp}
 
 
 def _cell(text: str) -> str:
@@ -31,13 +32,12 @@ def render(items: Iterable[ExportItem]) -> Iterator[str]:
     writer.writerow(COLUMNS)
     count = 0
     for item in items:
-        common = (item.stix_id, _cell(item.name), Tlp(item.tlp).label, _cell(item.community),
+        common = (item.stix_id, _cell(item.name), _TLP_LABELS[item.tlp], _cell(item.community),
                   _cell(item.producer), "" if item.confidence is None else str(item.confidence),
                   item.created, item.modified, item.valid_until or "",
                   _cell(";".join(item.labels)), ";".join(item.warninglists))
-        for kind, value in item.observables:
-            writer.writerow((_cell(value), kind, *common))
-            count += 1
+        writer.writerows([(_cell(value), kind, *common) for kind, value in item.observables])
+        count += len(item.observables)
         if count >= BATCH:
             yield buffer.getvalue()
             buffer.seek(0)

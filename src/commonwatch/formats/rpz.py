@@ -12,6 +12,7 @@ IPv6 triggers are not written (skipped and counted).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -29,9 +30,34 @@ def header(serial: int, ttl: int = 300) -> str:
 
 
 def _trigger(value: str) -> str:
+    """The response-IP trigger name of an IPv4 address or CIDR (RPZ §6.3)."""
+    fast = _canonical_trigger(value)
+    if fast is not None:
+        return fast
     net = ipaddress.ip_network(value, strict=False)
     octets = ".".join(reversed(str(net.network_address).split(".")))
     return f"{net.prefixlen}.{octets}.rpz-ip"
+
+
+def _canonical_trigger(value: str) -> str | None:
+    """:func:`_trigger` of an address or CIDR in canonical dotted-quad form (what the
+    observable index holds) without building an ``ipaddress`` network, else None."""
+    addr, slash, plen = value.partition("/")
+    try:
+        packed = socket.inet_pton(socket.AF_INET, addr)
+    except OSError:
+        return None
+    if socket.inet_ntop(socket.AF_INET, packed) != addr:
+        return None
+    prefix = 32
+    if slash:
+        if not (plen.isascii() and plen.isdigit()) or int(plen) > 32:
+            return None
+        prefix = int(plen)
+    host_bits = 32 - prefix
+    network = (int.from_bytes(packed, "big") >> host_bits) << host_bits
+    a, b, c, d = network.to_bytes(4, "big")
+    return f"{prefix}.{d}.{c}.{b}.{a}.rpz-ip"
 
 
 def render(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -40,10 +41,15 @@ SidAllocator = Callable[[Sequence[tuple[str, str]]], Sequence[tuple[int, int]]]
 _SAFE_CONTENT = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~/?&=%+,!*'()@$[]#"
 )
+_ALL_SAFE = re.compile("[" + re.escape("".join(sorted(_SAFE_CONTENT))) + "]*")
+_UNSAFE_TEXT = re.compile(r'[";\\,|]')
+_TLP_LABELS = {int(t): t.label for t in Tlp}
 
 
 def _content(value: str) -> str:
     """A ``content`` argument: printable safe characters as is, the rest as |hex|."""
+    if _ALL_SAFE.fullmatch(value):
+        return value
     out: list[str] = []
     for ch in value:
         if ch in _SAFE_CONTENT:
@@ -55,7 +61,10 @@ def _content(value: str) -> str:
 
 def _text(value: str, limit: int = 120) -> str:
     """Free text for ``msg`` or metadata: no quotes, semicolons, backslashes, commas."""
-    cleaned = "".join(" " if ch in '";\\,|\r\n\t' or not ch.isprintable() else ch for ch in value)
+    if value.isprintable() and not _UNSAFE_TEXT.search(value):
+        cleaned = value  # nothing to replace: the common case
+    else:
+        cleaned = "".join(" " if ch in '";\\,|\r\n\t' or not ch.isprintable() else ch for ch in value)
     return " ".join(cleaned.split())[:limit]
 
 
@@ -63,30 +72,58 @@ def _meta_value(value: str) -> str:
     return "_".join(_text(value, 80).split()) or "none"
 
 
-def _body(item: ExportItem, observable: Observable) -> str | None:
-    """The rule text with ``{sid}``/``{rev}`` left to fill, or None if not expressible."""
+#: The end of every rule body; the allocator's sid and rev replace it (see :func:`_fill`).
+_SID_REV = "sid:{sid}; rev:{rev};)"
+
+
+class _Rules:
+    """Rule bodies of the items of one export.
+
+    What a rule says about its object (``msg`` and ``metadata``) is built once per
+    object, and the cleaned text of a community or producer name once per export.
+    """
+
+    __slots__ = ("_meta",)
+
+    def __init__(self) -> None:
+        self._meta: dict[str, str] = {}
+
+    def _meta_of(self, value: str) -> str:
+        found = self._meta.get(value)
+        if found is None:
+            if len(self._meta) >= 4096:
+                self._meta.clear()
+            found = self._meta[value] = _meta_value(value)
+        return found
+
+    def tail(self, item: ExportItem) -> tuple[str, str]:
+        """``msg``, then ``{match}``'s place, then ``metadata`` and the sid/rev slots."""
+        tlp = _TLP_LABELS[item.tlp]
+        msg = _text(f"CommonWatch {tlp} {item.community}/{item.producer}: {item.name or item.stix_id}", 200)
+        meta = (f"cw_id {item.stix_id}, cw_tlp {self._meta_of(tlp)}, "
+                f"cw_community {self._meta_of(item.community)}, cw_producer {self._meta_of(item.producer)}, "
+                f"created_at {item.created[:10].replace('-', '_')}, "
+                f"updated_at {item.modified[:10].replace('-', '_')}")
+        return msg, meta
+
+
+def _head(observable: Observable) -> tuple[str, str] | None:
+    """(rule header, match options) of a value, or None if no rule can express it."""
     kind, value = observable
     if kind in ("ipv4-addr", "ipv6-addr"):
-        head = f"alert ip $HOME_NET any <> {value} any"
-        match = ""
-    elif kind == "domain-name":
-        head = "alert dns $HOME_NET any -> any any"
-        match = f'dns.query; dotprefix; content:".{_content(value)}"; endswith; nocase; '
-    elif kind == "url" and value.startswith("http://"):
+        return f"alert ip $HOME_NET any <> {value} any", ""
+    if kind == "domain-name":
+        return ("alert dns $HOME_NET any -> any any",
+                f'dns.query; dotprefix; content:".{_content(value)}"; endswith; nocase; ')
+    if kind == "url" and value.startswith("http://"):
         host, _, rest = value[7:].partition("/")
+        host = host.split(":")[0]
         path = "/" + rest
-        head = "alert http $HOME_NET any -> any any"
-        match = (f'flow:established,to_server; http.host; content:"{_content(host.split(":")[0])}"; '
-                 f'bsize:{len(host.split(":")[0].encode())}; '
-                 f'http.uri; content:"{_content(path)}"; bsize:{len(path.encode())}; ')
-    else:
-        return None
-    tlp = Tlp(item.tlp).label
-    msg = _text(f"CommonWatch {tlp} {item.community}/{item.producer}: {item.name or item.stix_id}", 200)
-    meta = (f"cw_id {item.stix_id}, cw_tlp {_meta_value(tlp)}, cw_community {_meta_value(item.community)}, "
-            f"cw_producer {_meta_value(item.producer)}, created_at {item.created[:10].replace('-', '_')}, "
-            f"updated_at {item.modified[:10].replace('-', '_')}")
-    return f'{head} (msg:"{msg}"; {match}metadata:{meta}; sid:{{sid}}; rev:{{rev}};)'
+        return ("alert http $HOME_NET any -> any any",
+                f'flow:established,to_server; http.host; content:"{_content(host)}"; '
+                f'bsize:{len(host.encode())}; '
+                f'http.uri; content:"{_content(path)}"; bsize:{len(path.encode())}; ')
+    return None
 
 
 def rule_key(item: ExportItem, observable: Observable) -> str:
@@ -94,16 +131,27 @@ def rule_key(item: ExportItem, observable: Observable) -> str:
 
 
 def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[str]) -> Iterator[str]:
-    """Rules text, one chunk per batch of rules, sids and revs from ``allocate``."""
+    """Rules text, one chunk per batch of rules, sids and revs from ``allocate``.
+
+    The rule digest (which bumps ``rev``) covers the body with its ``{sid}``/``{rev}``
+    slots unfilled, as it always has, so revs stay stable across versions of this code.
+    """
     pending: list[tuple[str, str, str]] = []
+    bodies = _Rules()
+    sha256 = hashlib.sha256
     for item in items:
+        tail: tuple[str, str] | None = None
         for observable in item.observables:
-            body = _body(item, observable)
-            if body is None:
+            head = _head(observable)
+            if head is None:
                 skipped[SKIP_HTTPS if observable.kind == "url" else SKIP_RULE_KIND] += 1
                 continue
-            digest = hashlib.sha256(body.encode()).hexdigest()[:32]
-            pending.append((rule_key(item, observable), digest, body))
+            if tail is None:
+                tail = bodies.tail(item)
+            msg, meta = tail
+            body = f'{head[0]} (msg:"{msg}"; {head[1]}metadata:{meta}; {_SID_REV}'
+            key = sha256(f"{item.stix_id}|{observable.kind}|{observable.value}".encode()).hexdigest()
+            pending.append((key, sha256(body.encode()).hexdigest()[:32], body))
             if len(pending) >= BATCH:
                 yield _fill(pending, allocate)
                 pending = []
@@ -112,9 +160,11 @@ def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[
 
 
 def _fill(pending: list[tuple[str, str, str]], allocate: SidAllocator) -> str:
+    """The rules of a batch with their sids and revs (the slots are the body's end)."""
     ids = allocate([(key, digest) for key, digest, _ in pending])
-    return "".join(body.format(sid=sid, rev=rev) + "\n"
-                   for (_, _, body), (sid, rev) in zip(pending, ids, strict=True))
+    cut = -len(_SID_REV)
+    return "".join([f"{body[:cut]}sid:{sid}; rev:{rev};)\n"
+                    for (_, _, body), (sid, rev) in zip(pending, ids, strict=True)])
 
 
 DATASET_TYPES = {"string": ("domain-name",), "md5": ("md5",), "sha256": ("sha256",),

@@ -24,20 +24,27 @@ def _field(value: str) -> str:
     return cleaned or "-"
 
 
+_TYPES = {"domain-name": "Intel::DOMAIN", "url": "Intel::URL", "email-addr": "Intel::EMAIL"}
+_TLP_LABELS = {int(t): t.label for t in Tlp}
+
+
 def _type(kind: str, value: str) -> str:
     if kind in ("ipv4-addr", "ipv6-addr"):
         return "Intel::SUBNET" if "/" in value else "Intel::ADDR"
-    return {"domain-name": "Intel::DOMAIN", "url": "Intel::URL", "email-addr": "Intel::EMAIL"}.get(
-        kind, "Intel::FILE_HASH")
+    return _TYPES.get(kind, "Intel::FILE_HASH")
 
 
 def render(items: Iterable[ExportItem], object_url: str | None = None) -> Iterator[str]:
     """The intel file; ``object_url`` (with ``{id}``) fills ``meta.url`` when given."""
     yield HEADER
     lines: list[str] = []
+    sources: dict[tuple[str, str], str] = {}  # one per (community, producer): a handful
     for item in items:
-        source = _field(f"CommonWatch {item.community} {item.producer}")
-        desc = _field(f"{Tlp(item.tlp).label} {item.name or item.stix_id}")
+        source = sources.get((item.community, item.producer))
+        if source is None:
+            source = sources[item.community, item.producer] = _field(
+                f"CommonWatch {item.community} {item.producer}")
+        desc = _field(f"{_TLP_LABELS[item.tlp]} {item.name or item.stix_id}")
         url = _field(object_url.format(id=item.stix_id)) if object_url else "-"
         for kind, value in item.observables:
             if kind == "url":

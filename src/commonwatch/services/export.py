@@ -1,9 +1,10 @@
 """Exports and pull feeds: visible indicators turned into protection for members' networks.
 
-Every export reads through :meth:`QueryService.stream_latest` — the visibility rule in
-SQL, then the export filter (communities, types, TLP ceiling, since, producer sector)
-— and streams: keyset batches in, formatted chunks out, so memory stays flat however
-many objects are exported. Predicates that need the JSON (confidence, ``revoked``,
+Every export reads through :meth:`QueryService.export_batches` (the rows of
+:meth:`QueryService.stream_latest`) — the visibility rule in SQL, then the export
+filter (communities, types, TLP ceiling, since, producer sector) — and streams: keyset
+batches in, formatted chunks out, so memory stays flat however many objects are
+exported. Predicates that need the JSON (confidence, ``revoked``,
 ``valid_until``) and the warninglists are applied here on each streamed row.
 
 Pull feeds are named, stored export definitions of an organisation, always rendered
@@ -23,9 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,7 +51,7 @@ from commonwatch.formats import (
     suricata,
     zeek_intel,
 )
-from commonwatch.services.query import ExportFilter, ExportRow, QueryService
+from commonwatch.services.query import ExportFilter, QueryService
 from commonwatch.storage.models import (
     Community,
     Feed,
@@ -87,6 +86,8 @@ SKIP_OBJECT_LISTED = "object has a value on a warninglist"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 _TYPE = re.compile(r"[a-z0-9][a-z0-9-]{0,249}")
 MAX_LIST = 100
+#: Index lines whose warninglist verdict an export remembers (see :class:`_Screen`).
+SCREEN_CACHE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +231,15 @@ class ExportService:
     # -- exports --------------------------------------------------------------------------
     def export(
         self, principal: Principal, fmt: str, flt: ExportFilter,
-        options: FormatOptions = FormatOptions(),
+        options: FormatOptions = FormatOptions(), *, explain: bool = True,
     ) -> Export:
         """Start an export; nothing is read until ``chunks`` is iterated.
 
         The communities are resolved now, so a bad community name fails before any
-        output is written.
+        output is written. ``explain``: count why each object without an exportable
+        value was left out (its pattern is parsed again, the largest cost after reading
+        the rows); without it they are all counted as :data:`SKIP_NO_VALUES`. The output
+        is the same either way.
         """
         check_format(fmt)
         self._query.export_communities(principal, flt)
@@ -243,7 +247,7 @@ class ExportService:
             raise InvalidParameter(
                 f"RPZ target {options.rpz_target!r} is not a domain name; use '.' or a domain")
         stats = ExportStats()
-        items = self.items(principal, flt, stats, whole_objects=fmt == "stix")
+        items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
 
     def _render(
@@ -274,41 +278,49 @@ class ExportService:
 
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
+        explain: bool = True,
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
         ``whole_objects``: the object is sent as a whole (STIX bundle), so it is kept
         even without exportable values, and dropped if any of its values is warninglisted.
+
+        The hot path of every export: rows arrive as plain tuples in batches, each
+        object's JSON is decoded once (orjson decodes a whole indicator faster than
+        SQLite's ``json_extract`` reads a few fields of it, measured), and the
+        warninglist verdicts of recent values are remembered (:class:`_Screen`).
         """
         producers = self._producer_names()
-        lists = self.warninglists()
-        now = self._clock()
+        screen = _Screen(self.warninglists(), drop=not (flt.include_warninglisted or whole_objects),
+                         skipped=stats.skipped)
+        keep_listed = flt.include_warninglisted
+        accept = _JsonFilter(flt, self._clock())
+        skipped = stats.skipped
         loads = orjson.loads
-        for row in self._query.stream_latest(principal, flt):
-            stats.objects_read += 1
-            obj = loads(row.raw)
-            reason = _json_filter(obj, flt, now)
-            if reason is not None:
-                stats.skipped[reason] += 1
-                continue
-            indexed = _indexed(row.observables)
-            observables, hits = _screen(indexed, lists, flt.include_warninglisted,
-                                        whole_objects, stats.skipped)
-            if not observables and not whole_objects:
-                # Why an object yields nothing is worked out only for those objects.
-                why = None if indexed else from_object(obj).skipped
-                stats.skipped[why or (SKIP_ALL_LISTED if hits else SKIP_NO_VALUES)] += 1
-                continue
-            if whole_objects and hits and not flt.include_warninglisted:
-                stats.skipped[SKIP_OBJECT_LISTED] += 1
-                continue
-            stats.objects_exported += 1
-            valid_until = obj.get("valid_until")
-            if isinstance(valid_until, str):
-                until = parse_timestamp(valid_until)
-                if until > now and (stats.next_change_us is None or until < stats.next_change_us):
-                    stats.next_change_us = until
-            yield _item(row, obj, producers, observables, hits)
+        for community, rows in self._query.export_batches(principal, flt):
+            for stix_id, _, _, tlp, producer_id, raw, values in rows:
+                stats.objects_read += 1
+                obj = loads(raw)
+                reason = accept(obj)
+                if reason is not None:
+                    skipped[reason] += 1
+                    continue
+                observables, hits = screen(values) if values else _NOTHING
+                if not observables and not whole_objects:
+                    # Why an object yields nothing is worked out only for those objects.
+                    why = None if values or not explain else from_object(obj).skipped
+                    skipped[why or (SKIP_ALL_LISTED if hits else SKIP_NO_VALUES)] += 1
+                    continue
+                if whole_objects and hits and not keep_listed:
+                    skipped[SKIP_OBJECT_LISTED] += 1
+                    continue
+                stats.objects_exported += 1
+                valid_until = obj.get("valid_until")
+                if isinstance(valid_until, str):
+                    accept.note_expiry(valid_until, stats)
+                yield _item(stix_id, tlp, community, raw, obj,
+                            producers.get(producer_id, "unknown") if producer_id else "unknown",
+                            observables, hits)
 
     def _producer_names(self) -> dict[int, str]:
         with self._sessions() as s:
@@ -316,21 +328,32 @@ class ExportService:
 
     # -- Suricata sids --------------------------------------------------------------------
     def _allocate_sids(self, rules: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
-        """Stable sid per rule key; rev bumped when the rule digest changed."""
+        """Stable sid per rule key; rev bumped when the rule digest changed.
+
+        One batch of rules (a few thousand) per call, in its own transaction, straight
+        on the driver's cursor: SQLAlchemy's expansion of a few thousand IN and VALUES
+        parameters per batch cost more than the statements.
+        """
         keys = [key for key, _ in rules]
-        with self._sessions() as s, s.begin():
-            conn = s.connection()
-            known = _known_sids(conn, keys)
-            fresh = [{"rule_key": k, "rev": 1, "digest": d} for k, d in dict(rules).items() if k not in known]
-            if fresh:
-                conn.execute(_insert_ignore(conn).values(fresh))
+        if not keys:
+            return []
+        with self._sessions() as s:
+            with s.begin():
+                conn = s.connection()
                 known = _known_sids(conn, keys)
-            changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
-            for sid_id, digest in changed.items():
-                conn.execute(update(SuricataSid).where(SuricataSid.id == sid_id)
-                             .values(rev=SuricataSid.rev + 1, digest=digest))
-            if changed:
-                known = _known_sids(conn, keys)
+                fresh = [(k, d) for k, d in dict(rules).items() if k not in known]
+                if fresh:
+                    _execute_many(conn, _INSERT_SIDS, fresh)
+                    known = _known_sids(conn, keys)
+                changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
+                if changed:
+                    _execute_many(conn, _BUMP_SIDS, [(d, sid_id) for sid_id, d in changed.items()])
+                    known = _known_sids(conn, keys)
+            if s.get_bind().dialect.name == "sqlite":
+                # The batch's pages of the sid table stay in SQLite's page cache (256 MiB,
+                # storage/db.py) after the commit: over 10^6 rules that is the whole table.
+                # Released after each batch, the export's memory stays flat.
+                s.connection().exec_driver_sql("PRAGMA shrink_memory")
         return [(suricata.SID_BASE + known[k][0], known[k][1]) for k in keys]
 
     # -- feed definitions -----------------------------------------------------------------
@@ -408,7 +431,8 @@ class ExportService:
         """
         flt, options = filter_from_json(feed.filter_json)
         base, etag, anchor, _ = self._validators(principal, feed)
-        export = self.export(principal, feed.format, flt, options)
+        # A feed's skip counts are never shown: the reasons are not worked out.
+        export = self.export(principal, feed.format, flt, options, explain=False)
 
         def chunks() -> Iterator[str]:
             yield from export.chunks
@@ -455,76 +479,155 @@ def _etag(base: str, anchor: int) -> str:
     return '"' + hashlib.sha256(f"{base}:{anchor}".encode()).hexdigest()[:32] + '"'
 
 
-def _insert_ignore(conn: Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        return pg_insert(SuricataSid).on_conflict_do_nothing(index_elements=["rule_key"])
-    return sqlite_insert(SuricataSid).on_conflict_do_nothing(index_elements=["rule_key"])
+_SIDS = SuricataSid.__tablename__
+_INSERT_SIDS = (f"INSERT INTO {_SIDS} (rule_key, rev, digest) VALUES (?, 1, ?) "
+                "ON CONFLICT (rule_key) DO NOTHING")
+_BUMP_SIDS = f"UPDATE {_SIDS} SET rev = rev + 1, digest = ? WHERE id = ?"
+_SELECT_SIDS = f"SELECT id, rule_key, rev, digest FROM {_SIDS} WHERE rule_key "
+
+
+def _driver(conn: Connection) -> Any:
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _execute_many(conn: Connection, text: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``text`` (qmark parameters) run for each row on the driver's cursor."""
+    if conn.dialect.paramstyle != "qmark":
+        text = text.replace("?", "%s")  # psycopg's parameter style
+    cursor = _driver(conn)
+    try:
+        cursor.executemany(text, rows)
+    finally:
+        cursor.close()
 
 
 def _known_sids(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, int, str]]:
     """rule key -> (id, rev, digest) of the keys already allocated."""
-    query = select(SuricataSid.id, SuricataSid.rule_key, SuricataSid.rev, SuricataSid.digest).where(
-        SuricataSid.rule_key.in_(bindparam("k", expanding=True)))
-    return {r[1]: (r[0], r[2], r[3]) for r in conn.execute(query, {"k": list(keys)})}
+    cursor = _driver(conn)
+    try:
+        if conn.dialect.paramstyle != "qmark":
+            cursor.execute(_SELECT_SIDS + "= ANY(%s)", (list(keys),))
+        else:
+            cursor.execute(_SELECT_SIDS + "IN (" + ",".join("?" * len(keys)) + ")", keys)
+        return {r[1]: (r[0], r[2], r[3]) for r in cursor.fetchall()}
+    finally:
+        cursor.close()
 
 
-def _json_filter(obj: dict[str, Any], flt: ExportFilter, now: int) -> str | None:
-    """Why the object's JSON excludes it (revoked, expired, confidence), or None."""
-    if obj.get("revoked") is True and not flt.include_revoked:
-        return "revoked"
-    valid_until = obj.get("valid_until")
-    if isinstance(valid_until, str) and not flt.include_expired and parse_timestamp(valid_until) <= now:
-        return "expired (valid_until has passed)"
-    if flt.min_confidence is not None:
-        confidence = obj.get("confidence")
-        if not isinstance(confidence, int) or confidence < flt.min_confidence:
-            return "confidence below the minimum"
-    return None
+class _JsonFilter:
+    """The predicates of an export filter that need the object's JSON.
+
+    Called with each decoded object: the reason it is left out (revoked, expired,
+    confidence below the minimum), or None.
+    """
+
+    __slots__ = ("_revoked", "_expired", "_min_confidence", "_now")
+
+    def __init__(self, flt: ExportFilter, now: int) -> None:
+        self._revoked = flt.include_revoked
+        self._expired = flt.include_expired
+        self._min_confidence = flt.min_confidence
+        self._now = now
+
+    def __call__(self, obj: dict[str, Any]) -> str | None:
+        if not self._revoked and obj.get("revoked") is True:
+            return "revoked"
+        if not self._expired:
+            valid_until = obj.get("valid_until")
+            if isinstance(valid_until, str) and parse_timestamp(valid_until) <= self._now:
+                return "expired (valid_until has passed)"
+        if self._min_confidence is not None:
+            confidence = obj.get("confidence")
+            if not isinstance(confidence, int) or confidence < self._min_confidence:
+                return "confidence below the minimum"
+        return None
+
+    def note_expiry(self, valid_until: str, stats: ExportStats) -> None:
+        """Record the earliest ``valid_until`` still ahead: the content changes then."""
+        until = parse_timestamp(valid_until)
+        if until > self._now and (stats.next_change_us is None or until < stats.next_change_us):
+            stats.next_change_us = until
 
 
-def _indexed(text: str | None) -> tuple[Observable, ...]:
-    """The observables of a row as the index holds them ("kind value" lines)."""
-    if not text:
-        return ()
-    return tuple(Observable(*line.split(" ", 1)) for line in text.split("\n"))
+Screened = tuple[tuple[Observable, ...], tuple[str, ...]]
+_NOTHING: Screened = ((), ())
 
 
-def _screen(
-    observables: tuple[Observable, ...], lists: Warninglists, include: bool, whole: bool,
-    skipped: Counter[str],
-) -> tuple[tuple[Observable, ...], tuple[str, ...]]:
-    """Observables kept after the warninglists, and the names of the lists hit."""
-    if not observables:
-        return observables, ()
-    kept: list[Observable] = []
-    hit_names: set[str] = set()
-    for observable in observables:
-        hits = lists.hits(observable.kind, observable.value)
-        if hits:
-            hit_names.update(hits)
-            if not include and not whole:
-                skipped[SKIP_WARNINGLISTED] += 1
-                continue
-        kept.append(observable)
-    if not hit_names:
-        return observables, ()
-    return tuple(kept), tuple(sorted(hit_names))
+class _Screen:
+    """Warninglist screening of a row's index lines ("kind value", one per line).
+
+    Returns the observables kept and the names of the lists hit (sorted). Each line's
+    verdict is remembered, up to :data:`SCREEN_CACHE` lines (then forgotten at once,
+    so memory stays bounded): feeds repeat values (an address in many indicators, a
+    domain in many URLs' objects), and a verdict costs a few microseconds to compute.
+    """
+
+    __slots__ = ("_hits", "_cache", "_drop", "_skipped")
+
+    def __init__(self, lists: Warninglists, *, drop: bool, skipped: Counter[str]) -> None:
+        self._hits = lists.hits
+        self._cache: dict[str, tuple[Observable, tuple[str, ...]]] = {}
+        self._drop = drop  # warninglisted values are left out (and counted)
+        self._skipped = skipped
+
+    def _verdict(self, line: str) -> tuple[Observable, tuple[str, ...]]:
+        entry = self._cache.get(line)
+        if entry is None:
+            # tuple.__new__: the named tuple without its generated __new__'s Python frame.
+            parts = line.split(" ", 1)
+            observable = _new_observable(Observable, parts) if len(parts) == 2 else Observable(*parts)
+            hits = self._hits(*observable)
+            entry = (observable, tuple(sorted(set(hits))) if hits else ())
+            if len(self._cache) >= SCREEN_CACHE:
+                self._cache.clear()
+            self._cache[line] = entry
+        return entry
+
+    def __call__(self, text: str) -> Screened:
+        if "\n" not in text:  # one value: most indicators
+            observable, hits = self._verdict(text)
+            if not hits:
+                return (observable,), ()
+            if self._drop:
+                self._skipped[SKIP_WARNINGLISTED] += 1
+                return (), hits
+            return (observable,), hits
+        verdicts = [self._verdict(line) for line in text.split("\n")]
+        if not any(hits for _, hits in verdicts):
+            return tuple(observable for observable, _ in verdicts), ()
+        kept: list[Observable] = []
+        names: set[str] = set()
+        for observable, hits in verdicts:
+            if hits:
+                names.update(hits)
+                if self._drop:
+                    self._skipped[SKIP_WARNINGLISTED] += 1
+                    continue
+            kept.append(observable)
+        return tuple(kept), tuple(sorted(names))
 
 
 def _item(
-    row: ExportRow, obj: dict[str, Any], producers: dict[int, str], observables: tuple[Observable, ...],
-    hits: tuple[str, ...],
+    stix_id: str, tlp: int, community: str, raw: bytes, obj: dict[str, Any], producer: str,
+    observables: tuple[Observable, ...], hits: tuple[str, ...],
 ) -> ExportItem:
-    confidence = obj.get("confidence")
-    labels = obj.get("indicator_types")
-    name = obj.get("name")
-    return ExportItem(
-        stix_id=row.stix_id, type=obj.get("type", ""), name=name if isinstance(name, str) else "",
-        tlp=row.tlp, community=row.community,
-        producer=producers.get(row.producer_org_id, "unknown") if row.producer_org_id else "unknown",
-        confidence=confidence if isinstance(confidence, int) else None,
-        created=str(obj.get("created", "")), modified=str(obj.get("modified", obj.get("created", ""))),
-        valid_until=obj.get("valid_until"),
-        labels=tuple(x for x in labels if isinstance(x, str)) if isinstance(labels, list) else (),
-        observables=observables, raw=row.raw, warninglists=hits,
-    )
+    """The :class:`ExportItem` of one exported object (typed fields read defensively)."""
+    get = obj.get
+    confidence = get("confidence")
+    labels = get("indicator_types")
+    name = get("name")
+    created = get("created", "")
+    # tuple.__new__ builds the named tuple without the generated __new__'s Python frame
+    # (an export builds one per object).
+    return _new_item(ExportItem, (
+        stix_id, get("type", ""), name if isinstance(name, str) else "", tlp,
+        community, producer, confidence if isinstance(confidence, int) else None,
+        created if type(created) is str else str(created), str(get("modified", created)),
+        get("valid_until"),
+        tuple(filter(_is_str, labels)) if type(labels) is list else (),
+        observables, raw, hits,
+    ))
+
+
+_new_item = _new_observable = tuple.__new__
+_is_str = str.__instancecheck__

@@ -17,7 +17,7 @@ import binascii
 import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Connection, bindparam
 from sqlalchemy.orm import Session, sessionmaker
@@ -104,6 +104,11 @@ class ExportRow(NamedTuple):
     community: str
     #: The version's observables from the index, one "kind value" per line (None: none).
     observables: str | None = None
+
+
+#: (community name, rows) of an export read: each row an :class:`ExportRow` without its
+#: ``community``, as a plain tuple.
+RowBatch = tuple[str, Sequence[tuple[Any, ...]]]
 
 
 class ObjectRow(NamedTuple):
@@ -311,15 +316,19 @@ class QueryService:
     ) -> tuple[sql.Shape, dict[str, Any]]:
         """The statement shape and bound values of one page read."""
         sel = flt.versions
+        # One id (every single-object GET) is bound as a scalar: the statement then
+        # takes the compiled fast path of _fetch instead of expanding a list.
+        one_id = object_id is None and len(flt.ids) == 1
         shape = sql.Shape(
             sight=sql.Sight.of(clearance), added_after=flt.added_after_us is not None,
-            ids=bool(flt.ids), types=bool(flt.types), specs=bool(flt.spec_versions),
+            ids=bool(flt.ids) and not one_id, types=bool(flt.types), specs=bool(flt.spec_versions),
             first=sel.first, last=sel.last, all=sel.all, stamps=bool(sel.timestamps),
             cursor=position is not None, with_raw=with_raw, by_version=object_id is not None,
+            one_id=one_id,
         )
         params = {
             **sql.sight_params(clearance), "community": community_id,
-            "object_id": object_id, "added_after": flt.added_after_us,
+            "object_id": flt.ids[0] if one_id else object_id, "added_after": flt.added_after_us,
             "ids": list(flt.ids), "types": list(flt.types), "specs": list(flt.spec_versions),
             "stamps": list(sel.timestamps), "position": position, "limit": flt.limit + 1,
         }
@@ -394,21 +403,33 @@ class QueryService:
         Reads keyset batches per community (constant memory) and merges communities by
         id; an id present in several communities is sent once, in its newest version.
         """
+        for name, rows in self.export_batches(principal, flt, batch=batch):
+            for r in rows:
+                yield ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], name, r[6])
+
+    def export_batches(
+        self, principal: Principal, flt: ExportFilter, *, batch: int = 2000
+    ) -> Iterator[RowBatch]:
+        """The rows of :meth:`stream_latest` as (community name, batch of plain tuples).
+
+        The export service's hot path: a tuple per row as the driver returns it
+        (``ExportRow`` fields without ``community``), no object per row. One community
+        (the common case) passes its batches through; several are merged by id.
+        """
         streams = [self._community_rows(principal, c, k, flt, batch)
                    for c, k in self.export_communities(principal, flt)]
-        previous: str | None = None
-        merged = heapq.merge(*streams, key=lambda r: (r.stix_id, -r.version_us))
-        for row in merged:
-            if row.stix_id != previous:
-                previous = row.stix_id
-                yield row
+        if len(streams) == 1:
+            yield from streams[0]
+            return
+        yield from _merge_communities(streams, batch)
 
     def _community_rows(
         self, principal: Principal, community: CommunityRef, clearance: Clearance,
         flt: ExportFilter, batch: int,
-    ) -> Iterator[ExportRow]:
+    ) -> Iterator[RowBatch]:
         after: str | None = None
         ceiling = int(flt.tlp_ceiling)
+        name = community.name
         while True:
             shape = sql.ExportShape(
                 sight=sql.Sight.of(clearance), types=bool(flt.types),
@@ -421,13 +442,54 @@ class QueryService:
                 "since": flt.since_us, "after": after, "limit": batch,
             }
             with self._sessions() as s:
-                rows = s.connection().execute(sql.export_query(shape), params).all()
-            name = community.name
-            for r in rows:
-                yield ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], name, r[6])
+                rows = _driver_rows(s.connection(), sql.export_query(shape), params)
+            if rows:
+                yield name, rows
             if len(rows) < batch:
                 return
             after = rows[-1][0]
+
+
+def _driver_rows(conn: Connection, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """All rows of ``statement`` as the driver's own tuples.
+
+    SQLAlchemy still compiles (cached) and binds the statement; only the per-row
+    result objects are skipped: the export columns (integers, text, the JSON bytes)
+    need no result processing on either dialect.
+    """
+    result = conn.execute(statement, params)
+    try:
+        return cast(list[tuple[Any, ...]], result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _merge_communities(
+    streams: list[Iterator[RowBatch]], batch: int) -> Iterator[RowBatch]:
+    """Several communities' batches merged by (STIX id, newest version first), each id once.
+
+    ``heapq.merge`` is stable, so of two equal versions the community read first wins.
+    """
+    def flat(stream: Iterator[RowBatch]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        for name, rows in stream:
+            for row in rows:
+                yield name, row
+
+    merged = heapq.merge(*map(flat, streams), key=lambda nr: (nr[1][0], -nr[1][1]))
+    previous: str | None = None
+    current: str | None = None
+    out: list[tuple[Any, ...]] = []
+    for name, row in merged:
+        if row[0] == previous:
+            continue
+        previous = row[0]
+        if name != current or len(out) >= batch:
+            if out and current is not None:
+                yield current, out
+            current, out = name, []
+        out.append(row)
+    if out and current is not None:
+        yield current, out
 
 
 _BY_COLLECTION = sql.COMMUNITY_WITH_MEMBERSHIP.where(

@@ -94,6 +94,7 @@ class Shape:
     cursor: bool = False
     with_raw: bool = True
     by_version: bool = False  # the versions endpoint: one id, ordered by version
+    one_id: bool = False  # match[id] with one id (single-object GET): bound as a scalar
 
 
 def _other_version(o: Any, sight: Sight, newer: bool) -> ColumnElement[bool]:
@@ -134,7 +135,7 @@ def object_query(shape: Shape) -> Select[Any]:
     query = select(*columns).where(
         o.community_id == bindparam("community"), visible(o, shape.sight)
     )
-    if shape.by_version:
+    if shape.by_version or shape.one_id:
         query = query.where(o.stix_id == bindparam("object_id"))
     if shape.added_after:
         query = query.where(o.date_added_us > bindparam("added_after"))
@@ -152,7 +153,7 @@ def object_query(shape: Shape) -> Select[Any]:
     # With ids given, order by an expression so the planner looks the ids up in the
     # (community, stix_id, version) index and sorts the few hits, instead of walking
     # the date_added index across the whole collection.
-    order = key + 0 if shape.ids and not shape.by_version else key
+    order = key + 0 if (shape.ids or shape.one_id) and not shape.by_version else key
     return query.order_by(order).limit(bindparam("limit"))
 
 

@@ -1,0 +1,164 @@
+"""The shortcuts exports take on their hot path give the answers of the general code.
+
+Each shortcut (host of a URL without ``urlsplit``, RPZ triggers without ``ipaddress``,
+warninglist verdicts remembered per value, Suricata bodies built once per object,
+communities merged from plain row batches) is checked against the code it replaces.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+import idstools.rule
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.domain.warninglists import _SIMPLE_URL, Warninglist, Warninglists
+from commonwatch.formats import rpz
+from commonwatch.services.query import ExportFilter, _merge_communities
+
+from support.factories import indicator, make_member
+
+URL_CHARS = "abcXYZ019.-_:/?#@[]%+ \t\n\x01é"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["http", "HTTPS", "ftp", "h2+x", "1a", ""]), st.sampled_from(["://", ":/", "//", ":"]),
+       st.text(URL_CHARS, max_size=30))
+def test_simple_url_host_is_what_urlsplit_says(scheme, sep, rest):
+    url = scheme + sep + rest
+    match = _SIMPLE_URL.fullmatch(url)
+    if match is not None:
+        assert urlsplit(url).hostname == match[1].lower()
+
+
+def _reference_url_hits(lists: Warninglists, url: str) -> tuple[str, ...]:
+    """``Warninglists._url_hits`` as written before the shortcut: always ``urlsplit``."""
+    exact = lists._exact["url"].get(url.strip(), ())
+    try:
+        host = urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return exact
+    if not host:
+        return exact
+    if ":" in host:
+        by_host = lists.hits("ipv6-addr", host)
+    elif host.replace(".", "").isdigit():
+        by_host = lists.hits("ipv4-addr", host)
+    else:
+        by_host = lists._domain_hits(host.strip().rstrip(".").lower())
+    return tuple(sorted({*exact, *by_host})) if by_host else exact
+
+
+LISTS = Warninglists([(
+    Warninglist("t", "test list", "tests", "CC0", "t.json"),
+    {"domain-name": ["example.com", "cdn.example.net"], "ipv4-addr": ["192.0.2.0/24"],
+     "ipv6-addr": ["2001:db8::/32"], "url": ["http://exact.example.org/x"]},
+)])
+URLS = ["http://Example.COM/a", "https://sub.example.com:8443/?q=1", "http://exact.example.org/x",
+        "http://192.0.2.7/p", "http://[2001:db8::1]/", "http://user@example.com/", "http://example.com.",
+        "ftp://cdn.example.net#frag", "http://other.org/\texample.com", " http://example.com/ ",
+        "http://exa\tmple.com/", "mailto:x@example.com", "http://[::1/", "HTTP://CDN.EXAMPLE.NET:80"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.sampled_from(URLS),
+                 st.builds(lambda a, b: a + b, st.sampled_from(URLS), st.text(URL_CHARS, max_size=8))))
+def test_url_hits_equal_the_urlsplit_reading(url):
+    assert LISTS.hits("url", url) == _reference_url_hits(LISTS, url)
+
+
+def _reference_trigger(value: str) -> str:
+    net = ipaddress.ip_network(value, strict=False)
+    return f"{net.prefixlen}.{'.'.join(reversed(str(net.network_address).split('.')))}.rpz-ip"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.ip_addresses(v=4), st.none() | st.integers(0, 32))
+def test_rpz_trigger_of_canonical_values(address, prefix):
+    value = str(address) if prefix is None else f"{address}/{prefix}"
+    assert rpz._trigger(value) == _reference_trigger(value)
+
+
+def test_rpz_trigger_of_other_spellings_falls_back():
+    for value in ("10.1.2.3/08", "10.0.0.0/8"):
+        assert rpz._trigger(value) == _reference_trigger(value)
+    assert rpz._canonical_trigger("010.1.2.3") is None  # ipaddress decides (and refuses)
+
+
+def test_merge_of_community_batches():
+    """Id order, newest version first, one row per id, the first community on a tie."""
+    a = iter([("a", [("id1", 5, "a1"), ("id3", 1, "a3")]), ("a", [("id4", 2, "a4")])])
+    b = iter([("b", [("id1", 7, "b1"), ("id2", 1, "b2"), ("id3", 1, "b3"), ("id4", 2, "b4")])])
+    merged = list(_merge_communities([a, b], batch=2))
+    assert merged == [("b", [("id1", 7, "b1"), ("id2", 1, "b2")]),
+                      ("a", [("id3", 1, "a3"), ("id4", 2, "a4")])]
+
+
+def test_repeated_listed_value_is_counted_each_time(exchange, svc):
+    """Verdicts are remembered per value, but every object holding the value counts."""
+    p = make_member(exchange, "Prod")
+    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership("Prod", "ring", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("ring").collection_id
+    objs = [indicator("10.0.0.1") for _ in range(3)] + [indicator("45.77.9.9") for _ in range(2)]
+    objs.append({**indicator(), "pattern": "[ipv4-addr:value = '10.0.0.1' OR ipv4-addr:value = '45.77.9.8']"})
+    assert not exchange.ingest.add_objects(p.principal, cid, objs).failures
+    for _ in range(2):
+        export = svc.export(p.principal, "csv", ExportFilter())
+        rows = list(csv.DictReader(io.StringIO("".join(export.chunks))))
+        assert sorted(r["value"] for r in rows) == ["45.77.9.8", "45.77.9.9", "45.77.9.9"]
+        assert export.stats.skipped["value on a warninglist (value left out)"] == 4
+        assert export.stats.skipped["every value of the object is on a warninglist"] == 3
+        listed = svc.export(p.principal, "csv", ExportFilter(include_warninglisted=True))
+        rows = list(csv.DictReader(io.StringIO("".join(listed.chunks))))
+        # The lists an object hits are named on each of its rows: 3 + both rows of the OR.
+        assert sum(1 for r in rows if r["warninglists"] == "private-ip-ranges") == 5
+
+
+def test_suricata_rule_with_braces_in_the_name(exchange, svc):
+    """Names are free text: braces reach ``msg`` as written (no template expansion)."""
+    p = make_member(exchange, "Prod")
+    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership("Prod", "ring", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("ring").collection_id
+    objs = [indicator("45.77.1.1", name="C2 {x} {{y}} {}"), indicator("45.77.1.2", name="a {")]
+    assert not exchange.ingest.add_objects(p.principal, cid, objs).failures
+    text = "".join(svc.export(p.principal, "suricata-rules", ExportFilter()).chunks)
+    parsed = [idstools.rule.parse(line) for line in text.splitlines()]
+    assert sorted(r.msg.rsplit(": ", 1)[1] for r in parsed) == ["C2 {x} {{y}} {}", "a {"]
+    assert all(r.sid > 1_000_000_000 and r.rev == 1 for r in parsed)
+
+
+def test_unexplained_export_has_the_same_output(exchange, svc):
+    """``explain=False`` (pull feeds) skips only the reasons, never a line of output."""
+    p = make_member(exchange, "Prod")
+    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership("Prod", "ring", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("ring").collection_id
+    objs = [indicator("45.77.2.1"), indicator("10.0.0.2"),
+            {**indicator(), "pattern": "[file:name = 'x.exe']"},
+            {**indicator(), "pattern": "[ipv4-addr:value = '45.77.2.3' AND ipv4-addr:value = '45.77.2.4']"}]
+    assert not exchange.ingest.add_objects(p.principal, cid, objs).failures
+    for fmt in ("plain-ip", "csv", "stix"):
+        full = svc.export(p.principal, fmt, ExportFilter())
+        quick = svc.export(p.principal, fmt, ExportFilter(), explain=False)
+        bundle_id = re.compile(r"bundle--[0-9a-f-]{36}")  # a new uuid per export
+        assert bundle_id.sub("", "".join(full.chunks)) == bundle_id.sub("", "".join(quick.chunks))
+        assert (full.stats.objects_read, full.stats.objects_exported) == (
+            quick.stats.objects_read, quick.stats.objects_exported)
+        assert full.stats.skipped.total() == quick.stats.skipped.total()
+    assert full.stats.skipped == quick.stats.skipped  # stix: objects are kept whole
+    full = svc.export(p.principal, "csv", ExportFilter())
+    quick = svc.export(p.principal, "csv", ExportFilter(), explain=False)
+    assert "".join(full.chunks) == "".join(quick.chunks)
+    assert full.stats.skipped["pattern tests a property exports cannot use"] == 1
+    assert full.stats.skipped["pattern is not an equality or IN over single values"] == 1
+    assert quick.stats.skipped["object states no exportable value"] == 2
+    assert full.stats.skipped["every value of the object is on a warninglist"] == 1
+    assert quick.stats.skipped["every value of the object is on a warninglist"] == 1
