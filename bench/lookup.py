@@ -43,6 +43,11 @@ Run (``pip install -e '.[bench,test,postgres]'`` first)::
     .venv/bin/python bench/lookup.py            # full run, writes its section of docs/benchmarks.md
     .venv/bin/python bench/lookup.py --quick    # < 2 minutes: 10^5 observables, SQLite only
     .venv/bin/python bench/lookup.py --observables 1000000 --skip-postgres --keep /tmp/x
+    .venv/bin/python bench/lookup.py --reuse /tmp/x   # measure again on a kept SQLite database
+
+``--reuse DIR`` skips generating and loading: it measures (in-process and over HTTP,
+with a fresh reader token) the SQLite database a ``--keep DIR`` run left there, with
+the same draws of values as that run, and prints the latency table (no file written).
 
 Targets (printed, not asserted): single lookup p99 <= 5 ms at 10^7 observables on one
 core; bulk lookup of 10^4 values <= 1 s.
@@ -998,6 +1003,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-sqlite", action="store_true", help="measure PostgreSQL only")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--quick", action="store_true", help="< 2 minutes: 10^5 observables, SQLite only")
+    parser.add_argument("--reuse", type=Path, metavar="DIR",
+                        help="measure again on the SQLite database a --keep DIR run left (print only)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--verify", type=int, default=2_000,
                         help="objects posted through ingest to check the bulk-loaded rows against")
@@ -1011,6 +1018,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"Markdown file to update (default {DOC.relative_to(ROOT)}; none with --quick)")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args(argv)
+    if args.reuse:
+        args.no_docs = True
     if args.quick:
         args.observables, args.skip_postgres = [100_000], True
         args.singles, args.bulk_repeats = 300, 2
@@ -1105,10 +1114,40 @@ def partial(args: argparse.Namespace, state: State) -> None:
                    + render(args, state.results, state.data, state.notes, state.pg_settings))
 
 
+def reuse(args: argparse.Namespace, pin: bool) -> None:
+    """Measure a kept SQLite database again (``--reuse DIR``)."""
+    from commonwatch.config import load_settings
+    from commonwatch.services.exchange import Exchange
+
+    url = f"sqlite:///{args.reuse / 'lookup.db'}"
+    with sqlite3.connect(sqlite_path(url)) as conn:
+        # Every stored version but the exchange's own (its identity and the TLP:RED
+        # extension definition, published in each community) is a generated object.
+        objects = conn.execute("SELECT count(*) FROM stix_objects WHERE type NOT IN "
+                               "('identity', 'extension-definition')").fetchone()[0]
+        observables = conn.execute("SELECT count(*) FROM observables").fetchone()[0]
+    exchange = Exchange(load_settings(environ={}, database_url=url), migrate=False)
+    try:
+        token = exchange.admin.create_token(READER_USER, "benchmark (reuse)").secret
+    finally:
+        exchange.close()
+    setup = Setup([], [], 0, 0, token)
+    say(f"reusing {url}: {objects:,} generated objects, {observables:,} observables")
+    result = measure("SQLite", url, setup, Loaded(objects=objects, observables=observables), args,
+                     args.reuse, pin)
+    print(latency_table([result]))
+    print()
+    print(target_table([result]))
+    print(f"\nMachine load at the end: {contention()}.")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     pin = can_pin() and not args.no_pin
     pin_self(CLIENT_CPU, pin)
+    if args.reuse:
+        reuse(args, pin)
+        return
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="cw-lookup-"))
@@ -1135,4 +1174,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
