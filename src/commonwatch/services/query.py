@@ -17,6 +17,7 @@ import binascii
 import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Connection, bindparam
@@ -163,6 +164,9 @@ class Envelope:
     next: str | None
 
 
+_RAW = itemgetter(1)  # the stored JSON of an envelope row (date_added, raw)
+
+
 def _fetch(conn: Connection, shape: sql.Shape, params: dict[str, Any]) -> list[Any]:
     """All rows of one page query, as tuples.
 
@@ -306,7 +310,7 @@ class QueryService:
         if not rows:
             return Envelope([], None, None, False, None)
         last = rows[-1][0]
-        return Envelope([r[1] for r in rows], rows[0][0], last, more,
+        return Envelope(list(map(_RAW, rows)), rows[0][0], last, more,
                         encode_cursor(last) if more else None)
 
     @staticmethod

@@ -45,7 +45,12 @@ def _envelope(page: Envelope) -> TaxiiResponse:
     head = b'{"more":true,"next":' + orjson.dumps(page.next) if page.more else b'{"more":false'
     if page.first_added_us is None or page.last_added_us is None:
         return TaxiiResponse(head + b"}")
-    return TaxiiResponse(head + b',"objects":[' + b",".join(page.objects) + b"]}", headers={
+    # One copy of the page's bytes: the envelope's head and tail go onto the first and
+    # last object (the list is this response's own), then a single join.
+    objects = page.objects
+    objects[0] = head + b',"objects":[' + objects[0]
+    objects[-1] += b"]}"
+    return TaxiiResponse(b",".join(objects), headers={
         "X-TAXII-Date-Added-First": format_timestamp(page.first_added_us),
         "X-TAXII-Date-Added-Last": format_timestamp(page.last_added_us),
     })
