@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch import __version__
 from commonwatch.clock import Clock, now_us
 from commonwatch.domain.markings import Tlp, parse_tlp
-from commonwatch.domain.observables import ExportItem, Observable, from_object, normalise_domain
-from commonwatch.domain.timestamps import format_timestamp, parse_timestamp, parse_when
+from commonwatch.domain.observables import ExportItem, from_object, normalise_domain
+from commonwatch.domain.timestamps import format_timestamp, parse_when
 from commonwatch.domain.visibility import SECTORS, WRITE_ROLES, Principal
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
 from commonwatch.errors import (
@@ -51,7 +51,14 @@ from commonwatch.formats import (
     suricata,
     zeek_intel,
 )
+from commonwatch.services.export_rows import (
+    NOTHING,
+    JsonFilter,
+    Screen,
+    export_item,
+)
 from commonwatch.services.query import ExportFilter, QueryService
+from commonwatch.storage import sids
 from commonwatch.storage.models import (
     Community,
     Feed,
@@ -59,7 +66,6 @@ from commonwatch.storage.models import (
     Membership,
     ObjectDeletions,
     Organisation,
-    SuricataSid,
 )
 
 if TYPE_CHECKING:
@@ -80,14 +86,11 @@ FORMATS: dict[str, str] = {
     "misp": "application/json",
 }
 SKIP_NO_VALUES = "object states no exportable value"
-SKIP_WARNINGLISTED = "value on a warninglist (value left out)"
 SKIP_ALL_LISTED = "every value of the object is on a warninglist"
 SKIP_OBJECT_LISTED = "object has a value on a warninglist"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 _TYPE = re.compile(r"[a-z0-9][a-z0-9-]{0,249}")
 MAX_LIST = 100
-#: Index lines whose warninglist verdict an export remembers (see :class:`_Screen`).
-SCREEN_CACHE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,13 +291,14 @@ class ExportService:
         The hot path of every export: rows arrive as plain tuples in batches, each
         object's JSON is decoded once (orjson decodes a whole indicator faster than
         SQLite's ``json_extract`` reads a few fields of it, measured), and the
-        warninglist verdicts of recent values are remembered (:class:`_Screen`).
+        warninglist verdicts of recent values are remembered
+        (:class:`~commonwatch.services.export_rows.Screen`).
         """
         producers = self._producer_names()
-        screen = _Screen(self.warninglists(), drop=not (flt.include_warninglisted or whole_objects),
+        screen = Screen(self.warninglists(), drop=not (flt.include_warninglisted or whole_objects),
                          skipped=stats.skipped)
         keep_listed = flt.include_warninglisted
-        accept = _JsonFilter(flt, self._clock())
+        accept = JsonFilter(flt, self._clock())
         skipped = stats.skipped
         loads = orjson.loads
         for community, rows in self._query.export_batches(principal, flt):
@@ -305,7 +309,7 @@ class ExportService:
                 if reason is not None:
                     skipped[reason] += 1
                     continue
-                observables, hits = screen(values) if values else _NOTHING
+                observables, hits = screen(values) if values else NOTHING
                 if not observables and not whole_objects:
                     # Why an object yields nothing is worked out only for those objects.
                     why = None if values or not explain else from_object(obj).skipped
@@ -318,7 +322,7 @@ class ExportService:
                 valid_until = obj.get("valid_until")
                 if isinstance(valid_until, str):
                     accept.note_expiry(valid_until, stats)
-                yield _item(stix_id, tlp, community, raw, obj,
+                yield export_item(stix_id, tlp, community, raw, obj,
                             producers.get(producer_id, "unknown") if producer_id else "unknown",
                             observables, hits)
 
@@ -340,15 +344,15 @@ class ExportService:
         with self._sessions() as s:
             with s.begin():
                 conn = s.connection()
-                known = _known_sids(conn, keys)
+                known = sids.known_sids(conn, keys)
                 fresh = [(k, d) for k, d in dict(rules).items() if k not in known]
                 if fresh:
-                    _execute_many(conn, _INSERT_SIDS, fresh)
-                    known = _known_sids(conn, keys)
+                    sids.execute_many(conn, sids.INSERT_SIDS, fresh)
+                    known = sids.known_sids(conn, keys)
                 changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
                 if changed:
-                    _execute_many(conn, _BUMP_SIDS, [(d, sid_id) for sid_id, d in changed.items()])
-                    known = _known_sids(conn, keys)
+                    sids.execute_many(conn, sids.BUMP_SIDS, [(d, sid_id) for sid_id, d in changed.items()])
+                    known = sids.known_sids(conn, keys)
             if s.get_bind().dialect.name == "sqlite":
                 # The batch's pages of the sid table stay in SQLite's page cache (256 MiB,
                 # storage/db.py) after the commit: over 10^6 rules that is the whole table.
@@ -477,157 +481,3 @@ class ExportService:
 
 def _etag(base: str, anchor: int) -> str:
     return '"' + hashlib.sha256(f"{base}:{anchor}".encode()).hexdigest()[:32] + '"'
-
-
-_SIDS = SuricataSid.__tablename__
-_INSERT_SIDS = (f"INSERT INTO {_SIDS} (rule_key, rev, digest) VALUES (?, 1, ?) "
-                "ON CONFLICT (rule_key) DO NOTHING")
-_BUMP_SIDS = f"UPDATE {_SIDS} SET rev = rev + 1, digest = ? WHERE id = ?"
-_SELECT_SIDS = f"SELECT id, rule_key, rev, digest FROM {_SIDS} WHERE rule_key "
-
-
-def _driver(conn: Connection) -> Any:
-    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-
-def _execute_many(conn: Connection, text: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """``text`` (qmark parameters) run for each row on the driver's cursor."""
-    if conn.dialect.paramstyle != "qmark":
-        text = text.replace("?", "%s")  # psycopg's parameter style
-    cursor = _driver(conn)
-    try:
-        cursor.executemany(text, rows)
-    finally:
-        cursor.close()
-
-
-def _known_sids(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, int, str]]:
-    """rule key -> (id, rev, digest) of the keys already allocated."""
-    cursor = _driver(conn)
-    try:
-        if conn.dialect.paramstyle != "qmark":
-            cursor.execute(_SELECT_SIDS + "= ANY(%s)", (list(keys),))
-        else:
-            cursor.execute(_SELECT_SIDS + "IN (" + ",".join("?" * len(keys)) + ")", keys)
-        return {r[1]: (r[0], r[2], r[3]) for r in cursor.fetchall()}
-    finally:
-        cursor.close()
-
-
-class _JsonFilter:
-    """The predicates of an export filter that need the object's JSON.
-
-    Called with each decoded object: the reason it is left out (revoked, expired,
-    confidence below the minimum), or None.
-    """
-
-    __slots__ = ("_revoked", "_expired", "_min_confidence", "_now")
-
-    def __init__(self, flt: ExportFilter, now: int) -> None:
-        self._revoked = flt.include_revoked
-        self._expired = flt.include_expired
-        self._min_confidence = flt.min_confidence
-        self._now = now
-
-    def __call__(self, obj: dict[str, Any]) -> str | None:
-        if not self._revoked and obj.get("revoked") is True:
-            return "revoked"
-        if not self._expired:
-            valid_until = obj.get("valid_until")
-            if isinstance(valid_until, str) and parse_timestamp(valid_until) <= self._now:
-                return "expired (valid_until has passed)"
-        if self._min_confidence is not None:
-            confidence = obj.get("confidence")
-            if not isinstance(confidence, int) or confidence < self._min_confidence:
-                return "confidence below the minimum"
-        return None
-
-    def note_expiry(self, valid_until: str, stats: ExportStats) -> None:
-        """Record the earliest ``valid_until`` still ahead: the content changes then."""
-        until = parse_timestamp(valid_until)
-        if until > self._now and (stats.next_change_us is None or until < stats.next_change_us):
-            stats.next_change_us = until
-
-
-Screened = tuple[tuple[Observable, ...], tuple[str, ...]]
-_NOTHING: Screened = ((), ())
-
-
-class _Screen:
-    """Warninglist screening of a row's index lines ("kind value", one per line).
-
-    Returns the observables kept and the names of the lists hit (sorted). Each line's
-    verdict is remembered, up to :data:`SCREEN_CACHE` lines (then forgotten at once,
-    so memory stays bounded): feeds repeat values (an address in many indicators, a
-    domain in many URLs' objects), and a verdict costs a few microseconds to compute.
-    """
-
-    __slots__ = ("_hits", "_cache", "_drop", "_skipped")
-
-    def __init__(self, lists: Warninglists, *, drop: bool, skipped: Counter[str]) -> None:
-        self._hits = lists.hits
-        self._cache: dict[str, tuple[Observable, tuple[str, ...]]] = {}
-        self._drop = drop  # warninglisted values are left out (and counted)
-        self._skipped = skipped
-
-    def _verdict(self, line: str) -> tuple[Observable, tuple[str, ...]]:
-        entry = self._cache.get(line)
-        if entry is None:
-            # tuple.__new__: the named tuple without its generated __new__'s Python frame.
-            parts = line.split(" ", 1)
-            observable = _new_observable(Observable, parts) if len(parts) == 2 else Observable(*parts)
-            hits = self._hits(*observable)
-            entry = (observable, tuple(sorted(set(hits))) if hits else ())
-            if len(self._cache) >= SCREEN_CACHE:
-                self._cache.clear()
-            self._cache[line] = entry
-        return entry
-
-    def __call__(self, text: str) -> Screened:
-        if "\n" not in text:  # one value: most indicators
-            observable, hits = self._verdict(text)
-            if not hits:
-                return (observable,), ()
-            if self._drop:
-                self._skipped[SKIP_WARNINGLISTED] += 1
-                return (), hits
-            return (observable,), hits
-        verdicts = [self._verdict(line) for line in text.split("\n")]
-        if not any(hits for _, hits in verdicts):
-            return tuple(observable for observable, _ in verdicts), ()
-        kept: list[Observable] = []
-        names: set[str] = set()
-        for observable, hits in verdicts:
-            if hits:
-                names.update(hits)
-                if self._drop:
-                    self._skipped[SKIP_WARNINGLISTED] += 1
-                    continue
-            kept.append(observable)
-        return tuple(kept), tuple(sorted(names))
-
-
-def _item(
-    stix_id: str, tlp: int, community: str, raw: bytes, obj: dict[str, Any], producer: str,
-    observables: tuple[Observable, ...], hits: tuple[str, ...],
-) -> ExportItem:
-    """The :class:`ExportItem` of one exported object (typed fields read defensively)."""
-    get = obj.get
-    confidence = get("confidence")
-    labels = get("indicator_types")
-    name = get("name")
-    created = get("created", "")
-    # tuple.__new__ builds the named tuple without the generated __new__'s Python frame
-    # (an export builds one per object).
-    return _new_item(ExportItem, (
-        stix_id, get("type", ""), name if isinstance(name, str) else "", tlp,
-        community, producer, confidence if isinstance(confidence, int) else None,
-        created if type(created) is str else str(created), str(get("modified", created)),
-        get("valid_until"),
-        tuple(filter(_is_str, labels)) if type(labels) is list else (),
-        observables, raw, hits,
-    ))
-
-
-_new_item = _new_observable = tuple.__new__
-_is_str = str.__instancecheck__

@@ -1,0 +1,139 @@
+"""Per-row work of an export: the JSON predicates, warninglist screening, the item.
+
+Kept apart from :mod:`commonwatch.services.export` (the service, formats and feeds):
+this is the hot path every exported object goes through once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from commonwatch.domain.observables import ExportItem, Observable
+from commonwatch.domain.timestamps import parse_timestamp
+from commonwatch.domain.warninglists import Warninglists
+from commonwatch.services.query import ExportFilter
+
+SKIP_WARNINGLISTED = "value on a warninglist (value left out)"
+#: Warninglist verdicts remembered per export (then forgotten at once: memory bounded).
+SCREEN_CACHE = 4096
+
+
+class JsonFilter:
+    """The predicates of an export filter that need the object's JSON.
+
+    Called with each decoded object: the reason it is left out (revoked, expired,
+    confidence below the minimum), or None.
+    """
+
+    __slots__ = ("_revoked", "_expired", "_min_confidence", "_now")
+
+    def __init__(self, flt: ExportFilter, now: int) -> None:
+        self._revoked = flt.include_revoked
+        self._expired = flt.include_expired
+        self._min_confidence = flt.min_confidence
+        self._now = now
+
+    def __call__(self, obj: dict[str, Any]) -> str | None:
+        if not self._revoked and obj.get("revoked") is True:
+            return "revoked"
+        if not self._expired:
+            valid_until = obj.get("valid_until")
+            if isinstance(valid_until, str) and parse_timestamp(valid_until) <= self._now:
+                return "expired (valid_until has passed)"
+        if self._min_confidence is not None:
+            confidence = obj.get("confidence")
+            if not isinstance(confidence, int) or confidence < self._min_confidence:
+                return "confidence below the minimum"
+        return None
+
+    def note_expiry(self, valid_until: str, stats: Any) -> None:
+        """Record the earliest ``valid_until`` still ahead in ``stats.next_change_us``
+        (an :class:`~commonwatch.services.export.ExportStats`): the content changes then."""
+        until = parse_timestamp(valid_until)
+        if until > self._now and (stats.next_change_us is None or until < stats.next_change_us):
+            stats.next_change_us = until
+
+
+Screened = tuple[tuple[Observable, ...], tuple[str, ...]]
+NOTHING: Screened = ((), ())
+
+
+class Screen:
+    """Warninglist screening of a row's index lines ("kind value", one per line).
+
+    Returns the observables kept and the names of the lists hit (sorted). Each line's
+    verdict is remembered, up to :data:`SCREEN_CACHE` lines (then forgotten at once,
+    so memory stays bounded): feeds repeat values (an address in many indicators, a
+    domain in many URLs' objects), and a verdict costs a few microseconds to compute.
+    """
+
+    __slots__ = ("_hits", "_cache", "_drop", "_skipped")
+
+    def __init__(self, lists: Warninglists, *, drop: bool, skipped: Counter[str]) -> None:
+        self._hits = lists.hits
+        self._cache: dict[str, tuple[Observable, tuple[str, ...]]] = {}
+        self._drop = drop  # warninglisted values are left out (and counted)
+        self._skipped = skipped
+
+    def _verdict(self, line: str) -> tuple[Observable, tuple[str, ...]]:
+        entry = self._cache.get(line)
+        if entry is None:
+            # tuple.__new__: the named tuple without its generated __new__'s Python frame.
+            parts = line.split(" ", 1)
+            observable = _new_observable(Observable, parts) if len(parts) == 2 else Observable(*parts)
+            hits = self._hits(*observable)
+            entry = (observable, tuple(sorted(set(hits))) if hits else ())
+            if len(self._cache) >= SCREEN_CACHE:
+                self._cache.clear()
+            self._cache[line] = entry
+        return entry
+
+    def __call__(self, text: str) -> Screened:
+        if "\n" not in text:  # one value: most indicators
+            observable, hits = self._verdict(text)
+            if not hits:
+                return (observable,), ()
+            if self._drop:
+                self._skipped[SKIP_WARNINGLISTED] += 1
+                return (), hits
+            return (observable,), hits
+        verdicts = [self._verdict(line) for line in text.split("\n")]
+        if not any(hits for _, hits in verdicts):
+            return tuple(observable for observable, _ in verdicts), ()
+        kept: list[Observable] = []
+        names: set[str] = set()
+        for observable, hits in verdicts:
+            if hits:
+                names.update(hits)
+                if self._drop:
+                    self._skipped[SKIP_WARNINGLISTED] += 1
+                    continue
+            kept.append(observable)
+        return tuple(kept), tuple(sorted(names))
+
+
+def export_item(
+    stix_id: str, tlp: int, community: str, raw: bytes, obj: dict[str, Any], producer: str,
+    observables: tuple[Observable, ...], hits: tuple[str, ...],
+) -> ExportItem:
+    """The :class:`ExportItem` of one exported object (typed fields read defensively)."""
+    get = obj.get
+    confidence = get("confidence")
+    labels = get("indicator_types")
+    name = get("name")
+    created = get("created", "")
+    # tuple.__new__ builds the named tuple without the generated __new__'s Python frame
+    # (an export builds one per object).
+    return _new_item(ExportItem, (
+        stix_id, get("type", ""), name if isinstance(name, str) else "", tlp,
+        community, producer, confidence if isinstance(confidence, int) else None,
+        created if type(created) is str else str(created), str(get("modified", created)),
+        get("valid_until"),
+        tuple(filter(_is_str, labels)) if type(labels) is list else (),
+        observables, raw, hits,
+    ))
+
+
+_new_item = _new_observable = tuple.__new__
+_is_str = str.__instancecheck__
