@@ -805,7 +805,7 @@ def in_process(database_url: str, singles: list[tuple[str, str]], bulks: list[li
 def explain(exchange: Any, principal: Any, singles: list[tuple[str, str]]) -> str:
     """The plan of the observables statement (all the reader's communities) for one IPv4 value."""
     from commonwatch.domain.correlation import classify, keys_for
-    from commonwatch.services import lookup as service
+    from commonwatch.services import lookup_sql as service
     from commonwatch.services import statements as sql
     from commonwatch.storage.index import stored_prefixes
 
@@ -817,11 +817,11 @@ def explain(exchange: Any, principal: Any, singles: list[tuple[str, str]]) -> st
         readable = exchange.query.collections(principal, conn)
         prefixes = stored_prefixes(conn, [c.id for c, _ in readable])
         keys = [k.value for k in keys_for(observable, prefixes)]
-        statement = service._observables_query(tuple(sql.Sight.of(k) for _, k in readable), dialect)
-        text, names, params = service._compiled(statement, conn.dialect)
+        statement = service.observables_query(tuple(sql.Sight.of(k) for _, k in readable), dialect)
+        text, names, params = service.compiled(statement, conn.dialect)
         for n, (community, clearance) in enumerate(readable):
-            params |= service._community_params(n, community.id, clearance)
-        params |= {"kind": observable.kind, "values": service._bind(keys, dialect)}
+            params |= service.community_params(n, community.id, clearance)
+        params |= {"kind": observable.kind, "values": service.bind(keys, dialect)}
         cursor = conn.connection.driver_connection.cursor()
         if dialect == "sqlite":
             assert names is not None

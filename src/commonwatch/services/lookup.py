@@ -14,8 +14,9 @@ A bulk lookup (up to :data:`MAX_VALUES` values) is planned as a whole: each dist
 value is classified and expanded into index keys once, the distinct keys of one kind
 are bound as one list parameter, and one statement probes them in every community the
 caller can read (one branch of the visibility rule per community, see
-:func:`_observables_query`). Each matched object is decoded once, whatever the number
-of keys and values that reach it, and statements run on the driver's cursor: at 10^4
+:func:`commonwatch.services.lookup_sql.observables_query`). Each matched object is
+decoded once, whatever the number of keys and values that reach it, and statements run
+on the driver's cursor: at 10^4
 values the per-value, per-key and per-row Python work, not the database, is what
 costs. (A bulk lookup builds about 10^5 small containers; the server and the CLI tune
 the garbage collector for such work, see :mod:`commonwatch.process`.) Each value's
@@ -25,31 +26,16 @@ answer is the one it gets when looked up alone.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
     Connection,
-    Dialect,
     Engine,
-    Select,
-    Text,
-    and_,
-    any_,
-    bindparam,
-    func,
-    or_,
-    select,
-    true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql import visitors
 
 from commonwatch.domain.correlation import Key, classify, keys_for
 from commonwatch.domain.indexing import OPINION_OF, SIGHTING_OF
@@ -59,18 +45,13 @@ from commonwatch.domain.stix import format_timestamp, parse_timestamp
 from commonwatch.domain.visibility import Clearance, Principal
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.errors import InputTooLarge
+from commonwatch.services import lookup_sql as q
 from commonwatch.services import statements as sql
 from commonwatch.services.query import CommunityRef, QueryService
 from commonwatch.storage import index as index_repo
-from commonwatch.storage.index import OBJECT_REFS, OBSERVABLES
-from commonwatch.storage.models import Organisation
 
 #: Values per lookup request (the bulk form); more are refused with a message.
 MAX_VALUES = 10_000
-#: Index keys (or referenced ids) bound per statement, as one list parameter. On
-#: PostgreSQL the list is an ``= ANY`` index condition, and past a few thousand values
-#: the planner prefers a sequential scan of the whole index table (measured at 10^6).
-_CHUNK = {"sqlite": 10_000, "postgresql": 1_000}
 #: Lookups of at least this many values are bulk: on PostgreSQL they run without JIT
 #: compilation.
 _BULK = 500
@@ -164,123 +145,6 @@ def _text(us: int | None) -> str | None:
     return None if us is None else format_timestamp(us)
 
 
-# -- statements ----------------------------------------------------------------------------
-
-
-def _latest_visible(o: Any, sight: sql.Sight) -> Any:
-    """The newest version of its id among those the caller can see (``version=last``)."""
-    return or_(o.is_latest == true(), ~sql._other_version(o, sight, newer=True))
-
-
-_ORGS = select(Organisation.id, Organisation.name, Organisation.sector, Organisation.identity_id)
-
-
-def _keyed(table: Any, column: Any, name: str, dialect: str) -> tuple[Any, Any]:
-    """(FROM clause, condition) restricting ``table`` to rows whose ``column`` is in a list
-    bound as ONE parameter: the statement text never changes with the list's length.
-
-    SQLite: a join from ``json_each`` of a JSON array, one index probe per element.
-    PostgreSQL: ``column = ANY(:list)`` on a ``text[]``, which a B-tree index scan walks
-    in one pass (a join from ``unnest`` is planned as a sort-merge over the whole table).
-    """
-    if dialect == "sqlite":
-        keys = func.json_each(bindparam(name, type_=Text())).table_valued("value").alias("k")
-        return keys.join(table, column == keys.c.value), true()
-    return table, column == any_(bindparam(name, type_=ARRAY(Text)))
-
-
-def _bind(values: list[str], dialect: str) -> Any:
-    return orjson.dumps(values).decode() if dialect == "sqlite" else values
-
-
-def _numbered(clause: ColumnElement[bool], n: int) -> ColumnElement[bool]:
-    """``clause`` with each named parameter ``p`` renamed ``p__cn``: one statement can then
-    hold the same rule for several communities, each with its own values. The clause
-    itself (the visibility rule of ``services/statements.py``) is not otherwise changed."""
-    def rename(element: Any, **_: Any) -> Any:
-        if isinstance(element, BindParameter) and not element.unique:
-            return bindparam(f"{element.key}__c{n}", type_=element.type)
-        return None
-
-    opts: dict[str, Any] = {}
-    return visitors.replacement_traverse(clause, opts, rename)
-
-
-def _community_params(n: int, community_id: int, clearance: Clearance) -> dict[str, Any]:
-    """The values of :func:`_numbered` branch ``n``."""
-    return {f"{name}__c{n}": value
-            for name, value in (sql.sight_params(clearance) | {"community": community_id}).items()}
-
-
-@lru_cache(maxsize=64)
-def _observables_query(sights: tuple[sql.Sight, ...], dialect: str = "sqlite") -> Select[Any]:
-    """Index rows of one kind whose value is in the bound list ``values``, joined to the
-    object versions the caller can see, in any of its communities.
-
-    Branch ``n`` of the WHERE clause is community ``n`` with its own form of the
-    visibility rule (``sights[n]``) and the newest-visible-version rule. Each key is one
-    seek in ``ix_observables_value`` (kind, value, community) for all the communities at
-    once, and index rows of other communities are dropped before their object is read.
-    """
-    ob_table, o_table = OBSERVABLES.alias("ob"), sql.OBJECTS.alias("o")
-    ob, o = ob_table.c, o_table.c
-    source, listed = _keyed(ob_table, ob.value, "values", dialect)
-    branches = [
-        _numbered(and_(o.community_id == bindparam("community"), sql.visible(o, sight),
-                       _latest_visible(o, sight)), n)
-        for n, sight in enumerate(sights)
-    ]
-    readable = [ob.community_id == bindparam(f"community__c{n}") for n in range(len(sights))]
-    return (
-        select(ob.value, o.id, o.community_id, o.stix_id, o.type, o.tlp, o.producer_org_id, o.raw)
-        .select_from(source.join(o_table, o.id == ob.object_id))
-        .where(ob.kind == bindparam("kind"), listed, or_(*readable), or_(*branches))
-    )
-
-
-@lru_cache(maxsize=64)
-def _refs_query(sight: sql.Sight, dialect: str = "sqlite") -> Select[Any]:
-    """Sightings and opinions (visible, newest visible version) of the bound ids ``targets``
-    in one community."""
-    r_table, o_table = OBJECT_REFS.alias("r"), sql.OBJECTS.alias("o")
-    r, o = r_table.c, o_table.c
-    source, listed = _keyed(r_table, r.target_id, "targets", dialect)
-    return (
-        select(r.target_id, r.relation, r.id, o.id, o.producer_org_id, o.raw)
-        .select_from(source.join(o_table, o.id == r.object_id))
-        .where(r.community_id == bindparam("community"), listed, o.community_id == bindparam("community"),
-               sql.visible(o, sight), _latest_visible(o, sight))
-    )
-
-
-@lru_cache(maxsize=256)
-def _compiled(statement: Select[Any], dialect: Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
-    """(SQL text, positional parameter names or None for named ones, the statement's own
-    parameter values) of a cached statement."""
-    compiled = statement.compile(dialect=dialect)
-    names = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    return compiled.string, names, {name: bind.value for name, bind in compiled.binds.items()}
-
-
-def _rows(conn: Connection, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
-    """All rows of ``statement`` as driver tuples (as services/query.py ``_fetch`` does):
-    SQLAlchemy's result rows cost more per row than the probes that find them."""
-    text, names, defaults = _compiled(statement, conn.dialect)
-    values = defaults | params
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(text, values if names is None else [values[name] for name in names])
-        return cursor.fetchall()  # type: ignore[no-any-return]
-    finally:
-        cursor.close()
-
-
-def _chunks(items: Sequence[str], dialect: str) -> Iterable[list[str]]:
-    size = _CHUNK.get(dialect, 1_000)
-    for start in range(0, len(items), size):
-        yield list(items[start:start + size])
-
-
 # -- the service ---------------------------------------------------------------------------
 
 Org = tuple[str, str, str]  # name, sector, identity id
@@ -349,7 +213,7 @@ class LookupService:
                     conn.exec_driver_sql("SET LOCAL jit = off")
                 readable = self._query.collections(principal, conn)
                 communities = {c.id: c.name for c, _ in readable}
-                orgs = {oid: (name, sector, identity) for oid, name, sector, identity in conn.execute(_ORGS)}
+                orgs = {oid: (name, sector, identity) for oid, name, sector, identity in conn.execute(q.ORGS)}
                 prefixes = index_repo.stored_prefixes(conn, list(communities))
                 plan.keys = [tuple(keys_for(observable, prefixes)) for observable in plan.observables]
                 if readable:
@@ -377,14 +241,14 @@ class LookupService:
                 else:
                     known.append(code)
         dialect = conn.dialect.name
-        query = _observables_query(tuple(sql.Sight.of(k) for _, k in readable), dialect)
+        query = q.observables_query(tuple(sql.Sight.of(k) for _, k in readable), dialect)
         params: dict[str, Any] = {}
         for n, (community, clearance) in enumerate(readable):
-            params |= _community_params(n, community.id, clearance)
+            params |= q.community_params(n, community.id, clearance)
         objects, best = plan.objects, plan.best
         for kind, of_kind in wanted.items():
-            for chunk in _chunks(list(of_kind), dialect):
-                rows = _rows(conn, query, params | {"kind": kind, "values": _bind(chunk, dialect)})
+            for chunk in q.chunks(list(of_kind), dialect):
+                rows = q.rows(conn, query, params | {"kind": kind, "values": q.bind(chunk, dialect)})
                 for value, row_id, community_id, stix_id, type_, tlp, producer, raw in rows:
                     if row_id not in objects:
                         objects[row_id] = _decoded(raw, community_id, stix_id, type_, tlp, orgs.get(producer))
@@ -411,11 +275,11 @@ class LookupService:
             here = targets.get(community.id)
             if not here:
                 continue
-            query = _refs_query(sql.Sight.of(clearance), dialect)
+            query = q.refs_query(sql.Sight.of(clearance), dialect)
             params = sql.sight_params(clearance) | {"community": community.id}
             rows = []
-            for chunk in _chunks(sorted(here), dialect):
-                rows += _rows(conn, query, params | {"targets": _bind(chunk, dialect)})
+            for chunk in q.chunks(sorted(here), dialect):
+                rows += q.rows(conn, query, params | {"targets": q.bind(chunk, dialect)})
             rows.sort(key=lambda row: (row[0], row[1], row[2]))  # as the index orders them
             _tally(rows, here, plan.tallies, orgs)
 
