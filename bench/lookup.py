@@ -818,7 +818,7 @@ def explain(exchange: Any, principal: Any, singles: list[tuple[str, str]]) -> st
         prefixes = stored_prefixes(conn, [c.id for c, _ in readable])
         keys = [k.value for k in keys_for(observable, prefixes)]
         statement = service.observables_query(tuple(sql.Sight.of(k) for _, k in readable), dialect)
-        text, names, params = service.compiled(statement, conn.dialect)
+        text, names, params = sql.compiled(statement, conn.dialect)
         for n, (community, clearance) in enumerate(readable):
             params |= service.community_params(n, community.id, clearance)
         params |= {"kind": observable.kind, "values": service.bind(keys, dialect)}

@@ -248,7 +248,7 @@ class LookupService:
         objects, best = plan.objects, plan.best
         for kind, of_kind in wanted.items():
             for chunk in q.chunks(list(of_kind), dialect):
-                rows = q.rows(conn, query, params | {"kind": kind, "values": q.bind(chunk, dialect)})
+                rows = sql.driver_rows(conn, query, params | {"kind": kind, "values": q.bind(chunk, dialect)})
                 for value, row_id, community_id, stix_id, type_, tlp, producer, raw in rows:
                     if row_id not in objects:
                         objects[row_id] = _decoded(raw, community_id, stix_id, type_, tlp, orgs.get(producer))
@@ -279,7 +279,7 @@ class LookupService:
             params = sql.sight_params(clearance) | {"community": community.id}
             rows = []
             for chunk in q.chunks(sorted(here), dialect):
-                rows += q.rows(conn, query, params | {"targets": q.bind(chunk, dialect)})
+                rows += sql.driver_rows(conn, query, params | {"targets": q.bind(chunk, dialect)})
             rows.sort(key=lambda row: (row[0], row[1], row[2]))  # as the index orders them
             _tally(rows, here, plan.tallies, orgs)
 

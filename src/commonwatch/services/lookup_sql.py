@@ -15,8 +15,6 @@ import orjson
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
-    Connection,
-    Dialect,
     Select,
     Text,
     and_,
@@ -125,28 +123,6 @@ def refs_query(sight: sql.Sight, dialect: str = "sqlite") -> Select[Any]:
         .where(r.community_id == bindparam("community"), listed, o.community_id == bindparam("community"),
                sql.visible(o, sight), latest_visible(o, sight))
     )
-
-
-@lru_cache(maxsize=256)
-def compiled(statement: Select[Any], dialect: Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
-    """(SQL text, positional parameter names or None for named ones, the statement's own
-    parameter values) of a cached statement."""
-    compiled = statement.compile(dialect=dialect)
-    names = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    return compiled.string, names, {name: bind.value for name, bind in compiled.binds.items()}
-
-
-def rows(conn: Connection, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
-    """All rows of ``statement`` as driver tuples (as services/query.py ``_fetch`` does):
-    SQLAlchemy's result rows cost more per row than the probes that find them."""
-    text, names, defaults = compiled(statement, conn.dialect)
-    values = defaults | params
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(text, values if names is None else [values[name] for name in names])
-        return cursor.fetchall()  # type: ignore[no-any-return]
-    finally:
-        cursor.close()
 
 
 def chunks(items: Sequence[str], dialect: str) -> Iterable[list[str]]:

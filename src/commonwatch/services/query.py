@@ -170,24 +170,13 @@ _RAW = itemgetter(1)  # the stored JSON of an envelope row (date_added, raw)
 def _fetch(conn: Connection, shape: sql.Shape, params: dict[str, Any]) -> list[Any]:
     """All rows of one page query, as tuples.
 
-    Without list-valued filters the statement is compiled once per shape and dialect
-    and run on the driver's own cursor: SQLAlchemy's result objects cost more per row
-    than SQLite's execution of the visibility rule. List filters (``match[id]``...)
-    need SQLAlchemy's expansion of IN parameters and take the general path.
+    Without list-valued filters the statement runs on the driver's own cursor
+    (:func:`statements.driver_rows`). List filters (``match[type]``...) need
+    SQLAlchemy's expansion of IN parameters and take the general path.
     """
     if shape.ids or shape.types or shape.specs or shape.stamps:
         return list(conn.execute(sql.object_query(shape), params).all())
-    text, names, defaults = sql.compiled_object_query(shape, conn.dialect)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if names is None:
-            cursor.execute(text, defaults | params)
-        else:
-            values = defaults | params
-            cursor.execute(text, [values[name] for name in names])
-        return cursor.fetchall()  # type: ignore[no-any-return]
-    finally:
-        cursor.close()
+    return sql.driver_rows(conn, sql.object_query(shape), params)
 
 
 def encode_cursor(position: int) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Dialect,
     Select,
     and_,
@@ -158,14 +159,31 @@ def object_query(shape: Shape) -> Select[Any]:
 
 
 @lru_cache(maxsize=512)
-def compiled_object_query(
-    shape: Shape, dialect: Dialect
+def compiled(
+    statement: Select[Any], dialect: Dialect
 ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
-    """:func:`object_query` compiled for ``dialect``: (SQL text, positional parameter
-    names or None for named parameters, values of the statement's own parameters)."""
-    compiled = object_query(shape).compile(dialect=dialect)
-    names = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    return compiled.string, names, {name: bind.value for name, bind in compiled.binds.items()}
+    """A cached statement compiled for ``dialect``: (SQL text, positional parameter names
+    or None for named parameters, values of the statement's own parameters)."""
+    result = statement.compile(dialect=dialect)
+    names = tuple(result.positiontup) if result.positiontup is not None else None
+    return result.string, names, {name: bind.value for name, bind in result.binds.items()}
+
+
+def driver_rows(conn: Connection, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+    """All rows of a cached statement (no expanding parameters) as the driver's tuples.
+
+    Compiled once per statement and dialect, run on the driver's own cursor:
+    SQLAlchemy's result objects cost more per row than the database's execution of
+    the visibility rule.
+    """
+    text, names, defaults = compiled(statement, conn.dialect)
+    values = defaults | params
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(text, values if names is None else [values[name] for name in names])
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
 
 
 @lru_cache(maxsize=16)
