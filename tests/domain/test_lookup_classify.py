@@ -1,6 +1,6 @@
 """Lookup's shortcuts in classify and keys_for answer exactly as the plain definitions do.
 
-``classify`` skips :func:`refang` when no defanging rule can apply and skips address
+``refang`` returns early when no defanging rule can apply, ``classify`` skips address
 parsing when the value cannot be an address; ``keys_for`` reads canonical IPv4 values
 without :mod:`ipaddress`. The references below are the plain definitions (refang
 everything, try every parser; the standard library's ``supernet``).
@@ -14,12 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commonwatch.domain.correlation import _HASH_BY_LENGTH, MAX_LOOKUP_LENGTH, classify, keys_for
-from commonwatch.domain.defang import refang
+from commonwatch.domain.defang import _REFANG, refang
 from commonwatch.domain.observables import Observable, normalise, normalise_ip
 
 
+def refang_everything(text: str) -> str:
+    for pattern, plain in _REFANG:
+        text = pattern.sub(plain, text)
+    return text
+
+
 def reference_classify(text: str) -> Observable | None:
-    value = refang(text.strip())
+    value = refang_everything(text.strip())
     if not value or len(value) > MAX_LOOKUP_LENGTH:
         return None
     found = normalise_ip(value)
@@ -63,6 +69,12 @@ defang = st.sampled_from([lambda v: v, lambda v: v.replace(".", "[.]"), lambda v
                           lambda v: v.replace(":", "[:]"), lambda v: f"  {v}\n"])
 values = st.tuples(st.one_of(address, domain, url, hexdigest, email, noise), defang).map(
     lambda pair: pair[1](pair[0]))
+
+
+@settings(max_examples=600)
+@given(values)
+def test_refang_shortcut_changes_nothing(text):
+    assert refang(text) == refang_everything(text)
 
 
 @settings(max_examples=600)

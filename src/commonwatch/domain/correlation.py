@@ -36,28 +36,14 @@ class Key(NamedTuple):
     relation: str  # "exact", "contained-in", "subdomain-of", "host", "domain"
 
 
-#: Characters without which no defanging rule of :func:`refang` applies (the
-#: ``hxxp``/``fxp``/``h**p`` scheme rules also need a ``:``, checked separately).
-_DEFANG_MARKS = frozenset("[({\\")
 #: An address or network: IPv6 always has a colon; IPv4 (with a prefix or netmask) is
 #: ASCII digits, dots and a slash. Anything else cannot parse as either.
 _IPV4_CHARS = re.compile(r"[0-9./]+")
 
 
-def _may_be_defanged(text: str) -> bool:
-    """False when :func:`refang` would return ``text`` unchanged (most values): the
-    rules need a bracket, parenthesis, brace or backslash, or a ``:`` after a defanged
-    scheme (``hxxp``, ``fxp``, ``h**p``)."""
-    if not _DEFANG_MARKS.isdisjoint(text):
-        return True
-    return ":" in text and (not text.isascii() or "xp" in text.lower() or "*" in text)
-
-
 def classify(text: str) -> Observable | None:
     """The observable ``text`` denotes, normalised; None if it is none of the kinds."""
-    value = text.strip()
-    if _may_be_defanged(value):
-        value = refang(value)
+    value = refang(text.strip())
     if not value or len(value) > MAX_LOOKUP_LENGTH:
         return None
     # Parsing a hash, domain or URL as an address costs more than the rest of classify.

@@ -23,8 +23,23 @@ _REFANG = [
 ]
 
 
+#: Characters without which no rule above applies (the ``hxxp``/``fxp``/``h**p`` scheme
+#: rules also need a ``:``, checked separately).
+_MARKS = frozenset("[({\\")
+
+
+def _may_be_defanged(text: str) -> bool:
+    """False when no rule can change ``text`` (most values): the rules need a bracket,
+    parenthesis, brace or backslash, or a ``:`` after a defanged scheme."""
+    if not _MARKS.isdisjoint(text):
+        return True
+    return ":" in text and (not text.isascii() or "xp" in text.lower() or "*" in text)
+
+
 def refang(text: str) -> str:
     """``text`` with the usual defanging undone."""
+    if not _may_be_defanged(text):
+        return text  # nine regular expressions would find nothing to replace
     for pattern, plain in _REFANG:
         text = pattern.sub(plain, text)
     return text
