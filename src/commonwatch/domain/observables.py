@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -95,6 +96,31 @@ class Extraction(NamedTuple):
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DOTTED = re.compile(f"{_OCTET}(?:\\.{_OCTET}){{3}}")
 _DOMAIN = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+#: Address family and width of the address kinds.
+ADDRESS_FAMILIES = {"ipv4-addr": (socket.AF_INET, 32), "ipv6-addr": (socket.AF_INET6, 128)}
+
+
+def network_int(kind: str, value: str) -> tuple[int, int] | None:
+    """(network address as an integer, prefix length) of an address or CIDR of ``kind``
+    ("ipv4-addr" or "ipv6-addr"), host bits cleared; None if ``value`` is not one.
+
+    ``inet_pton`` rather than :mod:`ipaddress`: several times faster, and callers run it
+    per value of an export, a lookup or a warninglist.
+    """
+    family, bits = ADDRESS_FAMILIES[kind]
+    addr, slash, plen = value.partition("/")
+    try:
+        n = int.from_bytes(socket.inet_pton(family, addr), "big")
+    except (OSError, ValueError):
+        return None
+    if not slash:
+        return n, bits
+    if not (plen.isascii() and plen.isdigit()) or int(plen) > bits:
+        return None
+    host_bits = bits - int(plen)
+    return (n >> host_bits) << host_bits, int(plen)
 
 
 def normalise_ip(value: str) -> Observable | None:

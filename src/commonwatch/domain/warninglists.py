@@ -40,13 +40,13 @@ import bisect
 import ipaddress
 import json
 import re
-import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from commonwatch.domain.observables import ADDRESS_FAMILIES, network_int
 from commonwatch.errors import ConfigError
 
 #: Every kind a list may hold and :meth:`Warninglists.hits` accepts.
@@ -54,7 +54,6 @@ KINDS = ("ipv4-addr", "ipv6-addr", "domain-name", "url", "email-addr", "md5", "s
 _HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 _EXACT_KINDS = ("url", "email-addr", "md5", "sha1", "sha256", "sha512")
 _HEX = frozenset("0123456789abcdef")
-_FAMILY = {"ipv4-addr": (socket.AF_INET, 32), "ipv6-addr": (socket.AF_INET6, 128)}
 #: A URL whose authority is only a host name or IPv4 address (optional port): no user
 #: info, no brackets, ASCII, no tab or newline before the path. ``urlsplit(url).hostname``
 #: is then the host lower-cased; the host is read with this instead (several times
@@ -121,19 +120,11 @@ class _RangeIndex:
 
 def _parse_ip(kind: str, value: str) -> tuple[int, int] | None:
     """``(first, last)`` integer address of an address or CIDR of ``kind``, or None."""
-    family, bits = _FAMILY[kind]
-    addr, slash, plen = value.strip().partition("/")
-    try:
-        first = int.from_bytes(socket.inet_pton(family, addr), "big")
-    except (OSError, ValueError):
+    found = network_int(kind, value.strip())
+    if found is None:
         return None
-    if not slash:
-        return first, first
-    if not plen.isdigit() or int(plen) > bits:
-        return None
-    host_bits = bits - int(plen)
-    first = (first >> host_bits) << host_bits
-    return first, first | ((1 << host_bits) - 1)
+    first, prefix = found
+    return first, first | ((1 << (ADDRESS_FAMILIES[kind][1] - prefix)) - 1)
 
 
 def _normalise_domain(value: str) -> str:
@@ -157,7 +148,7 @@ class Warninglists:
     def _add(self, meta: Warninglist, kind: str, raw: str,
              ranges: dict[str, dict[str, list[tuple[int, int]]]]) -> None:
         bad = ConfigError(f"warninglist {meta.path}: {raw!r} is not a valid {kind} value; fix or remove it")
-        if kind in _FAMILY:
+        if kind in ADDRESS_FAMILIES:
             span = _parse_ip(kind, raw)
             if span is None:
                 raise bad
@@ -182,7 +173,7 @@ class Warninglists:
         its subdomains; ``url`` hits an exact listed URL and anything its host hits.
         A value that does not parse as ``kind`` hits nothing.
         """
-        if kind in _FAMILY:
+        if kind in ADDRESS_FAMILIES:
             span = _parse_ip(kind, value)
             return self._ranges[kind].hits(*span) if span else ()
         if kind == "domain-name":

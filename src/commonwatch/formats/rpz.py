@@ -12,11 +12,10 @@ IPv6 triggers are not written (skipped and counted).
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from commonwatch.domain.observables import ExportItem, normalise_domain
+from commonwatch.domain.observables import ExportItem, network_int, normalise_domain
 
 BATCH = 2000
 SKIP_IPV6 = "IPv6 response-IP triggers are not written to RPZ"
@@ -42,20 +41,10 @@ def _trigger(value: str) -> str:
 def _canonical_trigger(value: str) -> str | None:
     """:func:`_trigger` of an address or CIDR in canonical dotted-quad form (what the
     observable index holds) without building an ``ipaddress`` network, else None."""
-    addr, slash, plen = value.partition("/")
-    try:
-        packed = socket.inet_pton(socket.AF_INET, addr)
-    except OSError:
+    found = network_int("ipv4-addr", value)
+    if found is None:
         return None
-    if socket.inet_ntop(socket.AF_INET, packed) != addr:
-        return None
-    prefix = 32
-    if slash:
-        if not (plen.isascii() and plen.isdigit()) or int(plen) > 32:
-            return None
-        prefix = int(plen)
-    host_bits = 32 - prefix
-    network = (int.from_bytes(packed, "big") >> host_bits) << host_bits
+    network, prefix = found
     a, b, c, d = network.to_bytes(4, "big")
     return f"{prefix}.{d}.{c}.{b}.{a}.rpz-ip"
 
