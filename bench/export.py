@@ -68,7 +68,7 @@ def build(db: Path, count: int) -> None:
     from sqlalchemy import insert
 
     from commonwatch.config import load_settings
-    from commonwatch.domain.indexing import index_entries
+    from commonwatch.domain.indexing import indexed
     from commonwatch.domain.markings import Tlp, effective_tlp
     from commonwatch.services.exchange import Exchange
     from commonwatch.storage.index import OBSERVABLES
@@ -95,12 +95,17 @@ def build(db: Path, count: int) -> None:
                 raw = orjson.dumps(obj)
                 tlp = effective_tlp(obj.get("object_marking_refs", ()), Tlp.GREEN)
                 added += 1
+                found = indexed(obj)
                 rows.append({"community_id": community.id, "stix_id": obj["id"], "type": "indicator",
                              "spec_version": "2.1", "version_us": added, "date_added_us": added,
                              "producer_org_id": producer.org_id, "tlp": int(tlp), "is_latest": True,
-                             "content_hash": hashlib.sha256(raw).hexdigest(), "raw": raw})
+                             "content_hash": hashlib.sha256(raw).hexdigest(), "raw": raw,
+                             "observables": found.observables,
+                             **{f"export_{k}" if k in ("values", "skip") else k: v
+                                for k, v in found.facts._asdict().items()}})
                 if tlp is Tlp.RED:
                     red.append((added, [producer.org_identity, reader.org_identity]))
+            observables = [row.pop("observables") for row in rows]
             conn.execute(insert(StixObject), rows)
             ids = dict(conn.exec_driver_sql(  # the observable index, as ingest writes it
                 "SELECT date_added_us, id FROM stix_objects WHERE community_id = ? AND date_added_us >= ?",
@@ -108,7 +113,7 @@ def build(db: Path, count: int) -> None:
             conn.execute(insert(OBSERVABLES), [
                 {"object_id": ids[row["date_added_us"]], "community_id": community.id, "kind": kind,
                  "value": value}
-                for row in rows for kind, value in index_entries(orjson.loads(row["raw"]))[0]])
+                for row, pairs in zip(rows, observables, strict=True) for kind, value in pairs])
             if red:
                 ids = dict(conn.exec_driver_sql(
                     "SELECT date_added_us, id FROM stix_objects "

@@ -162,3 +162,29 @@ def test_unexplained_export_has_the_same_output(exchange, svc):
     assert quick.stats.skipped["object states no exportable value"] == 2
     assert full.stats.skipped["every value of the object is on a warninglist"] == 1
     assert quick.stats.skipped["every value of the object is on a warninglist"] == 1
+
+
+def test_values_only_formats_render_as_from_whole_items(exchange, svc, monkeypatch):
+    """Formats that never read the JSON write what they write from the full items."""
+    from commonwatch.services import export as export_module
+
+    p = make_member(exchange, "Prod")
+    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership("Prod", "ring", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("ring").collection_id
+    objs = [indicator("45.77.3.1", confidence=90), indicator("45.77.3.0/24"), indicator("10.0.0.3"),
+            {**indicator(), "pattern": "[domain-name:value = 'evil.example.org' OR "
+                                       "url:value = 'http://evil.example.org/x']"},
+            {**indicator(), "pattern": "[file:hashes.MD5 = '0123456789abcdef0123456789abcdef']"},
+            {**indicator("45.77.3.2"), "revoked": True}]
+    assert not exchange.ingest.add_objects(p.principal, cid, objs).failures
+    formats = sorted(export_module.VALUES_ONLY)
+    assert {"rpz", "plain-ip", "suricata-dataset-md5"} <= set(formats)
+    fast = {f: svc.export(p.principal, f, ExportFilter()) for f in formats}
+    fast_out = {f: "".join(e.chunks) for f, e in fast.items()}
+    monkeypatch.setattr(export_module, "VALUES_ONLY", frozenset())
+    for f in formats:
+        whole = svc.export(p.principal, f, ExportFilter())
+        assert "".join(whole.chunks) == fast_out[f], f
+        assert whole.stats == fast[f].stats, f
+    assert "45.77.3.1" in fast_out["plain-ip"] and "45.77.3.2" not in fast_out["plain-ip"]

@@ -116,7 +116,9 @@ def keys_for(observable: Observable, prefixes: Mapping[str, Collection[int]] | N
         keys = [Key(kind, value, "exact")]
         host = value.split("://", 1)[1].split("/", 1)[0]
         host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        address = normalise_ip(host.strip("[]"))
+        bare = host.strip("[]")
+        # Only what could be an address is parsed as one (a failed parse costs ~4 us).
+        address = normalise_ip(bare) if ":" in bare or _IPV4_CHARS.fullmatch(bare.strip()) else None
         if address is not None:
             return keys + [k._replace(relation="host") if k.relation == "exact" else k
                            for k in _network_keys(address, None if prefixes is None

@@ -1,17 +1,21 @@
-"""What one STIX object contributes to the observable and reference indexes (pure).
+"""What one STIX object contributes to the indexes and export columns (pure).
 
 * observables: the (kind, normalised value) pairs an SCO or an indicator with a
   single-value pattern states (:func:`commonwatch.domain.observables.from_object`);
 * references: which indicator (or other object) a sighting sights, which objects an
-  opinion is about. Sightings totals and opinion consensus are counted through them.
+  opinion is about. Sightings totals and opinion consensus are counted through them;
+* export facts (:class:`ExportFacts`): what exports filter and output on, stored as
+  columns of the version at ingest so an export reads columns instead of parsing every
+  object's JSON and pattern again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from commonwatch.domain.observables import from_object
+from commonwatch.domain.observables import SKIP_REASONS, SKIP_UNSUPPORTED, from_object
+from commonwatch.domain.timestamps import parse_timestamp
 
 SIGHTING_OF = "sighting-of"
 OPINION_OF = "opinion-of"
@@ -22,18 +26,62 @@ _NONE: Pairs = ()
 _OBSERVABLE_TYPES = frozenset(
     ("indicator", "ipv4-addr", "ipv6-addr", "domain-name", "url", "email-addr", "file", "artifact")
 )
+_UNSUPPORTED = SKIP_REASONS.index(SKIP_UNSUPPORTED)
+
+
+class ExportFacts(NamedTuple):
+    """The export columns of one version (``stix_objects.export_*``, ``revoked``, ...)."""
+
+    #: The observables as "kind value" lines, in extraction order; None when there are none.
+    values: str | None
+    #: Why there are none: a position in :data:`~commonwatch.domain.observables.SKIP_REASONS`.
+    skip: int | None
+    revoked: bool
+    valid_until_us: int | None
+    confidence: int | None
+
+
+class Indexed(NamedTuple):
+    observables: Pairs
+    references: Pairs
+    facts: ExportFacts
 
 
 def index_entries(obj: Mapping[str, Any]) -> tuple[Pairs, Pairs]:
     """(observables, references) of ``obj``; both empty for most object types."""
+    found = indexed(obj)
+    return found.observables, found.references
+
+
+def indexed(obj: Mapping[str, Any]) -> Indexed:
+    """Index entries and export facts of ``obj`` (one extraction serves both)."""
     kind = obj.get("type")
+    observables = references = _NONE
+    skip: int | None = _UNSUPPORTED
     if kind in _OBSERVABLE_TYPES:
-        return tuple((o.kind, o.value) for o in from_object(obj).observables), _NONE
-    if kind == "sighting":
+        extraction = from_object(obj)
+        observables = tuple((o.kind, o.value) for o in extraction.observables)
+        skip = None if observables else SKIP_REASONS.index(extraction.skipped or SKIP_UNSUPPORTED)
+    elif kind == "sighting":
         target = obj.get("sighting_of_ref")
-        return _NONE, ((SIGHTING_OF, target),) if isinstance(target, str) else _NONE
-    if kind == "opinion":
+        references = ((SIGHTING_OF, target),) if isinstance(target, str) else _NONE
+    elif kind == "opinion":
         refs = obj.get("object_refs")
         if isinstance(refs, list):
-            return _NONE, tuple((OPINION_OF, r) for r in dict.fromkeys(refs) if isinstance(r, str))
-    return _NONE, _NONE
+            references = tuple((OPINION_OF, r) for r in dict.fromkeys(refs) if isinstance(r, str))
+    values = "\n".join(f"{k} {v}" for k, v in observables) if observables else None
+    return Indexed(observables, references, ExportFacts(values, skip, *lifecycle_facts(obj)))
+
+
+def lifecycle_facts(obj: Mapping[str, Any]) -> tuple[bool, int | None, int | None]:
+    """(revoked, valid_until µs, confidence) as exports filter on them; wrong types
+    (which validation rejects anyway) read as absent."""
+    valid_until = obj.get("valid_until")
+    try:
+        until = parse_timestamp(valid_until) if isinstance(valid_until, str) else None
+    except ValueError:
+        until = None
+    confidence = obj.get("confidence")
+    if type(confidence) is not int or not 0 <= confidence <= 100:
+        confidence = None
+    return obj.get("revoked") is True, until, confidence

@@ -65,6 +65,10 @@ SKIP_INVALID_PATTERN = "pattern does not parse"
 SKIP_COMPLEX = "pattern is not an equality or IN over single values"
 SKIP_UNSUPPORTED = "pattern tests a property exports cannot use"
 SKIP_INVALID_VALUE = "pattern value is not a valid address, domain, URL, e-mail or hash"
+#: The reasons in a fixed order: ingest stores a reason as its position here (a small
+#: integer column), exports read it back. Append only; never reorder.
+SKIP_REASONS = (SKIP_PATTERN_TYPE, SKIP_INVALID_PATTERN, SKIP_COMPLEX, SKIP_UNSUPPORTED,
+                SKIP_INVALID_VALUE)
 
 #: Hash algorithm names as STIX writes them (§10.7 hashing-algorithm-ov) and as feeds do.
 _HASH_NAMES = {

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commonwatch import __version__
 from commonwatch.clock import Clock, now_us
 from commonwatch.domain.markings import Tlp, parse_tlp
-from commonwatch.domain.observables import ExportItem, from_object, normalise_domain
+from commonwatch.domain.observables import SKIP_REASONS, ExportItem, normalise_domain
 from commonwatch.domain.timestamps import format_timestamp, parse_when
 from commonwatch.domain.visibility import SECTORS, WRITE_ROLES, Principal
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
@@ -53,9 +53,10 @@ from commonwatch.formats import (
 )
 from commonwatch.services.export_rows import (
     NOTHING,
-    JsonFilter,
+    RowFilter,
     Screen,
     export_item,
+    values_item,
 )
 from commonwatch.services.query import ExportFilter, QueryService
 from commonwatch.storage import sids
@@ -85,6 +86,10 @@ FORMATS: dict[str, str] = {
     "stix": "application/stix+json;version=2.1",
     "misp": "application/json",
 }
+#: Formats that read only an item's values, TLP, community, producer and confidence:
+#: their exports never read the objects' JSON.
+VALUES_ONLY = frozenset(
+    ["rpz", *(f for f in FORMATS if f.startswith(("plain-", "suricata-dataset-")))])
 SKIP_NO_VALUES = "object states no exportable value"
 SKIP_ALL_LISTED = "every value of the object is on a warninglist"
 SKIP_OBJECT_LISTED = "object has a value on a warninglist"
@@ -250,7 +255,8 @@ class ExportService:
             raise InvalidParameter(
                 f"RPZ target {options.rpz_target!r} is not a domain name; use '.' or a domain")
         stats = ExportStats()
-        items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain)
+        items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
+                           values_only=fmt in VALUES_ONLY)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
 
     def _render(
@@ -281,16 +287,19 @@ class ExportService:
 
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
-        explain: bool = True,
+        explain: bool = True, values_only: bool = False,
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
         ``whole_objects``: the object is sent as a whole (STIX bundle), so it is kept
         even without exportable values, and dropped if any of its values is warninglisted.
+        ``values_only``: the items carry the values, TLP, community, producer and
+        confidence only (:func:`~commonwatch.services.export_rows.values_item`); the
+        JSON is not even read.
 
-        The hot path of every export: rows arrive as plain tuples in batches, each
-        object's JSON is decoded once (orjson decodes a whole indicator faster than
-        SQLite's ``json_extract`` reads a few fields of it, measured), and the
+        The hot path of every export: rows arrive as plain tuples in batches and are
+        filtered on the export columns ingest wrote (no pattern parsed again); the JSON
+        of an exported object is decoded once, when its format needs it; the
         warninglist verdicts of recent values are remembered
         (:class:`~commonwatch.services.export_rows.Screen`).
         """
@@ -298,33 +307,32 @@ class ExportService:
         screen = Screen(self.warninglists(), drop=not (flt.include_warninglisted or whole_objects),
                          skipped=stats.skipped)
         keep_listed = flt.include_warninglisted
-        accept = JsonFilter(flt, self._clock())
+        accept = RowFilter(flt, self._clock())
         skipped = stats.skipped
         loads = orjson.loads
-        for community, rows in self._query.export_batches(principal, flt):
-            for stix_id, _, _, tlp, producer_id, raw, values in rows:
+        for community, rows in self._query.export_batches(principal, flt, raw=not values_only):
+            for stix_id, _, _, tlp, producer_id, raw, values, skip, revoked, until, confidence in rows:
                 stats.objects_read += 1
-                obj = loads(raw)
-                reason = accept(obj)
+                reason = accept(revoked, until, confidence)
                 if reason is not None:
                     skipped[reason] += 1
                     continue
                 observables, hits = screen(values) if values else NOTHING
                 if not observables and not whole_objects:
-                    # Why an object yields nothing is worked out only for those objects.
-                    why = None if values or not explain else from_object(obj).skipped
+                    why = SKIP_REASONS[skip] if explain and skip is not None and not values else None
                     skipped[why or (SKIP_ALL_LISTED if hits else SKIP_NO_VALUES)] += 1
                     continue
                 if whole_objects and hits and not keep_listed:
                     skipped[SKIP_OBJECT_LISTED] += 1
                     continue
                 stats.objects_exported += 1
-                valid_until = obj.get("valid_until")
-                if isinstance(valid_until, str):
-                    accept.note_expiry(valid_until, stats)
-                yield export_item(stix_id, tlp, community, raw, obj,
-                            producers.get(producer_id, "unknown") if producer_id else "unknown",
-                            observables, hits)
+                if until is not None:
+                    accept.note_expiry(until, stats)
+                producer = producers.get(producer_id, "unknown") if producer_id else "unknown"
+                if raw is None:
+                    yield values_item(stix_id, tlp, community, producer, confidence, observables, hits)
+                else:
+                    yield export_item(stix_id, tlp, community, raw, loads(raw), producer, observables, hits)
 
     def _producer_names(self) -> dict[int, str]:
         with self._sessions() as s:

@@ -1,4 +1,4 @@
-"""Per-row work of an export: the JSON predicates, warninglist screening, the item.
+"""Per-row work of an export: the lifecycle predicates, warninglist screening, the item.
 
 Kept apart from :mod:`commonwatch.services.export` (the service, formats and feeds):
 this is the hot path every exported object goes through once.
@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 from commonwatch.domain.observables import ExportItem, Observable
-from commonwatch.domain.timestamps import parse_timestamp
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.services.query import ExportFilter
 
@@ -19,40 +18,35 @@ SKIP_WARNINGLISTED = "value on a warninglist (value left out)"
 SCREEN_CACHE = 4096
 
 
-class JsonFilter:
-    """The predicates of an export filter that need the object's JSON.
+class RowFilter:
+    """The predicates of an export filter read from the export columns of a row.
 
-    Called with each decoded object: the reason it is left out (revoked, expired,
-    confidence below the minimum), or None.
+    Called with a row's (revoked, valid_until µs, confidence): the reason it is left
+    out (revoked, expired, confidence below the minimum), or None.
     """
 
     __slots__ = ("_revoked", "_expired", "_min_confidence", "_now")
 
     def __init__(self, flt: ExportFilter, now: int) -> None:
-        self._revoked = flt.include_revoked
-        self._expired = flt.include_expired
+        self._revoked = not flt.include_revoked
+        self._expired = not flt.include_expired
         self._min_confidence = flt.min_confidence
         self._now = now
 
-    def __call__(self, obj: dict[str, Any]) -> str | None:
-        if not self._revoked and obj.get("revoked") is True:
+    def __call__(self, revoked: bool, valid_until: int | None, confidence: int | None) -> str | None:
+        if revoked and self._revoked:
             return "revoked"
-        if not self._expired:
-            valid_until = obj.get("valid_until")
-            if isinstance(valid_until, str) and parse_timestamp(valid_until) <= self._now:
-                return "expired (valid_until has passed)"
-        if self._min_confidence is not None:
-            confidence = obj.get("confidence")
-            if not isinstance(confidence, int) or confidence < self._min_confidence:
-                return "confidence below the minimum"
+        if self._expired and valid_until is not None and valid_until <= self._now:
+            return "expired (valid_until has passed)"
+        if self._min_confidence is not None and (confidence is None or confidence < self._min_confidence):
+            return "confidence below the minimum"
         return None
 
-    def note_expiry(self, valid_until: str, stats: Any) -> None:
+    def note_expiry(self, valid_until: int, stats: Any) -> None:
         """Record the earliest ``valid_until`` still ahead in ``stats.next_change_us``
         (an :class:`~commonwatch.services.export.ExportStats`): the content changes then."""
-        until = parse_timestamp(valid_until)
-        if until > self._now and (stats.next_change_us is None or until < stats.next_change_us):
-            stats.next_change_us = until
+        if valid_until > self._now and (stats.next_change_us is None or valid_until < stats.next_change_us):
+            stats.next_change_us = valid_until
 
 
 Screened = tuple[tuple[Observable, ...], tuple[str, ...]]
@@ -133,6 +127,17 @@ def export_item(
         tuple(filter(_is_str, labels)) if type(labels) is list else (),
         observables, raw, hits,
     ))
+
+
+def values_item(
+    stix_id: str, tlp: int, community: str, producer: str, confidence: int | None,
+    observables: tuple[Observable, ...], hits: tuple[str, ...],
+) -> ExportItem:
+    """The :class:`ExportItem` of a format that reads only the values (and where they
+    come from): built from the export columns, without the JSON (see
+    :data:`commonwatch.services.export.VALUES_ONLY`). The JSON's fields are empty."""
+    return _new_item(ExportItem, (stix_id, "", "", tlp, community, producer, confidence, "", "",
+                                  None, (), observables, b"", hits))
 
 
 _new_item = _new_observable = tuple.__new__

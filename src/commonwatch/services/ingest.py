@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
-from commonwatch.domain.indexing import index_entries
+from commonwatch.domain.indexing import indexed
 from commonwatch.domain.markings import (
     Tlp,
     effective_tlp,
@@ -329,13 +329,13 @@ class IngestService:
             last_added = max(now, last_added + 1)
             version_us = c.versioned_us if c.versioned_us is not None else last_added
             versions.append((version_us, org_id, c.content_hash))
+            found, related, facts = indexed(c.obj)
             row = [community_id, c.stix_id, c.type, c.spec_version, version_us,
-                   last_added, org_id, c.tlp, False, c.content_hash, c.raw]
+                   last_added, org_id, c.tlp, False, c.content_hash, c.raw, *facts]
             self._mark_latest(row, newest, pending, superseded)
             rows.append(row)
             if c.recipients:
                 red.append((last_added, c.recipients))
-            found, related = index_entries(c.obj)
             if found:
                 observables.append((last_added, found))
             if related:

@@ -148,6 +148,9 @@ def _text(us: int | None) -> str | None:
 # -- the service ---------------------------------------------------------------------------
 
 Org = tuple[str, str, str]  # name, sector, identity id
+#: (first, last) seen of one object as stored: STIX timestamp texts, or other values
+#: (absent, not text) that count for nothing on their side.
+Span = tuple[object, object]
 #: A key of group ``g`` at rank ``r`` in its keys_for list is coded ``g * _RANKS + r``:
 #: plain ints, so a bulk lookup's tables hold no per-key containers for the collector.
 _RANKS = 1024
@@ -159,7 +162,7 @@ class _Tally:
 
     sightings: int = 0
     reports: int = 0
-    spans: list[tuple[int | None, int | None]] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
     sighters: dict[tuple[str | None, str | None], None] = field(default_factory=dict)
     opinions: Counter[str] = field(default_factory=Counter)
     by_sector: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -298,9 +301,8 @@ class LookupService:
                 matches, hits, first, last = done[g]
                 matches = list(matches)
             else:
-                matches, first, last = _matches(plan, g, communities)
-                for span in tally.spans if tally is not None else ():
-                    first, last = _widen(first, last, span)
+                matches, spans = _matches(plan, g, communities)
+                first, last = _seen(spans + tally.spans if tally is not None else spans)
                 hits = warninglists.hits(*observable)
                 done[g] = (matches, hits, first, last)
             answer = Answer(value=value, kind=observable.kind, normalised=observable.value,
@@ -343,14 +345,13 @@ def _tally(rows: list[Any], targets: dict[str, list[int]], tallies: dict[int, _T
             count = obj.get("count", 1)
             count = count if isinstance(count, int) else 1
             sighter = _reporter(obj, orgs.get(producer))
-            span = _span(obj.get("first_seen"), obj.get("last_seen"))
+            span = (obj.get("first_seen"), obj.get("last_seen"))
             for g in targets[target]:
                 tally = tallies.get(g) or tallies.setdefault(g, _Tally())
                 tally.sightings += count
                 tally.reports += 1
                 tally.sighters[sighter] = None
-                if span is not None:
-                    tally.spans.append(span)
+                tally.spans.append(span)
         elif relation == OPINION_OF and obj.get("opinion") in OPINIONS:
             opinion = obj["opinion"]
             sector = orgs[producer][1] if producer in orgs else "unknown"
@@ -360,25 +361,51 @@ def _tally(rows: list[Any], targets: dict[str, list[int]], tallies: dict[int, _T
                 tally.by_sector[sector][opinion] += 1
 
 
-def _matches(plan: _Plan, g: int, communities: dict[int, str]
-             ) -> tuple[list[Match], int | None, int | None]:
+def _matches(plan: _Plan, g: int, communities: dict[int, str]) -> tuple[list[Match], list[Span]]:
     """Group ``g``'s matches, one per object with its closest key (exact first, then the
     nearest containing network or parent domain), exact matches first, then by
-    community and id; and the first/last seen of those objects."""
-    first = last = None
+    community and id; and the seen spans of those objects (for :func:`_seen`)."""
     found = []
-    keys = plan.keys[g]
-    for row_id, rank in plan.best.get(g, {}).items():
+    spans = []
+    keys, objects = plan.keys[g], plan.objects
+    for n, (row_id, rank) in enumerate(plan.best.get(g, {}).items()):
         (community_id, stix_id, type_, label, name, sector, confidence, valid_from, valid_until,
-         revoked, created, modified, seen, first_us, last_us) = plan.objects[row_id]
-        if seen:
-            first, last = _widen(first, last, (first_us, last_us))
+         revoked, created, modified, span) = objects[row_id]
+        spans.append(span)
         community = communities[community_id]
-        found.append((rank != 0, community, stix_id, Match(
+        # n: ties keep the order found (no two visible versions share community and id)
+        found.append((rank != 0, community, stix_id, n, Match(
             stix_id, type_, community, keys[rank], label, {"organisation": name, "sector": sector},
             confidence, valid_from, valid_until, revoked, created, modified)))
-    found.sort(key=lambda item: item[:3])
-    return [item[3] for item in found], first, last
+    found.sort()
+    return [item[4] for item in found], spans
+
+
+def _seen(spans: list[Span]) -> tuple[int | None, int | None]:
+    """The earliest first and the latest last of ``spans`` as microseconds (None: none).
+
+    A span with an invalid timestamp counts for nothing; a value that is not text counts
+    for nothing on its side. Only the two candidates are parsed: valid STIX timestamps
+    without their final ``Z`` order as text exactly as they do in time (fixed-width
+    fields, then the fraction's digits), ties aside. Should a candidate's span turn out
+    invalid, every span is parsed.
+    """
+    low = high = None
+    low_key = high_key = ""
+    for span in spans:
+        first, last = span
+        if type(first) is str and (low is None or first[:-1] < low_key):
+            low, low_key = span, first[:-1]
+        if type(last) is str and (high is None or last[:-1] > high_key):
+            high, high_key = span, last[:-1]
+    parsed_low = _span(*low) if low is not None else (None, None)
+    parsed_high = _span(*high) if high is not None else (None, None)
+    if parsed_low is not None and parsed_high is not None:
+        return parsed_low[0], parsed_high[1]
+    first_us = last_us = None
+    for span in spans:
+        first_us, last_us = _widen(first_us, last_us, _span(*span))
+    return first_us, last_us
 
 
 def _widen(first: int | None, last: int | None, span: tuple[int | None, int | None] | None
@@ -398,12 +425,12 @@ def _decoded(raw: bytes, community_id: int, stix_id: str, type_: str, tlp: int, 
     obj = orjson.loads(raw)
     name, sector = _reporter(obj, org)
     confidence = obj.get("confidence")
-    span = _span(obj.get("valid_from") or obj.get("created"), obj.get("modified") or obj.get("created"))
-    first_us, last_us = span or (None, None)
+    created = obj.get("created")
     return (community_id, stix_id, type_, _LABELS[tlp], name, sector,
             confidence if isinstance(confidence, int) else None,
             obj.get("valid_from"), obj.get("valid_until"), obj.get("revoked") is True,
-            obj.get("created"), obj.get("modified"), span is not None, first_us, last_us)
+            created, obj.get("modified"),
+            (obj.get("valid_from") or created, obj.get("modified") or created))
 
 
 def _reporter(obj: dict[str, Any], org: Org | None) -> tuple[str | None, str | None]:

@@ -72,9 +72,10 @@ class ExportFilter:
     """The query of an export or pull feed: which latest visible versions to send.
 
     The SQL part (communities, types, TLP ceiling, since, producer sector) narrows the
-    visibility-filtered read; the rest needs the object's JSON and is applied by the
-    export service on each streamed row (confidence, revoked, ``valid_until``,
-    warninglists, and the decay score once scoring exists).
+    visibility-filtered read; the export service applies the rest on each streamed row,
+    from the export columns ingest writes (confidence, ``revoked``, ``valid_until``,
+    the values it screens against the warninglists), so it can count what each
+    predicate left out.
     """
 
     #: Community names or collection ids; empty: every community the caller can read.
@@ -107,8 +108,9 @@ class ExportRow(NamedTuple):
     observables: str | None = None
 
 
-#: (community name, rows) of an export read: each row an :class:`ExportRow` without its
-#: ``community``, as a plain tuple.
+#: (community name, rows) of an export read: each row a plain tuple of (stix_id,
+#: version_us, date_added_us, tlp, producer_org_id, raw, export_values, export_skip,
+#: revoked, valid_until_us, confidence).
 RowBatch = tuple[str, Sequence[tuple[Any, ...]]]
 
 
@@ -401,15 +403,16 @@ class QueryService:
                 yield ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], name, r[6])
 
     def export_batches(
-        self, principal: Principal, flt: ExportFilter, *, batch: int = 2000
+        self, principal: Principal, flt: ExportFilter, *, batch: int = 2000, raw: bool = True,
     ) -> Iterator[RowBatch]:
         """The rows of :meth:`stream_latest` as (community name, batch of plain tuples).
 
         The export service's hot path: a tuple per row as the driver returns it
-        (``ExportRow`` fields without ``community``), no object per row. One community
-        (the common case) passes its batches through; several are merged by id.
+        (see :data:`RowBatch`), no object per row. One community (the common case)
+        passes its batches through; several are merged by id. ``raw``: read the JSON
+        (else None in its place).
         """
-        streams = [self._community_rows(principal, c, k, flt, batch)
+        streams = [self._community_rows(principal, c, k, flt, batch, raw)
                    for c, k in self.export_communities(principal, flt)]
         if len(streams) == 1:
             yield from streams[0]
@@ -418,7 +421,7 @@ class QueryService:
 
     def _community_rows(
         self, principal: Principal, community: CommunityRef, clearance: Clearance,
-        flt: ExportFilter, batch: int,
+        flt: ExportFilter, batch: int, raw: bool,
     ) -> Iterator[RowBatch]:
         after: str | None = None
         ceiling = int(flt.tlp_ceiling)
@@ -427,7 +430,7 @@ class QueryService:
             shape = sql.ExportShape(
                 sight=sql.Sight.of(clearance), types=bool(flt.types),
                 sectors=bool(flt.producer_sectors), since=flt.since_us is not None,
-                cursor=after is not None,
+                cursor=after is not None, raw=raw,
             )
             params = {
                 **sql.sight_params(clearance), "community": community.id, "ceiling": ceiling,

@@ -22,7 +22,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
-    func,
+    null,
     or_,
     select,
     true,
@@ -30,7 +30,6 @@ from sqlalchemy import (
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import Clearance
-from commonwatch.storage.index import OBSERVABLES
 from commonwatch.storage.models import Community, Membership, ObjectRecipient, Organisation, StixObject
 from commonwatch.storage.tombstones import TOMBSTONES
 
@@ -235,6 +234,8 @@ class ExportShape:
     sectors: bool = False
     since: bool = False
     cursor: bool = False
+    #: Read the JSON (``raw``); without it the column reads as NULL.
+    raw: bool = True
 
 
 @lru_cache(maxsize=256)
@@ -247,13 +248,11 @@ def export_query(shape: ExportShape) -> Select[Any]:
     the service merge several communities without remembering what it has sent.
     """
     o = OBJECTS.alias("o").c
-    ob = OBSERVABLES.c
-    # The version's values from the observable index (written at ingest), one
-    # "kind value" per line: exports need not parse every pattern again.
-    values = (select(func.aggregate_strings(ob.kind + " " + ob.value, "\n"))
-              .where(ob.object_id == o.id).scalar_subquery())
-    query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id, o.raw,
-                   values).where(
+    # The export columns (written at ingest) carry the values and the lifecycle facts:
+    # no pattern is parsed and no JSON read to filter.
+    query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
+                   o.raw if shape.raw else null(), o.export_values, o.export_skip,
+                   o.revoked, o.valid_until_us, o.confidence).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
         o.tlp <= bindparam("ceiling"),
         _version_clause(o, Shape(sight=shape.sight, last=True)),

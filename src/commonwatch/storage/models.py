@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -138,6 +139,15 @@ class StixObject(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     #: The object's JSON as UTF-8 bytes, served as stored (no re-encoding on reads).
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Export columns, written by ingest from the JSON (domain.indexing.ExportFacts): an
+    # export filters and outputs on them without decoding objects or parsing patterns.
+    #: The version's observables, "kind value" per line (the observables rows, in order).
+    export_values: Mapped[str | None] = mapped_column(Text)
+    #: Why an object states no exportable value (domain.observables.SKIP_REASONS index).
+    export_skip: Mapped[int | None] = mapped_column(SmallInteger)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    valid_until_us: Mapped[int | None] = mapped_column(BigInteger)
+    confidence: Mapped[int | None] = mapped_column(SmallInteger)
 
 
 class ObjectRecipient(Base):

@@ -78,13 +78,15 @@ def revoked_ids(conn: Connection, community_id: int, ids: Sequence[str]) -> set[
     if not ids:
         return set()
     t = StixObject.__table__.c
-    rows = conn.execute(select(t.stix_id, t.raw).where(
-        t.community_id == community_id, t.is_latest == true(), t.stix_id.in_(list(set(ids)))))
-    return {sid for sid, raw in rows if orjson.loads(raw).get("revoked") is True}
+    return set(conn.scalars(select(t.stix_id).where(
+        t.community_id == community_id, t.is_latest == true(), t.revoked == true(),
+        t.stix_id.in_(list(set(ids))))))
 
 
 COLUMNS = ("community_id", "stix_id", "type", "spec_version", "version_us", "date_added_us",
-           "producer_org_id", "tlp", "is_latest", "content_hash", "raw")
+           "producer_org_id", "tlp", "is_latest", "content_hash", "raw",
+           # domain.indexing.ExportFacts, in its order
+           "export_values", "export_skip", "revoked", "valid_until_us", "confidence")
 _INSERT_SQLITE = (
     f"INSERT INTO stix_objects ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )

@@ -1,0 +1,55 @@
+"""Migrations that fill new columns from stored data agree with what ingest writes."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import command
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.domain.observables import SKIP_COMPLEX, SKIP_REASONS
+from commonwatch.storage.db import alembic_config
+
+from support.factories import indicator, ipv4, make_member, ts
+
+EXPORT_COLUMNS = "stix_id, export_values, export_skip, revoked, valid_until_us, confidence"
+
+
+def _export_columns(exchange) -> list[tuple]:
+    with exchange.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            f"SELECT {EXPORT_COLUMNS} FROM stix_objects ORDER BY id"))]
+
+
+def test_export_columns_backfilled_as_ingest_writes_them(exchange):
+    member = make_member(exchange, "Org A")
+    exchange.admin.create_community("c", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership(member.org, "c", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("c").collection_id
+    objects = [
+        indicator("198.51.100.7", confidence=80, valid_until=ts(10**6)),
+        indicator(pattern="[ipv4-addr:value = '1.2.3.4'] AND [domain-name:value = 'x.example']",
+                  revoked=True),
+        ipv4("203.0.113.9"),
+    ]
+    assert not exchange.ingest.add_objects(member.principal, cid, objects).failures
+    written = _export_columns(exchange)
+    by_id = {row[0]: row[1:] for row in written}
+    assert by_id[objects[0]["id"]] == ("ipv4-addr 198.51.100.7", None, False,
+                                       (1_767_225_600 + 10**6) * 1_000_000, 80)
+    assert by_id[objects[1]["id"]] == (None, SKIP_REASONS.index(SKIP_COMPLEX), True, None, None)
+    assert by_id[objects[2]["id"]][0] == "ipv4-addr 203.0.113.9"
+
+    config = alembic_config(exchange.engine)
+    command.downgrade(config, "0005_observable_prefixes")
+    command.upgrade(config, "head")
+    assert _export_columns(exchange) == written
+    # the columns were added in place: the deletion counter's trigger survived
+    exchange.ingest.delete_object(member.principal, cid, objects[2]["id"], _all())
+    with exchange.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT sum(deletes) FROM object_deletions")) == 1
+
+
+def _all():
+    from commonwatch.services.query import ObjectFilter, VersionSelector
+
+    return ObjectFilter(versions=VersionSelector(last=False, all=True))
