@@ -73,6 +73,21 @@ def test_url_hits_equal_the_urlsplit_reading(url):
     assert LISTS.hits("url", url) == _reference_url_hits(LISTS, url)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["ipv4-addr", "domain-name", "ipv6-addr", "url"]),
+       st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str),
+                 st.sampled_from(["example.com", "a.b.Example.COM.", "cdn.example.net", "net", "xexample.com",
+                                  "192.0.2.9", "192.0.2.0/25", "192.0.3.0/24", "2001:db8::/48",
+                                  "http://exact.example.org/x", "http://a.example.com/"])))
+def test_canonical_hits_equal_hits_of_normalised_values(kind, value):
+    """Exports screen the index's normalised values without normalising them again."""
+    from commonwatch.domain.observables import normalise
+
+    observable = normalise(kind, value)
+    if observable is not None:
+        assert LISTS.canonical_hits(*observable) == LISTS.hits(*observable)
+
+
 def _reference_trigger(value: str) -> str:
     net = ipaddress.ip_network(value, strict=False)
     return f"{net.prefixlen}.{'.'.join(reversed(str(net.network_address).split('.')))}.rpz-ip"

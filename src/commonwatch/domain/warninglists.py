@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from socket import AF_INET, inet_pton
 from urllib.parse import urlsplit
 
 from commonwatch.domain.observables import ADDRESS_FAMILIES, network_int
@@ -184,6 +185,20 @@ class Warninglists:
         if table is None:
             return ()
         return table.get(value.strip().lower(), ())
+
+    def canonical_hits(self, kind: str, value: str) -> tuple[str, ...]:
+        """:meth:`hits` of a value as the observable index stores it (normalised by
+        :func:`commonwatch.domain.observables.normalise`): the same answer, without
+        normalising again. Exports ask it once per exported value."""
+        if kind == "ipv4-addr" and "/" not in value:
+            try:
+                n = int.from_bytes(inet_pton(AF_INET, value), "big")
+            except OSError:
+                return ()
+            return self._ranges["ipv4-addr"].hits(n, n)
+        if kind == "domain-name":
+            return self._domain_hits(value)
+        return self.hits(kind, value)
 
     def _domain_hits(self, name: str) -> tuple[str, ...]:
         found: tuple[str, ...] = ()

@@ -56,55 +56,56 @@ NOTHING: Screened = ((), ())
 class Screen:
     """Warninglist screening of a row's index lines ("kind value", one per line).
 
-    Returns the observables kept and the names of the lists hit (sorted). Each line's
-    verdict is remembered, up to :data:`SCREEN_CACHE` lines (then forgotten at once,
-    so memory stays bounded): feeds repeat values (an address in many indicators, a
-    domain in many URLs' objects), and a verdict costs a few microseconds to compute.
+    Returns the observables kept and the names of the lists hit (sorted). Each row's
+    verdict is remembered, up to :data:`SCREEN_CACHE` rows (then forgotten at once,
+    so memory stays bounded): feeds repeat values (an address in many indicators).
+    A value that is left out is counted each time a row holds it.
     """
 
     __slots__ = ("_hits", "_cache", "_drop", "_skipped")
 
     def __init__(self, lists: Warninglists, *, drop: bool, skipped: Counter[str]) -> None:
-        self._hits = lists.hits
-        self._cache: dict[str, tuple[Observable, tuple[str, ...]]] = {}
+        self._hits = lists.canonical_hits  # index lines hold normalised values
+        self._cache: dict[str, tuple[tuple[Observable, ...], tuple[str, ...], int]] = {}
         self._drop = drop  # warninglisted values are left out (and counted)
         self._skipped = skipped
 
-    def _verdict(self, line: str) -> tuple[Observable, tuple[str, ...]]:
-        entry = self._cache.get(line)
+    def __call__(self, text: str) -> Screened:
+        """(observables kept, names of the lists hit) of one row's index lines."""
+        entry = self._cache.get(text)
         if entry is None:
-            # tuple.__new__: the named tuple without its generated __new__'s Python frame.
-            parts = line.split(" ", 1)
-            observable = _new_observable(Observable, parts) if len(parts) == 2 else Observable(*parts)
-            hits = self._hits(*observable)
-            entry = (observable, tuple(sorted(set(hits))) if hits else ())
+            entry = self._one(text) if "\n" not in text else self._many(text.split("\n"))
             if len(self._cache) >= SCREEN_CACHE:
                 self._cache.clear()
-            self._cache[line] = entry
-        return entry
+            self._cache[text] = entry
+        if entry[2]:
+            self._skipped[SKIP_WARNINGLISTED] += entry[2]
+        return entry[0], entry[1]
 
-    def __call__(self, text: str) -> Screened:
-        if "\n" not in text:  # one value: most indicators
-            observable, hits = self._verdict(text)
-            if not hits:
-                return (observable,), ()
-            if self._drop:
-                self._skipped[SKIP_WARNINGLISTED] += 1
-                return (), hits
-            return (observable,), hits
-        verdicts = [self._verdict(line) for line in text.split("\n")]
-        if not any(hits for _, hits in verdicts):
-            return tuple(observable for observable, _ in verdicts), ()
+    def _one(self, line: str) -> tuple[tuple[Observable, ...], tuple[str, ...], int]:
+        kind, _, value = line.partition(" ")
+        hits = self._hits(kind, value)
+        if not hits:
+            return (_new_observable(Observable, (kind, value)),), (), 0
+        names = tuple(sorted(set(hits)))
+        if self._drop:
+            return (), names, 1
+        return (_new_observable(Observable, (kind, value)),), names, 0
+
+    def _many(self, lines: list[str]) -> tuple[tuple[Observable, ...], tuple[str, ...], int]:
         kept: list[Observable] = []
         names: set[str] = set()
-        for observable, hits in verdicts:
+        dropped = 0
+        for line in lines:
+            kind, _, value = line.partition(" ")
+            hits = self._hits(kind, value)
             if hits:
                 names.update(hits)
                 if self._drop:
-                    self._skipped[SKIP_WARNINGLISTED] += 1
+                    dropped += 1
                     continue
-            kept.append(observable)
-        return tuple(kept), tuple(sorted(names))
+            kept.append(_new_observable(Observable, (kind, value)))
+        return tuple(kept), tuple(sorted(names)), dropped
 
 
 def export_item(
@@ -142,3 +143,4 @@ def values_item(
 
 _new_item = _new_observable = tuple.__new__
 _is_str = str.__instancecheck__
+
