@@ -73,6 +73,7 @@ def build(db: Path, count: int) -> None:
     from commonwatch.services.exchange import Exchange
     from commonwatch.storage.index import OBSERVABLES
     from commonwatch.storage.models import Community, ObjectRecipient, StixObject
+    from commonwatch.storage.objects import warninglist_stamp
 
     ex = Exchange(load_settings(environ={}, database_url=f"sqlite:///{db}"))
     ex.admin.create_org("Bench Producer", "operator")
@@ -86,7 +87,9 @@ def build(db: Path, count: int) -> None:
     reader = ex.auth.principal_for_user("bench-reader")
     community = ex.admin.get_community("bench")
     added = community.last_added_us + 1
+    lists = ex.warninglists  # verdicts stored as ingest stores them
     with ex.engine.begin() as conn:
+        stamp = warninglist_stamp(conn, lists.digest, create=True)
         for start in range(0, count, 10_000):
             gen = _Generator(start, producer.org_identity, reader.org_identity)
             rows, red = [], []
@@ -101,6 +104,9 @@ def build(db: Path, count: int) -> None:
                              "producer_org_id": producer.org_id, "tlp": int(tlp), "is_latest": True,
                              "content_hash": hashlib.sha256(raw).hexdigest(), "raw": raw,
                              "observables": found.observables,
+                             "export_listed": (lists.listed_json(found.observables)
+                                               if found.observables else None),
+                             "listed_stamp": stamp if found.observables else None,
                              **{f"export_{k}" if k in ("values", "skip") else k: v
                                 for k, v in found.facts._asdict().items()}})
                 if tlp is Tlp.RED:
@@ -138,6 +144,7 @@ def _status(field: str) -> int:
 
 def child(db: str, fmt: str) -> None:
     from commonwatch.config import load_settings
+    from commonwatch.process import tune_for_throughput
     from commonwatch.services.exchange import Exchange
     from commonwatch.services.query import ExportFilter
 
@@ -145,6 +152,7 @@ def child(db: str, fmt: str) -> None:
     service = ex.export
     service.warninglists()
     principal = ex.auth.principal_for_user("bench-reader")
+    tune_for_throughput()  # as `commonwatch export` and `commonwatch serve` do
     base_anon, base_hwm = _status("RssAnon"), _status("VmHWM")
     peak = [base_anon]
     done = threading.Event()

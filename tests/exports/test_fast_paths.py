@@ -203,3 +203,54 @@ def test_values_only_formats_render_as_from_whole_items(exchange, svc, monkeypat
         assert "".join(whole.chunks) == fast_out[f], f
         assert whole.stats == fast[f].stats, f
     assert "45.77.3.1" in fast_out["plain-ip"] and "45.77.3.2" not in fast_out["plain-ip"]
+
+
+def test_stored_verdicts_give_the_live_answers_and_only_under_their_lists(exchange, svc, tmp_path):
+    """Ingest stores each version's warninglist verdicts with the digest of the lists;
+    an export uses them only when it has the same lists loaded."""
+    import json
+
+    import sqlalchemy as sa
+
+    from commonwatch.services.export import ExportService
+    from commonwatch.storage.db import session_factory
+
+    p = make_member(exchange, "Prod")
+    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership("Prod", "ring", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("ring").collection_id
+    objs = [indicator("45.77.4.1"), indicator("10.0.0.4"), indicator("8.8.8.8"),
+            {**indicator(), "pattern": "[ipv4-addr:value = '10.0.0.5' OR ipv4-addr:value = '45.77.4.2' "
+                                       "OR domain-name:value = 'www.google.com']"}]
+    assert not exchange.ingest.add_objects(p.principal, cid, objs).failures
+    with exchange.engine.connect() as conn:
+        stored = dict(conn.execute(sa.text(
+            "SELECT stix_id, export_listed FROM stix_objects WHERE type = 'indicator' "
+            "AND listed_stamp IS NOT NULL")).all())
+    assert set(stored) == {o["id"] for o in objs}
+    assert stored[objs[0]["id"]] is None and "private-ip-ranges" in stored[objs[1]["id"]]
+    assert json.loads(stored[objs[3]["id"]])[1] == []  # one verdict per value, in order
+
+    def outputs(service, live):
+        if live:
+            service._stamp = lambda: -1
+        out = {}
+        for fmt, flt in (("plain-ip", ExportFilter()), ("csv", ExportFilter()),
+                         ("csv", ExportFilter(include_warninglisted=True)), ("stix", ExportFilter())):
+            export = service.export(p.principal, fmt, flt)
+            text = re.sub(r"bundle--[0-9a-f-]{36}", "", "".join(export.chunks))
+            out[fmt, flt.include_warninglisted] = (text, export.stats)
+        return out
+
+    assert svc._stamp() != -1
+    live = ExportService(session_factory(exchange.engine), exchange.query,
+                         warninglists=lambda: exchange.warninglists)
+    assert outputs(svc, live=False) == outputs(live, live=True)
+    assert sorted("".join(svc.export(p.principal, "plain-ip", ExportFilter()).chunks).split()) == [
+        "45.77.4.1", "45.77.4.2"]
+    # Other lists (an operator list added): the stored verdicts no longer apply.
+    (tmp_path / "l.json").write_text(json.dumps({"name": "n", "description": "d", "source": "s",
+                                                 "licence": "l", "values": {"ipv4-addr": ["45.77.4.1"]}}))
+    other = ExportService(session_factory(exchange.engine), exchange.query, warninglist_dirs=[tmp_path])
+    assert other._stamp() == -1
+    assert "".join(other.export(p.principal, "plain-ip", ExportFilter()).chunks).split() == ["45.77.4.2"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Collection, Mapping
+from socket import inet_ntoa
 from typing import NamedTuple
 
 from commonwatch.domain.defang import refang
@@ -82,13 +83,13 @@ def _network_keys(observable: Observable, prefixes: Collection[int] | None = Non
     else:  # what inet_pton does not read (an IPv6 scope id)
         net = ipaddress.ip_network(value, strict=False)
         n, bits, prefixlen = int(net.network_address), net.max_prefixlen, net.prefixlen
-    lengths = range(prefixlen - 1, -1, -1) if prefixes is None else sorted(
-        (p for p in prefixes if p < prefixlen), reverse=True)
+    lengths = range(prefixlen - 1, -1, -1) if prefixes is None else sorted(prefixes, reverse=True)
     full = (1 << bits) - 1
     for prefix in lengths:  # integer arithmetic: ipaddress.supernet costs ~8 us per prefix
+        if prefix >= prefixlen:
+            continue
         m = n & (full << (bits - prefix)) & full
-        text = (f"{m >> 24}.{m >> 16 & 255}.{m >> 8 & 255}.{m & 255}" if bits == 32
-                else str(ipaddress.IPv6Address(m)))
+        text = inet_ntoa(m.to_bytes(4, "big")) if bits == 32 else str(ipaddress.IPv6Address(m))
         keys.append(Key(kind, f"{text}/{prefix}", "contained-in"))
     return keys
 

@@ -37,6 +37,7 @@ for ranges, so a call costs a few microseconds.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import ipaddress
 import json
 import re
@@ -137,14 +138,21 @@ class Warninglists:
 
     def __init__(self, lists: Sequence[tuple[Warninglist, Mapping[str, Iterable[str]]]]) -> None:
         self.lists: tuple[Warninglist, ...] = tuple(meta for meta, _ in lists)
+        digest = hashlib.sha256()
         self._exact: dict[str, dict[str, tuple[str, ...]]] = {k: {} for k in _EXACT_KINDS}
         self._domains: dict[str, tuple[str, ...]] = {}
         ranges: dict[str, dict[str, list[tuple[int, int]]]] = {"ipv4-addr": {}, "ipv6-addr": {}}
         for meta, values in lists:
-            for kind, entries in values.items():
+            digest.update(f"\0list {meta.name}".encode())
+            for kind, entries in sorted(values.items()):
+                entries = list(entries)
+                digest.update(f"\0{kind}\0".encode() + "\n".join(entries).encode())
                 for raw in entries:
                     self._add(meta, kind, raw, ranges)
         self._ranges = {kind: _RangeIndex(by_list) for kind, by_list in ranges.items()}
+        #: Identifies what the lists say (names and values): verdicts computed under one
+        #: digest hold for as long as the loaded lists have that digest.
+        self.digest = digest.hexdigest()
 
     def _add(self, meta: Warninglist, kind: str, raw: str,
              ranges: dict[str, dict[str, list[tuple[int, int]]]]) -> None:
@@ -199,6 +207,15 @@ class Warninglists:
         if kind == "domain-name":
             return self._domain_hits(value)
         return self.hits(kind, value)
+
+    def listed_json(self, pairs: Sequence[tuple[str, str]]) -> str | None:
+        """The verdicts of normalised (kind, value) pairs as ingest stores them next to
+        the values (``stix_objects.export_listed``): a JSON array holding, per pair, the
+        names of the lists it hits; None when no pair hits any list."""
+        verdicts = [self.canonical_hits(kind, value) for kind, value in pairs]
+        if not any(verdicts):
+            return None
+        return json.dumps(verdicts, ensure_ascii=False, separators=(",", ":"))
 
     def _domain_hits(self, name: str) -> tuple[str, ...]:
         found: tuple[str, ...] = ()

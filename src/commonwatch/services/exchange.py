@@ -32,7 +32,8 @@ class Exchange:
         sessions = session_factory(self.engine)
         self.query = QueryService(sessions)
         self.ingest = IngestService(
-            sessions, self.query, max_objects=settings.max_objects_per_request, clock=clock
+            sessions, self.query, max_objects=settings.max_objects_per_request, clock=clock,
+            warninglists=lambda: self.warninglists,
         )
         self.admin = AdminService(sessions, self.ingest, clock=clock)
         self.auth = AuthService(sessions, clock=clock)

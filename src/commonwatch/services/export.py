@@ -59,6 +59,7 @@ from commonwatch.services.export_rows import (
     values_item,
 )
 from commonwatch.services.query import ExportFilter, QueryService
+from commonwatch.storage import objects as objects_repo
 from commonwatch.storage import sids
 from commonwatch.storage.models import (
     Community,
@@ -219,21 +220,12 @@ class ExportService:
         dirs = tuple(warninglist_dirs)
         self._load_lists = warninglists or (lambda: load_warninglists(dirs))
         self._warninglists: Warninglists | None = None
-        self._warninglist_digest = ""
 
     # -- warninglists ---------------------------------------------------------------------
     def warninglists(self) -> Warninglists:
-        """The lists, loaded once; their digest (file contents) feeds the feeds' ETags."""
+        """The lists, loaded once; their digest (names and values) feeds the feeds' ETags."""
         if self._warninglists is None:
-            lists = self._load_lists()
-            digest = hashlib.sha256()
-            for meta in lists.lists:
-                digest.update(meta.name.encode() + b"\0")
-                try:
-                    digest.update(Path(meta.path).read_bytes())
-                except OSError:
-                    digest.update(repr(sorted(meta.counts.items())).encode())
-            self._warninglists, self._warninglist_digest = lists, digest.hexdigest()
+            self._warninglists = self._load_lists()
         return self._warninglists
 
     # -- exports --------------------------------------------------------------------------
@@ -304,6 +296,7 @@ class ExportService:
         (:class:`~commonwatch.services.export_rows.Screen`).
         """
         producers = self._producer_names()
+        stamp = self._stamp()  # -1 (no row has it) when no verdict was stored under these lists
         screen = Screen(self.warninglists(), drop=not (flt.include_warninglisted or whole_objects),
                          skipped=stats.skipped)
         keep_listed = flt.include_warninglisted
@@ -311,13 +304,19 @@ class ExportService:
         skipped = stats.skipped
         loads = orjson.loads
         for community, rows in self._query.export_batches(principal, flt, raw=not values_only):
-            for stix_id, _, _, tlp, producer_id, raw, values, skip, revoked, until, confidence in rows:
+            for (stix_id, _, _, tlp, producer_id, raw, values, skip, revoked, until, confidence,
+                 listed, row_stamp) in rows:
                 stats.objects_read += 1
                 reason = accept(revoked, until, confidence)
                 if reason is not None:
                     skipped[reason] += 1
                     continue
-                observables, hits = screen(values) if values else NOTHING
+                if not values:
+                    observables, hits = NOTHING
+                elif row_stamp == stamp:  # verdicts stored under the lists loaded now
+                    observables, hits = screen.stamped(values, listed)
+                else:
+                    observables, hits = screen(values)
                 if not observables and not whole_objects:
                     why = SKIP_REASONS[skip] if explain and skip is not None and not values else None
                     skipped[why or (SKIP_ALL_LISTED if hits else SKIP_NO_VALUES)] += 1
@@ -333,6 +332,14 @@ class ExportService:
                     yield values_item(stix_id, tlp, community, producer, confidence, observables, hits)
                 else:
                     yield export_item(stix_id, tlp, community, raw, loads(raw), producer, observables, hits)
+
+    def _stamp(self) -> int:
+        """The stamp of the lists loaded now, or -1 if ingest never stored verdicts
+        under them."""
+        with self._sessions() as s:
+            found = objects_repo.warninglist_stamp(s.connection(), self.warninglists().digest,
+                                                   create=False)
+        return -1 if found is None else found
 
     def _producer_names(self) -> dict[int, str]:
         with self._sessions() as s:
@@ -465,7 +472,7 @@ class ExportService:
 
     def _base_digest(self, principal: Principal, feed: Feed) -> str:
         """Digest of every cheap input of a feed's content (see docs/export.md, "ETags")."""
-        self.warninglists()
+        lists = self.warninglists()
         c, m, d = Community, Membership, ObjectDeletions
         query = (
             select(c.id, c.name, c.collection_id, c.public, c.last_added_us, m.can_read, m.max_tlp, d.deletes)
@@ -482,7 +489,7 @@ class ExportService:
             for org in conn.execute(orgs):
                 digest.update(repr(tuple(org)).encode())
         head = (__version__, feed.id, feed.format, feed.filter_json, feed.updated_us,
-                principal.org_id, principal.org_identity, self._warninglist_digest)
+                principal.org_id, principal.org_identity, lists.digest)
         digest.update(repr(head).encode())
         return digest.hexdigest()
 

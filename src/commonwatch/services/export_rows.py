@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import orjson
+
 from commonwatch.domain.observables import ExportItem, Observable
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.services.query import ExportFilter
@@ -93,12 +95,31 @@ class Screen:
         return (_new_observable(Observable, (kind, value)),), names, 0
 
     def _many(self, lines: list[str]) -> tuple[tuple[Observable, ...], tuple[str, ...], int]:
+        return self._combine(lines, [self._hits(*line.partition(" ")[::2]) for line in lines])
+
+    def stamped(self, text: str, listed: str | None) -> Screened:
+        """:meth:`__call__` from the verdicts ingest stored with the values (``listed``,
+        :meth:`~commonwatch.domain.warninglists.Warninglists.listed_json`), for rows
+        stamped with the lists loaded now: no list is consulted."""
+        if listed is None:  # no value hits any list
+            if "\n" not in text:
+                return (_new_observable(Observable, text.partition(" ")[::2]),), ()
+            return tuple([_new_observable(Observable, line.partition(" ")[::2])
+                          for line in text.split("\n")]), ()
+        kept, names, dropped = self._combine(text.split("\n"), orjson.loads(listed))
+        if dropped:
+            self._skipped[SKIP_WARNINGLISTED] += dropped
+        return kept, names
+
+    def _combine(
+        self, lines: list[str], verdicts: list[Any]
+    ) -> tuple[tuple[Observable, ...], tuple[str, ...], int]:
+        """Lines with their verdicts (names hit per line): (kept, names hit, dropped)."""
         kept: list[Observable] = []
         names: set[str] = set()
         dropped = 0
-        for line in lines:
+        for line, hits in zip(lines, verdicts, strict=True):
             kind, _, value = line.partition(" ")
-            hits = self._hits(kind, value)
             if hits:
                 names.update(hits)
                 if self._drop:

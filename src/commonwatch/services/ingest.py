@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from commonwatch.domain.markings import (
 )
 from commonwatch.domain.stix import format_timestamp, validate_object
 from commonwatch.domain.visibility import Principal
+from commonwatch.domain.warninglists import Warninglists
 from commonwatch.errors import (
     InputError,
     InputTooLarge,
@@ -54,6 +55,7 @@ from commonwatch.storage.index import Entries
 from commonwatch.storage.models import IngestStatus, Organisation
 
 _LATEST = objects_repo.COLUMNS.index("is_latest")
+_UNLISTED = (None, None)  # export_listed, listed_stamp of a version without verdicts
 _ANALYZE_MIN_ROWS = 20_000
 
 
@@ -137,11 +139,16 @@ class IngestService:
     def __init__(
         self, sessions: sessionmaker[Session], query: QueryService,
         max_objects: int = 200_000, clock: Clock = now_us,
+        warninglists: Callable[[], Warninglists] | None = None,
     ) -> None:
+        """``warninglists``: the exchange's lists; the verdicts on each stored version's
+        values are then stored with it (exports read them instead of checking again)."""
         self._sessions = sessions
         self._query = query
         self._max_objects = max_objects
         self._clock = clock
+        self._warninglists = warninglists
+        self._stamps: dict[str, int] = {}  # lists digest -> its stamp id (committed)
         # Rows stored since the planner statistics were last refreshed, and the table
         # size then: statistics are refreshed whenever the table grew by a tenth.
         self._since_analyze = 0
@@ -172,8 +179,10 @@ class IngestService:
             except InputError as exc:
                 oid, version = _describe(obj)
                 failures.append(FailureDetail(oid, version, exc.message))
+        verdicts = self._verdicts()
         with self._sessions.begin() as s:
-            successes, rejected, stored = self._store(s, community.id, principal.org_id, candidates)
+            successes, rejected, stored = self._store(s, community.id, principal.org_id, candidates,
+                                                      verdicts)
             failures.extend(rejected)
             report = StatusReport(
                 id=str(uuid.uuid4()), status="complete", request_us=request_us,
@@ -205,7 +214,7 @@ class IngestService:
                 self._prepare_trusted(obj) for obj in
                 (system_identity(), recipients_extension_definition())
             ]
-            self._store(s, community_id, None, candidates)
+            self._store(s, community_id, None, candidates, None)
 
     def status(self, principal: Principal, status_id: str) -> StatusReport:
         """A status resource of the caller's own organisation (TAXII 2.1 §4.3)."""
@@ -292,9 +301,23 @@ class IngestService:
             return {i: o for i, o in s.execute(select(Organisation.identity_id, Organisation.id))}
 
     # -- storage (one transaction) -------------------------------------------------
+    def _verdicts(self) -> tuple[Warninglists, int] | None:
+        """The lists and their stamp id, the stamp committed in its own transaction
+        (so no stored verdict ever names a stamp that a rollback took back)."""
+        if self._warninglists is None:
+            return None
+        lists = self._warninglists()
+        stamp = self._stamps.get(lists.digest)
+        if stamp is None:
+            with self._sessions.begin() as s:
+                made = objects_repo.warninglist_stamp(s.connection(), lists.digest, create=True)
+            assert made is not None
+            stamp = self._stamps[lists.digest] = made
+        return lists, stamp
+
     def _store(
         self, s: Session, community_id: int, org_id: int | None,
-        candidates: list[_Candidate],
+        candidates: list[_Candidate], verdicts: tuple[Warninglists, int] | None,
     ) -> tuple[list[StatusDetail], list[FailureDetail], list[bool]]:
         """Store what is new; (successes, failures, per success: stored anew)."""
         conn = s.connection()
@@ -330,8 +353,9 @@ class IngestService:
             version_us = c.versioned_us if c.versioned_us is not None else last_added
             versions.append((version_us, org_id, c.content_hash))
             found, related, facts = indexed(c.obj)
+            listed = (verdicts[0].listed_json(found), verdicts[1]) if verdicts and found else _UNLISTED
             row = [community_id, c.stix_id, c.type, c.spec_version, version_us,
-                   last_added, org_id, c.tlp, False, c.content_hash, c.raw, *facts]
+                   last_added, org_id, c.tlp, False, c.content_hash, c.raw, *facts, *listed]
             self._mark_latest(row, newest, pending, superseded)
             rows.append(row)
             if c.recipients:

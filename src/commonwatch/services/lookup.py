@@ -175,10 +175,10 @@ class _Plan:
     #: per value: its group, or -1 when it is not a value lookups understand
     group_of: list[int]
     observables: list[Observable]
-    keys: list[tuple[Key, ...]]  # per group, in keys_for order (exact first)
+    keys: list[list[Key]]  # per group, in keys_for order (exact first)
     #: per group that matched: object row id -> rank of its closest key
     best: dict[int, dict[int, int]] = field(default_factory=dict)
-    #: object row id -> :func:`_decoded` (a flat tuple: nothing for the collector to follow)
+    #: object row id -> :func:`_decoded` (a tuple of plain values: nothing for the collector)
     objects: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     tallies: dict[int, _Tally] = field(default_factory=dict)
 
@@ -218,7 +218,7 @@ class LookupService:
                 communities = {c.id: c.name for c, _ in readable}
                 orgs = {oid: (name, sector, identity) for oid, name, sector, identity in conn.execute(q.ORGS)}
                 prefixes = index_repo.stored_prefixes(conn, list(communities))
-                plan.keys = [tuple(keys_for(observable, prefixes)) for observable in plan.observables]
+                plan.keys = [keys_for(observable, prefixes) for observable in plan.observables]
                 if readable:
                     self._match(conn, readable, plan, orgs)
                     self._references(conn, readable, plan, orgs)
@@ -250,7 +250,8 @@ class LookupService:
             params |= q.community_params(n, community.id, clearance)
         objects, best = plan.objects, plan.best
         for kind, of_kind in wanted.items():
-            for chunk in q.chunks(list(of_kind), dialect):
+            # In index order: consecutive probes then share most of their B-tree pages.
+            for chunk in q.chunks(sorted(of_kind), dialect):
                 rows = sql.driver_rows(conn, query, params | {"kind": kind, "values": q.bind(chunk, dialect)})
                 for value, row_id, community_id, stix_id, type_, tlp, producer, raw in rows:
                     if row_id not in objects:
@@ -365,15 +366,19 @@ def _matches(plan: _Plan, g: int, communities: dict[int, str]) -> tuple[list[Mat
     """Group ``g``'s matches, one per object with its closest key (exact first, then the
     nearest containing network or parent domain), exact matches first, then by
     community and id; and the seen spans of those objects (for :func:`_seen`)."""
+    mine = plan.best.get(g)
+    if mine is None:
+        return [], []
     found = []
     spans = []
     keys, objects = plan.keys[g], plan.objects
-    for n, (row_id, rank) in enumerate(plan.best.get(g, {}).items()):
+    for n, (row_id, rank) in enumerate(mine.items()):
         (community_id, stix_id, type_, label, name, sector, confidence, valid_from, valid_until,
          revoked, created, modified, span) = objects[row_id]
         spans.append(span)
         community = communities[community_id]
-        # n: ties keep the order found (no two visible versions share community and id)
+        # n: equal keys keep the order found, as a stable sort would (there are none: no
+        # two visible versions share community and id, so the probe order is irrelevant)
         found.append((rank != 0, community, stix_id, n, Match(
             stix_id, type_, community, keys[rank], label, {"organisation": name, "sector": sector},
             confidence, valid_from, valid_until, revoked, created, modified)))
@@ -385,21 +390,23 @@ def _seen(spans: list[Span]) -> tuple[int | None, int | None]:
     """The earliest first and the latest last of ``spans`` as microseconds (None: none).
 
     A span with an invalid timestamp counts for nothing; a value that is not text counts
-    for nothing on its side. Only the two candidates are parsed: valid STIX timestamps
-    without their final ``Z`` order as text exactly as they do in time (fixed-width
-    fields, then the fraction's digits), ties aside. Should a candidate's span turn out
-    invalid, every span is parsed.
+    for nothing on its side. Only the two candidates are parsed, not every matched
+    object's timestamps: valid STIX timestamps without their final ``Z`` order as
+    text as they do in time (fixed-width fields, then the fraction's digits);
+    texts that differ but parse alike (trailing zeros, digits past the sixth, a leap
+    second) are ties either way. Should a candidate's span turn out invalid, every span
+    is parsed.
     """
     low = high = None
     low_key = high_key = ""
     for span in spans:
         first, last = span
-        if type(first) is str and (low is None or first[:-1] < low_key):
+        if isinstance(first, str) and (low is None or first[:-1] < low_key):
             low, low_key = span, first[:-1]
-        if type(last) is str and (high is None or last[:-1] > high_key):
+        if isinstance(last, str) and (high is None or last[:-1] > high_key):
             high, high_key = span, last[:-1]
     parsed_low = _span(*low) if low is not None else (None, None)
-    parsed_high = _span(*high) if high is not None else (None, None)
+    parsed_high = parsed_low if high is low else _span(*high) if high is not None else (None, None)
     if parsed_low is not None and parsed_high is not None:
         return parsed_low[0], parsed_high[1]
     first_us = last_us = None
@@ -423,14 +430,14 @@ def _decoded(raw: bytes, community_id: int, stix_id: str, type_: str, tlp: int, 
              ) -> tuple[Any, ...]:
     """What a match needs of one object version, decoded once per lookup."""
     obj = orjson.loads(raw)
+    get = obj.get
     name, sector = _reporter(obj, org)
-    confidence = obj.get("confidence")
-    created = obj.get("created")
+    confidence, valid_from = get("confidence"), get("valid_from")
+    created, modified = get("created"), get("modified")
     return (community_id, stix_id, type_, _LABELS[tlp], name, sector,
             confidence if isinstance(confidence, int) else None,
-            obj.get("valid_from"), obj.get("valid_until"), obj.get("revoked") is True,
-            created, obj.get("modified"),
-            (obj.get("valid_from") or created, obj.get("modified") or created))
+            valid_from, get("valid_until"), get("revoked") is True, created, modified,
+            (valid_from or created, modified or created))
 
 
 def _reporter(obj: dict[str, Any], org: Org | None) -> tuple[str | None, str | None]:

@@ -110,7 +110,7 @@ class ExportRow(NamedTuple):
 
 #: (community name, rows) of an export read: each row a plain tuple of (stix_id,
 #: version_us, date_added_us, tlp, producer_org_id, raw, export_values, export_skip,
-#: revoked, valid_until_us, confidence).
+#: revoked, valid_until_us, confidence, export_listed, listed_stamp).
 RowBatch = tuple[str, Sequence[tuple[Any, ...]]]
 
 

@@ -252,7 +252,8 @@ def export_query(shape: ExportShape) -> Select[Any]:
     # no pattern is parsed and no JSON read to filter.
     query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
-                   o.revoked, o.valid_until_us, o.confidence).where(
+                   o.revoked, o.valid_until_us, o.confidence, o.export_listed,
+                   o.listed_stamp).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
         o.tlp <= bindparam("ceiling"),
         _version_clause(o, Shape(sight=shape.sight, last=True)),

@@ -148,6 +148,10 @@ class StixObject(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     valid_until_us: Mapped[int | None] = mapped_column(BigInteger)
     confidence: Mapped[int | None] = mapped_column(SmallInteger)
+    #: Warninglist verdicts of the values (Warninglists.listed_json; None: no hit), valid
+    #: while the lists loaded have the digest of ``listed_stamp`` (WarninglistStamp).
+    export_listed: Mapped[str | None] = mapped_column(Text)
+    listed_stamp: Mapped[int | None] = mapped_column(Integer)
 
 
 class ObjectRecipient(Base):
@@ -219,6 +223,17 @@ class FeedState(Base):
     base: Mapped[str] = mapped_column(String(64))
     anchor_us: Mapped[int] = mapped_column(BigInteger)
     next_change_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WarninglistStamp(Base):
+    """One state of the warninglists (their digest), as stamped on the verdicts ingest
+    stores. An export trusts a row's stored verdicts only when the lists it has loaded
+    have the row's stamp; otherwise it checks the values against its lists itself."""
+
+    __tablename__ = "warninglist_stamps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class ObjectDeletions(Base):

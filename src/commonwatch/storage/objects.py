@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, true, update
 
-from commonwatch.storage.models import Community, ObjectRecipient, StixObject
+from commonwatch.storage.models import Community, ObjectRecipient, StixObject, WarninglistStamp
 
 Version = tuple[int, int | None, str]
 
@@ -86,7 +86,8 @@ def revoked_ids(conn: Connection, community_id: int, ids: Sequence[str]) -> set[
 COLUMNS = ("community_id", "stix_id", "type", "spec_version", "version_us", "date_added_us",
            "producer_org_id", "tlp", "is_latest", "content_hash", "raw",
            # domain.indexing.ExportFacts, in its order
-           "export_values", "export_skip", "revoked", "valid_until_us", "confidence")
+           "export_values", "export_skip", "revoked", "valid_until_us", "confidence",
+           "export_listed", "listed_stamp")
 _INSERT_SQLITE = (
     f"INSERT INTO stix_objects ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )
@@ -113,6 +114,15 @@ def insert_objects(conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
     with driver.cursor() as cursor, cursor.copy(_COPY_PG) as copy:  # type: ignore[union-attr]
         for row in rows:
             copy.write_row(row)
+
+
+def warninglist_stamp(conn: Connection, digest: str, *, create: bool) -> int | None:
+    """The stamp id of a warninglists digest; with ``create``, made if missing."""
+    if create:
+        verb = "INSERT OR IGNORE INTO" if conn.dialect.name == "sqlite" else "INSERT INTO"
+        tail = "" if conn.dialect.name == "sqlite" else " ON CONFLICT DO NOTHING"
+        conn.execute(text(f"{verb} warninglist_stamps (digest) VALUES (:d){tail}"), {"d": digest})
+    return conn.scalar(select(WarninglistStamp.id).where(WarninglistStamp.digest == digest))
 
 
 def clear_latest(conn: Connection, community_id: int, versions: Sequence[tuple[str, int]]) -> None:

@@ -6,7 +6,9 @@ Create Date: 2026-12-05 18:30:00
 
 Adds the columns exports filter and output on (``export_values``, ``export_skip``,
 ``revoked``, ``valid_until_us``, ``confidence``) and fills them for the versions already
-stored, with the same extraction ingest uses for new ones.
+stored, with the same extraction ingest uses for new ones; and the stored warninglist
+verdicts (``export_listed``, ``listed_stamp``, ``warninglist_stamps``), which stay empty
+for those versions: exports check their values against the lists as before.
 """
 
 import orjson
@@ -30,6 +32,16 @@ def upgrade() -> None:
                                             nullable=False))
     op.add_column('stix_objects', sa.Column('valid_until_us', sa.BigInteger(), nullable=True))
     op.add_column('stix_objects', sa.Column('confidence', sa.SmallInteger(), nullable=True))
+    # Warninglist verdicts: left empty here (exports check such rows themselves).
+    op.add_column('stix_objects', sa.Column('export_listed', sa.Text(), nullable=True))
+    op.add_column('stix_objects', sa.Column('listed_stamp', sa.Integer(), nullable=True))
+    op.create_table(
+        'warninglist_stamps',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('digest', sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('digest'),
+    )
     _backfill()
 
 
@@ -56,5 +68,7 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
-    for column in ('confidence', 'valid_until_us', 'revoked', 'export_skip', 'export_values'):
+    op.drop_table('warninglist_stamps')
+    for column in ('listed_stamp', 'export_listed', 'confidence', 'valid_until_us', 'revoked',
+                   'export_skip', 'export_values'):
         op.drop_column('stix_objects', column)
