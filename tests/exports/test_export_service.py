@@ -167,3 +167,27 @@ def test_export_reads_in_constant_batches(exchange, svc, world):
     rows = list(exchange.query.stream_latest(world["B"].principal, ExportFilter(), batch=300))
     assert [r.stix_id for r in rows] == sorted({r.stix_id for r in rows})
     assert len(rows) == 2500 + 3
+
+
+def test_one_community_exports_in_the_order_added(exchange, svc):
+    """One community is read in storage order (date added); several are merged by id."""
+    p = make_member(exchange, "Ordered")
+    for name in ("first", "second"):
+        exchange.admin.create_community(name, default_tlp=Tlp.GREEN)
+        exchange.admin.set_membership("Ordered", name, True, True, Tlp.RED)
+    cid = exchange.admin.get_community("first").collection_id
+    ids = [f"indicator--{n:08x}-0000-4000-8000-000000000000" for n in (9, 5, 7, 1, 3)]
+    objs = [indicator(f"45.78.0.{i}", oid=oid) for i, oid in enumerate(ids)]
+    for obj in objs:  # one envelope each: date_added follows this order
+        assert not exchange.ingest.add_objects(p.principal, cid, [obj]).failures
+    out = run(svc, p.principal, "plain-ip", ExportFilter(communities=("first",)))[0].split()
+    assert out == [f"45.78.0.{i}" for i in range(5)]
+    rows = list(exchange.query.stream_latest(p.principal, ExportFilter(communities=("first",)), batch=2))
+    assert [r.stix_id for r in rows] == sorted(ids)
+    # the same id in a second community, newer there: sent once, in id order with the rest
+    other = exchange.admin.get_community("second").collection_id
+    assert not exchange.ingest.add_objects(
+        p.principal, other, [new_version(objs[0], 5, pattern="[ipv4-addr:value = '45.78.1.1']")]).failures
+    both = run(svc, p.principal, "plain-ip", ExportFilter(communities=("first", "second")))[0].split()
+    assert sorted(both) == ["45.78.0.1", "45.78.0.2", "45.78.0.3", "45.78.0.4", "45.78.1.1"]
+    assert len(both) == 5

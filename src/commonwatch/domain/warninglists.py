@@ -4,8 +4,11 @@ A warninglist names values that show up in threat intelligence by mistake: reser
 and private address ranges, public DNS resolvers, the domains of the largest
 providers and CDNs, the hashes of empty or test files. An indicator that hits a list
 is still stored (the producer said it), but it is flagged in the import summary and
-left out of exports by default. The flag is computed from the lists each time, never
-written into objects, so a list the operator extends applies retroactively.
+left out of exports by default. The flag is never written into objects: ingest stores
+its verdicts next to a version's values with the digest of the lists that gave them
+(:meth:`Warninglists.listed_json`, :attr:`Warninglists.digest`), and a reader uses them
+only while the same lists are loaded, so a list the operator extends applies
+retroactively.
 
 Each list is one JSON file (the built-in ones live in ``commonwatch/data/warninglists``;
 an operator adds directories of their own in the same format)::

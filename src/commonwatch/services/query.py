@@ -398,22 +398,26 @@ class QueryService:
         Reads keyset batches per community (constant memory) and merges communities by
         id; an id present in several communities is sent once, in its newest version.
         """
-        for name, rows in self.export_batches(principal, flt, batch=batch):
+        for name, rows in self.export_batches(principal, flt, batch=batch, by_added=False):
             for r in rows:
                 yield ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], name, r[6])
 
     def export_batches(
         self, principal: Principal, flt: ExportFilter, *, batch: int = 2000, raw: bool = True,
+        by_added: bool = True,
     ) -> Iterator[RowBatch]:
         """The rows of :meth:`stream_latest` as (community name, batch of plain tuples).
 
         The export service's hot path: a tuple per row as the driver returns it
-        (see :data:`RowBatch`), no object per row. One community (the common case)
-        passes its batches through; several are merged by id. ``raw``: read the JSON
-        (else None in its place).
+        (see :data:`RowBatch`), no object per row. Several communities are read by STIX
+        id and merged by id; one community (the common case) is read, with ``by_added``,
+        in the order its objects were added: the order rows are stored in, so the table
+        is read sequentially instead of at random (at 10^6 objects a third of the
+        statement time). ``raw``: read the JSON (else None in its place).
         """
-        streams = [self._community_rows(principal, c, k, flt, batch, raw)
-                   for c, k in self.export_communities(principal, flt)]
+        chosen = self.export_communities(principal, flt)
+        by_added = by_added and len(chosen) == 1
+        streams = [self._community_rows(principal, c, k, flt, batch, raw, by_added) for c, k in chosen]
         if len(streams) == 1:
             yield from streams[0]
             return
@@ -421,16 +425,17 @@ class QueryService:
 
     def _community_rows(
         self, principal: Principal, community: CommunityRef, clearance: Clearance,
-        flt: ExportFilter, batch: int, raw: bool,
+        flt: ExportFilter, batch: int, raw: bool, by_added: bool,
     ) -> Iterator[RowBatch]:
-        after: str | None = None
+        after: str | int | None = None
+        key = 2 if by_added else 0  # the row's date_added_us or stix_id
         ceiling = int(flt.tlp_ceiling)
         name = community.name
         while True:
             shape = sql.ExportShape(
                 sight=sql.Sight.of(clearance), types=bool(flt.types),
                 sectors=bool(flt.producer_sectors), since=flt.since_us is not None,
-                cursor=after is not None, raw=raw,
+                cursor=after is not None, raw=raw, by_added=by_added,
             )
             params = {
                 **sql.sight_params(clearance), "community": community.id, "ceiling": ceiling,
@@ -443,7 +448,7 @@ class QueryService:
                 yield name, rows
             if len(rows) < batch:
                 return
-            after = rows[-1][0]
+            after = rows[-1][key]
 
 
 def _driver_rows(conn: Connection, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:

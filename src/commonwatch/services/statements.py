@@ -236,16 +236,20 @@ class ExportShape:
     cursor: bool = False
     #: Read the JSON (``raw``); without it the column reads as NULL.
     raw: bool = True
+    #: Keyset on date_added (the storage order) instead of the STIX id.
+    by_added: bool = False
 
 
 @lru_cache(maxsize=256)
 def export_query(shape: ExportShape) -> Select[Any]:
-    """One keyset batch of the newest visible version of each object, by STIX id.
+    """One keyset batch of the newest visible version of each object, by STIX id (or by
+    date_added, ``shape.by_added``).
 
     The visibility rule is :func:`visible`, unchanged; the export's TLP ceiling is an
     extra predicate on top of it, so it can only narrow what the caller sees. Ordering
     by ``stix_id`` walks the ``(community_id, stix_id, version_us)`` index, and lets
-    the service merge several communities without remembering what it has sent.
+    the service merge several communities without remembering what it has sent;
+    ordering by ``date_added_us`` (one community) reads the table in storage order.
     """
     o = OBJECTS.alias("o").c
     # The export columns (written at ingest) carry the values and the lifecycle facts:
@@ -266,6 +270,7 @@ def export_query(shape: ExportShape) -> Select[Any]:
         query = query.where(o.producer_org_id.in_(sectors))
     if shape.since:
         query = query.where(o.date_added_us >= bindparam("since"))
+    key = o.date_added_us if shape.by_added else o.stix_id
     if shape.cursor:
-        query = query.where(o.stix_id > bindparam("after"))
-    return query.order_by(o.stix_id).limit(bindparam("limit"))
+        query = query.where(key > bindparam("after"))
+    return query.order_by(key).limit(bindparam("limit"))
