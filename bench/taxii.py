@@ -526,7 +526,8 @@ def raw_postgres(url: str, community_id: int, pin: bool) -> RawResult:
         with psycopg.connect(url.replace("+psycopg", "")) as conn:
             sql = RAW_SQL.format("%s")
             for build, slot in ((page_by_join, None), (page_by_join, "join"), (page_by_orjson, "orjson")):
-                with conn.cursor(name=f"raw_{slot}") as cur:
+                # binary results, as CommonWatch reads pages on PostgreSQL
+                with conn.cursor(name=f"raw_{slot}", binary=True) as cur:
                     pages = result.page_seconds if slot == "join" else None
                     rows, seconds = raw_pass(cur, sql, (community_id,), build, pages)
                 if slot == "join":

