@@ -79,6 +79,10 @@ _INSERT = {
     "observables": "INSERT INTO observables (object_id, community_id, kind, value) VALUES ",
     "object_refs": "INSERT INTO object_refs (object_id, community_id, relation, target_id) VALUES ",
 }
+_COPY = {
+    "observables": "COPY observables (object_id, community_id, kind, value) FROM STDIN",
+    "object_refs": "COPY object_refs (object_id, community_id, relation, target_id) FROM STDIN",
+}
 
 
 def insert_entries(
@@ -87,21 +91,27 @@ def insert_entries(
 ) -> None:
     """Insert the index entries of new rows (``ids`` from :func:`row_ids`).
 
-    Straight to the driver's ``executemany`` with positional rows: building a
-    parameter dict per entry through SQLAlchemy costs more than the insert itself.
+    Straight to the driver with positional rows (SQLite: ``executemany``; PostgreSQL:
+    ``COPY``): building a parameter dict per entry through SQLAlchemy costs more than
+    the insert itself. Parameterised either way: values never become SQL text.
     """
     prefixes = {(kind, int(value.rpartition("/")[2])) for _, pairs in observables
                 for kind, value in pairs if "/" in value and kind in _ADDRESS_KINDS}
     if prefixes:
         record_prefixes(conn, community_id, prefixes)
+    driver = conn.connection.driver_connection
     for table, entries in (("observables", observables), ("object_refs", refs)):
         rows = [(ids[added], community_id, a, b) for added, pairs in entries for a, b in pairs]
         if not rows:
             continue
-        mark = "(?, ?, ?, ?)" if conn.dialect.name == "sqlite" else "(%s, %s, %s, %s)"
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if conn.dialect.name != "sqlite":  # PostgreSQL: COPY, as for the object rows
+            with driver.cursor() as cursor, cursor.copy(_COPY[table]) as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+            continue
+        cursor = driver.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(_INSERT[table] + mark, rows)
+            cursor.executemany(_INSERT[table] + "(?, ?, ?, ?)", rows)
         finally:
             cursor.close()
 
