@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -82,3 +83,14 @@ def test_feed_commands(cli, member):
     assert "already has a feed" in cli("feed", "create", "edl", "--user", member.user, "-f", "csv", code=3)
     cli("feed", "delete", "edl", "--user", member.user)
     cli("feed", "show", "edl", "--user", member.user, code=3)
+
+
+def test_restamp_warninglists_command(cli, member, monkeypatch, tmp_path):
+    """Same lists: nothing to do. Another list directory: every version is restamped."""
+    assert "on 0 object versions" in cli("db", "restamp-warninglists")
+    (tmp_path / "l.json").write_text(json.dumps({"name": "ours", "description": "d", "source": "s",
+                                                 "licence": "l", "values": {"ipv4-addr": ["45.83.0.1"]}}))
+    monkeypatch.setenv("COMMONWATCH_WARNINGLIST_DIRS", str(tmp_path))
+    assert "on 2 object versions" in cli("db", "restamp-warninglists")
+    out = cli("export", "--user", member.user, "--format", "plain-ip")
+    assert "45.83.0.1" not in out

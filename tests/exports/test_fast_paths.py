@@ -254,3 +254,38 @@ def test_stored_verdicts_give_the_live_answers_and_only_under_their_lists(exchan
     other = ExportService(session_factory(exchange.engine), exchange.query, warninglist_dirs=[tmp_path])
     assert other._stamp() == -1
     assert "".join(other.export(p.principal, "plain-ip", ExportFilter()).chunks).split() == ["45.77.4.2"]
+
+
+def test_restamped_verdicts_follow_the_lists_now_loaded(exchange, tmp_path):
+    """After the lists change, restamping stores their verdicts; exports read them."""
+    import json
+
+    from commonwatch.domain.warninglists import load_warninglists
+    from commonwatch.services.export import ExportService
+    from commonwatch.services.ingest import IngestService
+    from commonwatch.storage.db import session_factory
+
+    p = make_member(exchange, "Prod")
+    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership("Prod", "ring", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("ring").collection_id
+    objs = [indicator("45.77.5.1"), indicator("45.77.5.2"), indicator("10.0.0.6")]
+    assert not exchange.ingest.add_objects(p.principal, cid, objs).failures
+    (tmp_path / "l.json").write_text(json.dumps({"name": "ours", "description": "d", "source": "s",
+                                                 "licence": "l", "values": {"ipv4-addr": ["45.77.5.1"]}}))
+    lists = load_warninglists([tmp_path])
+    sessions = session_factory(exchange.engine)
+    ingest = IngestService(sessions, exchange.query, warninglists=lambda: lists)
+    export = ExportService(sessions, exchange.query, warninglists=lambda: lists)
+    before = export.export(p.principal, "plain-ip", ExportFilter())
+    assert export._stamp() == -1 and "".join(before.chunks).split() == ["45.77.5.2"]
+    changed = ingest.restamp_verdicts(batch=2)
+    assert changed >= 3 and ingest.restamp_verdicts() == 0  # done once
+    assert export._stamp() != -1
+    after = export.export(p.principal, "plain-ip", ExportFilter(include_warninglisted=True))
+    text = "".join(after.chunks)
+    assert sorted(text.split()) == ["10.0.0.6", "45.77.5.1", "45.77.5.2"]
+    listed = export.export(p.principal, "csv", ExportFilter(include_warninglisted=True))
+    rows = {r["value"]: r["warninglists"] for r in csv.DictReader(io.StringIO("".join(listed.chunks)))}
+    assert rows["45.77.5.1"] == "ours" and rows["45.77.5.2"] == ""
+    assert "private-ip-ranges" in rows["10.0.0.6"]

@@ -98,6 +98,17 @@ def db_upgrade() -> None:
     run(lambda exchange: out.print("schema is up to date"))
 
 
+@db_app.command("restamp-warninglists")
+def db_restamp() -> None:
+    """Store the verdicts of the warninglists loaded now on stored objects (after the
+    lists changed: exports then read them instead of checking the values again)."""
+    def action(exchange: Exchange) -> None:
+        changed = exchange.ingest.restamp_verdicts()
+        out.print(f"warninglist verdicts stored on {changed:,} object versions")
+
+    run(action)
+
+
 # -- organisations -----------------------------------------------------------------------
 @org_app.command("create")
 def org_create(

@@ -124,6 +124,11 @@ class StatusReport:
         }
 
 
+def _pairs(values: str) -> list[tuple[str, str]]:
+    """The (kind, value) pairs of an ``export_values`` text ("kind value" lines)."""
+    return [(kind, value) for kind, _, value in (line.partition(" ") for line in values.split("\n"))]
+
+
 def _describe(obj: object) -> tuple[str, str]:
     """Best-effort id and version of an object for a failure entry."""
     if not isinstance(obj, dict):
@@ -314,6 +319,27 @@ class IngestService:
             assert made is not None
             stamp = self._stamps[lists.digest] = made
         return lists, stamp
+
+    def restamp_verdicts(self, batch: int = 5000) -> int:
+        """Store, on every version whose warninglist verdicts were stored under other
+        lists (or before verdicts were stored), the verdicts of the lists loaded now;
+        returns how many versions changed. Exports then read them instead of checking
+        those values again. One transaction per ``batch`` versions: ingest goes on."""
+        verdicts = self._verdicts()
+        if verdicts is None:
+            return 0
+        lists, stamp = verdicts
+        done = after = 0
+        while True:
+            with self._sessions.begin() as s:
+                conn = s.connection()
+                rows = objects_repo.unstamped(conn, stamp, after, batch)
+                objects_repo.set_verdicts(conn, [
+                    (rid, lists.listed_json(_pairs(values)), stamp) for rid, values in rows])
+            if not rows:
+                return done
+            done += len(rows)
+            after = rows[-1][0]
 
     def _store(
         self, s: Session, community_id: int, org_id: int | None,

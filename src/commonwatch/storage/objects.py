@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, text, true, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, text, true, update
 
 from commonwatch.storage.models import Community, ObjectRecipient, StixObject, WarninglistStamp
 
@@ -123,6 +123,27 @@ def warninglist_stamp(conn: Connection, digest: str, *, create: bool) -> int | N
         tail = "" if conn.dialect.name == "sqlite" else " ON CONFLICT DO NOTHING"
         conn.execute(text(f"{verb} warninglist_stamps (digest) VALUES (:d){tail}"), {"d": digest})
     return conn.scalar(select(WarninglistStamp.id).where(WarninglistStamp.digest == digest))
+
+
+def unstamped(conn: Connection, stamp: int, after: int, limit: int) -> list[tuple[int, str]]:
+    """(row id, export_values) of versions with values whose warninglist verdicts were
+    stored under another stamp (or none), after row ``after``, in row order."""
+    t = StixObject.__table__.c
+    return [(rid, values) for rid, values in conn.execute(
+        select(t.id, t.export_values)
+        .where(t.id > after, t.export_values.is_not(None),
+               or_(t.listed_stamp.is_(None), t.listed_stamp != stamp))
+        .order_by(t.id).limit(limit))]
+
+
+def set_verdicts(conn: Connection, verdicts: Sequence[tuple[int, str | None, int]]) -> None:
+    """Store (row id, export_listed, listed_stamp) on the given versions."""
+    if verdicts:
+        conn.execute(
+            update(StixObject).where(StixObject.__table__.c.id == bindparam("rid"))
+            .values(export_listed=bindparam("listed"), listed_stamp=bindparam("stamp")),
+            [{"rid": rid, "listed": listed, "stamp": stamp} for rid, listed, stamp in verdicts],
+        )
 
 
 def clear_latest(conn: Connection, community_id: int, versions: Sequence[tuple[str, int]]) -> None:
