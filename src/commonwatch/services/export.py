@@ -91,6 +91,8 @@ FORMATS: dict[str, str] = {
 #: their exports never read the objects' JSON.
 VALUES_ONLY = frozenset(
     ["rpz", *(f for f in FORMATS if f.startswith(("plain-", "suricata-dataset-")))])
+#: Formats that write the stored JSON as it is and read none of its fields.
+RAW_ONLY = frozenset(["stix"])
 SKIP_NO_VALUES = "object states no exportable value"
 SKIP_ALL_LISTED = "every value of the object is on a warninglist"
 SKIP_OBJECT_LISTED = "object has a value on a warninglist"
@@ -247,8 +249,9 @@ class ExportService:
             raise InvalidParameter(
                 f"RPZ target {options.rpz_target!r} is not a domain name; use '.' or a domain")
         stats = ExportStats()
+        content = "values" if fmt in VALUES_ONLY else "raw" if fmt in RAW_ONLY else "json"
         items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
-                           values_only=fmt in VALUES_ONLY)
+                           content=content)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
 
     def _render(
@@ -279,15 +282,16 @@ class ExportService:
 
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
-        explain: bool = True, values_only: bool = False,
+        explain: bool = True, content: str = "json",
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
         ``whole_objects``: the object is sent as a whole (STIX bundle), so it is kept
         even without exportable values, and dropped if any of its values is warninglisted.
-        ``values_only``: the items carry the values, TLP, community, producer and
-        confidence only (:func:`~commonwatch.services.export_rows.values_item`); the
-        JSON is not even read.
+        ``content``: ``json``, every field of the item; ``raw``, the stored JSON bytes
+        but none of its fields (not decoded); ``values``, the values, TLP, community,
+        producer and confidence only, the JSON not even read
+        (:func:`~commonwatch.services.export_rows.values_item`).
 
         The hot path of every export: rows arrive as plain tuples in batches and are
         filtered on the export columns ingest wrote (no pattern parsed again); the JSON
@@ -303,10 +307,11 @@ class ExportService:
         accept = RowFilter(flt, self._clock())
         skipped = stats.skipped
         loads = orjson.loads
-        for community, rows in self._query.export_batches(principal, flt, raw=not values_only):
+        decode = content == "json"
+        for community, rows in self._query.export_batches(principal, flt, raw=content != "values"):
+            stats.objects_read += len(rows)
             for (stix_id, _, _, tlp, producer_id, raw, values, skip, revoked, until, confidence,
                  listed, row_stamp) in rows:
-                stats.objects_read += 1
                 reason = accept(revoked, until, confidence)
                 if reason is not None:
                     skipped[reason] += 1
@@ -328,10 +333,11 @@ class ExportService:
                 if until is not None:
                     accept.note_expiry(until, stats)
                 producer = producers.get(producer_id, "unknown") if producer_id else "unknown"
-                if raw is None:
-                    yield values_item(stix_id, tlp, community, producer, confidence, observables, hits)
-                else:
+                if decode:
                     yield export_item(stix_id, tlp, community, raw, loads(raw), producer, observables, hits)
+                else:
+                    yield values_item(stix_id, tlp, community, producer, confidence, observables, hits,
+                                      raw or b"")
 
     def _stamp(self) -> int:
         """The stamp of the lists loaded now, or -1 if ingest never stored verdicts

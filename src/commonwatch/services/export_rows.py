@@ -153,13 +153,14 @@ def export_item(
 
 def values_item(
     stix_id: str, tlp: int, community: str, producer: str, confidence: int | None,
-    observables: tuple[Observable, ...], hits: tuple[str, ...],
+    observables: tuple[Observable, ...], hits: tuple[str, ...], raw: bytes = b"",
 ) -> ExportItem:
-    """The :class:`ExportItem` of a format that reads only the values (and where they
-    come from): built from the export columns, without the JSON (see
-    :data:`commonwatch.services.export.VALUES_ONLY`). The JSON's fields are empty."""
+    """The :class:`ExportItem` of a format that reads no field of the JSON: built from
+    the export columns (see :data:`commonwatch.services.export.VALUES_ONLY` and
+    ``RAW_ONLY``). The JSON's fields are empty; ``raw`` is the stored JSON when the
+    format writes it as it is."""
     return _new_item(ExportItem, (stix_id, "", "", tlp, community, producer, confidence, "", "",
-                                  None, (), observables, b"", hits))
+                                  None, (), observables, raw, hits))
 
 
 _new_item = _new_observable = tuple.__new__
