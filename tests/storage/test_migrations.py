@@ -11,7 +11,8 @@ from commonwatch.storage.db import alembic_config
 
 from support.factories import indicator, ipv4, make_member, ts
 
-EXPORT_COLUMNS = "stix_id, export_values, export_skip, revoked, valid_until_us, confidence"
+EXPORT_COLUMNS = ("stix_id, export_values, export_skip, revoked, valid_until_us, confidence, export_name, "
+                  "export_labels")
 
 
 def _export_columns(exchange) -> list[tuple]:
@@ -35,8 +36,9 @@ def test_export_columns_backfilled_as_ingest_writes_them(exchange):
     written = _export_columns(exchange)
     by_id = {row[0]: row[1:] for row in written}
     assert by_id[objects[0]["id"]] == ("ipv4-addr 198.51.100.7", None, False,
-                                       (1_767_225_600 + 10**6) * 1_000_000, 80)
-    assert by_id[objects[1]["id"]] == (None, SKIP_REASONS.index(SKIP_COMPLEX), True, None, None)
+                                       (1_767_225_600 + 10**6) * 1_000_000, 80, objects[0]["name"],
+                                       '["malicious-activity"]')
+    assert by_id[objects[1]["id"]][:5] == (None, SKIP_REASONS.index(SKIP_COMPLEX), True, None, None)
     assert by_id[objects[2]["id"]][0] == "ipv4-addr 203.0.113.9"
 
     config = alembic_config(exchange.engine)

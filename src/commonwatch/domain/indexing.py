@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import orjson
+
 from commonwatch.domain.observables import SKIP_REASONS, SKIP_UNSUPPORTED, from_object
 from commonwatch.domain.timestamps import parse_timestamp
 
@@ -39,6 +41,10 @@ class ExportFacts(NamedTuple):
     revoked: bool
     valid_until_us: int | None
     confidence: int | None
+    #: ``name`` when it is a string, and the string ``indicator_types`` as a JSON array:
+    #: the fields Zeek Intel and Suricata IP reputation files print.
+    name: str | None = None
+    labels: str | None = None
 
 
 class Indexed(NamedTuple):
@@ -70,7 +76,12 @@ def indexed(obj: Mapping[str, Any]) -> Indexed:
         if isinstance(refs, list):
             references = tuple((OPINION_OF, r) for r in dict.fromkeys(refs) if isinstance(r, str))
     values = "\n".join(f"{k} {v}" for k, v in observables) if observables else None
-    return Indexed(observables, references, ExportFacts(values, skip, *lifecycle_facts(obj)))
+    name = obj.get("name")
+    types = obj.get("indicator_types")
+    labels = [t for t in types if type(t) is str] if type(types) is list else None
+    return Indexed(observables, references, ExportFacts(
+        values, skip, *lifecycle_facts(obj), name if type(name) is str else None,
+        orjson.dumps(labels).decode() if labels else None))
 
 
 def lifecycle_facts(obj: Mapping[str, Any]) -> tuple[bool, int | None, int | None]:

@@ -87,10 +87,12 @@ FORMATS: dict[str, str] = {
     "stix": "application/stix+json;version=2.1",
     "misp": "application/json",
 }
-#: Formats that read only an item's values, TLP, community, producer and confidence:
-#: their exports never read the objects' JSON.
-VALUES_ONLY = frozenset(
-    ["rpz", *(f for f in FORMATS if f.startswith(("plain-", "suricata-dataset-")))])
+#: Formats that read only what the export columns hold (an item's values, TLP,
+#: community, producer and confidence; NAMED ones also its name and labels): their
+#: exports never read the objects' JSON.
+NAMED = frozenset(["zeek-intel", "suricata-iprep"])
+VALUES_ONLY = frozenset(["rpz", *NAMED,
+                         *(f for f in FORMATS if f.startswith(("plain-", "suricata-dataset-")))])
 #: Formats that write the stored JSON as it is and read none of its fields.
 RAW_ONLY = frozenset(["stix"])
 SKIP_NO_VALUES = "object states no exportable value"
@@ -249,7 +251,8 @@ class ExportService:
             raise InvalidParameter(
                 f"RPZ target {options.rpz_target!r} is not a domain name; use '.' or a domain")
         stats = ExportStats()
-        content = "values" if fmt in VALUES_ONLY else "raw" if fmt in RAW_ONLY else "json"
+        content = ("json" if fmt not in VALUES_ONLY | RAW_ONLY else "raw" if fmt in RAW_ONLY
+                   else "named" if fmt in NAMED else "values")
         items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
                            content=content)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
@@ -290,7 +293,8 @@ class ExportService:
         even without exportable values, and dropped if any of its values is warninglisted.
         ``content``: ``json``, every field of the item; ``raw``, the stored JSON bytes
         but none of its fields (not decoded); ``values``, the values, TLP, community,
-        producer and confidence only, the JSON not even read
+        producer and confidence only, the JSON not even read; ``named``, those and the
+        name and labels
         (:func:`~commonwatch.services.export_rows.values_item`).
 
         The hot path of every export: rows arrive as plain tuples in batches and are
@@ -308,10 +312,12 @@ class ExportService:
         skipped = stats.skipped
         loads = orjson.loads
         decode = content == "json"
-        for community, rows in self._query.export_batches(principal, flt, raw=content != "values"):
+        batches = self._query.export_batches(principal, flt, raw=content in ("raw", "json"),
+                                             names=content == "named")
+        for community, rows in batches:
             stats.objects_read += len(rows)
             for (stix_id, _, _, tlp, producer_id, raw, values, skip, revoked, until, confidence,
-                 listed, row_stamp) in rows:
+                 listed, row_stamp, name, labels) in rows:
                 reason = accept(revoked, until, confidence)
                 if reason is not None:
                     skipped[reason] += 1
@@ -337,7 +343,7 @@ class ExportService:
                     yield export_item(stix_id, tlp, community, raw, loads(raw), producer, observables, hits)
                 else:
                     yield values_item(stix_id, tlp, community, producer, confidence, observables, hits,
-                                      raw or b"")
+                                      raw or b"", name, labels)
 
     def _stamp(self) -> int:
         """The stamp of the lists loaded now, or -1 if ingest never stored verdicts

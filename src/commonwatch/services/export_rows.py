@@ -154,13 +154,15 @@ def export_item(
 def values_item(
     stix_id: str, tlp: int, community: str, producer: str, confidence: int | None,
     observables: tuple[Observable, ...], hits: tuple[str, ...], raw: bytes = b"",
+    name: str | None = None, labels: str | None = None,
 ) -> ExportItem:
-    """The :class:`ExportItem` of a format that reads no field of the JSON: built from
-    the export columns (see :data:`commonwatch.services.export.VALUES_ONLY` and
-    ``RAW_ONLY``). The JSON's fields are empty; ``raw`` is the stored JSON when the
-    format writes it as it is."""
-    return _new_item(ExportItem, (stix_id, "", "", tlp, community, producer, confidence, "", "",
-                                  None, (), observables, raw, hits))
+    """The :class:`ExportItem` of a format that decodes no JSON: built from the export
+    columns (see :data:`commonwatch.services.export.VALUES_ONLY` and ``RAW_ONLY``):
+    ``name`` and ``labels`` (a JSON array) as stored there. The other fields read from
+    the JSON are empty; ``raw`` is the stored JSON when the format writes it as it is."""
+    return _new_item(ExportItem, (stix_id, "", name or "", tlp, community, producer, confidence,
+                                  "", "", None, tuple(orjson.loads(labels)) if labels else (),
+                                  observables, raw, hits))
 
 
 _new_item = _new_observable = tuple.__new__

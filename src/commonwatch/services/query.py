@@ -110,7 +110,8 @@ class ExportRow(NamedTuple):
 
 #: (community name, rows) of an export read: each row a plain tuple of (stix_id,
 #: version_us, date_added_us, tlp, producer_org_id, raw, export_values, export_skip,
-#: revoked, valid_until_us, confidence, export_listed, listed_stamp).
+#: revoked, valid_until_us, confidence, export_listed, listed_stamp, export_name,
+#: export_labels).
 RowBatch = tuple[str, Sequence[tuple[Any, ...]]]
 
 
@@ -404,7 +405,7 @@ class QueryService:
 
     def export_batches(
         self, principal: Principal, flt: ExportFilter, *, batch: int = 2000, raw: bool = True,
-        by_added: bool = True,
+        by_added: bool = True, names: bool = True,
     ) -> Iterator[RowBatch]:
         """The rows of :meth:`stream_latest` as (community name, batch of plain tuples).
 
@@ -413,11 +414,13 @@ class QueryService:
         id and merged by id; one community (the common case) is read, with ``by_added``,
         in the order its objects were added: the order rows are stored in, so the table
         is read sequentially instead of at random (at 10^6 objects a third of the
-        statement time). ``raw``: read the JSON (else None in its place).
+        statement time). ``raw``, ``names``: read the JSON, the name and labels columns
+        (else None in their place).
         """
         chosen = self.export_communities(principal, flt)
         by_added = by_added and len(chosen) == 1
-        streams = [self._community_rows(principal, c, k, flt, batch, raw, by_added) for c, k in chosen]
+        streams = [self._community_rows(principal, c, k, flt, batch, raw=raw, by_added=by_added,
+                                        names=names) for c, k in chosen]
         if len(streams) == 1:
             yield from streams[0]
             return
@@ -425,7 +428,7 @@ class QueryService:
 
     def _community_rows(
         self, principal: Principal, community: CommunityRef, clearance: Clearance,
-        flt: ExportFilter, batch: int, raw: bool, by_added: bool,
+        flt: ExportFilter, batch: int, *, raw: bool, by_added: bool, names: bool,
     ) -> Iterator[RowBatch]:
         after: str | int | None = None
         key = 2 if by_added else 0  # the row's date_added_us or stix_id
@@ -435,7 +438,7 @@ class QueryService:
             shape = sql.ExportShape(
                 sight=sql.Sight.of(clearance), types=bool(flt.types),
                 sectors=bool(flt.producer_sectors), since=flt.since_us is not None,
-                cursor=after is not None, raw=raw, by_added=by_added,
+                cursor=after is not None, raw=raw, by_added=by_added, names=names,
             )
             params = {
                 **sql.sight_params(clearance), "community": community.id, "ceiling": ceiling,

@@ -244,6 +244,8 @@ class ExportShape:
     raw: bool = True
     #: Keyset on date_added (the storage order) instead of the STIX id.
     by_added: bool = False
+    #: Read ``export_name`` and ``export_labels``; without it they read as NULL.
+    names: bool = True
 
 
 @lru_cache(maxsize=256)
@@ -263,7 +265,8 @@ def export_query(shape: ExportShape) -> Select[Any]:
     query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
-                   o.listed_stamp).where(
+                   o.listed_stamp, *((o.export_name, o.export_labels) if shape.names
+                                     else (null(), null()))).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
         o.tlp <= bindparam("ceiling"),
         _version_clause(o, Shape(sight=shape.sight, last=True)),

@@ -148,6 +148,9 @@ class StixObject(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     valid_until_us: Mapped[int | None] = mapped_column(BigInteger)
     confidence: Mapped[int | None] = mapped_column(SmallInteger)
+    #: ``name`` and the ``indicator_types`` (a JSON array), as some formats print them.
+    export_name: Mapped[str | None] = mapped_column(Text)
+    export_labels: Mapped[str | None] = mapped_column(Text)
     #: Warninglist verdicts of the values (Warninglists.listed_json; None: no hit), valid
     #: while the lists loaded have the digest of ``listed_stamp`` (WarninglistStamp).
     export_listed: Mapped[str | None] = mapped_column(Text)
