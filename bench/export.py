@@ -193,7 +193,7 @@ def run_child(db: Path, fmt: str) -> dict[str, Any]:
 def feed_latency(db: Path, work: Path, requests: int) -> dict[str, float]:
     from commonwatch.config import load_settings
     from commonwatch.services.exchange import Exchange
-    from commonwatch.services.export import build_filter
+    from commonwatch.services.export_filters import build_filter
 
     ex = Exchange(load_settings(environ={}, database_url=f"sqlite:///{db}"), migrate=False)
     principal = ex.auth.principal_for_user("bench-reader")

@@ -12,7 +12,8 @@ import pytest
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.errors import InvalidParameter, NotFound
-from commonwatch.services.export import ExportService, build_filter
+from commonwatch.services.export import ExportService
+from commonwatch.services.export_filters import build_filter
 from commonwatch.services.query import ExportFilter
 from commonwatch.storage.db import session_factory
 

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.errors import Conflict, InvalidParameter, NotFound, PermissionDenied
-from commonwatch.services.export import ExportService, build_filter
+from commonwatch.services.export import ExportService
+from commonwatch.services.export_filters import build_filter
 from commonwatch.storage.db import session_factory
 from commonwatch.web.app import create_app
 

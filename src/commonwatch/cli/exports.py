@@ -22,14 +22,8 @@ from commonwatch.cli.common import err, out, run, table
 from commonwatch.errors import InvalidParameter, StorageError
 from commonwatch.process import tune_for_throughput
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.export import (
-    FORMATS,
-    Export,
-    ExportFilter,
-    FormatOptions,
-    build_filter,
-    filter_from_json,
-)
+from commonwatch.services.export import FORMATS, Export, ExportFilter
+from commonwatch.services.export_filters import FormatOptions, build_filter, filter_from_json
 
 feed_app = typer.Typer(no_args_is_help=True, help="Pull feeds served at GET /feeds/<name>.")
 

@@ -18,10 +18,10 @@ import hashlib
 import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 from sqlalchemy import delete, select
@@ -30,10 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch import __version__
 from commonwatch.clock import Clock, now_us
-from commonwatch.domain.markings import Tlp, parse_tlp
 from commonwatch.domain.observables import SKIP_REASONS, ExportItem, normalise_domain
-from commonwatch.domain.timestamps import format_timestamp, parse_when
-from commonwatch.domain.visibility import SECTORS, WRITE_ROLES, Principal
+from commonwatch.domain.visibility import WRITE_ROLES, Principal
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
 from commonwatch.errors import (
     Conflict,
@@ -50,6 +48,12 @@ from commonwatch.formats import (
     stix_export,
     suricata,
     zeek_intel,
+)
+from commonwatch.services.export_filters import (
+    DEFAULT_OPTIONS,
+    FormatOptions,
+    filter_from_json,
+    filter_to_json,
 )
 from commonwatch.services.export_rows import (
     NOTHING,
@@ -99,17 +103,6 @@ SKIP_NO_VALUES = "object states no exportable value"
 SKIP_ALL_LISTED = "every value of the object is on a warninglist"
 SKIP_OBJECT_LISTED = "object has a value on a warninglist"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
-_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{0,249}")
-MAX_LIST = 100
-
-
-@dataclass(frozen=True, slots=True)
-class FormatOptions:
-    """Options of the formats that have some."""
-
-    rpz_target: str = "."  # "." answers NXDOMAIN; a domain rewrites to a walled garden
-    rpz_wildcard: bool = True  # also list *.domain
-    url_strip_scheme: bool = False  # plain-url: host/path entries (PAN-OS URL lists)
 
 
 @dataclass(slots=True)
@@ -131,72 +124,6 @@ class Export:
     media_type: str
     chunks: Iterator[str]
     stats: ExportStats
-
-
-# -- filters --------------------------------------------------------------------------------
-
-def _strings(values: Iterable[str], what: str, pattern: re.Pattern[str] | None = None) -> tuple[str, ...]:
-    out = tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
-    if len(out) > MAX_LIST:
-        raise InputTooLarge(f"at most {MAX_LIST} {what} may be given, not {len(out)}")
-    for value in out:
-        if pattern is not None and not pattern.fullmatch(value):
-            raise InvalidParameter(f"{value!r} is not a valid {what[:-1]} name")
-    return out
-
-
-def parse_since(value: str) -> int:
-    """The ``since`` of a filter: a STIX timestamp or a date, as µs since the epoch."""
-    try:
-        return parse_when(value, "'since' value")
-    except ValueError as exc:
-        raise InvalidParameter(str(exc)) from None
-
-
-def build_filter(
-    *, communities: Iterable[str] = (), types: Iterable[str] = ("indicator",), tlp: str = "amber",
-    since: str | None = None, sectors: Iterable[str] = (), min_confidence: int | None = None,
-    min_score: float | None = None, include_warninglisted: bool = False,
-    include_revoked: bool = False, include_expired: bool = False,
-) -> ExportFilter:
-    """The export filter from user input, each value checked with a message naming it."""
-    sector_list = _strings(sectors, "sectors")
-    for sector in sector_list:
-        if sector not in SECTORS:
-            raise InvalidParameter(f"unknown sector {sector!r}; use one of {', '.join(SECTORS)}")
-    if min_confidence is not None and not 0 <= min_confidence <= 100:
-        raise InvalidParameter("minimum confidence must be between 0 and 100 (STIX 2.1 §3.2)")
-    if min_score is not None:
-        # Hook for indicator decay: scores belong to the scoring service, not built yet.
-        raise InvalidParameter("decay scores are not computed by this exchange yet; drop the score filter")
-    type_list = _strings(types, "types", _TYPE) or ("indicator",)
-    return ExportFilter(
-        communities=_strings(communities, "communities"), types=type_list, tlp_ceiling=parse_tlp(tlp),
-        since_us=parse_since(since) if since else None, producer_sectors=sector_list,
-        min_confidence=min_confidence, min_score=min_score,
-        include_warninglisted=include_warninglisted, include_revoked=include_revoked,
-        include_expired=include_expired,
-    )
-
-
-def filter_to_json(flt: ExportFilter, options: FormatOptions) -> str:
-    doc: dict[str, Any] = {
-        "communities": list(flt.communities), "types": list(flt.types),
-        "tlp": Tlp(flt.tlp_ceiling).name.lower().replace("_", "+"),
-        "since": format_timestamp(flt.since_us) if flt.since_us is not None else None,
-        "sectors": list(flt.producer_sectors), "min_confidence": flt.min_confidence,
-        "include_warninglisted": flt.include_warninglisted, "include_revoked": flt.include_revoked,
-        "include_expired": flt.include_expired,
-        "options": {"rpz_target": options.rpz_target, "rpz_wildcard": options.rpz_wildcard,
-                    "url_strip_scheme": options.url_strip_scheme},
-    }
-    return orjson.dumps(doc).decode()
-
-
-def filter_from_json(text: str) -> tuple[ExportFilter, FormatOptions]:
-    doc = orjson.loads(text)
-    options = FormatOptions(**doc.pop("options", {}))
-    return build_filter(**doc), options
 
 
 def check_format(name: str) -> str:
@@ -235,7 +162,7 @@ class ExportService:
     # -- exports --------------------------------------------------------------------------
     def export(
         self, principal: Principal, fmt: str, flt: ExportFilter,
-        options: FormatOptions = FormatOptions(), *, explain: bool = True,
+        options: FormatOptions = DEFAULT_OPTIONS, *, explain: bool = True,
     ) -> Export:
         """Start an export; nothing is read until ``chunks`` is iterated.
 
@@ -390,7 +317,7 @@ class ExportService:
     # -- feed definitions -----------------------------------------------------------------
     def create_feed(
         self, principal: Principal, name: str, fmt: str, flt: ExportFilter,
-        options: FormatOptions = FormatOptions(), description: str = "",
+        options: FormatOptions = DEFAULT_OPTIONS, description: str = "",
     ) -> Feed:
         if principal.role not in WRITE_ROLES:
             raise PermissionDenied("creating a feed needs a role that may write (analyst or above)")

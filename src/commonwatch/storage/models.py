@@ -204,7 +204,7 @@ class Feed(Base):
     name: Mapped[str] = mapped_column(String(100))
     format: Mapped[str] = mapped_column(String(40))
     description: Mapped[str] = mapped_column(Text, default="")
-    #: The export filter as JSON (see ``services/export.py``: ``filter_to_json``).
+    #: The export filter as JSON (see ``services/export_filters.py``: ``filter_to_json``).
     filter_json: Mapped[str] = mapped_column(Text)
     created_us: Mapped[int] = mapped_column(BigInteger)
     updated_us: Mapped[int] = mapped_column(BigInteger)

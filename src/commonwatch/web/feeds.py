@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.export import FormatOptions, build_filter, filter_from_json
+from commonwatch.services.export_filters import FormatOptions, build_filter, filter_from_json
 from commonwatch.storage.models import Feed
 from commonwatch.web.credentials import require_principal
 
