@@ -115,6 +115,51 @@ def test_merge_of_community_batches():
                       ("a", [("id3", 1, "a3"), ("id4", 2, "a4")])]
 
 
+def _reference_merge(streams, batch):
+    """The merge as written before runs were sliced out: ``heapq.merge`` row by row."""
+    import heapq
+
+    def flat(stream):
+        for name, rows in stream:
+            for row in rows:
+                yield name, row
+
+    previous = current = None
+    out: list = []
+    for name, row in heapq.merge(*map(flat, streams), key=lambda nr: (nr[1][0], -nr[1][1])):
+        if row[0] == previous:
+            continue
+        previous = row[0]
+        if name != current or len(out) >= batch:
+            if out:
+                yield current, out
+            current, out = name, []
+        out.append(row)
+    if out:
+        yield current, out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.integers(0, 30), st.integers(0, 3), max_size=25), min_size=1, max_size=4),
+       st.lists(st.integers(1, 6), min_size=1, max_size=8), st.integers(1, 7))
+def test_merge_in_runs_equals_the_row_by_row_merge(communities, splits, batch):
+    def streams():
+        out = []
+        for n, rows in enumerate(communities):
+            ordered = [(f"id{i:02d}", version, f"c{n}") for i, version in sorted(rows.items())]
+            chunks, at = [], 0
+            for k in range(len(ordered) + 1):
+                size = splits[(n + k) % len(splits)]
+                if at >= len(ordered):
+                    break
+                chunks.append((f"c{n}", ordered[at:at + size]))
+                at += size
+            out.append(iter(chunks))
+        return out
+
+    assert list(_merge_communities(streams(), batch)) == list(_reference_merge(streams(), batch))
+
+
 def test_repeated_listed_value_is_counted_each_time(exchange, svc):
     """Verdicts are remembered per value, but every object holding the value counts."""
     p = make_member(exchange, "Prod")

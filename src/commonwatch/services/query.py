@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import heapq
+import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -472,28 +472,71 @@ def _merge_communities(
     streams: list[Iterator[RowBatch]], batch: int) -> Iterator[RowBatch]:
     """Several communities' batches merged by (STIX id, newest version first), each id once.
 
-    ``heapq.merge`` is stable, so of two equal versions the community read first wins.
+    Each stream holds an id at most once, in id order. Of two versions of one id the
+    newer wins, of two equal versions the community read first. Rows pass through in
+    runs: the rows of one stream before the next id any other stream holds are sliced
+    out at once, so a large community merged with small ones costs about what reading
+    it alone costs. Batches come out as they would row by row: a new one whenever the
+    community changes or ``batch`` rows are gathered.
     """
-    def flat(stream: Iterator[RowBatch]) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        for name, rows in stream:
-            for row in rows:
-                yield name, row
-
-    merged = heapq.merge(*map(flat, streams), key=lambda nr: (nr[1][0], -nr[1][1]))
-    previous: str | None = None
+    heads: list[_Head] = []
+    for order, stream in enumerate(streams):
+        head = _Head(order, stream)
+        if head.load():
+            heads.append(head)
     current: str | None = None
     out: list[tuple[Any, ...]] = []
-    for name, row in merged:
-        if row[0] == previous:
-            continue
-        previous = row[0]
-        if name != current or len(out) >= batch:
-            if out and current is not None:
-                yield current, out
-            current, out = name, []
-        out.append(row)
+    while heads:
+        first = min(heads, key=_Head.key)
+        others = [h for h in heads if h is not first]
+        bound = min((h.ids[h.pos] for h in others), default=None)
+        if bound is not None and first.ids[first.pos] == bound:
+            # The same id in several communities: the newest version, the earliest community.
+            tied = [h for h in heads if h.ids[h.pos] == bound]
+            winner = min(tied, key=_Head.key)
+            name, rows = winner.name, [winner.rows[winner.pos]]
+            for h in tied:
+                h.pos += 1
+        else:
+            end = len(first.ids) if bound is None else bisect.bisect_left(first.ids, bound, first.pos)
+            name, rows = first.name, first.rows[first.pos:end]
+            first.pos = end
+        while rows:
+            if name != current or len(out) >= batch:
+                if out and current is not None:
+                    yield current, out
+                current, out = name, []
+            room = batch - len(out)
+            out.extend(rows[:room])
+            rows = rows[room:]
+        heads = [h for h in heads if h.pos < len(h.ids) or h.load()]
     if out and current is not None:
         yield current, out
+
+
+class _Head:
+    """The current batch of one community's stream in :func:`_merge_communities`."""
+
+    __slots__ = ("order", "stream", "name", "rows", "ids", "pos")
+
+    def __init__(self, order: int, stream: Iterator[RowBatch]) -> None:
+        self.order, self.stream = order, stream
+        self.name, self.pos = "", 0
+        self.rows: list[tuple[Any, ...]] = []
+        self.ids: list[str] = []
+
+    def load(self) -> bool:
+        """The stream's next non-empty batch; False when it is exhausted."""
+        for name, rows in self.stream:
+            if rows:
+                self.name, self.rows, self.pos = name, list(rows), 0
+                self.ids = [row[0] for row in self.rows]
+                return True
+        return False
+
+    def key(self) -> tuple[str, int, int]:
+        row = self.rows[self.pos]
+        return row[0], -row[1], self.order
 
 
 _BY_COLLECTION = sql.COMMUNITY_WITH_MEMBERSHIP.where(
