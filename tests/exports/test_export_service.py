@@ -116,8 +116,8 @@ def test_sector_type_and_community_filters(exchange, svc, world):
     assert set(values(svc, b, scos).values()) == {"45.79.0.9"}
     with pytest.raises(InvalidParameter, match="sector"):
         build_filter(sectors=["pirates"])
-    with pytest.raises(InvalidParameter, match="decay"):
-        build_filter(min_score=0.5)
+    with pytest.raises(InvalidParameter, match="decay score"):
+        build_filter(min_score=-1)
     with pytest.raises(InvalidParameter, match="since"):
         build_filter(since="yesterday")
     with pytest.raises(InvalidParameter, match="format"):

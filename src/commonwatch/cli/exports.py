@@ -36,7 +36,8 @@ TlpOpt = Annotated[str, typer.Option("--tlp", help="TLP ceiling: clear, green, a
 SinceOpt = Annotated[str | None, typer.Option(help="Only versions added since (2026-01-31 or UTC time).")]
 SectorOpt = Annotated[list[str] | None, typer.Option("--sector", help="Only from producers of this sector.")]
 ConfOpt = Annotated[int | None, typer.Option("--min-confidence", help="Minimum STIX confidence (0-100).")]
-ScoreOpt = Annotated[float | None, typer.Option("--min-score", help="Minimum decay score (not yet).")]
+ScoreOpt = Annotated[float | None, typer.Option(
+    "--min-score", help="Minimum decay score, 0-100 (indicators; see docs/lifecycle.md).")]
 WlOpt = Annotated[bool, typer.Option("--include-warninglisted", help="Keep values on warninglists.")]
 RevokedOpt = Annotated[bool, typer.Option("--include-revoked", help="Keep revoked objects.")]
 ExpiredOpt = Annotated[bool, typer.Option("--include-expired", help="Keep indicators past valid_until.")]

@@ -41,7 +41,7 @@ class Exchange:
         self.sightings = SightingService(self.query, self.lookup, self.ingest, clock=clock)
         self.lifecycle = LifecycleService(self.query, self.ingest, clock=clock)
         self.export = ExportService(sessions, self.query, warninglists=lambda: self.warninglists,
-                                    clock=clock)
+                                    clock=clock, lifecycle=self.lifecycle)
         self.detect = DetectService(self.query, self.ingest, lambda: {
             o.identity_id: (o.name, o.sector) for o in self.admin.list_orgs()}, clock=clock)
 

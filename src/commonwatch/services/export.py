@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import delete, select
@@ -58,6 +58,7 @@ from commonwatch.services.export_filters import (
 from commonwatch.services.export_rows import (
     NOTHING,
     RowFilter,
+    ScoreFilter,
     Screen,
     export_item,
     values_item,
@@ -75,7 +76,7 @@ from commonwatch.storage.models import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from commonwatch.services.lifecycle import LifecycleService
 
 TEXT = "text/plain; charset=utf-8"
 #: Format name -> media type. Plain lists are ``plain-<list>`` (see formats/plain_lists.py).
@@ -141,11 +142,15 @@ class ExportService:
         self, sessions: sessionmaker[Session], query: QueryService, *,
         warninglist_dirs: Sequence[Path] = (), warninglists: Callable[[], Warninglists] | None = None,
         clock: Clock = now_us, new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+        lifecycle: LifecycleService | None = None,
     ) -> None:
         """``warninglists`` loads the lists (the exchange's, shared); else they are loaded
-        from the built-in directory and ``warninglist_dirs``."""
+        from the built-in directory and ``warninglist_dirs``. ``lifecycle`` scores
+        indicators (its decay policy, the sightings the caller sees) for filters with a
+        minimum score; without it such filters are refused."""
         self._sessions = sessions
         self._query = query
+        self._lifecycle = lifecycle
         self._clock = clock
         self._new_uuid = new_uuid
         dirs = tuple(warninglist_dirs)
@@ -168,21 +173,37 @@ class ExportService:
 
         The communities are resolved now, so a bad community name fails before any
         output is written. ``explain``: count why each object without an exportable
-        value was left out (its pattern is parsed again, the largest cost after reading
-        the rows); without it they are all counted as :data:`SKIP_NO_VALUES`. The output
-        is the same either way.
+        value was left out; without it they are all counted as :data:`SKIP_NO_VALUES`.
+        The output is the same either way. A minimum decay score reads the sightings the
+        caller sees in those communities first, and every object's JSON.
         """
         check_format(fmt)
-        self._query.export_communities(principal, flt)
+        chosen = self._query.export_communities(principal, flt)
         if options.rpz_target != "." and normalise_domain(options.rpz_target) is None:
             raise InvalidParameter(
                 f"RPZ target {options.rpz_target!r} is not a domain name; use '.' or a domain")
         stats = ExportStats()
-        content = ("json" if fmt not in VALUES_ONLY | RAW_ONLY else "raw" if fmt in RAW_ONLY
+        scorer = None if flt.min_score is None else self._scorer(principal, flt, chosen)
+        content = ("json" if fmt not in VALUES_ONLY | RAW_ONLY or scorer else "raw" if fmt in RAW_ONLY
                    else "named" if fmt in NAMED else "values")
         items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
-                           content=content)
+                           content=content, scorer=scorer)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
+
+    def _scorer(self, principal: Principal, flt: ExportFilter, chosen: Sequence[Any]) -> ScoreFilter:
+        """The score filter: the newest sighting of each indicator over the exported
+        communities, among those the caller sees at or below the export's TLP ceiling
+        (what the output may carry is what may move a score in it)."""
+        assert flt.min_score is not None
+        if self._lifecycle is None:
+            raise InvalidParameter("this export service scores no indicators; drop the score filter")
+        last: dict[str, int] = {}
+        for community, _ in chosen:
+            seen_in = self._lifecycle.last_sightings(principal, community.collection_id, flt.tlp_ceiling)
+            for stix_id, seen in seen_in.items():
+                if seen > last.get(stix_id, seen - 1):
+                    last[stix_id] = seen
+        return ScoreFilter(flt.min_score, last, self._lifecycle.policy, self._clock())
 
     def _render(
         self, fmt: str, items: Iterator[ExportItem], stats: ExportStats, options: FormatOptions
@@ -212,7 +233,7 @@ class ExportService:
 
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
-        explain: bool = True, content: str = "json",
+        explain: bool = True, content: str = "json", scorer: ScoreFilter | None = None,
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
@@ -246,6 +267,10 @@ class ExportService:
             for (stix_id, _, _, tlp, producer_id, raw, values, skip, revoked, until, confidence,
                  listed, row_stamp, name, labels) in rows:
                 reason = accept(revoked, until, confidence)
+                obj = None
+                if reason is None and scorer is not None:
+                    obj = loads(raw)
+                    reason = scorer(stix_id, obj, stats)
                 if reason is not None:
                     skipped[reason] += 1
                     continue
@@ -267,7 +292,8 @@ class ExportService:
                     accept.note_expiry(until, stats)
                 producer = producers.get(producer_id, "unknown") if producer_id else "unknown"
                 if decode:
-                    yield export_item(stix_id, tlp, community, raw, loads(raw), producer, observables, hits)
+                    yield export_item(stix_id, tlp, community, raw, loads(raw) if obj is None else obj,
+                                      producer, observables, hits)
                 else:
                     yield values_item(stix_id, tlp, community, producer, confidence, observables, hits,
                                       raw or b"", name, labels)

@@ -68,9 +68,8 @@ def build_filter(
             raise InvalidParameter(f"unknown sector {sector!r}; use one of {', '.join(SECTORS)}")
     if min_confidence is not None and not 0 <= min_confidence <= 100:
         raise InvalidParameter("minimum confidence must be between 0 and 100 (STIX 2.1 §3.2)")
-    if min_score is not None:
-        # Hook for indicator decay: scores belong to the scoring service, not built yet.
-        raise InvalidParameter("decay scores are not computed by this exchange yet; drop the score filter")
+    if min_score is not None and not 0 <= min_score <= 100:
+        raise InvalidParameter("minimum decay score must be between 0 and 100")
     type_list = _strings(types, "types", _TYPE) or ("indicator",)
     return ExportFilter(
         communities=_strings(communities, "communities"), types=type_list, tlp_ceiling=parse_tlp(tlp),
@@ -87,6 +86,7 @@ def filter_to_json(flt: ExportFilter, options: FormatOptions) -> str:
         "tlp": Tlp(flt.tlp_ceiling).name.lower().replace("_", "+"),
         "since": format_timestamp(flt.since_us) if flt.since_us is not None else None,
         "sectors": list(flt.producer_sectors), "min_confidence": flt.min_confidence,
+        "min_score": flt.min_score,
         "include_warninglisted": flt.include_warninglisted, "include_revoked": flt.include_revoked,
         "include_expired": flt.include_expired,
         "options": {"rpz_target": options.rpz_target, "rpz_wildcard": options.rpz_wildcard,

@@ -6,11 +6,13 @@ this is the hot path every exported object goes through once.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
 import orjson
 
+from commonwatch.domain.lifecycle import DecayPolicy, assess, reference_us, time_to_score
 from commonwatch.domain.observables import ExportItem, Observable
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.services.query import ExportFilter
@@ -49,6 +51,38 @@ class RowFilter:
         (an :class:`~commonwatch.services.export.ExportStats`): the content changes then."""
         if valid_until > self._now and (stats.next_change_us is None or valid_until < stats.next_change_us):
             stats.next_change_us = valid_until
+
+
+SKIP_SCORE = "decay score below the minimum"
+
+
+class ScoreFilter:
+    """The minimum decay score of an export filter (:func:`commonwatch.domain.lifecycle.assess`).
+
+    ``last_seen``: indicator id -> its newest sighting among those the caller can see
+    (sightings the caller cannot see never move a score: nothing is inferred from them).
+    Objects without a score (no ``valid_from`` nor ``created``) are left out.
+    """
+
+    __slots__ = ("_minimum", "_last_seen", "_policy", "_now")
+
+    def __init__(self, minimum: float, last_seen: dict[str, int], policy: DecayPolicy, now: int) -> None:
+        self._minimum, self._last_seen, self._policy, self._now = minimum, last_seen, policy, now
+
+    def __call__(self, stix_id: str, obj: dict[str, Any], stats: Any) -> str | None:
+        """The reason ``obj`` is left out, or None; notes in ``stats.next_change_us`` when
+        its score will fall below the minimum (the content changes then)."""
+        last = self._last_seen.get(stix_id)
+        found = assess(obj, self._now, last, self._policy)
+        if found.score < self._minimum or found.decays_at_us is None:
+            return SKIP_SCORE
+        start = reference_us(obj, last)
+        if start is not None:
+            crossing = start + math.ceil(time_to_score(
+                found.base, self._minimum, self._policy.decay_for(found.kind)))
+            if crossing > self._now and (stats.next_change_us is None or crossing < stats.next_change_us):
+                stats.next_change_us = crossing
+        return None
 
 
 Screened = tuple[tuple[Observable, ...], tuple[str, ...]]

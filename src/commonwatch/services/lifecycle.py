@@ -149,21 +149,24 @@ class LifecycleService:
         chosen = self._query.export_communities(principal, ExportFilter(communities=(community,)))
         return chosen[0][0]
 
-    def _stream(self, principal: Principal, community: CommunityRef, kind: str) -> Iterable[Any]:
-        flt = ExportFilter(communities=(community.collection_id,), types=(kind,), tlp_ceiling=Tlp.RED)
+    def _stream(self, principal: Principal, community: CommunityRef, kind: str,
+                ceiling: Tlp = Tlp.RED) -> Iterable[Any]:
+        flt = ExportFilter(communities=(community.collection_id,), types=(kind,), tlp_ceiling=ceiling)
         return self._query.stream_latest(principal, flt)
 
-    def last_sightings(self, principal: Principal, community: str) -> dict[str, int]:
-        """Indicator id -> when it was last seen, over the sightings the caller can see.
+    def last_sightings(self, principal: Principal, community: str, ceiling: Tlp = Tlp.RED) -> dict[str, int]:
+        """Indicator id -> when it was last seen, over the sightings the caller can see
+        (and, with ``ceiling``, only those at or below that TLP).
 
         The ``last_sighting_us`` that :func:`commonwatch.domain.lifecycle.score` takes, for
         read paths (exports) that score indicators of any producer.
         """
-        return self._last_seen(principal, self._community(principal, community))
+        return self._last_seen(principal, self._community(principal, community), ceiling)
 
-    def _last_seen(self, principal: Principal, community: CommunityRef) -> dict[str, int]:
+    def _last_seen(self, principal: Principal, community: CommunityRef,
+                   ceiling: Tlp = Tlp.RED) -> dict[str, int]:
         last: dict[str, int] = {}
-        for row in self._stream(principal, community, "sighting"):
+        for row in self._stream(principal, community, "sighting", ceiling):
             sighting = orjson.loads(row.raw)
             target, seen = sighting.get("sighting_of_ref"), sighting_time_us(sighting)
             if isinstance(target, str) and seen is not None and seen > last.get(target, seen - 1):

@@ -87,7 +87,7 @@ class ExportFilter:
     since_us: int | None = None
     producer_sectors: tuple[str, ...] = ()
     min_confidence: int | None = None
-    #: Minimum decay score; reserved for indicator scoring, refused until it exists.
+    #: Minimum decay score (domain.lifecycle.score), from the sightings the caller sees.
     min_score: float | None = None
     include_warninglisted: bool = False
     include_revoked: bool = False

@@ -37,6 +37,7 @@ class FeedIn(BaseModel):
     since: str | None = Field(default=None, max_length=40)
     sectors: list[str] = Field(default_factory=list, max_length=10)
     min_confidence: int | None = None
+    min_score: float | None = None
     include_warninglisted: bool = False
     include_revoked: bool = False
     include_expired: bool = False
@@ -109,7 +110,7 @@ def feeds_router(exchange: Exchange) -> APIRouter:
         principal = require_principal(request, exchange.auth)
         flt = build_filter(
             communities=body.communities, types=body.types, tlp=body.tlp, since=body.since,
-            sectors=body.sectors, min_confidence=body.min_confidence,
+            sectors=body.sectors, min_confidence=body.min_confidence, min_score=body.min_score,
             include_warninglisted=body.include_warninglisted, include_revoked=body.include_revoked,
             include_expired=body.include_expired,
         )
