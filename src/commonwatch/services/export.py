@@ -113,8 +113,14 @@ class ExportStats:
     objects_read: int = 0
     objects_exported: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
-    #: Earliest valid_until (µs) among exported objects still valid: content changes then.
+    #: Earliest time (µs) the content changes by itself (a valid_until passing, a decay
+    #: score falling below the minimum).
     next_change_us: int | None = None
+
+    def note_change(self, at_us: int) -> None:
+        """The content changes at ``at_us``: keep the earliest such time."""
+        if self.next_change_us is None or at_us < self.next_change_us:
+            self.next_change_us = at_us
 
 
 @dataclass(slots=True)

@@ -49,8 +49,8 @@ class RowFilter:
     def note_expiry(self, valid_until: int, stats: Any) -> None:
         """Record the earliest ``valid_until`` still ahead in ``stats.next_change_us``
         (an :class:`~commonwatch.services.export.ExportStats`): the content changes then."""
-        if valid_until > self._now and (stats.next_change_us is None or valid_until < stats.next_change_us):
-            stats.next_change_us = valid_until
+        if valid_until > self._now:
+            stats.note_change(valid_until)
 
 
 SKIP_SCORE = "decay score below the minimum"
@@ -80,8 +80,8 @@ class ScoreFilter:
         if start is not None:
             crossing = start + math.ceil(time_to_score(
                 found.base, self._minimum, self._policy.decay_for(found.kind)))
-            if crossing > self._now and (stats.next_change_us is None or crossing < stats.next_change_us):
-                stats.next_change_us = crossing
+            if crossing > self._now:
+                stats.note_change(crossing)
         return None
 
 
