@@ -12,6 +12,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commonwatch.detect import compile_pattern
 from commonwatch.detect.engine import IndicatorSet, compile_indicators, scan
@@ -271,7 +273,7 @@ def test_value_filter_never_hides_a_hit(events: list[Any], monkeypatch: pytest.M
 
 
 def test_many_value_tests_on_one_path_equal_full_evaluation(events: list[Any]) -> None:
-    """LIKE tests sharing a path are screened by one union regex on a memo miss."""
+    """LIKE tests sharing a path are screened at once on a memo miss (suffix sets, a union)."""
     rng = random.Random(13)
     names = sorted({v for k, r in events for p, v in probes(k, r) if p == "domain-name:value"})
     assert len(names) > 20
@@ -292,6 +294,17 @@ def test_many_value_tests_on_one_path_equal_full_evaluation(events: list[Any]) -
     iset.remove("like-0")  # the union follows the set
     iset.add("like-x", "[domain-name:value LIKE 'nothing-like-this']")
     assert not {k for k, _ in _engine(iset, events)} & {"like-0", "like-x"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text("ab.%_", max_size=6), min_size=1, max_size=6), st.text("ab.", max_size=8))
+def test_like_screen_equals_the_like_regexes(likes: list[str], value: str) -> None:
+    """Suffix patterns by set lookups, the rest by their union: as each LIKE regex says."""
+    from commonwatch.detect.engine import _LikeScreen
+    from commonwatch.detect.values import like_regex
+
+    expected = any(like_regex(like).fullmatch(value) for like in likes)
+    assert _LikeScreen(likes, ()).may_match(value) == expected
 
 
 def test_cidr_lookups_equal_full_evaluation() -> None:

@@ -123,7 +123,7 @@ class IndicatorSet:
         self._unindexed: dict[str, Entry] = {}
         self._scanned: dict[str, dict[str, Entry]] = {}  # path -> entries tested value by value
         self._memo: dict[str, dict[Any, Hits]] = {}  # path -> value -> scanned entries hit
-        self._likes: dict[str, re.Pattern[str] | None] = {}  # path -> union of its LIKE regexes
+        self._likes: dict[str, _LikeScreen] = {}  # path -> its LIKE tests, for memo misses
         # Shared per pattern shape (type and path): path key and object types.
         self._shapes: dict[tuple[str, tuple[Any, ...]], tuple[str, frozenset[str]] | None] = {}
         self._types: dict[frozenset[str], frozenset[str]] = {}
@@ -385,7 +385,7 @@ class IndicatorSet:
         like = None
         if cmp.operator is ComparisonOperator.LIKE and not cmp.negated:
             assert isinstance(cmp.value, StringLiteral)  # the grammar's LIKE takes a string
-            like = like_regex(unicodedata.normalize("NFC", cmp.value.value)).pattern
+            like = unicodedata.normalize("NFC", cmp.value.value)
         return path, predicate(cmp), like
 
     def scanned_hits(self, path: str, value: Any) -> Hits:
@@ -399,24 +399,21 @@ class IndicatorSet:
         if found is None:
             raw = value if type(value) is str else value[1]
             entries: Iterable[Entry] = self._scanned[path].values()
-            union = self._likes[path] if path in self._likes else self._like_union(path)
-            if (union is not None and type(raw) is str
-                    and not union.fullmatch(unicodedata.normalize("NFC", raw))):
-                entries = [e for e in entries if e.scanned[2] is None]  # type: ignore[index]
+            screen = self._likes.get(path) or self._like_screen(path)
+            if type(raw) is str and not screen.may_match(unicodedata.normalize("NFC", raw)):
+                entries = screen.others  # no LIKE test of the path can hold
             found = tuple(e for e in entries if e.scanned[1](raw))  # type: ignore[index]
             if len(memo) >= MEMO_SIZE:
                 memo.clear()
             memo[value] = found
         return found
 
-    def _like_union(self, path: str) -> re.Pattern[str] | None:
-        """One regex for all the plain LIKE tests of ``path``: a new value (a memo miss)
-        that it does not match skips them all instead of running each (at 10^6 indicators
-        hundreds of ``LIKE '%.example'`` share ``domain-name:value``)."""
-        likes = [e.scanned[2] for e in self._scanned[path].values() if e.scanned[2] is not None]  # type: ignore[index]
-        union = re.compile("|".join(f"(?:{rx})" for rx in likes), re.DOTALL) if len(likes) > 1 else None
-        self._likes[path] = union
-        return union
+    def _like_screen(self, path: str) -> _LikeScreen:
+        entries = self._scanned[path].values()
+        screen = self._likes[path] = _LikeScreen(
+            [e.scanned[2] for e in entries if e.scanned[2] is not None],  # type: ignore[index]
+            tuple(e for e in entries if e.scanned[2] is None))  # type: ignore[index]
+        return screen
 
     # -- scanning ----------------------------------------------------------------------
     def plan(self, kind: EventKind) -> _Plan:
@@ -483,6 +480,39 @@ class IndicatorSet:
                 width = 32 if version == 4 else 128
                 hits += bucket.get(number >> (width - length), ())
         return hits
+
+
+class _LikeScreen:
+    """The plain ``LIKE`` tests of one path, screened at once for a new value (a memo miss).
+
+    A value that passes none of them skips them all and runs only the path's other
+    value tests (``others``); at 10^6 indicators hundreds of ``LIKE '%.example'`` share
+    ``domain-name:value``. ``LIKE '%literal'`` is a suffix test: the value's suffixes of
+    the lengths in use are looked up in a set (a few dictionary probes); the other
+    patterns are one regex, their union.
+    """
+
+    __slots__ = ("_suffixes", "_lengths", "_regex", "others")
+
+    def __init__(self, likes: list[str], others: tuple[Entry, ...]) -> None:
+        def suffix(like: str) -> bool:
+            return like.startswith("%") and "%" not in like[1:] and "_" not in like[1:]
+
+        self._suffixes = {like[1:] for like in likes if suffix(like)}
+        self._lengths = sorted({len(s) for s in self._suffixes})
+        rest = [like_regex(like).pattern for like in likes if not suffix(like)]
+        self._regex = re.compile("|".join(f"(?:{rx})" for rx in rest), re.DOTALL) if rest else None
+        self.others = others
+
+    def may_match(self, value: str) -> bool:
+        """Whether ``value`` (NFC) may satisfy one of the LIKE tests (exactly when one does)."""
+        end = len(value)
+        for n in self._lengths:
+            if n > end:
+                break
+            if value[end - n:] in self._suffixes:
+                return True
+        return self._regex is not None and self._regex.fullmatch(value) is not None
 
 
 class _Plan:
