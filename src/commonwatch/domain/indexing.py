@@ -84,6 +84,11 @@ def indexed(obj: Mapping[str, Any]) -> Indexed:
         orjson.dumps(labels).decode() if labels else None))
 
 
+def value_pairs(values: str) -> list[tuple[str, str]]:
+    """The (kind, value) pairs of an :attr:`ExportFacts.values` text, in order."""
+    return [(kind, value) for kind, _, value in (line.partition(" ") for line in values.split("\n"))]
+
+
 def lifecycle_facts(obj: Mapping[str, Any]) -> tuple[bool, int | None, int | None]:
     """(revoked, valid_until µs, confidence) as exports filter on them; wrong types
     (which validation rejects anyway) read as absent."""

@@ -109,6 +109,8 @@ class Assessment(NamedTuple):
     decay_score: float
     #: When the decay reaches the revoke score (µs); None if the indicator has no start.
     decays_at_us: int | None
+    #: Where the decay starts (:func:`reference_us`); None if the indicator has none.
+    start_us: int | None = None
 
 
 def main_observable(indicator: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -177,7 +179,14 @@ def assess(
     until = _timestamp(indicator.get("valid_until"))
     if indicator.get("revoked") is True or (until is not None and until <= now_us):
         current = 0.0
-    return Assessment(kind, value, base, current, decay_score, decays_at)
+    return Assessment(kind, value, base, current, decay_score, decays_at, start)
+
+
+def reaches_us(found: Assessment, target: float, policy: DecayPolicy = DEFAULT_POLICY) -> int | None:
+    """When the decay of an assessed indicator reaches ``target`` (µs); None without a start."""
+    if found.start_us is None:
+        return None
+    return found.start_us + math.ceil(time_to_score(found.base, target, policy.decay_for(found.kind)))
 
 
 def score(

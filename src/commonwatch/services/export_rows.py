@@ -6,13 +6,13 @@ this is the hot path every exported object goes through once.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
 import orjson
 
-from commonwatch.domain.lifecycle import DecayPolicy, assess, reference_us, time_to_score
+from commonwatch.domain.indexing import value_pairs
+from commonwatch.domain.lifecycle import DecayPolicy, assess, reaches_us
 from commonwatch.domain.observables import ExportItem, Observable
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.services.query import ExportFilter
@@ -72,16 +72,12 @@ class ScoreFilter:
     def __call__(self, stix_id: str, obj: dict[str, Any], stats: Any) -> str | None:
         """The reason ``obj`` is left out, or None; notes in ``stats.next_change_us`` when
         its score will fall below the minimum (the content changes then)."""
-        last = self._last_seen.get(stix_id)
-        found = assess(obj, self._now, last, self._policy)
-        if found.score < self._minimum or found.decays_at_us is None:
+        found = assess(obj, self._now, self._last_seen.get(stix_id), self._policy)
+        crossing = reaches_us(found, self._minimum, self._policy)
+        if found.score < self._minimum or crossing is None:
             return SKIP_SCORE
-        start = reference_us(obj, last)
-        if start is not None:
-            crossing = start + math.ceil(time_to_score(
-                found.base, self._minimum, self._policy.decay_for(found.kind)))
-            if crossing > self._now:
-                stats.note_change(crossing)
+        if crossing > self._now:
+            stats.note_change(crossing)
         return None
 
 
@@ -110,7 +106,7 @@ class Screen:
         """(observables kept, names of the lists hit) of one row's index lines."""
         entry = self._cache.get(text)
         if entry is None:
-            entry = self._one(text) if "\n" not in text else self._many(text.split("\n"))
+            entry = self._one(text) if "\n" not in text else self._many(value_pairs(text))
             if len(self._cache) >= SCREEN_CACHE:
                 self._cache.clear()
             self._cache[text] = entry
@@ -128,8 +124,8 @@ class Screen:
             return (), names, 1
         return (_new_observable(Observable, (kind, value)),), names, 0
 
-    def _many(self, lines: list[str]) -> tuple[tuple[Observable, ...], tuple[str, ...], int]:
-        return self._combine(lines, [self._hits(*line.partition(" ")[::2]) for line in lines])
+    def _many(self, pairs: list[tuple[str, str]]) -> tuple[tuple[Observable, ...], tuple[str, ...], int]:
+        return self._combine(pairs, [self._hits(kind, value) for kind, value in pairs])
 
     def stamped(self, text: str, listed: str | None) -> Screened:
         """:meth:`__call__` from the verdicts ingest stored with the values (``listed``,
@@ -138,28 +134,26 @@ class Screen:
         if listed is None:  # no value hits any list
             if "\n" not in text:
                 return (_new_observable(Observable, text.partition(" ")[::2]),), ()
-            return tuple([_new_observable(Observable, line.partition(" ")[::2])
-                          for line in text.split("\n")]), ()
-        kept, names, dropped = self._combine(text.split("\n"), orjson.loads(listed))
+            return tuple([_new_observable(Observable, pair) for pair in value_pairs(text)]), ()
+        kept, names, dropped = self._combine(value_pairs(text), orjson.loads(listed))
         if dropped:
             self._skipped[SKIP_WARNINGLISTED] += dropped
         return kept, names
 
     def _combine(
-        self, lines: list[str], verdicts: list[Any]
+        self, pairs: list[tuple[str, str]], verdicts: list[Any]
     ) -> tuple[tuple[Observable, ...], tuple[str, ...], int]:
-        """Lines with their verdicts (names hit per line): (kept, names hit, dropped)."""
+        """Values with their verdicts (names hit per value): (kept, names hit, dropped)."""
         kept: list[Observable] = []
         names: set[str] = set()
         dropped = 0
-        for line, hits in zip(lines, verdicts, strict=True):
-            kind, _, value = line.partition(" ")
+        for pair, hits in zip(pairs, verdicts, strict=True):
             if hits:
                 names.update(hits)
                 if self._drop:
                     dropped += 1
                     continue
-            kept.append(_new_observable(Observable, (kind, value)))
+            kept.append(_new_observable(Observable, pair))
         return tuple(kept), tuple(sorted(names)), dropped
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
-from commonwatch.domain.indexing import indexed
+from commonwatch.domain.indexing import indexed, value_pairs
 from commonwatch.domain.markings import (
     Tlp,
     effective_tlp,
@@ -122,11 +122,6 @@ class StatusReport:
             "pending_count": len(self.pending),
             "pendings": self.pending,
         }
-
-
-def _pairs(values: str) -> list[tuple[str, str]]:
-    """The (kind, value) pairs of an ``export_values`` text ("kind value" lines)."""
-    return [(kind, value) for kind, _, value in (line.partition(" ") for line in values.split("\n"))]
 
 
 def _describe(obj: object) -> tuple[str, str]:
@@ -335,7 +330,7 @@ class IngestService:
                 conn = s.connection()
                 rows = objects_repo.unstamped(conn, stamp, after, batch)
                 objects_repo.set_verdicts(conn, [
-                    (rid, lists.listed_json(_pairs(values)), stamp) for rid, values in rows])
+                    (rid, lists.listed_json(value_pairs(values)), stamp) for rid, values in rows])
             if not rows:
                 return done
             done += len(rows)

@@ -118,11 +118,19 @@ def insert_entries(
 
 def record_prefixes(conn: Connection, community_id: int, prefixes: set[tuple[str, int]]) -> None:
     """Note CIDR prefix lengths stored in a community (existing ones are kept)."""
-    verb = "INSERT OR IGNORE INTO" if conn.dialect.name == "sqlite" else "INSERT INTO"
-    tail = "" if conn.dialect.name == "sqlite" else " ON CONFLICT DO NOTHING"
-    conn.execute(text(f"{verb} observable_prefixes (community_id, kind, prefix_len) "
-                      f"VALUES (:c, :k, :p){tail}"),
-                 [{"c": community_id, "k": k, "p": p} for k, p in sorted(prefixes)])
+    insert_missing(conn, "observable_prefixes", ("community_id", "kind", "prefix_len"),
+                   [{"community_id": community_id, "kind": k, "prefix_len": p} for k, p in sorted(prefixes)])
+
+
+def insert_missing(
+    conn: Connection, table: str, columns: Sequence[str], rows: list[dict[str, object]]
+) -> None:
+    """Insert ``rows`` into ``table``, skipping those a unique key already holds (both
+    dialects; the values are bound parameters)."""
+    sqlite = conn.dialect.name == "sqlite"
+    conn.execute(text(
+        f"{'INSERT OR IGNORE INTO' if sqlite else 'INSERT INTO'} {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + c for c in columns)}){'' if sqlite else ' ON CONFLICT DO NOTHING'}"), rows)
 
 
 def stored_prefixes(conn: Connection, community_ids: list[int]) -> dict[str, set[int]]:

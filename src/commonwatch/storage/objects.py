@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, or_, select, text, true, update
 
+from commonwatch.storage.index import insert_missing
 from commonwatch.storage.models import Community, ObjectRecipient, StixObject, WarninglistStamp
 
 Version = tuple[int, int | None, str]
@@ -120,9 +121,7 @@ def insert_objects(conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
 def warninglist_stamp(conn: Connection, digest: str, *, create: bool) -> int | None:
     """The stamp id of a warninglists digest; with ``create``, made if missing."""
     if create:
-        verb = "INSERT OR IGNORE INTO" if conn.dialect.name == "sqlite" else "INSERT INTO"
-        tail = "" if conn.dialect.name == "sqlite" else " ON CONFLICT DO NOTHING"
-        conn.execute(text(f"{verb} warninglist_stamps (digest) VALUES (:d){tail}"), {"d": digest})
+        insert_missing(conn, "warninglist_stamps", ("digest",), [{"digest": digest}])
     return conn.scalar(select(WarninglistStamp.id).where(WarninglistStamp.digest == digest))
 
 
