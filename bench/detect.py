@@ -52,7 +52,7 @@ from _common import (  # noqa: E402
 )
 
 from commonwatch.detect import match  # noqa: E402
-from commonwatch.detect.engine import compile_indicators, scan  # noqa: E402
+from commonwatch.detect.engine import compile_indicators  # noqa: E402
 from commonwatch.detect.events import build_observation  # noqa: E402
 from commonwatch.domain.timestamps import format_timestamp  # noqa: E402
 from commonwatch.formats.telemetry import builtin_adapters  # noqa: E402
@@ -220,10 +220,11 @@ def decode_only(lines: list[bytes]) -> None:
 
 
 def engine_run(iset: Any, parser: Any, lines: list[bytes], batch: int = 20_000) -> int:
+    """Matches in ``lines``, batch by batch, through the adapter's scan as ``commonwatch detect`` runs it."""
     found = 0
     problems = Problems()
     for start in range(0, len(lines), batch):
-        found += len(scan(iset, parser.events(lines[start:start + batch], start + 1, problems)))
+        found += len(parser.scan(iset, lines[start:start + batch], start + 1, problems)[0])
     return found
 
 

@@ -20,8 +20,9 @@ from commonwatch.detect.engine import IndicatorSet, compile_indicators, scan
 from commonwatch.detect.evaluate import Observed
 from commonwatch.detect.events import build_observation, probes
 from commonwatch.domain.timestamps import format_timestamp
-from commonwatch.formats.telemetry import builtin_adapters
+from commonwatch.formats.telemetry import adapters_for, builtin_adapters, sniff
 from commonwatch.formats.telemetry.generic import load_mapping
+from commonwatch.formats.telemetry.source import Problems
 
 from .reference import run_reference
 from .test_telemetry import DATA, read
@@ -307,6 +308,54 @@ def test_like_screen_equals_the_like_regexes(likes: list[str], value: str) -> No
     assert _LikeScreen(likes, ()).may_match(value) == expected
 
 
+_OCTET = st.integers(0, 255)
+_BLOCK = st.tuples(_OCTET, _OCTET, _OCTET, _OCTET, st.integers(8, 32))
+_ADDRESS_TEXT = st.one_of(
+    st.tuples(_OCTET, _OCTET, _OCTET, _OCTET).map(lambda o: ".".join(map(str, o))),
+    st.tuples(_OCTET, _OCTET, _OCTET, _OCTET, st.integers(0, 32)).map(
+        lambda o: ".".join(map(str, o[:4])) + f"/{o[4]}"),
+    st.text("0123456789./:", max_size=16),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_BLOCK, min_size=1, max_size=6), st.lists(_ADDRESS_TEXT, min_size=1, max_size=8),
+       st.randoms(use_true_random=False))
+def test_screened_cidr_lookups_equal_full_evaluation(blocks: list[tuple[int, ...]], texts: list[str],
+                                                      rng: random.Random) -> None:
+    """IPv4 blocks of /8 or longer screen addresses by their first characters: no hit lost."""
+    from commonwatch.formats.telemetry.suricata import KINDS as EVE
+
+    patterns = [f"[ipv4-addr:value ISSUBSET '{a}.{b}.{c}.{d}/{n}']" for a, b, c, d, n in blocks]
+    values = texts + [f"{a}.{b}.{rng.randint(0, 255)}.{rng.randint(0, 255)}" for a, b, *_ in blocks]
+    events = [(EVE["flow"], {"event_type": "flow", "src_ip": v, "dest_ip": "192.0.2.1", "proto": "TCP"})
+              for v in values]
+    indicators = [(f"cidr-{i}", p, None) for i, p in enumerate(patterns)]
+    iset, rejected = compile_indicators(KINDS, indicators)
+    assert rejected == []
+    expected = _brute_force(indicators, [build_observation(k, r) for k, r in events])
+    assert _engine(iset, events) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(_BLOCK, _ADDRESS_TEXT)
+def test_issubset_reads_addresses_as_ipaddress_does(block: tuple[int, ...], text: str) -> None:
+    """The inet_pton shortcut of ISSUBSET answers what the ipaddress reading answers."""
+    import ipaddress
+
+    from commonwatch.detect.values import _subset_test
+
+    outer = ipaddress.ip_network(".".join(map(str, block[:4])) + f"/{block[4]}", strict=False)
+    try:
+        inner = ipaddress.ip_network(text, strict=False)
+        expected = inner.version == 4 and inner.subnet_of(outer)  # type: ignore[arg-type]
+    except ValueError:
+        expected = False
+    assert _subset_test(outer)(text) is expected
+    inside = str(outer.network_address + (block[0] * 7919 % outer.num_addresses))
+    assert _subset_test(outer)(inside) is True
+
+
 def test_cidr_lookups_equal_full_evaluation() -> None:
     """IPv4 addresses take the arithmetic path, everything else the memoised one."""
     from commonwatch.formats.telemetry.suricata import KINDS as EVE
@@ -327,3 +376,32 @@ def test_cidr_lookups_equal_full_evaluation() -> None:
     assert len({k for k, _ in expected}) == len(patterns)
     assert _engine(iset, events) == expected
 
+
+
+@pytest.mark.parametrize("name", [*SAMPLES, "proxy.jsonl"])
+def test_adapter_scan_equals_scan_of_its_events(events: list[Any], name: str) -> None:
+    """Each adapter's one-loop scan gives what scan() gives over its events: matches, count, problems."""
+    mapping = str(DATA / "proxy-mapping.json") if name == "proxy.jsonl" else None
+    own = read(DATA / name, "json", mapping)[0] if mapping else []
+    iset, _ = compile_indicators(KINDS, _indicators(events + own, random.Random(5)))
+    lines = (DATA / name).read_bytes().splitlines(keepends=True)
+    if name.endswith((".json", ".jsonl")):
+        lines[3:3] = [b"{not json\n", b"[1, 2]\n", b"\n", b'{"x": "' + b"y" * (1 << 20) + b'"}\n',
+                      b'{"event_type": ["flow"], "src_ip": "192.0.2.1"}\n', b'{"event_type": "stats"}\n']
+    adapters = adapters_for("auto", mapping)
+    adapter = sniff(next(line for line in lines if line.strip()), adapters)
+    assert adapter is not None
+    fused, listed = adapter.parser(name), adapter.parser(name)
+    p_fused, p_listed = Problems(), Problems()
+    matched = 0
+    for start in range(0, len(lines), 9):
+        batch = lines[start:start + 9]
+        found, count = fused.scan(iset, batch, start + 1, p_fused)
+        events_of_batch = listed(batch, start + 1, p_listed)
+        assert count == len(events_of_batch)
+        assert [(m.key, m.positions, m.events) for m in found] == [
+            (m.key, m.positions, m.events) for m in scan(iset, events_of_batch)]
+        matched += len(found)
+    assert matched > 0
+    assert (p_fused.counts, p_fused.skipped, p_fused.examples) == (
+        p_listed.counts, p_listed.skipped, p_listed.examples)

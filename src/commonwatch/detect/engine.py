@@ -7,7 +7,9 @@ match (``=`` and ``IN`` against strings and numbers, ``ISSUBSET`` against CIDR
 blocks; ``AND`` needs one operand's values, ``OR`` all operands'). Those go into hash
 indexes (exact value per object path) and prefix tables (CIDR per path). Scanning an
 event then costs, per indexed field it carries, one read of a small value filter and a
-dictionary lookup only when the filter does not rule the value out; full semantics
+dictionary lookup only when the filter does not rule the value out (a field whose path
+also has value-tested patterns is one lookup in a memo of its values instead, and CIDR
+lookups are screened by the first characters of the address); full semantics
 (:mod:`commonwatch.detect.evaluate`) run only for
 
 * candidates an index hit points to, unless the pattern is a single ``[...]`` of
@@ -438,12 +440,18 @@ class IndicatorSet:
             memo[value] = found
         return found
 
-    def cidr_probe(self, path: str) -> Callable[[str], Hits]:
-        """CIDR hits of a non-empty string: IPv4 addresses by arithmetic, others memoised.
+    def cidr_probe(self, path: str) -> tuple[Callable[[str], Hits], frozenset[str] | None]:
+        """CIDR hits of a non-empty string, and the prefixes screening it (or None).
 
         An address is one ``inet_pton`` and one small-dict lookup per IPv4 prefix length
         in use; that is cheaper than a memo of every address seen (a lookup in a large
         dict costs memory round trips). Same hits, same order as :meth:`cidr_hits`.
+
+        When every block of the path is IPv4 with a prefix of at least 8 bits, a string
+        can only hit when its first six characters are in the returned set (see
+        :func:`_address_heads`); that holds for the ``/``-forms the lookup accepts too,
+        and a ``':'`` value is no IPv4 address. The set is small and screens out most
+        addresses for one slice and one set lookup.
         """
         table = self._cidr[path]
         v4 = tuple((32 - length, bucket) for (version, length), bucket in table.items() if version == 4)
@@ -464,7 +472,7 @@ class IndicatorSet:
                 return hits
             return slow(value)
 
-        return lookup
+        return lookup, _address_heads(table)
 
     def _cidr_lookup(self, path: str, value: str) -> Hits:
         table = self._cidr.get(path)
@@ -535,12 +543,18 @@ class _Plan:
                 plain = tuple(d for p, d in indexes.items() if p != "ipv6-addr:value")
                 colon = tuple(d for p, d in indexes.items() if p != "ipv4-addr:value")
                 exact = (plain, colon if f.address else plain)
-            cidr = [(iset.cidr_probe(path), partial(iset.cidr_hits, path),
+            cidr = [(*iset.cidr_probe(path), partial(iset.cidr_hits, path),
                      _items(partial(iset.cidr_hits, path), True))
                     for path in f.path_keys if path in iset._cidr]
-            scanned = [(iset._memo.setdefault(path, {}), partial(iset.scanned_hits, path),
-                        _items(partial(iset.scanned_hits, path), False))
-                       for path in f.path_keys if path in iset._scanned]
+            scanned: list[tuple[dict[Any, Hits], Callable[[Any], Hits], Any]] = [
+                (iset._memo.setdefault(path, {}), partial(iset.scanned_hits, path),
+                 _items(partial(iset.scanned_hits, path), False))
+                for path in f.path_keys if path in iset._scanned]
+            if scanned and exact is not None and not cidr:
+                # Every value is looked up in a memo anyway: let that one memo hold the
+                # exact hits too (one dictionary lookup per value instead of two).
+                memo, full = _merged(iset, exact, [path for path in f.path_keys if path in iset._scanned])
+                scanned, exact = [(memo, full, _items(full, False))], None
             if exact is not None or cidr or scanned:
                 direct = f.get is None and len(f.keys) in (1, 2)
                 key1 = f.keys[0] if direct else None
@@ -549,6 +563,63 @@ class _Plan:
         types = kind.object_types
         self.unindexed = tuple(e for e in iset._unindexed.values() if e.types & types)
         self.probe = compile_probe(fields, self.unindexed, iset.filter)
+
+
+def _merged(iset: IndicatorSet, exact: tuple[tuple[dict[Any, Hits], ...], tuple[dict[Any, Hits], ...]],
+            paths: list[str]) -> tuple[dict[str, Hits], Callable[[Any], Hits]]:
+    """A memo of string value -> exact and value-tested hits of one field, and its filler.
+
+    The memo belongs to one plan, so it goes when the set changes; ``full`` answers any
+    value (a string is remembered, up to :data:`MEMO_SIZE` of them).
+    """
+    memo: dict[str, Hits] = {}
+    plain, colon = exact
+
+    def full(value: Any) -> Hits:
+        hits: Hits = ()
+        for index in colon if type(value) is str and ":" in value else plain:
+            found = index.get(value)
+            if found:
+                hits += found
+        if value != "":
+            for path in paths:
+                hits += iset.scanned_hits(path, value)
+        if type(value) is str:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[value] = hits
+        return hits
+
+    return memo, full
+
+
+def _address_heads(table: dict[tuple[int, int], dict[int, Hits]]) -> frozenset[str] | None:
+    """The first six characters of every address in the IPv4 blocks of ``table``.
+
+    None unless every block is IPv4 with a prefix of at least 8 bits. An address is read
+    in its canonical dotted form only (no leading zeros: ``inet_pton`` and ``ipaddress``
+    alike), always at least ``"a.b.c."`` long, so its first six characters depend on its
+    first three octets alone, and only on the first two once ``"a.b."`` is six long.
+    """
+    pairs: set[int] = set()
+    for (version, length), bucket in table.items():
+        if version != 4 or length < 8:
+            return None
+        for number in bucket:
+            if length >= 16:
+                pairs.add(number >> (length - 16))
+            else:
+                first = number << (16 - length)
+                pairs.update(range(first, first + (1 << (16 - length))))
+    thirds = [f"{c}." for c in range(256)]
+    heads: set[str] = set()
+    for pair in pairs:
+        start = f"{pair >> 8}.{pair & 255}."
+        if len(start) >= 6:
+            heads.add(start[:6])
+        else:
+            heads.update((start + third)[:6] for third in thirds)
+    return frozenset(heads)
 
 
 def _items(miss: Callable[[Any], Hits], cidr: bool) -> Callable[[Any, Hits | None], Hits | None]:
@@ -597,36 +668,76 @@ def _address(value: str) -> tuple[int, int, int] | None:
 # --- the pure core ------------------------------------------------------------------------
 
 
+class Scan:
+    """The matches of one batch of events, fed event by event.
+
+    :func:`scan` is this class over an iterable of events; an adapter's line loop may
+    use it directly (``probe`` per event kind, ``hit`` for an event with candidates,
+    ``finish`` at the end) so that decoding and matching run as one loop. Only events
+    that are candidates of a multi-event pattern are kept until :meth:`finish`.
+    """
+
+    __slots__ = ("iset", "matches", "_built", "_pending", "_kept", "_probes")
+
+    def __init__(self, iset: IndicatorSet) -> None:
+        self.iset = iset
+        self.matches: list[Match] = []
+        self._built: dict[int, Observed] = {}
+        self._pending: dict[str, list[int]] = {}
+        self._kept: dict[int, Event] = {}
+        self._probes: dict[str, Probe] = {}
+
+    def probe(self, kind: EventKind) -> Probe:
+        """The candidate lookup for events of ``kind`` (record -> entries or None)."""
+        found = self._probes.get(kind.name)
+        if found is None:
+            found = self._probes[kind.name] = self.iset.plan(kind).probe
+        return found
+
+    def hit(self, hits: Hits, i: int, event: Event) -> None:
+        """Event number ``i`` of the batch has candidates ``hits`` (what its probe gave)."""
+        _resolve(hits, i, event, self.matches, self._built, self._pending, self._kept)
+
+    def finish(self) -> list[Match]:
+        """The matches, multi-event patterns evaluated over the batch's candidates."""
+        built, kept = self._built, self._kept
+        for key, positions in self._pending.items():
+            entry = self.iset.entries[key]
+            observations = []
+            for i in positions:
+                if i not in built:
+                    built[i] = build_observation(*kept[i])
+                observations.append(built[i])
+            witness = entry.compiled().witness(observations)
+            if witness is not None:
+                chosen = tuple(sorted({positions[j] for j in witness}))
+                self.matches.append(Match(key, chosen, tuple(kept[i] for i in chosen), entry.meta))
+        self._pending = {}
+        return self.matches
+
+
 def scan(iset: IndicatorSet, events: Iterable[Event]) -> list[Match]:
     """Every match of the indicator set in ``events`` (STIX 2.1 §9 semantics).
 
     ``events`` may be a generator: only events that are candidates of a multi-event
     pattern are kept until the end, so a batch streams through in constant memory.
     """
-    matches: list[Match] = []
-    kept: dict[int, Event] = {}
-    built: dict[int, Observed] = {}
-    pending: dict[str, list[int]] = {}
+    return scan_count(iset, events)[0]
+
+
+def scan_count(iset: IndicatorSet, events: Iterable[Event]) -> tuple[list[Match], int]:
+    """:func:`scan`, and the number of events it read."""
+    found = Scan(iset)
     probes: dict[str, Probe] = {}
-    for i, event in enumerate(events):
+    i = -1
+    for i, event in enumerate(events):  # noqa: B007 - i counts the events
         probe = probes.get(event[0].name)
         if probe is None:
-            probe = probes[event[0].name] = iset.plan(event[0]).probe
+            probe = probes[event[0].name] = found.probe(event[0])
         hits = probe(event[1])
         if hits:
-            _resolve(hits, i, event, matches, built, pending, kept)
-    for key, positions in pending.items():
-        entry = iset.entries[key]
-        observations = []
-        for i in positions:
-            if i not in built:
-                built[i] = build_observation(*kept[i])
-            observations.append(built[i])
-        witness = entry.compiled().witness(observations)
-        if witness is not None:
-            chosen = tuple(sorted({positions[j] for j in witness}))
-            matches.append(Match(key, chosen, tuple(kept[i] for i in chosen), entry.meta))
-    return matches
+            found.hit(hits, i, event)
+    return found.finish(), i + 1
 
 
 def _resolve(hits: Hits, i: int, event: Event, matches: list[Match], built: dict[int, Observed],

@@ -40,11 +40,13 @@ def _getter(i: int, key1: Any, key2: Any, fld: Any, space: dict[str, Any]) -> li
     return [f"    s = get(K{i})", f"    v = s.get(L{i}) if type(s) is dict else None"]
 
 
-def _memo_lookups(names: list[tuple[str, str]], indent: str) -> list[str]:
+def _memo_lookups(names: list[tuple[str, str]], screened: set[str], indent: str) -> list[str]:
     """Lookups of a non-empty string ``v``; ``acc`` gathers their hits."""
     lines = []
     for memo, acc in names:
-        if acc == "ch":  # CIDR: a function of the value
+        if acc == "ch" and memo in screened:  # CIDR: a function of the value, screened
+            lines += [f"{indent}f = M{memo}(v) if v[:6] in PF{memo} else None"]
+        elif acc == "ch":
             lines.append(f"{indent}f = M{memo}(v)")
         else:
             lines += [f"{indent}f = M{memo}.get(v)",
@@ -66,7 +68,9 @@ def compile_probe(
     without and with ``':'``); ``scanned`` lists ``(memo, miss, items)`` memoised
     lookups: ``memo`` maps a string value to its hits, ``miss(value)`` computes (and
     remembers) them, ``items(values, hits)`` handles list and non-string values;
-    ``cidr`` lists ``(lookup, miss, items)``, ``lookup(value)`` giving a string's hits.
+    ``cidr`` lists ``(lookup, prefixes, miss, items)``, ``lookup(value)`` giving a string's
+    hits, only asked when the first six characters are in ``prefixes`` (unless that is
+    None).
     ``value_filter`` has a set byte at ``hash(v) & (len - 1)`` for every value of the
     exact indexes: a clear byte skips their lookups. Hits come out in the order
     unindexed, exact (field order), CIDR, value-tested. Each field is read once.
@@ -76,14 +80,20 @@ def compile_probe(
     body = ["def probe(record):", "    hits = U" if unindexed else "    hits = None",
             "    ch = sh = None", "    get = record.get"]
     memo_n = 0
+    screened: set[str] = set()
     for i, (key1, key2, fld, exact, cidr, scanned) in enumerate(fields):
         body += _getter(i, key1, key2, fld, space)
         memos: list[tuple[str, str]] = []
-        for group, acc in ((cidr, "ch"), (scanned, "sh")):
-            for memo, miss, items in group:
-                space[f"M{memo_n}"], space[f"MISS{memo_n}"], space[f"IT{memo_n}"] = memo, miss, items
-                memos.append((str(memo_n), acc))
-                memo_n += 1
+        for lookup, prefixes, _miss, items in cidr:
+            space[f"M{memo_n}"], space[f"PF{memo_n}"], space[f"IT{memo_n}"] = lookup, prefixes, items
+            if prefixes is not None:
+                screened.add(str(memo_n))
+            memos.append((str(memo_n), "ch"))
+            memo_n += 1
+        for memo, miss, items in scanned:
+            space[f"M{memo_n}"], space[f"MISS{memo_n}"], space[f"IT{memo_n}"] = memo, miss, items
+            memos.append((str(memo_n), "sh"))
+            memo_n += 1
         body += ["    if v is not None:", "        t = type(v)", "        if t is str:"]
         if exact is not None:
             plain, colon = exact
@@ -102,7 +112,7 @@ def compile_probe(
                 body += ["                if ':' in v:", *_lookup(colon_names, "v", " " * 20),
                          "                else:", *_lookup(plain_names, "v", " " * 20)]
         if memos:
-            body += ["            if v:", *_memo_lookups(memos, " " * 16)]
+            body += ["            if v:", *_memo_lookups(memos, screened, " " * 16)]
         elif exact is None:
             body.append("            pass")
         body.append("        elif t is list:")

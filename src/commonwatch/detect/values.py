@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -157,6 +158,28 @@ def _subnet_of(inner: Network, outer: Network) -> bool:
     return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
 
 
+def _subset_test(outer: Network) -> Predicate:
+    """``ISSUBSET outer``; a plain IPv4 address is read by ``inet_pton`` (as ``ipaddress`` would)."""
+    def general(v: Any) -> bool:
+        return (n := _as_network(v)) is not None and _subnet_of(n, outer)
+
+    if outer.version != 4:
+        return general
+    shift = 32 - outer.prefixlen
+    base = int(outer.network_address) >> shift
+    pton, from_bytes, inet = socket.inet_pton, int.from_bytes, socket.AF_INET
+
+    def test(v: Any) -> bool:
+        if type(v) is str and ":" not in v and "/" not in v:
+            try:
+                return from_bytes(pton(inet, v), "big") >> shift == base
+            except OSError:
+                pass  # not a dotted address: the general reading decides
+        return general(v)
+
+    return test
+
+
 def predicate(cmp: Comparison) -> Predicate:
     """The per-value test of one comparison (EXISTS is handled by the evaluator)."""
     op, neg = cmp.operator, cmp.negated
@@ -198,8 +221,7 @@ def _positive(cmp: Comparison, where: str) -> Predicate:
     if op is ComparisonOperator.MATCHES:
         return _matches(lit, where)
     if op is ComparisonOperator.ISSUBSET:
-        outer = parse_network(lit, where)
-        return lambda v: (n := _as_network(v)) is not None and _subnet_of(n, outer)
+        return _subset_test(parse_network(lit, where))
     if op is ComparisonOperator.ISSUPERSET:
         inner = parse_network(lit, where)
         return lambda v: (n := _as_network(v)) is not None and _subnet_of(inner, n)

@@ -28,14 +28,14 @@ from typing import Any
 import orjson
 
 from commonwatch.clock import Clock, now_us
-from commonwatch.detect.engine import IndicatorSet, Match, compile_indicators, scan
+from commonwatch.detect.engine import IndicatorSet, Match, compile_indicators
 from commonwatch.detect.events import EventKind
 from commonwatch.domain.markings import TLP2_MARKING_BY_LEVEL, Tlp, effective_tlp
 from commonwatch.domain.timestamps import format_timestamp, parse_timestamp
 from commonwatch.domain.visibility import Principal
 from commonwatch.errors import InvalidParameter, InvalidPattern, NotFound
 from commonwatch.formats.telemetry import Adapter, Problems, adapters_for, sniff
-from commonwatch.formats.telemetry.source import batches, open_binary
+from commonwatch.formats.telemetry.source import LineParser, batches, open_binary
 from commonwatch.services.ingest import IngestService
 from commonwatch.services.query import CommunityRef, ObjectFilter, QueryService
 
@@ -338,24 +338,11 @@ def _worker(job: _Job) -> _Result:
     return _scan_batch(_STATE["iset"], parse, source, start, lines)
 
 
-def _scan_batch(iset: IndicatorSet, parse: Callable[[list[bytes], int, Problems], Any], source: str,
-                start: int, lines: list[bytes]) -> _Result:
+def _scan_batch(iset: IndicatorSet, parse: LineParser, source: str, start: int,
+                lines: list[bytes]) -> _Result:
     problems = Problems()
-    counter = _Counted(parse.events(lines, start, problems))  # type: ignore[attr-defined]
-    alerts = [_alert(m, source) for m in scan(iset, counter)]
-    return alerts, len(lines), counter.count, problems
-
-
-class _Counted:
-    """An iterator that counts what passes through (events stream, never held)."""
-
-    def __init__(self, inner: Iterator[Any]) -> None:
-        self.inner, self.count = inner, 0
-
-    def __iter__(self) -> Iterator[Any]:
-        for item in self.inner:
-            self.count += 1
-            yield item
+    matches, count = parse.scan(iset, lines, start, problems)
+    return [_alert(m, source) for m in matches], len(lines), count, problems
 
 
 def _alert(m: Match, source: str) -> dict[str, Any]:

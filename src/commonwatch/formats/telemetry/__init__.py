@@ -7,19 +7,17 @@ One module per format: :mod:`.suricata` (eve.json), :mod:`.zeek` (JSON and TSV),
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
-from commonwatch.detect.engine import Event
 from commonwatch.detect.events import EventKind
 from commonwatch.errors import InvalidParameter
 from commonwatch.formats.telemetry.generic import JsonLines, load_mapping
 from commonwatch.formats.telemetry.nfdump import NfdumpCsv
-from commonwatch.formats.telemetry.source import Problems
+from commonwatch.formats.telemetry.source import LineParser, Problems
 from commonwatch.formats.telemetry.suricata import SuricataEve
 from commonwatch.formats.telemetry.zeek import ZeekLogs
 
-Parser = Callable[[list[bytes], int, Problems], list[Event]]
+Parser = LineParser
 FORMATS = ("auto", "suricata", "zeek", "nfdump", "json")
 
 

@@ -33,7 +33,7 @@ import orjson
 from commonwatch.detect.engine import Event
 from commonwatch.detect.events import EventKind, Field, Record
 from commonwatch.errors import InvalidParameter
-from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, Problems, epoch_to_us, iso_to_us
+from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, epoch_to_us, iso_to_us
 
 MAX_MAPPING_BYTES = 1 << 20
 _TIME_FORMATS: dict[str, Callable[[Any], int | None]] = {
@@ -107,12 +107,9 @@ class JsonLines:
         return _Parser(source, self.kind)
 
 
-class _Parser:
+class _Parser(LineParser):
     def __init__(self, source: str, kind: EventKind) -> None:
         self.source, self.kind = source, kind
-
-    def __call__(self, lines: list[bytes], first_line: int, problems: Problems) -> list[Event]:
-        return list(self.events(lines, first_line, problems))
 
     def events(self, lines: list[bytes], first_line: int, problems: Problems) -> Iterator[Event]:
         for n, line in enumerate(lines, first_line):

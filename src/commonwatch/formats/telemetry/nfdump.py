@@ -16,7 +16,7 @@ from typing import Any
 
 from commonwatch.detect.engine import Event
 from commonwatch.detect.events import EventKind, Field, Record
-from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, Problems, iso_to_us
+from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, iso_to_us
 
 _NUMBERS = ("sp", "dp", "ipkt", "ibyt", "opkt", "obyt")
 
@@ -54,14 +54,11 @@ class NfdumpCsv:
         return _Parser(source)
 
 
-class _Parser:
+class _Parser(LineParser):
     def __init__(self, source: str) -> None:
         self.source = source
         self.columns: list[str] | None = None
         self.done = False
-
-    def __call__(self, lines: list[bytes], first_line: int, problems: Problems) -> list[Event]:
-        return list(self.events(lines, first_line, problems))
 
     def events(self, lines: list[bytes], first_line: int, problems: Problems) -> Iterator[Event]:
         for n, raw in enumerate(lines, first_line):

@@ -11,12 +11,14 @@ import gzip
 import io
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
+from commonwatch.detect.engine import Event, IndicatorSet, Match, Scan, scan_count
+from commonwatch.detect.events import EventKind, Record
 from commonwatch.errors import InvalidParameter
 
 #: Longest accepted line; longer ones are counted as problems and skipped.
@@ -47,6 +49,64 @@ class Problems:
         self.counts.update(other.counts)
         self.skipped.update(other.skipped)
         self.examples.extend(other.examples[: max(0, self._keep - len(self.examples))])
+
+
+class LineParser:
+    """What every adapter's parser offers; an adapter defines :meth:`events`.
+
+    ``parser(lines, first_line, problems)`` lists the events of a batch of raw lines;
+    :meth:`scan` matches them against an indicator set. An adapter whose line loop is
+    the hot path (eve.json, Zeek JSON) runs that loop once for both, through
+    :meth:`_walk` with a :class:`~commonwatch.detect.engine.Scan` or a :class:`Kept`.
+    """
+
+    source: str
+
+    def __call__(self, lines: list[bytes], first_line: int, problems: Problems) -> list[Event]:
+        return list(self.events(lines, first_line, problems))
+
+    def events(self, lines: list[bytes], first_line: int, problems: Problems) -> Iterator[Event]:
+        kept = Kept()
+        self._walk(lines, first_line, problems, kept)
+        return iter(kept.events)
+
+    def scan(self, iset: IndicatorSet, lines: list[bytes], first_line: int,
+             problems: Problems) -> tuple[list[Match], int]:
+        """The matches in ``lines`` and the number of events read (``scan_count`` of the events)."""
+        if type(self)._walk is LineParser._walk:
+            return scan_count(iset, self.events(lines, first_line, problems))
+        found = Scan(iset)
+        count = self._walk(lines, first_line, problems, found)
+        return found.finish(), count
+
+    def _walk(self, lines: list[bytes], first_line: int, problems: Problems, sink: Sink) -> int:
+        """Feed each event to ``sink`` (``probe`` per kind, ``hit`` on candidates); the event count."""
+        raise NotImplementedError
+
+
+class Sink(Protocol):
+    """Where an adapter's line loop sends events: a Scan, or Kept to list them."""
+
+    def probe(self, kind: EventKind) -> Callable[[Record], Any]: ...
+
+    def hit(self, hits: Any, i: int, event: Event) -> None: ...
+
+
+class Kept:
+    """A stand-in for :class:`~commonwatch.detect.engine.Scan` that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def probe(self, kind: EventKind) -> Callable[[Record], Any]:
+        return _every
+
+    def hit(self, hits: Any, i: int, event: Event) -> None:
+        self.events.append(event)
+
+
+def _every(record: Record) -> bool:
+    return True
 
 
 @contextmanager

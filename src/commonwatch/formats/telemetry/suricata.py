@@ -20,14 +20,12 @@ events without (``stats``) are counted as skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from commonwatch.detect.engine import Event
 from commonwatch.detect.events import EventKind, Field, Record
-from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, Problems, iso_to_us
+from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, Sink, iso_to_us
 
 _HTTP_EXT = "network-traffic:extensions.'http-request-ext'"
 
@@ -131,18 +129,20 @@ class SuricataEve:
         return _Parser(source)
 
 
-class _Parser:
+class _Parser(LineParser):
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def __call__(self, lines: list[bytes], first_line: int, problems: Problems) -> list[Event]:
-        return list(self.events(lines, first_line, problems))
-
-    def events(self, lines: list[bytes], first_line: int, problems: Problems) -> Iterator[Event]:
+    def _walk(self, lines: list[bytes], first_line: int, problems: Problems, sink: Sink) -> int:
         loads, kinds = orjson.loads, KINDS
+        probes = {name: sink.probe(kind) for name, kind in kinds.items()}
+        other = sink.probe(OTHER)
+        # One pass over the lengths instead of a test per line: long lines are rare.
+        long = max(map(len, lines), default=0) > MAX_LINE_BYTES
+        count = 0
         for n, line in enumerate(lines, first_line):
             try:
-                if len(line) > MAX_LINE_BYTES:
+                if long and len(line) > MAX_LINE_BYTES:
                     raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
                 rec = loads(line)
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
@@ -152,14 +152,21 @@ class _Parser:
             if type(rec) is not dict:
                 problems.add(self.source, n, "not a JSON object")
                 continue
-            et = rec.get("event_type")
-            kind = kinds.get(et) if type(et) is str else None
-            if kind is None:
+            et: Any = rec.get("event_type")
+            probe = probes.get(et) if type(et) is str else None
+            if probe is None:
                 if "src_ip" not in rec:
                     problems.skipped[f"eve {rec.get('event_type')!s} (no addresses)"] += 1
                     continue
-                kind = OTHER
-            yield kind, rec
+                hits = other(rec)
+                if hits:
+                    sink.hit(hits, count, (OTHER, rec))
+            else:
+                hits = probe(rec)
+                if hits:
+                    sink.hit(hits, count, (kinds[et], rec))
+            count += 1
+        return count
 
 
 def _reason(exc: ValueError) -> str:

@@ -21,15 +21,13 @@ size, MIME type -> ``file`` and ``tx_hosts``/``rx_hosts`` -> addresses; x509
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Any
 
 import orjson
 
-from commonwatch.detect.engine import Event
 from commonwatch.detect.events import EventKind, Field, Record
-from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, Problems, any_time_to_us
+from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, Sink, any_time_to_us
 
 _HTTP_EXT = "network-traffic:extensions.'http-request-ext'"
 LOGS = ("conn", "dns", "http", "ssl", "files", "x509")
@@ -142,7 +140,7 @@ class ZeekLogs:
         return _Parser(source)
 
 
-class _Parser:
+class _Parser(LineParser):
     def __init__(self, source: str) -> None:
         self.source = source
         self.hint = log_from_name(source)
@@ -150,13 +148,13 @@ class _Parser:
         self.meta: dict[str, str] = {"separator": "\t", "set_separator": ",",
                                      "empty_field": "(empty)", "unset_field": "-"}
 
-    def __call__(self, lines: list[bytes], first_line: int, problems: Problems) -> list[Event]:
-        return list(self.events(lines, first_line, problems))
-
-    def events(self, lines: list[bytes], first_line: int, problems: Problems) -> Iterator[Event]:
-        loads, hint = orjson.loads, self.hint
+    def _walk(self, lines: list[bytes], first_line: int, problems: Problems, sink: Sink) -> int:
+        loads, kinds = orjson.loads, KINDS
+        probes = {name: sink.probe(kind) for name, kind in kinds.items()}
+        long = max(map(len, lines), default=0) > MAX_LINE_BYTES  # one pass: long lines are rare
+        count = 0
         for n, raw in enumerate(lines, first_line):
-            if len(raw) > MAX_LINE_BYTES:
+            if long and len(raw) > MAX_LINE_BYTES:
                 problems.add(self.source, n, f"line longer than {MAX_LINE_BYTES} bytes")
                 continue
             if raw[:1] == b"{":
@@ -170,16 +168,19 @@ class _Parser:
                     continue
             else:
                 found = self._text_line(raw, n, problems)
-                hint = self.hint
                 if found is None:
                     continue
                 rec = found
             path = rec.get("_path")
-            log = path if type(path) is str and path in KINDS else hint or guess_log(rec)
+            log = path if type(path) is str and path in kinds else self.hint or guess_log(rec)
             if log is None:
                 problems.skipped["zeek record of an unsupported log"] += 1
                 continue
-            yield KINDS[log], rec
+            hits = probes[log](rec)
+            if hits:
+                sink.hit(hits, count, (kinds[log], rec))
+            count += 1
+        return count
 
     def _text_line(self, raw: bytes, n: int, problems: Problems) -> Record | None:
         """A TSV record, or None for a header, blank or unreadable line."""
