@@ -405,3 +405,27 @@ def test_adapter_scan_equals_scan_of_its_events(events: list[Any], name: str) ->
     assert matched > 0
     assert (p_fused.counts, p_fused.skipped, p_fused.examples) == (
         p_listed.counts, p_listed.skipped, p_listed.examples)
+
+
+def test_observations_of_the_mentioned_types_evaluate_as_whole_ones(events: list[Any]) -> None:
+    """A candidate's observation holds only what its pattern can read: the answers do not change."""
+    from commonwatch.detect.analysis import mentioned_types
+    from commonwatch.domain.patterns import parse_pattern
+
+    patterns = [p for _, p, _ in _indicators(events, random.Random(3)) if "=" in p or "LIKE" in p]
+    patterns += ["[network-traffic:src_ref.value = '172.17.0.2' AND network-traffic:dst_port = 53]",
+                 "[EXISTS network-traffic:dst_ref.value]", "[ipv4-addr:value NOT LIKE '10.%']",
+                 "[network-traffic:protocols[*] = 'udp' AND network-traffic:src_ref.value ISSUBSET "
+                 "'172.16.0.0/12']", "[file:name LIKE '%.deb' OR domain-name:value LIKE '%.org']"]
+    sample = random.Random(4).sample(events, 120)
+    differ = agree = 0
+    for pattern in patterns:
+        compiled = compile_pattern(pattern)
+        mentions = mentioned_types(parse_pattern(pattern).root)
+        for kind, record in sample:
+            whole = compiled.matches([build_observation(kind, record)])
+            part = build_observation(kind, record, types=mentions)
+            assert compiled.matches([part]) == whole, (pattern, kind.name)
+            agree += whole
+            differ += len(part.objects) < len(build_observation(kind, record).objects)
+    assert agree > 20 and differ > 1000

@@ -90,6 +90,19 @@ def required_types(expr: ObservationExpression) -> frozenset[str]:
     return frozenset(found)
 
 
+def mentioned_types(expr: ObservationExpression) -> frozenset[str]:
+    """Every object type a comparison of ``expr`` names (what evaluating it can read)."""
+    found: set[str] = set()
+    stack: list[ComparisonExpression] = [leaf.comparison for leaf in leaves(expr)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Comparison):
+            found.add(item.object_type)
+        else:
+            stack.extend(item.operands)
+    return frozenset(found)
+
+
 def comparison_types(expr: ComparisonExpression) -> set[str]:
     if isinstance(expr, Comparison):
         return {expr.object_type}

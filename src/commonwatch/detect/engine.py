@@ -44,6 +44,7 @@ from commonwatch.detect.analysis import (
     dedupe,
     index_free,
     leaves,
+    mentioned_types,
     most_observations,
     required_types,
 )
@@ -84,14 +85,15 @@ Hits = tuple["Entry", ...]
 class Entry:
     """One indicator in the set."""
 
-    __slots__ = ("_compiled", "key", "keys", "meta", "scanned", "simple", "single_event", "text",
-                 "types")
+    __slots__ = ("_compiled", "key", "keys", "mentions", "meta", "scanned", "simple", "single_event",
+                 "text", "types")
 
     def __init__(self, key: str, text: str, meta: Any, keys: tuple[_Key, ...] | None,
                  simple: bool, single_event: bool, types: frozenset[str]) -> None:
         self.key, self.text, self.meta = key, text, meta
         self.keys, self.simple, self.single_event, self.types = keys, simple, single_event, types
         self._compiled: CompiledPattern | None = None
+        self.mentions: frozenset[str] | None = None  # object types evaluation reads (None: all)
         # (path, per-value test, LIKE regex source or None), see _scan_test
         self.scanned: tuple[str, Predicate, str | None] | None = None
 
@@ -166,6 +168,8 @@ class IndicatorSet:
         if not simple:  # compiling checks what parses but cannot be evaluated
             assert ast is not None  # the canonical shortcut only takes simple patterns
             entry._compiled = compile_ast(pattern, ast)
+            mentions = mentioned_types(ast.root)
+            entry.mentions = self._types.setdefault(mentions, mentions)
         self.remove(key)
         self.entries[key] = entry
         if keys is None:
@@ -682,7 +686,7 @@ class Scan:
     def __init__(self, iset: IndicatorSet) -> None:
         self.iset = iset
         self.matches: list[Match] = []
-        self._built: dict[int, Observed] = {}
+        self._built: dict[tuple[int, frozenset[str] | None], Observed] = {}
         self._pending: dict[str, list[int]] = {}
         self._kept: dict[int, Event] = {}
         self._probes: dict[str, Probe] = {}
@@ -705,9 +709,10 @@ class Scan:
             entry = self.iset.entries[key]
             observations = []
             for i in positions:
-                if i not in built:
-                    built[i] = build_observation(*kept[i])
-                observations.append(built[i])
+                obs = built.get((i, entry.mentions))
+                if obs is None:
+                    obs = built[(i, entry.mentions)] = build_observation(*kept[i], types=entry.mentions)
+                observations.append(obs)
             witness = entry.compiled().witness(observations)
             if witness is not None:
                 chosen = tuple(sorted({positions[j] for j in witness}))
@@ -740,7 +745,8 @@ def scan_count(iset: IndicatorSet, events: Iterable[Event]) -> tuple[list[Match]
     return found.finish(), i + 1
 
 
-def _resolve(hits: Hits, i: int, event: Event, matches: list[Match], built: dict[int, Observed],
+def _resolve(hits: Hits, i: int, event: Event, matches: list[Match],
+             built: dict[tuple[int, frozenset[str] | None], Observed],
              pending: dict[str, list[int]], kept: dict[int, Event]) -> None:
     """Turn one event's candidate entries into matches (or pending multi-event work)."""
     seen: set[str] = set()
@@ -751,9 +757,9 @@ def _resolve(hits: Hits, i: int, event: Event, matches: list[Match], built: dict
         if entry.simple or entry.scanned is not None:
             matches.append(Match(entry.key, (i,), (event,), entry.meta))
         elif entry.single_event:
-            obs = built.get(i)
+            obs = built.get((i, entry.mentions))
             if obs is None:
-                obs = built[i] = build_observation(*event)
+                obs = built[(i, entry.mentions)] = build_observation(*event, types=entry.mentions)
             if entry.compiled().matches((obs,)):
                 matches.append(Match(entry.key, (i,), (event,), entry.meta))
         else:

@@ -54,6 +54,7 @@ class Field:
     address_ref: str | None = field(init=False)
     address: bool = field(init=False)
     path_keys: tuple[str, ...] = field(init=False)
+    object_types: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         try:
@@ -80,6 +81,7 @@ class Field:
         set_(self, "address_ref", ref)
         set_(self, "address", address)
         set_(self, "path_keys", keys)
+        set_(self, "object_types", frozenset({otype, *(("ipv4-addr", "ipv6-addr") if address else ())}))
 
     def value(self, record: Record) -> Any:
         if self.get is not None:
@@ -90,11 +92,6 @@ class Field:
                 return None
             v = v.get(k)
         return v
-
-    @property
-    def object_types(self) -> frozenset[str]:
-        extra = {"ipv4-addr", "ipv6-addr"} if self.address else set()
-        return frozenset({self.object_type, *extra})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +115,15 @@ def _present(v: Any) -> bool:
     return v is not None and v != "" and v != []
 
 
-def build_observation(kind: EventKind, record: Record, default_us: int = 0) -> Observed:
+def build_observation(kind: EventKind, record: Record, default_us: int = 0,
+                      types: frozenset[str] | None = None) -> Observed:
     """The STIX observation of one event: SCOs keyed by local ids, one instant.
+
+    With ``types``, only the fields that make objects of those types are read: a pattern
+    naming only those types evaluates the same on the smaller observation (a comparison
+    reads objects of its own type and what their ``*_ref`` properties point to, and the
+    only references a field makes, ``src_ref``/``dst_ref``, come with the address they
+    point to from the same field).
 
     Only candidates the index cannot decide come here, but at 10^6 indicators that is
     thousands of events a second, so the field loop is written out (this is
@@ -140,6 +144,8 @@ def build_observation(kind: EventKind, record: Record, default_us: int = 0) -> O
         return obj
 
     for f in kind.fields:
+        if types is not None and types.isdisjoint(f.object_types):
+            continue
         get = f.get
         if get is not None:
             v = get(record)
