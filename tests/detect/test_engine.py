@@ -8,6 +8,7 @@ matcher's answers on the same events written as STIX observed-data.
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -429,3 +430,120 @@ def test_observations_of_the_mentioned_types_evaluate_as_whole_ones(events: list
             agree += whole
             differ += len(part.objects) < len(build_observation(kind, record).objects)
     assert agree > 20 and differ > 1000
+
+
+_EVE_VALUES = st.sampled_from(["192.0.2.1", "198.51.100.7", "10.0.0.1", "evil.example", "a.evil.example",
+                               "http://evil.example/x", "/x", "d41d8cd98f00b204e9800998ecf8427e", "é.example",
+                               "DA:39:a3:ee:5e:6b:4b:0d:32:55:bf:ef:95:60:18:90:af:d8:07:09",
+                               "", 80, 1.5, True, None, 2**70, ["192.0.2.1"], {"rrname": "evil.example"}])
+
+
+def _eve_part(*keys: str) -> st.SearchStrategy[Any]:
+    """An eve sub-object with the keys its fields read (often), or an odd value in its place."""
+    hot = st.one_of(st.sampled_from(["evil.example", "a.evil.example", "/x", "http://evil.example/x",
+                                     "d41d8cd98f00b204e9800998ecf8427e"]), _EVE_VALUES)
+    queries = st.lists(st.one_of(st.fixed_dictionaries({"rrname": hot}), hot), max_size=2)
+    values = {key: queries if key == "queries" else hot for key in keys}
+    return st.one_of(st.fixed_dictionaries({}, optional={**values, "other": _EVE_VALUES}), _EVE_VALUES)
+
+
+_EVE_RECORD = st.fixed_dictionaries({}, optional={
+    "event_type": st.sampled_from(["dns", "http", "tls", "fileinfo", "alert"] * 3 + ["flow", "netflow", 5]),
+    "src_ip": _EVE_VALUES, "dest_ip": _EVE_VALUES, "src_port": _EVE_VALUES, "proto": _EVE_VALUES,
+    "dns": _eve_part("rrname", "queries"), "http": _eve_part("hostname", "url"),
+    "tls": _eve_part("sni", "fingerprint"), "fileinfo": _eve_part("md5", "filename"),
+    "timestamp": st.just("2026-01-01T00:00:00.000000+0000"), "noise": _eve_part("rrname")})
+
+
+_ODD_EVE = [b"{oops\n", b"[1]\n", b"\n",
+            b'{"event_type": "dns", "dns": {"rrname": "evil.example"}, "x": "\xff"}\n',
+            b'{"event_type": "dns", "src_ip": "10.0.0.1", "dns": {"rrname": "evil.ex\\u0061mple"}}\n',
+            b'{"event_type": "dns", "src_ip": "1.1.1.1", "dns": {"rrname": "x"}, '
+            b'"dns": {"rrname": "evil.example"}}\n']
+_EVE_INDICATORS = [
+    ("ip", "[ipv4-addr:value = '192.0.2.1']"), ("dom", "[domain-name:value = 'evil.example']"),
+    ("url", "[url:value = 'http://evil.example/x']"),
+    ("md5", "[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e']"),
+    ("like", "[domain-name:value LIKE '%.example']"),
+    ("net", "[network-traffic:dst_ref.value ISSUBSET '198.51.100.0/24']"),
+    ("seq", "[domain-name:value = 'evil.example'] FOLLOWEDBY [ipv4-addr:value = '10.0.0.1']"),
+    ("port", "[network-traffic:src_port = 80]"),
+    ("tls", "[x509-certificate:hashes.'SHA-1' = 'da39a3ee5e6b4b0d3255bfef95601890afd80709']")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_EVE_RECORD, min_size=1, max_size=12), st.lists(st.sampled_from(_ODD_EVE), max_size=3))
+def test_eve_projection_reads_what_the_whole_event_reads(records: list[dict[str, Any]],
+                                                         odd: list[bytes]) -> None:
+    """eve.json lines decoded for the probed fields only give the matches of whole events."""
+    from commonwatch.formats.telemetry.suricata import SuricataEve
+
+    iset, rejected = compile_indicators(KINDS, [(k, p, None) for k, p in _EVE_INDICATORS])
+    assert rejected == []
+    lines = [json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records] + odd
+    fused, listed = SuricataEve().parser("t"), SuricataEve().parser("t")
+    p_fused, p_listed = Problems(), Problems()
+    found, count = fused.scan(iset, lines, 1, p_fused)
+    events = listed(lines, 1, p_listed)
+    assert count == len(events)
+    assert [(m.key, m.positions, m.events) for m in found] == [
+        (m.key, m.positions, m.events) for m in scan(iset, events)]
+    assert (p_fused.counts, p_fused.skipped) == (p_listed.counts, p_listed.skipped)
+
+
+def test_eve_projection_on_real_shaped_events() -> None:
+    """Real-shaped eve.json of every event type, many hits on every indexed field: same matches."""
+    from commonwatch.formats.telemetry.suricata import SuricataEve
+
+    rng = random.Random(9)
+    ips = [f"203.0.113.{i}" for i in range(20)]
+    domains = [f"host{i}.example.net" for i in range(20)]
+    paths = [f"/p/{i}.bin" for i in range(10)]
+    md5s = [f"{i:032x}" for i in range(10)]
+    sha1s = [f"{i:040x}" for i in range(5)]
+    lines = []
+    for _ in range(3000):
+        kind = rng.choice(["flow", "dns", "dns3", "http", "tls", "fileinfo", "alert"])
+        ev: dict[str, Any] = {"timestamp": "2026-01-01T00:00:00.000000+0000",
+                              "event_type": "dns" if kind == "dns3" else kind,
+                              "src_ip": rng.choice(ips), "dest_ip": rng.choice(ips),
+                              "src_port": rng.choice([80, 443, 5000]), "dest_port": 53, "proto": "TCP"}
+        if kind in ("dns", "alert"):
+            ev["dns"] = {"type": "query", "rrname": rng.choice(domains)}
+        if kind == "dns3":
+            ev["dns"] = {"version": 3, "queries": [{"rrname": rng.choice(domains)} for _ in range(2)]}
+        if kind in ("http", "fileinfo", "alert"):
+            ev["http"] = {"hostname": rng.choice(domains), "url": rng.choice(paths), "http_method": "GET"}
+        if kind in ("tls", "alert"):
+            digest = rng.choice(sha1s)
+            ev["tls"] = {"sni": rng.choice(domains), "subject": "CN=x",
+                         "fingerprint": ":".join(digest[i:i + 2] for i in range(0, 40, 2))}
+        if kind in ("fileinfo", "alert"):
+            ev["fileinfo"] = {"filename": "x.bin", "size": 10, "md5": rng.choice(md5s)}
+        if kind == "flow":
+            ev["flow"] = {"bytes_toserver": 10, "bytes_toclient": 20}
+        lines.append(json.dumps(ev).encode() + b"\n")
+    patterns = [f"[ipv4-addr:value = '{ip}']" for ip in ips[:3]]
+    patterns += [f"[domain-name:value = '{d}']" for d in domains[:3]]
+    patterns += [f"[url:value = 'http://{d}{p}']" for d in domains[5:8] for p in paths[:2]]
+    patterns += [f"[file:hashes.MD5 = '{m}']" for m in md5s[:2]]
+    patterns += [f"[x509-certificate:hashes.'SHA-1' = '{h}']" for h in sha1s[:1]]
+    patterns += ["[domain-name:value LIKE 'host1_.%']",
+                 "[network-traffic:dst_ref.value ISSUBSET '203.0.113.16/30']",
+                 f"[domain-name:value = '{domains[9]}'] FOLLOWEDBY [ipv4-addr:value = '{ips[9]}']",
+                 "[network-traffic:src_port = 5000 AND network-traffic:protocols[*] = 'tcp']"]
+    iset, rejected = compile_indicators(KINDS, [(f"i{n}", p, None) for n, p in enumerate(patterns)])
+    assert rejected == []
+    fused, listed = SuricataEve().parser("t"), SuricataEve().parser("t")
+    total: dict[str, int] = {}
+    for start in range(0, len(lines), 500):
+        batch = lines[start:start + 500]
+        found, count = fused.scan(iset, batch, start + 1, Problems())
+        events = listed(batch, start + 1, Problems())
+        assert count == len(events)
+        expected = scan(iset, events)
+        assert [(m.key, m.positions, m.events) for m in found] == [
+            (m.key, m.positions, m.events) for m in expected]
+        for m in found:
+            total[m.key] = total.get(m.key, 0) + 1
+    assert len(total) == len(patterns) and min(total.values()) > 0, total

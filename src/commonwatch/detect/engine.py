@@ -133,6 +133,9 @@ class IndicatorSet:
         self._types: dict[frozenset[str], frozenset[str]] = {}
         self._canonical: dict[tuple[str, str], tuple[str, frozenset[str]] | None] = {}
         self._plans: dict[str, _Plan] = {}
+        # Per field path keys: the memo of exact and value-tested hits (see _merged),
+        # shared by every kind with such a field; dropped with the plans.
+        self._merged: dict[tuple[str, ...], tuple[dict[str, Hits], Callable[[Any], Hits]]] = {}
         # The value filter: one byte per slot, set for ``hash(value) & mask`` of every exact
         # index value (any path). A probe reads it before the hash indexes: most event
         # values are in no index, and at 10^6 indicators a miss in a dict that size costs
@@ -194,7 +197,7 @@ class IndicatorSet:
                 bucket = table.setdefault((value.version, value.prefixlen), {})
                 number = int(value.network_address) >> (value.max_prefixlen - value.prefixlen)
                 bucket[number] = bucket.get(number, ()) + (entry,)
-        self._plans.clear()
+        self._changed()
 
     def remove(self, key: str) -> bool:
         """Remove one indicator (revoked, expired or replaced); False if unknown."""
@@ -224,8 +227,13 @@ class IndicatorSet:
                     del table[(value.version, value.prefixlen)]
                 if not table:
                     del self._cidr[path]
-        self._plans.clear()
+        self._changed()
         return True
+
+    def _changed(self) -> None:
+        """The indexes changed: plans and merged memos are built again when next needed."""
+        self._plans.clear()
+        self._merged.clear()
 
     def _mark(self, value: Any) -> None:
         filt = self.filter
@@ -239,7 +247,7 @@ class IndicatorSet:
                 self._marked += len(index)
                 for v in index:
                     filt[hash(v) & mask] = 1
-            self._plans.clear()  # probes hold the filter
+            self._changed()  # probes hold the filter
         filt[hash(value) & (len(filt) - 1)] = 1
 
     # -- analysis --------------------------------------------------------------------
@@ -429,6 +437,20 @@ class IndicatorSet:
             found = self._plans[kind.name] = _Plan(self, kind)
         return found
 
+    def read_paths(self, kinds: Iterable[EventKind]) -> frozenset[tuple[str, ...]] | None:
+        """The record key paths the probes of ``kinds`` read (None if some field does not say).
+
+        A record holding only these paths gives every probe the same candidates as the
+        whole record (an adapter may decode just them, see formats.telemetry.source.projection).
+        """
+        found: set[tuple[str, ...]] = set()
+        for kind in kinds:
+            reads = self.plan(kind).reads
+            if reads is None:
+                return None
+            found |= reads
+        return frozenset(found)
+
     def cidr_hits(self, path: str, value: Any) -> Hits:
         """Entries whose CIDR block holds ``value`` (memoised per value: addresses recur)."""
         if type(value) is not str:
@@ -530,7 +552,7 @@ class _LikeScreen:
 class _Plan:
     """Per event kind: the fields to look up, and the generated probe doing it."""
 
-    __slots__ = ("probe", "unindexed")
+    __slots__ = ("probe", "reads", "unindexed")
 
     def __init__(self, iset: IndicatorSet, kind: EventKind) -> None:
         # One (key1, key2 | None, field | None, exact, cidr, scanned) per field with
@@ -538,6 +560,7 @@ class _Plan:
         # indexes for values with ':'); cidr / scanned are memoised lookups (see
         # IndicatorSet.cidr_hits / scanned_hits and probe.compile_probe).
         fields: list[tuple[Any, ...]] = []
+        reads: set[tuple[str, ...]] | None = set()
         for f in kind.fields:
             indexes = {path: iset._exact[path] for path in f.path_keys if iset._exact.get(path)}
             exact = None
@@ -557,13 +580,21 @@ class _Plan:
             if scanned and exact is not None and not cidr:
                 # Every value is looked up in a memo anyway: let that one memo hold the
                 # exact hits too (one dictionary lookup per value instead of two).
-                memo, full = _merged(iset, exact, [path for path in f.path_keys if path in iset._scanned])
+                shared = iset._merged.get(f.path_keys)
+                if shared is None:
+                    shared = iset._merged[f.path_keys] = _merged(
+                        iset, exact, [path for path in f.path_keys if path in iset._scanned])
+                memo, full = shared
                 scanned, exact = [(memo, full, _items(full, False))], None
             if exact is not None or cidr or scanned:
                 direct = f.get is None and len(f.keys) in (1, 2)
                 key1 = f.keys[0] if direct else None
                 key2 = f.keys[1] if direct and len(f.keys) == 2 else None
                 fields.append((key1, key2, None if direct else f, exact, cidr, scanned))
+                paths = f.read_paths
+                reads = None if reads is None or paths is None else reads.union(paths)
+        # The record key paths the probe reads (None: unknown), see IndicatorSet.read_paths.
+        self.reads = None if reads is None else frozenset(reads)
         types = kind.object_types
         self.unindexed = tuple(e for e in iset._unindexed.values() if e.types & types)
         self.probe = compile_probe(fields, self.unindexed, iset.filter)
@@ -571,9 +602,9 @@ class _Plan:
 
 def _merged(iset: IndicatorSet, exact: tuple[tuple[dict[Any, Hits], ...], tuple[dict[Any, Hits], ...]],
             paths: list[str]) -> tuple[dict[str, Hits], Callable[[Any], Hits]]:
-    """A memo of string value -> exact and value-tested hits of one field, and its filler.
+    """A memo of string value -> exact and value-tested hits of a field's paths, and its filler.
 
-    The memo belongs to one plan, so it goes when the set changes; ``full`` answers any
+    The memo goes when the set changes (``IndicatorSet._changed``); ``full`` answers any
     value (a string is remembered, up to :data:`MEMO_SIZE` of them).
     """
     memo: dict[str, Hits] = {}
@@ -697,6 +728,10 @@ class Scan:
         if found is None:
             found = self._probes[kind.name] = self.iset.plan(kind).probe
         return found
+
+    def read_paths(self, kinds: Iterable[EventKind]) -> frozenset[tuple[str, ...]] | None:
+        """What the probes of ``kinds`` read (IndicatorSet.read_paths)."""
+        return self.iset.read_paths(kinds)
 
     def hit(self, hits: Hits, i: int, event: Event) -> None:
         """Event number ``i`` of the batch has candidates ``hits`` (what its probe gave)."""

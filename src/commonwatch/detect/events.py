@@ -40,14 +40,17 @@ class Field:
     """One record field and the STIX path (``type:path``) its value takes.
 
     ``keys`` walks nested dicts (``("dns", "rrname")``); ``get`` computes the value
-    instead. A list value gives one object per element, unless the target ends in
-    ``[*]`` (then it is one list property). ``network-traffic:src_ref.value`` and
-    ``dst_ref.value`` create the ipv4-addr/ipv6-addr object the reference points to.
+    instead, from the record fields named in ``reads`` (key paths; a field that reads
+    no more than those lets an adapter decode only what its fields read, see
+    :attr:`read_paths`). A list value gives one object per element, unless the target
+    ends in ``[*]`` (then it is one list property). ``network-traffic:src_ref.value``
+    and ``dst_ref.value`` create the ipv4-addr/ipv6-addr object the reference points to.
     """
 
     target: str
     keys: tuple[str, ...] = ()
     get: Callable[[Record], Any] | None = None
+    reads: tuple[tuple[str, ...], ...] = ()
     object_type: str = field(init=False)
     steps: tuple[str, ...] = field(init=False)
     list_property: bool = field(init=False)
@@ -82,6 +85,13 @@ class Field:
         set_(self, "address", address)
         set_(self, "path_keys", keys)
         set_(self, "object_types", frozenset({otype, *(("ipv4-addr", "ipv6-addr") if address else ())}))
+
+    @property
+    def read_paths(self) -> tuple[tuple[str, ...], ...] | None:
+        """The record key paths this field reads; None for a computed field that does not say."""
+        if self.get is None:
+            return (self.keys,)
+        return self.reads or None
 
     def value(self, record: Record) -> Any:
         if self.get is not None:

@@ -7,15 +7,18 @@ dropped (the summary of ``commonwatch detect`` prints the counts and first examp
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypedDict
+
+import msgspec
 
 from commonwatch.detect.engine import Event, IndicatorSet, Match, Scan, scan_count
 from commonwatch.detect.events import EventKind, Record
@@ -91,6 +94,8 @@ class Sink(Protocol):
 
     def hit(self, hits: Any, i: int, event: Event) -> None: ...
 
+    def read_paths(self, kinds: Iterable[EventKind]) -> frozenset[tuple[str, ...]] | None: ...
+
 
 class Kept:
     """A stand-in for :class:`~commonwatch.detect.engine.Scan` that keeps every event."""
@@ -104,9 +109,42 @@ class Kept:
     def hit(self, hits: Any, i: int, event: Event) -> None:
         self.events.append(event)
 
+    def read_paths(self, kinds: Iterable[EventKind]) -> frozenset[tuple[str, ...]] | None:
+        return None  # every event is kept whole
+
 
 def _every(record: Record) -> bool:
     return True
+
+
+@functools.lru_cache(maxsize=64)
+def projection(paths: frozenset[tuple[str, ...]]) -> Callable[[bytes], Record]:
+    """A JSON decoder that keeps only the given key paths of an object (msgspec).
+
+    What it returns is the ``orjson.loads`` result with every other key left out, as
+    plain dicts, at about twice the speed: values not kept are parsed but never built.
+    It raises ``msgspec.DecodeError`` for what it cannot read that way (a kept key
+    holding a non-object where the path goes on, invalid JSON...); the caller then
+    reads the line the ordinary way. One difference remains, noted where it is used:
+    an integer beyond 64 bits stays exact where orjson makes it a float.
+    """
+    tree: dict[str, Any] = {}
+    for path in sorted(filter(None, paths), key=len):
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+            if node is None:
+                break  # a shorter path keeps the whole value already
+        else:
+            if node is not None:
+                node[path[-1]] = None
+    return msgspec.json.Decoder(_typed(tree, "Projection")).decode
+
+
+def _typed(tree: dict[str, Any], name: str) -> Any:
+    fields = {key: Any if sub is None else _typed(sub, f"{name}_{i}")
+              for i, (key, sub) in enumerate(tree.items())}
+    return TypedDict(name, fields, total=False)  # type: ignore[operator]
 
 
 @contextmanager

@@ -22,10 +22,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 
 from commonwatch.detect.events import EventKind, Field, Record
-from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, Sink, iso_to_us
+from commonwatch.formats.telemetry.source import (
+    MAX_LINE_BYTES,
+    LineParser,
+    Problems,
+    Sink,
+    iso_to_us,
+    projection,
+)
 
 _HTTP_EXT = "network-traffic:extensions.'http-request-ext'"
 
@@ -74,15 +82,15 @@ NETWORK = (
     Field("network-traffic:dst_ref.value", ("dest_ip",)),
     Field("network-traffic:src_port", ("src_port",)),
     Field("network-traffic:dst_port", ("dest_port",)),
-    Field("network-traffic:protocols[*]", get=_protocols),
+    Field("network-traffic:protocols[*]", get=_protocols, reads=(("proto",), ("app_proto",))),
 )
 DNS = (
     Field("domain-name:value", ("dns", "rrname")),
-    Field("domain-name:value", get=_queries),
+    Field("domain-name:value", get=_queries, reads=(("dns", "queries"),)),
 )
 HTTP = (
     Field("domain-name:value", ("http", "hostname")),
-    Field("url:value", get=_url),
+    Field("url:value", get=_url, reads=(("http", "hostname"), ("http", "url"))),
     Field(f"{_HTTP_EXT}.request_method", ("http", "http_method")),
     Field(f"{_HTTP_EXT}.request_value", ("http", "url")),
     Field(f"{_HTTP_EXT}.request_header.'User-Agent'", ("http", "http_user_agent")),
@@ -92,7 +100,7 @@ TLS = (
     Field("x509-certificate:subject", ("tls", "subject")),
     Field("x509-certificate:issuer", ("tls", "issuerdn")),
     Field("x509-certificate:serial_number", ("tls", "serial")),
-    Field("x509-certificate:hashes.'SHA-1'", get=_fingerprint),
+    Field("x509-certificate:hashes.'SHA-1'", get=_fingerprint, reads=(("tls", "fingerprint"),)),
 )
 FILEINFO = (
     Field("file:name", ("fileinfo", "filename")),
@@ -119,6 +127,9 @@ KINDS: dict[str, EventKind] = {
 OTHER = EventKind("suricata:other", NETWORK, _time)
 
 
+_DISPATCH = frozenset({("event_type",), ("src_ip",)})
+
+
 class SuricataEve:
     """The eve.json adapter; stateless, so one parser serves every source."""
 
@@ -134,17 +145,32 @@ class _Parser(LineParser):
         self.source = source
 
     def _walk(self, lines: list[bytes], first_line: int, problems: Problems, sink: Sink) -> int:
+        """Each line is first read for the fields the probes look at only (a projection);
+        the whole event is decoded when it has candidates (it goes into the match) and
+        when the projection cannot read the line, which then takes the ordinary way
+        (orjson) with its problems reported as before. Only ASCII lines are projected
+        (eve.json escapes the rest), so both ways see the same UTF-8 checks. Listing
+        events (a Kept sink) always decodes whole events."""
         loads, kinds = orjson.loads, KINDS
+        reads = sink.read_paths([*kinds.values(), OTHER])
+        project = None if reads is None else projection(reads | _DISPATCH)
         probes = {name: sink.probe(kind) for name, kind in kinds.items()}
         other = sink.probe(OTHER)
         # One pass over the lengths instead of a test per line: long lines are rare.
         long = max(map(len, lines), default=0) > MAX_LINE_BYTES
         count = 0
         for n, line in enumerate(lines, first_line):
+            whole: Any = None
             try:
                 if long and len(line) > MAX_LINE_BYTES:
                     raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
-                rec = loads(line)
+                if project is not None and line.isascii():
+                    try:
+                        rec = project(line)
+                    except msgspec.DecodeError:
+                        rec = whole = loads(line)
+                else:
+                    rec = whole = loads(line)
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
                 if line.strip():
                     problems.add(self.source, n, _reason(exc))
@@ -154,17 +180,21 @@ class _Parser(LineParser):
                 continue
             et: Any = rec.get("event_type")
             probe = probes.get(et) if type(et) is str else None
+            kind = None
             if probe is None:
                 if "src_ip" not in rec:
                     problems.skipped[f"eve {rec.get('event_type')!s} (no addresses)"] += 1
                     continue
-                hits = other(rec)
-                if hits:
-                    sink.hit(hits, count, (OTHER, rec))
-            else:
-                hits = probe(rec)
-                if hits:
-                    sink.hit(hits, count, (kinds[et], rec))
+                probe, kind = other, OTHER
+            hits = probe(rec)
+            if hits:
+                if whole is None:  # a projection: the match carries the whole event
+                    try:
+                        whole = loads(line)
+                    except ValueError as exc:
+                        problems.add(self.source, n, _reason(exc))
+                        continue
+                sink.hit(hits, count, (kind or kinds[et], whole))
             count += 1
         return count
 
