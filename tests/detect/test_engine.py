@@ -547,3 +547,61 @@ def test_eve_projection_on_real_shaped_events() -> None:
         for m in found:
             total[m.key] = total.get(m.key, 0) + 1
     assert len(total) == len(patterns) and min(total.values()) > 0, total
+
+
+@pytest.mark.parametrize(("with_path", "only_addresses"), [(True, False), (False, False), (False, True)])
+def test_zeek_json_projection_on_real_shaped_records(with_path: bool, only_addresses: bool) -> None:
+    """Zeek JSON of every log, with and without _path (the log guessed from its fields): same matches."""
+    from commonwatch.formats.telemetry.zeek import ZeekLogs
+
+    rng = random.Random(10)
+    ips = [f"203.0.113.{i}" for i in range(20)]
+    domains = [f"host{i}.example.net" for i in range(20)]
+    md5s = [f"{i:032x}" for i in range(10)]
+    lines = []
+    for _ in range(3000):
+        log = rng.choice(["conn", "dns", "http", "ssl", "files", "x509"])
+        rec: dict[str, Any] = {"ts": 1767225600.5, "uid": "C1", "id.orig_h": rng.choice(ips),
+                               "id.orig_p": rng.choice([53, 5000]), "id.resp_h": rng.choice(ips),
+                               "id.resp_p": 53}
+        if with_path:
+            rec["_path"] = log
+        if log == "conn":
+            rec.update(proto=rng.choice(["tcp", "udp"]), service=rng.choice(["dns", "http,ssl", None]))
+        elif log == "dns":
+            rec.update(proto="udp", query=rng.choice(domains), answers=[rng.choice(ips), rng.choice(domains)])
+        elif log == "http":
+            rec.update(method="GET", host=rng.choice(domains), uri=rng.choice(["/a", "/b", "http://x.example/c"]))
+        elif log == "ssl":
+            rec.update(server_name=rng.choice(domains), cipher="TLS_AES_128_GCM_SHA256")
+        elif log == "files":
+            rec = {"ts": 1767225600.5, "fuid": "F1", "tx_hosts": [rng.choice(ips)],
+                   "rx_hosts": [rng.choice(ips)], "md5": rng.choice(md5s), "mime_type": "text/plain",
+                   **({"_path": log} if with_path else {})}
+        else:
+            rec = {"ts": 1767225600.5, "certificate.subject": "CN=x", "san.dns": [rng.choice(domains)],
+                   "fingerprint": "ab" * 32, **({"_path": log} if with_path else {})}
+        lines.append(json.dumps(rec).encode() + b"\n")
+    patterns = [f"[ipv4-addr:value = '{ip}']" for ip in ips[:3]]
+    patterns += [f"[domain-name:value = '{d}']" for d in domains[:3]]
+    patterns += [f"[url:value = 'http://{domains[7]}/a']", "[url:value = 'http://x.example/c']",
+                 f"[file:hashes.MD5 = '{md5s[1]}']", "[domain-name:value LIKE 'host1_.%']",
+                 "[network-traffic:dst_ref.value ISSUBSET '203.0.113.16/30']",
+                 "[network-traffic:protocols[*] = 'ssl']",
+                 f"[domain-name:value = '{domains[9]}'] FOLLOWEDBY [ipv4-addr:value = '{ips[9]}']"]
+    if only_addresses:  # the log is guessed from fields no probe reads
+        patterns = patterns[:3]
+    iset, rejected = compile_indicators(KINDS, [(f"i{n}", p, None) for n, p in enumerate(patterns)])
+    assert rejected == []
+    fused, listed = ZeekLogs().parser("t"), ZeekLogs().parser("t")
+    total: dict[str, int] = {}
+    for start in range(0, len(lines), 500):
+        batch = lines[start:start + 500]
+        found, count = fused.scan(iset, batch, start + 1, Problems())
+        events = listed(batch, start + 1, Problems())
+        assert count == len(events)
+        assert [(m.key, m.positions, m.events) for m in found] == [
+            (m.key, m.positions, m.events) for m in scan(iset, events)]
+        for m in found:
+            total[m.key] = total.get(m.key, 0) + 1
+    assert len(total) == len(patterns), total

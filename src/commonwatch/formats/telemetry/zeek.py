@@ -24,10 +24,18 @@ import re
 from pathlib import PurePath
 from typing import Any
 
+import msgspec
 import orjson
 
 from commonwatch.detect.events import EventKind, Field, Record
-from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, Sink, any_time_to_us
+from commonwatch.formats.telemetry.source import (
+    MAX_LINE_BYTES,
+    LineParser,
+    Problems,
+    Sink,
+    any_time_to_us,
+    projection,
+)
 
 _HTTP_EXT = "network-traffic:extensions.'http-request-ext'"
 LOGS = ("conn", "dns", "http", "ssl", "files", "x509")
@@ -56,6 +64,7 @@ def _time(rec: Record) -> int | None:
     return any_time_to_us(rec.get("ts"))
 
 
+_PROTOCOLS = (("proto",), ("service",))
 NETWORK = (
     Field("network-traffic:src_ref.value", ("id.orig_h",)),
     Field("network-traffic:dst_ref.value", ("id.resp_h",)),
@@ -64,19 +73,19 @@ NETWORK = (
 )
 FIELDS: dict[str, tuple[Field, ...]] = {
     "conn": NETWORK + (
-        Field("network-traffic:protocols[*]", get=_protocols),
+        Field("network-traffic:protocols[*]", get=_protocols, reads=_PROTOCOLS),
         Field("network-traffic:src_byte_count", ("orig_bytes",)),
         Field("network-traffic:dst_byte_count", ("resp_bytes",)),
         Field("network-traffic:src_packets", ("orig_pkts",)),
         Field("network-traffic:dst_packets", ("resp_pkts",)),
     ),
     "dns": NETWORK + (
-        Field("network-traffic:protocols[*]", get=_protocols),
+        Field("network-traffic:protocols[*]", get=_protocols, reads=_PROTOCOLS),
         Field("domain-name:value", ("query",)),
     ),
     "http": NETWORK + (
         Field("domain-name:value", ("host",)),
-        Field("url:value", get=_url),
+        Field("url:value", get=_url, reads=(("host",), ("uri",))),
         Field(f"{_HTTP_EXT}.request_method", ("method",)),
         Field(f"{_HTTP_EXT}.request_value", ("uri",)),
         Field(f"{_HTTP_EXT}.request_header.'User-Agent'", ("user_agent",)),
@@ -111,6 +120,12 @@ def log_from_name(source: str) -> str | None:
     """``conn`` for ``/var/log/zeek/conn.log.gz``, ``conn.00:00:00-01:00:00.log``..."""
     stem = PurePath(source).name.split(".")[0]
     return stem if stem in KINDS else None
+
+
+#: The keys guess_log and the dispatch read.
+_DISPATCH = frozenset((key,) for key in (
+    "_path", "query", "method", "uri", "certificate.subject", "server_name", "cipher", "fuid", "md5",
+    "mime_type", "tx_hosts", "id.orig_h"))
 
 
 def guess_log(rec: Record) -> str | None:
@@ -149,17 +164,28 @@ class _Parser(LineParser):
                                      "empty_field": "(empty)", "unset_field": "-"}
 
     def _walk(self, lines: list[bytes], first_line: int, problems: Problems, sink: Sink) -> int:
+        """JSON lines are read for the probed fields only first, as eve.json lines are
+        (see suricata._Parser._walk); TSV lines are split as they come."""
         loads, kinds = orjson.loads, KINDS
         probes = {name: sink.probe(kind) for name, kind in kinds.items()}
+        reads = sink.read_paths(kinds.values())
+        project = None if reads is None else projection(reads | _DISPATCH)
         long = max(map(len, lines), default=0) > MAX_LINE_BYTES  # one pass: long lines are rare
         count = 0
         for n, raw in enumerate(lines, first_line):
+            whole: Any = None
             if long and len(raw) > MAX_LINE_BYTES:
                 problems.add(self.source, n, f"line longer than {MAX_LINE_BYTES} bytes")
                 continue
             if raw[:1] == b"{":
                 try:
-                    rec = loads(raw)
+                    if project is not None and raw.isascii():
+                        try:
+                            rec = project(raw)
+                        except msgspec.DecodeError:
+                            rec = whole = loads(raw)
+                    else:
+                        rec = whole = loads(raw)
                 except orjson.JSONDecodeError:
                     problems.add(self.source, n, "not valid JSON")
                     continue
@@ -170,7 +196,7 @@ class _Parser(LineParser):
                 found = self._text_line(raw, n, problems)
                 if found is None:
                     continue
-                rec = found
+                rec = whole = found
             path = rec.get("_path")
             log = path if type(path) is str and path in kinds else self.hint or guess_log(rec)
             if log is None:
@@ -178,7 +204,13 @@ class _Parser(LineParser):
                 continue
             hits = probes[log](rec)
             if hits:
-                sink.hit(hits, count, (kinds[log], rec))
+                if whole is None:  # a projection: the match carries the whole record
+                    try:
+                        whole = loads(raw)
+                    except orjson.JSONDecodeError:
+                        problems.add(self.source, n, "not valid JSON")
+                        continue
+                sink.hit(hits, count, (kinds[log], whole))
             count += 1
         return count
 
