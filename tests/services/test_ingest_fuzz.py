@@ -78,3 +78,14 @@ def test_any_json_gets_a_status_and_every_object_is_accounted_for(exchange, writ
     assert len(report.successes) + len(report.failures) == len(objects)
     for failure in report.failures:
         assert failure.message
+
+
+def test_an_integer_beyond_64_bits_is_a_failure_that_says_so(exchange, writer):
+    """JSON parsers differ on such integers (an import reads them exactly): refused, never a crash."""
+    member, cid = writer
+    big, fine = indicator(), indicator()
+    big["x_count"] = 2**70
+    report = exchange.ingest.add_objects(member.principal, cid, [big, fine])
+    assert [s.id for s in report.successes] == [fine["id"]]
+    assert [(f.id, f.message) for f in report.failures] == [
+        (big["id"], "the object cannot be stored as JSON: Integer exceeds 64-bit range")]

@@ -288,7 +288,10 @@ class IngestService:
         obj: dict[str, Any], stix_id: str, type_: str, spec_version: str,
         versioned_us: int | None, tlp: Tlp, recipients: frozenset[str],
     ) -> _Candidate:
-        canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        try:
+            canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        except TypeError as exc:  # an integer beyond 64 bits, a value JSON cannot hold
+            raise InvalidStixObject(f"the object cannot be stored as JSON: {exc}", stix_id) from None
         return _Candidate(
             obj=obj, stix_id=stix_id, type=type_, spec_version=spec_version,
             versioned_us=versioned_us, tlp=int(tlp), recipients=recipients,
