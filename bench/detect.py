@@ -330,9 +330,10 @@ def main() -> None:
     notes = [
         f"Command: `python bench/detect.py{' --quick' if args.quick else ''}`; {n_events:,} events per "
         f"log format; pinned to CPU {BENCH_CPU}: {'yes' if pin else 'no'}; rates are events per CPU second "
-        "(best of 3, alternating with the decode-only runs), end to end from raw lines (decode, adapter, "
-        "index lookups, full evaluation of "
-        "candidates, match list). The first pass is the very first run of a freshly compiled set over the "
+        "(best of 3, alternating with the decode-only runs), end to end from raw lines through the "
+        "adapter's scan as `commonwatch detect` runs it (decoding the fields the lookups read, and whole "
+        "events for candidates; telling the event kind; index lookups; full evaluation of candidates; "
+        "match list). The first pass is the very first run of a freshly compiled set over the "
         "lines: it also builds the per-event-kind lookup code and fills the memos of value-tested and CIDR "
         "lookups, as a `commonwatch detect` run over a new log does.",
         f"stix2-matcher: {sum(ref_rates) / len(ref_rates):,.0f} (pattern, observation) pairs per CPU second "
