@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commonwatch.detect import compile_pattern
-from commonwatch.detect.engine import IndicatorSet, compile_indicators, scan
+from commonwatch.detect.engine import IndicatorSet, compile_indicators
 from commonwatch.detect.evaluate import Observed
 from commonwatch.detect.events import build_observation, probes
+from commonwatch.detect.scan import scan
 from commonwatch.domain.timestamps import format_timestamp
 from commonwatch.formats.telemetry import adapters_for, builtin_adapters, sniff
 from commonwatch.formats.telemetry.generic import load_mapping
@@ -302,11 +303,11 @@ def test_many_value_tests_on_one_path_equal_full_evaluation(events: list[Any]) -
 @given(st.lists(st.text("ab.%_", max_size=6), min_size=1, max_size=6), st.text("ab.", max_size=8))
 def test_like_screen_equals_the_like_regexes(likes: list[str], value: str) -> None:
     """Suffix patterns by set lookups, the rest by their union: as each LIKE regex says."""
-    from commonwatch.detect.engine import _LikeScreen
+    from commonwatch.detect.lookups import LikeScreen
     from commonwatch.detect.values import like_regex
 
     expected = any(like_regex(like).fullmatch(value) for like in likes)
-    assert _LikeScreen(likes, ()).may_match(value) == expected
+    assert LikeScreen(likes, ()).may_match(value) == expected
 
 
 _OCTET = st.integers(0, 255)
@@ -491,6 +492,27 @@ def test_eve_projection_reads_what_the_whole_event_reads(records: list[dict[str,
     assert (p_fused.counts, p_fused.skipped) == (p_listed.counts, p_listed.skipped)
 
 
+def _scanned_as_whole_events(adapter: Any, patterns: list[str], lines: list[bytes]) -> dict[str, int]:
+    """Scan ``lines`` with the adapter's projected loop and as whole events: the same matches.
+
+    Returns how many times each pattern matched.
+    """
+    iset, rejected = compile_indicators(KINDS, [(f"i{n}", p, None) for n, p in enumerate(patterns)])
+    assert rejected == []
+    fused, listed = adapter.parser("t"), adapter.parser("t")
+    total: dict[str, int] = {}
+    for start in range(0, len(lines), 500):
+        batch = lines[start:start + 500]
+        found, count = fused.scan(iset, batch, start + 1, Problems())
+        events = listed(batch, start + 1, Problems())
+        assert count == len(events)
+        assert [(m.key, m.positions, m.events) for m in found] == [
+            (m.key, m.positions, m.events) for m in scan(iset, events)]
+        for m in found:
+            total[m.key] = total.get(m.key, 0) + 1
+    return total
+
+
 def test_eve_projection_on_real_shaped_events() -> None:
     """Real-shaped eve.json of every event type, many hits on every indexed field: same matches."""
     from commonwatch.formats.telemetry.suricata import SuricataEve
@@ -532,21 +554,8 @@ def test_eve_projection_on_real_shaped_events() -> None:
                  "[network-traffic:dst_ref.value ISSUBSET '203.0.113.16/30']",
                  f"[domain-name:value = '{domains[9]}'] FOLLOWEDBY [ipv4-addr:value = '{ips[9]}']",
                  "[network-traffic:src_port = 5000 AND network-traffic:protocols[*] = 'tcp']"]
-    iset, rejected = compile_indicators(KINDS, [(f"i{n}", p, None) for n, p in enumerate(patterns)])
-    assert rejected == []
-    fused, listed = SuricataEve().parser("t"), SuricataEve().parser("t")
-    total: dict[str, int] = {}
-    for start in range(0, len(lines), 500):
-        batch = lines[start:start + 500]
-        found, count = fused.scan(iset, batch, start + 1, Problems())
-        events = listed(batch, start + 1, Problems())
-        assert count == len(events)
-        expected = scan(iset, events)
-        assert [(m.key, m.positions, m.events) for m in found] == [
-            (m.key, m.positions, m.events) for m in expected]
-        for m in found:
-            total[m.key] = total.get(m.key, 0) + 1
-    assert len(total) == len(patterns) and min(total.values()) > 0, total
+    total = _scanned_as_whole_events(SuricataEve(), patterns, lines)
+    assert len(total) == len(patterns), total
 
 
 @pytest.mark.parametrize(("with_path", "only_addresses"), [(True, False), (False, False), (False, True)])
@@ -591,17 +600,5 @@ def test_zeek_json_projection_on_real_shaped_records(with_path: bool, only_addre
                  f"[domain-name:value = '{domains[9]}'] FOLLOWEDBY [ipv4-addr:value = '{ips[9]}']"]
     if only_addresses:  # the log is guessed from fields no probe reads
         patterns = patterns[:3]
-    iset, rejected = compile_indicators(KINDS, [(f"i{n}", p, None) for n, p in enumerate(patterns)])
-    assert rejected == []
-    fused, listed = ZeekLogs().parser("t"), ZeekLogs().parser("t")
-    total: dict[str, int] = {}
-    for start in range(0, len(lines), 500):
-        batch = lines[start:start + 500]
-        found, count = fused.scan(iset, batch, start + 1, Problems())
-        events = listed(batch, start + 1, Problems())
-        assert count == len(events)
-        assert [(m.key, m.positions, m.events) for m in found] == [
-            (m.key, m.positions, m.events) for m in scan(iset, events)]
-        for m in found:
-            total[m.key] = total.get(m.key, 0) + 1
+    total = _scanned_as_whole_events(ZeekLogs(), patterns, lines)
     assert len(total) == len(patterns), total

@@ -8,8 +8,9 @@ that is not valid STIX patterning. Switching is one import::
     from commonwatch.detect import match   # was: from stix2matcher.matcher import match
 
 :mod:`commonwatch.detect.engine` compiles a whole indicator set into indexes and
-matches telemetry events against it (index first, full semantics only for
-candidates); :mod:`commonwatch.detect.evaluate` holds the full semantics.
+:mod:`commonwatch.detect.scan` matches telemetry events against it (index first, full
+semantics only for candidates); :mod:`commonwatch.detect.evaluate` holds the full
+semantics.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ Patterns over several observations (``AND``/``OR``/``FOLLOWEDBY`` between ``[...
 ``REPEATS``) are evaluated over the candidate events of one :func:`scan` call, so their
 correlation window is the batch the caller passes.
 
-:func:`scan` is a pure function of (indicator set, events): no I/O, no clock; the
-distributed workers run the same function. Adding, revoking or expiring an indicator
+:func:`commonwatch.detect.scan.scan` is a pure function of (indicator set, events): no
+I/O, no clock; the distributed workers run the same function. Adding, revoking or expiring an indicator
 updates the indexes in place (:meth:`IndicatorSet.add` / :meth:`IndicatorSet.remove`).
 """
 
@@ -34,7 +34,6 @@ import socket
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -48,10 +47,11 @@ from commonwatch.detect.analysis import (
     most_observations,
     required_types,
 )
-from commonwatch.detect.evaluate import CompiledPattern, Observed, compile_ast
-from commonwatch.detect.events import EventKind, Record, build_observation
-from commonwatch.detect.probe import Probe, compile_probe
-from commonwatch.detect.values import Network, Predicate, like_regex, literal_value, parse_network, predicate
+from commonwatch.detect.evaluate import CompiledPattern, compile_ast
+from commonwatch.detect.events import EventKind, Record
+from commonwatch.detect.lookups import MEMO_SIZE, LikeScreen, address_heads, list_lookup, merged_lookup
+from commonwatch.detect.probe import compile_probe
+from commonwatch.detect.values import Network, Predicate, literal_value, parse_network, predicate
 from commonwatch.domain.pattern_ast import (
     Comparison,
     ComparisonAnd,
@@ -70,8 +70,6 @@ from commonwatch.domain.patterns import parse_pattern
 from commonwatch.errors import InvalidPattern
 
 Event = tuple[EventKind, Record]
-#: Distinct values remembered per path for value-tested patterns (LIKE, MATCHES...).
-MEMO_SIZE = 200_000
 #: Slots of the value filter per indexed value, and its smallest and largest size (log2).
 FILTER_SLOTS, FILTER_MIN_BITS, FILTER_MAX_BITS = 8, 12, 24
 _Key = Key
@@ -103,16 +101,6 @@ class Entry:
         return self._compiled
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """An indicator matched: its key, the positions and the events that matched it."""
-
-    key: str
-    positions: tuple[int, ...]
-    events: tuple[Event, ...]
-    meta: Any
-
-
 class IndicatorSet:
     """Compiled indicators: hash and CIDR indexes plus the unindexable remainder."""
 
@@ -127,13 +115,13 @@ class IndicatorSet:
         self._unindexed: dict[str, Entry] = {}
         self._scanned: dict[str, dict[str, Entry]] = {}  # path -> entries tested value by value
         self._memo: dict[str, dict[Any, Hits]] = {}  # path -> value -> scanned entries hit
-        self._likes: dict[str, _LikeScreen] = {}  # path -> its LIKE tests, for memo misses
+        self._likes: dict[str, LikeScreen] = {}  # path -> its LIKE tests, for memo misses
         # Shared per pattern shape (type and path): path key and object types.
         self._shapes: dict[tuple[str, tuple[Any, ...]], tuple[str, frozenset[str]] | None] = {}
         self._types: dict[frozenset[str], frozenset[str]] = {}
         self._canonical: dict[tuple[str, str], tuple[str, frozenset[str]] | None] = {}
         self._plans: dict[str, _Plan] = {}
-        # Per field path keys: the memo of exact and value-tested hits (see _merged),
+        # Per field path keys: the memo of exact and value-tested hits (see lookups.merged_lookup),
         # shared by every kind with such a field; dropped with the plans.
         self._merged: dict[tuple[str, ...], tuple[dict[str, Hits], Callable[[Any], Hits]]] = {}
         # The value filter: one byte per slot, set for ``hash(value) & mask`` of every exact
@@ -422,9 +410,9 @@ class IndicatorSet:
             memo[value] = found
         return found
 
-    def _like_screen(self, path: str) -> _LikeScreen:
+    def _like_screen(self, path: str) -> LikeScreen:
         entries = self._scanned[path].values()
-        screen = self._likes[path] = _LikeScreen(
+        screen = self._likes[path] = LikeScreen(
             [e.scanned[2] for e in entries if e.scanned[2] is not None],  # type: ignore[index]
             tuple(e for e in entries if e.scanned[2] is None))  # type: ignore[index]
         return screen
@@ -475,8 +463,8 @@ class IndicatorSet:
 
         When every block of the path is IPv4 with a prefix of at least 8 bits, a string
         can only hit when its first six characters are in the returned set (see
-        :func:`_address_heads`); that holds for the ``/``-forms the lookup accepts too,
-        and a ``':'`` value is no IPv4 address. The set is small and screens out most
+        ``lookups.address_heads``); that holds for the ``/``-forms the lookup accepts
+        too, and a ``':'`` value is no IPv4 address. The set is small and screens out most
         addresses for one slice and one set lookup.
         """
         table = self._cidr[path]
@@ -498,7 +486,7 @@ class IndicatorSet:
                 return hits
             return slow(value)
 
-        return lookup, _address_heads(table)
+        return lookup, address_heads(table)
 
     def _cidr_lookup(self, path: str, value: str) -> Hits:
         table = self._cidr.get(path)
@@ -514,162 +502,6 @@ class IndicatorSet:
                 width = 32 if version == 4 else 128
                 hits += bucket.get(number >> (width - length), ())
         return hits
-
-
-class _LikeScreen:
-    """The plain ``LIKE`` tests of one path, screened at once for a new value (a memo miss).
-
-    A value that passes none of them skips them all and runs only the path's other
-    value tests (``others``); at 10^6 indicators hundreds of ``LIKE '%.example'`` share
-    ``domain-name:value``. ``LIKE '%literal'`` is a suffix test: the value's suffixes of
-    the lengths in use are looked up in a set (a few dictionary probes); the other
-    patterns are one regex, their union.
-    """
-
-    __slots__ = ("_suffixes", "_lengths", "_regex", "others")
-
-    def __init__(self, likes: list[str], others: tuple[Entry, ...]) -> None:
-        def suffix(like: str) -> bool:
-            return like.startswith("%") and "%" not in like[1:] and "_" not in like[1:]
-
-        self._suffixes = {like[1:] for like in likes if suffix(like)}
-        self._lengths = sorted({len(s) for s in self._suffixes})
-        rest = [like_regex(like).pattern for like in likes if not suffix(like)]
-        self._regex = re.compile("|".join(f"(?:{rx})" for rx in rest), re.DOTALL) if rest else None
-        self.others = others
-
-    def may_match(self, value: str) -> bool:
-        """Whether ``value`` (NFC) may satisfy one of the LIKE tests (exactly when one does)."""
-        end = len(value)
-        for n in self._lengths:
-            if n > end:
-                break
-            if value[end - n:] in self._suffixes:
-                return True
-        return self._regex is not None and self._regex.fullmatch(value) is not None
-
-
-class _Plan:
-    """Per event kind: the fields to look up, and the generated probe doing it."""
-
-    __slots__ = ("probe", "reads", "unindexed")
-
-    def __init__(self, iset: IndicatorSet, kind: EventKind) -> None:
-        # One (key1, key2 | None, field | None, exact, cidr, scanned) per field with
-        # something to look up; exact is None or (indexes for IPv4-looking/other values,
-        # indexes for values with ':'); cidr / scanned are memoised lookups (see
-        # IndicatorSet.cidr_hits / scanned_hits and probe.compile_probe).
-        fields: list[tuple[Any, ...]] = []
-        reads: set[tuple[str, ...]] | None = set()
-        for f in kind.fields:
-            indexes = {path: iset._exact[path] for path in f.path_keys if iset._exact.get(path)}
-            exact = None
-            if indexes:
-                # An address value is typed by ':' (events.address_type): an ipv4-addr
-                # entry can only match a value without ':', an ipv6-addr one only with.
-                plain = tuple(d for p, d in indexes.items() if p != "ipv6-addr:value")
-                colon = tuple(d for p, d in indexes.items() if p != "ipv4-addr:value")
-                exact = (plain, colon if f.address else plain)
-            cidr = [(*iset.cidr_probe(path), partial(iset.cidr_hits, path),
-                     _items(partial(iset.cidr_hits, path), True))
-                    for path in f.path_keys if path in iset._cidr]
-            scanned: list[tuple[dict[Any, Hits], Callable[[Any], Hits], Any]] = [
-                (iset._memo.setdefault(path, {}), partial(iset.scanned_hits, path),
-                 _items(partial(iset.scanned_hits, path), False))
-                for path in f.path_keys if path in iset._scanned]
-            if scanned and exact is not None and not cidr:
-                # Every value is looked up in a memo anyway: let that one memo hold the
-                # exact hits too (one dictionary lookup per value instead of two).
-                shared = iset._merged.get(f.path_keys)
-                if shared is None:
-                    shared = iset._merged[f.path_keys] = _merged(
-                        iset, exact, [path for path in f.path_keys if path in iset._scanned])
-                memo, full = shared
-                scanned, exact = [(memo, full, _items(full, False))], None
-            if exact is not None or cidr or scanned:
-                direct = f.get is None and len(f.keys) in (1, 2)
-                key1 = f.keys[0] if direct else None
-                key2 = f.keys[1] if direct and len(f.keys) == 2 else None
-                fields.append((key1, key2, None if direct else f, exact, cidr, scanned))
-                paths = f.read_paths
-                reads = None if reads is None or paths is None else reads.union(paths)
-        # The record key paths the probe reads (None: unknown), see IndicatorSet.read_paths.
-        self.reads = None if reads is None else frozenset(reads)
-        types = kind.object_types
-        self.unindexed = tuple(e for e in iset._unindexed.values() if e.types & types)
-        self.probe = compile_probe(fields, self.unindexed, iset.filter)
-
-
-def _merged(iset: IndicatorSet, exact: tuple[tuple[dict[Any, Hits], ...], tuple[dict[Any, Hits], ...]],
-            paths: list[str]) -> tuple[dict[str, Hits], Callable[[Any], Hits]]:
-    """A memo of string value -> exact and value-tested hits of a field's paths, and its filler.
-
-    The memo goes when the set changes (``IndicatorSet._changed``); ``full`` answers any
-    value (a string is remembered, up to :data:`MEMO_SIZE` of them).
-    """
-    memo: dict[str, Hits] = {}
-    plain, colon = exact
-
-    def full(value: Any) -> Hits:
-        hits: Hits = ()
-        for index in colon if type(value) is str and ":" in value else plain:
-            found = index.get(value)
-            if found:
-                hits += found
-        if value != "":
-            for path in paths:
-                hits += iset.scanned_hits(path, value)
-        if type(value) is str:
-            if len(memo) >= MEMO_SIZE:
-                memo.clear()
-            memo[value] = hits
-        return hits
-
-    return memo, full
-
-
-def _address_heads(table: dict[tuple[int, int], dict[int, Hits]]) -> frozenset[str] | None:
-    """The first six characters of every address in the IPv4 blocks of ``table``.
-
-    None unless every block is IPv4 with a prefix of at least 8 bits. An address is read
-    in its canonical dotted form only (no leading zeros: ``inet_pton`` and ``ipaddress``
-    alike), always at least ``"a.b.c."`` long, so its first six characters depend on its
-    first three octets alone, and only on the first two once ``"a.b."`` is six long.
-    """
-    pairs: set[int] = set()
-    for (version, length), bucket in table.items():
-        if version != 4 or length < 8:
-            return None
-        for number in bucket:
-            if length >= 16:
-                pairs.add(number >> (length - 16))
-            else:
-                first = number << (16 - length)
-                pairs.update(range(first, first + (1 << (16 - length))))
-    thirds = [f"{c}." for c in range(256)]
-    heads: set[str] = set()
-    for pair in pairs:
-        start = f"{pair >> 8}.{pair & 255}."
-        if len(start) >= 6:
-            heads.add(start[:6])
-        else:
-            heads.update((start + third)[:6] for third in thirds)
-    return frozenset(heads)
-
-
-def _items(miss: Callable[[Any], Hits], cidr: bool) -> Callable[[Any, Hits | None], Hits | None]:
-    """CIDR or value-tested lookups of list and non-string values (see probe.compile_probe)."""
-
-    def items(v: Any, hits: Hits | None) -> Hits | None:
-        for item in v if type(v) is list else (v,):
-            if item is None or item == "" or type(item) in (dict, list) or (cidr and type(item) is not str):
-                continue  # an empty string is no value (events._present); CIDRs test strings
-            found = miss(item)
-            if found:
-                hits = found if hits is None else hits + found
-        return hits
-
-    return items
 
 
 def _interned(keys: list[_Key] | None) -> tuple[_Key, ...] | None:
@@ -700,108 +532,55 @@ def _address(value: str) -> tuple[int, int, int] | None:
     return net.version, int(net.network_address), net.prefixlen
 
 
-# --- the pure core ------------------------------------------------------------------------
+class _Plan:
+    """Per event kind: the fields to look up, and the generated probe doing it."""
 
+    __slots__ = ("probe", "reads", "unindexed")
 
-class Scan:
-    """The matches of one batch of events, fed event by event.
-
-    :func:`scan` is this class over an iterable of events; an adapter's line loop may
-    use it directly (``probe`` per event kind, ``hit`` for an event with candidates,
-    ``finish`` at the end) so that decoding and matching run as one loop. Only events
-    that are candidates of a multi-event pattern are kept until :meth:`finish`.
-    """
-
-    __slots__ = ("iset", "matches", "_built", "_pending", "_kept", "_probes")
-
-    def __init__(self, iset: IndicatorSet) -> None:
-        self.iset = iset
-        self.matches: list[Match] = []
-        self._built: dict[tuple[int, frozenset[str] | None], Observed] = {}
-        self._pending: dict[str, list[int]] = {}
-        self._kept: dict[int, Event] = {}
-        self._probes: dict[str, Probe] = {}
-
-    def probe(self, kind: EventKind) -> Probe:
-        """The candidate lookup for events of ``kind`` (record -> entries or None)."""
-        found = self._probes.get(kind.name)
-        if found is None:
-            found = self._probes[kind.name] = self.iset.plan(kind).probe
-        return found
-
-    def read_paths(self, kinds: Iterable[EventKind]) -> frozenset[tuple[str, ...]] | None:
-        """What the probes of ``kinds`` read (IndicatorSet.read_paths)."""
-        return self.iset.read_paths(kinds)
-
-    def hit(self, hits: Hits, i: int, event: Event) -> None:
-        """Event number ``i`` of the batch has candidates ``hits`` (what its probe gave)."""
-        _resolve(hits, i, event, self.matches, self._built, self._pending, self._kept)
-
-    def finish(self) -> list[Match]:
-        """The matches, multi-event patterns evaluated over the batch's candidates."""
-        built, kept = self._built, self._kept
-        for key, positions in self._pending.items():
-            entry = self.iset.entries[key]
-            observations = []
-            for i in positions:
-                obs = built.get((i, entry.mentions))
-                if obs is None:
-                    obs = built[(i, entry.mentions)] = build_observation(*kept[i], types=entry.mentions)
-                observations.append(obs)
-            witness = entry.compiled().witness(observations)
-            if witness is not None:
-                chosen = tuple(sorted({positions[j] for j in witness}))
-                self.matches.append(Match(key, chosen, tuple(kept[i] for i in chosen), entry.meta))
-        self._pending = {}
-        return self.matches
-
-
-def scan(iset: IndicatorSet, events: Iterable[Event]) -> list[Match]:
-    """Every match of the indicator set in ``events`` (STIX 2.1 §9 semantics).
-
-    ``events`` may be a generator: only events that are candidates of a multi-event
-    pattern are kept until the end, so a batch streams through in constant memory.
-    """
-    return scan_count(iset, events)[0]
-
-
-def scan_count(iset: IndicatorSet, events: Iterable[Event]) -> tuple[list[Match], int]:
-    """:func:`scan`, and the number of events it read."""
-    found = Scan(iset)
-    probes: dict[str, Probe] = {}
-    i = -1
-    for i, event in enumerate(events):  # noqa: B007 - i counts the events
-        probe = probes.get(event[0].name)
-        if probe is None:
-            probe = probes[event[0].name] = found.probe(event[0])
-        hits = probe(event[1])
-        if hits:
-            found.hit(hits, i, event)
-    return found.finish(), i + 1
-
-
-def _resolve(hits: Hits, i: int, event: Event, matches: list[Match],
-             built: dict[tuple[int, frozenset[str] | None], Observed],
-             pending: dict[str, list[int]], kept: dict[int, Event]) -> None:
-    """Turn one event's candidate entries into matches (or pending multi-event work)."""
-    seen: set[str] = set()
-    for entry in hits:
-        if entry.key in seen:
-            continue
-        seen.add(entry.key)
-        if entry.simple or entry.scanned is not None:
-            matches.append(Match(entry.key, (i,), (event,), entry.meta))
-        elif entry.single_event:
-            obs = built.get((i, entry.mentions))
-            if obs is None:
-                obs = built[(i, entry.mentions)] = build_observation(*event, types=entry.mentions)
-            if entry.compiled().matches((obs,)):
-                matches.append(Match(entry.key, (i,), (event,), entry.meta))
-        else:
-            waiting = pending.setdefault(entry.key, [])
-            if not waiting or waiting[-1] != i:
-                waiting.append(i)
-                kept[i] = event
+    def __init__(self, iset: IndicatorSet, kind: EventKind) -> None:
+        # One (key1, key2 | None, field | None, exact, cidr, scanned) per field with
+        # something to look up; exact is None or (indexes for IPv4-looking/other values,
+        # indexes for values with ':'); cidr / scanned are memoised lookups (see
+        # IndicatorSet.cidr_hits / scanned_hits and probe.compile_probe).
+        fields: list[tuple[Any, ...]] = []
+        reads: set[tuple[str, ...]] | None = set()
+        for f in kind.fields:
+            indexes = {path: iset._exact[path] for path in f.path_keys if iset._exact.get(path)}
+            exact = None
+            if indexes:
+                # An address value is typed by ':' (events.address_type): an ipv4-addr
+                # entry can only match a value without ':', an ipv6-addr one only with.
+                plain = tuple(d for p, d in indexes.items() if p != "ipv6-addr:value")
+                colon = tuple(d for p, d in indexes.items() if p != "ipv4-addr:value")
+                exact = (plain, colon if f.address else plain)
+            cidr = [(*iset.cidr_probe(path), partial(iset.cidr_hits, path),
+                     list_lookup(partial(iset.cidr_hits, path), True))
+                    for path in f.path_keys if path in iset._cidr]
+            scanned: list[tuple[dict[Any, Hits], Callable[[Any], Hits], Any]] = [
+                (iset._memo.setdefault(path, {}), partial(iset.scanned_hits, path),
+                 list_lookup(partial(iset.scanned_hits, path), False))
+                for path in f.path_keys if path in iset._scanned]
+            if scanned and exact is not None and not cidr:
+                # Every value is looked up in a memo anyway: let that one memo hold the
+                # exact hits too (one dictionary lookup per value instead of two).
+                shared = iset._merged.get(f.path_keys)
+                if shared is None:
+                    shared = iset._merged[f.path_keys] = merged_lookup(
+                        iset, exact, [path for path in f.path_keys if path in iset._scanned])
+                memo, full = shared
+                scanned, exact = [(memo, full, list_lookup(full, False))], None
+            if exact is not None or cidr or scanned:
+                direct = f.get is None and len(f.keys) in (1, 2)
+                key1 = f.keys[0] if direct else None
+                key2 = f.keys[1] if direct and len(f.keys) == 2 else None
+                fields.append((key1, key2, None if direct else f, exact, cidr, scanned))
+                paths = f.read_paths
+                reads = None if reads is None or paths is None else reads.union(paths)
+        # The record key paths the probe reads (None: unknown), see IndicatorSet.read_paths.
+        self.reads = None if reads is None else frozenset(reads)
+        types = kind.object_types
+        self.unindexed = tuple(e for e in iset._unindexed.values() if e.types & types)
+        self.probe = compile_probe(fields, self.unindexed, iset.filter)
 
 
 def compile_indicators(

@@ -4,7 +4,7 @@ The indicators are read only through :class:`QueryService` — what the caller's
 organisation may see in the community, newest visible version of each, type
 ``indicator`` with ``pattern_type`` ``stix``, not revoked, not past ``valid_until`` —
 compiled once into an :class:`~commonwatch.detect.engine.IndicatorSet`, and the logs
-are streamed through the telemetry adapters and :func:`~commonwatch.detect.engine.scan`
+are streamed through the telemetry adapters and :func:`~commonwatch.detect.scan.scan`
 in batches (``--workers N``: N processes share the compiled set by fork and run the
 same pure core).
 
@@ -28,8 +28,9 @@ from typing import Any
 import orjson
 
 from commonwatch.clock import Clock, now_us
-from commonwatch.detect.engine import IndicatorSet, Match, compile_indicators
+from commonwatch.detect.engine import IndicatorSet, compile_indicators
 from commonwatch.detect.events import EventKind
+from commonwatch.detect.scan import Match
 from commonwatch.domain.markings import TLP2_MARKING_BY_LEVEL, Tlp, effective_tlp
 from commonwatch.domain.timestamps import format_timestamp, parse_timestamp
 from commonwatch.domain.visibility import Principal

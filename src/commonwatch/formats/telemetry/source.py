@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol, TypedDict
+from typing import IO, Any, TypedDict
 
 import msgspec
+import orjson
 
-from commonwatch.detect.engine import Event, IndicatorSet, Match, Scan, scan_count
+from commonwatch.detect.engine import Event, IndicatorSet
 from commonwatch.detect.events import EventKind, Record
+from commonwatch.detect.scan import Match, Scan, Sink, feed
 from commonwatch.errors import InvalidParameter
 
 #: Longest accepted line; longer ones are counted as problems and skipped.
@@ -55,12 +57,13 @@ class Problems:
 
 
 class LineParser:
-    """What every adapter's parser offers; an adapter defines :meth:`events`.
+    """What every adapter's parser offers; an adapter defines :meth:`events` or :meth:`_walk`.
 
     ``parser(lines, first_line, problems)`` lists the events of a batch of raw lines;
     :meth:`scan` matches them against an indicator set. An adapter whose line loop is
-    the hot path (eve.json, Zeek JSON) runs that loop once for both, through
-    :meth:`_walk` with a :class:`~commonwatch.detect.engine.Scan` or a :class:`Kept`.
+    the hot path (eve.json, Zeek JSON) defines :meth:`_walk`, one loop feeding either a
+    :class:`~commonwatch.detect.scan.Scan` or a :class:`Kept` that lists the events;
+    the others define :meth:`events` and are scanned through it.
     """
 
     source: str
@@ -75,30 +78,27 @@ class LineParser:
 
     def scan(self, iset: IndicatorSet, lines: list[bytes], first_line: int,
              problems: Problems) -> tuple[list[Match], int]:
-        """The matches in ``lines`` and the number of events read (``scan_count`` of the events)."""
-        if type(self)._walk is LineParser._walk:
-            return scan_count(iset, self.events(lines, first_line, problems))
+        """The matches in ``lines`` and the number of events read."""
         found = Scan(iset)
         count = self._walk(lines, first_line, problems, found)
         return found.finish(), count
 
     def _walk(self, lines: list[bytes], first_line: int, problems: Problems, sink: Sink) -> int:
         """Feed each event to ``sink`` (``probe`` per kind, ``hit`` on candidates); the event count."""
-        raise NotImplementedError
+        return feed(sink, self.events(lines, first_line, problems))
 
-
-class Sink(Protocol):
-    """Where an adapter's line loop sends events: a Scan, or Kept to list them."""
-
-    def probe(self, kind: EventKind) -> Callable[[Record], Any]: ...
-
-    def hit(self, hits: Any, i: int, event: Event) -> None: ...
-
-    def read_paths(self, kinds: Iterable[EventKind]) -> frozenset[tuple[str, ...]] | None: ...
+    def _whole(self, line: bytes, n: int, problems: Problems) -> Record | None:
+        """The whole record of a line first read through a projection (None, reported, if refused)."""
+        try:
+            found: Record = orjson.loads(line)
+            return found
+        except orjson.JSONDecodeError:
+            problems.add(self.source, n, "not valid JSON")
+            return None
 
 
 class Kept:
-    """A stand-in for :class:`~commonwatch.detect.engine.Scan` that keeps every event."""
+    """A stand-in for :class:`~commonwatch.detect.scan.Scan` that keeps every event."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []

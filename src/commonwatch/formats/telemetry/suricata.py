@@ -188,12 +188,8 @@ class _Parser(LineParser):
                 probe, kind = other, OTHER
             hits = probe(rec)
             if hits:
-                if whole is None:  # a projection: the match carries the whole event
-                    try:
-                        whole = loads(line)
-                    except ValueError as exc:
-                        problems.add(self.source, n, _reason(exc))
-                        continue
+                if whole is None and (whole := self._whole(line, n, problems)) is None:
+                    continue  # the match carries the whole event, not the projection
                 sink.hit(hits, count, (kind or kinds[et], whole))
             count += 1
         return count

@@ -204,12 +204,8 @@ class _Parser(LineParser):
                 continue
             hits = probes[log](rec)
             if hits:
-                if whole is None:  # a projection: the match carries the whole record
-                    try:
-                        whole = loads(raw)
-                    except orjson.JSONDecodeError:
-                        problems.add(self.source, n, "not valid JSON")
-                        continue
+                if whole is None and (whole := self._whole(raw, n, problems)) is None:
+                    continue  # the match carries the whole record, not the projection
                 sink.hit(hits, count, (kinds[log], whole))
             count += 1
         return count
