@@ -221,12 +221,18 @@ def iprep_score(confidence: int | None) -> int:
 def iprep(items: Iterable[ExportItem]) -> Iterator[str]:
     """The reputation file: ``<ip or cidr>,<category>,<score>``, one line per category."""
     lines: list[str] = []
+    # ",<category>,<score>" per (labels, confidence): a handful of distinct pairs.
+    tails: dict[tuple[tuple[str, ...], int | None], tuple[str, ...]] = {}
     for item in items:
-        categories = sorted({_CATEGORY_OF[label] for label in item.labels if label in _CATEGORY_OF}) or [7]
-        score = iprep_score(item.confidence)
+        tail = tails.get((item.labels, item.confidence))
+        if tail is None:
+            categories = sorted({_CATEGORY_OF[x] for x in item.labels if x in _CATEGORY_OF}) or [7]
+            score = iprep_score(item.confidence)
+            tail = tails[item.labels, item.confidence] = tuple(f",{c},{score}" for c in categories)
         for kind, value in item.observables:
-            if kind in ("ipv4-addr", "ipv6-addr"):
-                lines.extend(f"{value},{category},{score}" for category in categories)
+            if kind == "ipv4-addr" or kind == "ipv6-addr":
+                for end in tail:
+                    lines.append(value + end)
         if len(lines) >= BATCH:
             yield "\n".join(lines) + "\n"
             lines = []

@@ -6,6 +6,7 @@ this is the hot path every exported object goes through once.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Any
 
@@ -189,8 +190,14 @@ def values_item(
     ``name`` and ``labels`` (a JSON array) as stored there. The other fields read from
     the JSON are empty; ``raw`` is the stored JSON when the format writes it as it is."""
     return _new_item(ExportItem, (stix_id, "", name or "", tlp, community, producer, confidence,
-                                  "", "", None, tuple(orjson.loads(labels)) if labels else (),
+                                  "", "", None, _labels(labels) if labels else (),
                                   observables, raw, hits))
+
+
+@functools.lru_cache(maxsize=4096)
+def _labels(text: str) -> tuple[str, ...]:
+    """A stored labels column (a JSON array): a few distinct values across a whole export."""
+    return tuple(orjson.loads(text))
 
 
 _new_item = _new_observable = tuple.__new__
