@@ -13,7 +13,10 @@ member cleared for AMBER with the default export filter:
   (full render, streamed) and the latency of conditional GETs with an unchanged ETag
   (answered 304 from the stored validators, without rendering).
 
-Each export runs in a fresh child process so its peak memory is its own. The
+Each export runs in a fresh child process so its peak memory is its own, three times
+(``--repeat``): the table shows the run with the least CPU time and the highest peak
+memory of the three, because the same export on this kind of shared machine can take
+up to twice as long from one run to the next. The
 indicators are bulk-inserted with the columns ingest writes (this is a read
 benchmark; ingest has its own in ``bench/taxii.py``).
 
@@ -188,6 +191,15 @@ def run_child(db: Path, fmt: str) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def best_of(db: Path, fmt: str, repeat: int) -> dict[str, Any]:
+    """``repeat`` runs: times of the one with the least CPU time, the highest peaks of all."""
+    runs = [run_child(db, fmt) for _ in range(repeat)]
+    best = dict(min(runs, key=lambda r: r["cpu"]))
+    best["anon_peak"] = max(r["anon_peak"] for r in runs)
+    best["hwm"] = max(r["hwm"] for r in runs)
+    return best
+
+
 # -- feed over HTTP ------------------------------------------------------------------------------
 
 def feed_latency(db: Path, work: Path, requests: int) -> dict[str, float]:
@@ -232,6 +244,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--requests", type=int, default=200, help="conditional GETs timed")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per export; the one with the least CPU time is reported")
     parser.add_argument("--feed-size", type=int, help="size of the feed test (default: the largest)")
     parser.add_argument("--workdir", type=Path, help="keep databases here and reuse them")
     parser.add_argument("--docs", type=Path, default=DOC,
@@ -255,7 +269,7 @@ def main() -> None:
             build(db, size)
             print(f"built {size:,} indicators in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         for fmt in formats:
-            r = run_child(db, fmt)
+            r = best_of(db, fmt, 1 if args.quick else args.repeat)
             results[(size, fmt)] = r
             row = [f"{size:,}", fmt, f"{r['read']:,}", f"{r['exported']:,}", f"{r['wall']:.2f}",
                    f"{r['cpu']:.2f}", f"{r['read'] / r['wall']:,.0f}", f"{r['read'] / r['cpu']:,.0f}",
