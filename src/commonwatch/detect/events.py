@@ -134,63 +134,47 @@ def build_observation(kind: EventKind, record: Record, default_us: int = 0,
     reads objects of its own type and what their ``*_ref`` properties point to, and the
     only references a field makes, ``src_ref``/``dst_ref``, come with the address they
     point to from the same field).
-
-    Only candidates the index cannot decide come here, but at 10^6 indicators that is
-    thousands of events a second, so the field loop is written out (this is
-    ``Field.value`` and ``_present`` inline).
     """
     objects: dict[str, dict[str, Any]] = {}
-    by_type: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     singles: dict[str, dict[str, Any]] = {}
 
     def new(otype: str) -> dict[str, Any]:
-        oid = f"{otype}--{len(objects)}"
-        obj = objects[oid] = {"type": otype, "id": oid}
-        found = by_type.get(otype)
-        if found is None:
-            by_type[otype] = [(oid, obj)]
-        else:
-            found.append((oid, obj))
+        obj = {"type": otype, "id": f"{otype}--{len(objects)}"}
+        objects[obj["id"]] = obj
         return obj
+
+    def single(otype: str) -> dict[str, Any]:
+        return singles[otype] if otype in singles else singles.setdefault(otype, new(otype))
 
     for f in kind.fields:
         if types is not None and types.isdisjoint(f.object_types):
             continue
-        get = f.get
-        if get is not None:
-            v = get(record)
-        else:
-            v = record
-            for k in f.keys:
-                v = v.get(k) if type(v) is dict else None
-        if v is None or v == "" or v == [] or type(v) is dict:
+        v = f.value(record)
+        if not _present(v) or type(v) is dict:
             continue
-        otype = f.object_type
         if f.address_ref is not None:
             if type(v) is str:
-                owner = singles.get(otype) or singles.setdefault(otype, new(otype))
-                owner[f.address_ref] = new(address_type(v))["id"]
-                objects[owner[f.address_ref]]["value"] = v
+                single(f.object_type)[f.address_ref] = new(address_type(v))["id"]
+                objects[single(f.object_type)[f.address_ref]]["value"] = v
             continue
         if f.address:
             for item in v if type(v) is list else [v]:
                 if type(item) is str and item:
                     new(address_type(item))["value"] = item
         elif f.list_property:
-            owner = singles.get(otype) or singles.setdefault(otype, new(otype))
-            _put(owner, f.steps, list(v) if type(v) is list else [v])
+            _put(single(f.object_type), f.steps, list(v) if type(v) is list else [v])
         elif type(v) is list:
             for item in v:
                 if _present(item):
-                    _put(new(otype), f.steps, item)
+                    _put(new(f.object_type), f.steps, item)
         else:
-            target = singles.get(otype) or singles.setdefault(otype, new(otype))
+            target = single(f.object_type)
             if _has(target, f.steps):  # a second value for the same property (alert with
-                target = new(otype)  # dns and http): a second object, never overwrite
+                target = new(f.object_type)  # dns and http): a second object, never overwrite
             _put(target, f.steps, v)
     at = kind.time_us(record)
-    return Observed(objects=objects, first_us=default_us if at is None else at,
-                    last_us=default_us if at is None else at, count=1, by_type=by_type)
+    at = default_us if at is None else at
+    return Observed(objects=objects, first_us=at, last_us=at, count=1)
 
 
 def _has(obj: dict[str, Any], steps: tuple[str, ...]) -> bool:
