@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import idstools.rule
 import pytest
@@ -192,3 +193,23 @@ def test_one_community_exports_in_the_order_added(exchange, svc):
     both = run(svc, p.principal, "plain-ip", ExportFilter(communities=("first", "second")))[0].split()
     assert sorted(both) == ["45.78.0.1", "45.78.0.2", "45.78.0.3", "45.78.0.4", "45.78.1.1"]
     assert len(both) == 5
+
+
+def test_objects_without_versions_export_in_every_format(exchange, svc, world):
+    """An SCO (no created, no modified) exported through a type filter: the MISP
+    attribute carries when it was added, the Suricata rule no empty dates."""
+    p, c = world["P"].principal, world["C"].principal
+    sco = ipv4("45.77.9.9")
+    before = int(time.time())
+    assert not exchange.ingest.add_objects(p, world["cid"], [sco]).failures
+    after = int(time.time())
+    flt = ExportFilter(types=("ipv4-addr",))
+    event = json.loads(run(svc, c, "misp", flt)[0])["Event"]
+    [attribute] = event["Attribute"]
+    assert (attribute["value"], attribute["comment"]) == ("45.77.9.9", sco["id"])
+    assert before <= int(attribute["timestamp"]) <= after  # when it was added
+    [rule] = map(idstools.rule.parse, run(svc, c, "suricata-rules", flt)[0].splitlines())
+    assert rule.metadata == ["cw_id " + sco["id"], "cw_tlp TLP:AMBER", "cw_community ring",
+                             "cw_producer Prod"]
+    [row] = csv.DictReader(io.StringIO(run(svc, c, "csv", flt)[0]))
+    assert (row["value"], row["stix_id"], row["created"], row["modified"]) == ("45.77.9.9", sco["id"], "", "")

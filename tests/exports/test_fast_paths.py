@@ -336,3 +336,74 @@ def test_restamped_verdicts_follow_the_lists_now_loaded(exchange, tmp_path):
     rows = {r["value"]: r["warninglists"] for r in csv.DictReader(io.StringIO("".join(listed.chunks)))}
     assert rows["45.77.5.1"] == "ours" and rows["45.77.5.2"] == ""
     assert "private-ip-ranges" in rows["10.0.0.6"]
+
+
+CSV_CHARS = 'ab ,"\r\n\t;=+-@\x00é\u2028'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(CSV_CHARS, max_size=8), min_size=2, max_size=13))
+def test_csv_lines_are_what_csv_writer_writes(cells):
+    from commonwatch.formats import csv_export
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
+    assert csv_export.line(cells) == buffer.getvalue()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(CSV_CHARS, max_size=6), st.text(CSV_CHARS, max_size=6),
+                          st.lists(st.text(CSV_CHARS, max_size=5), max_size=2),
+                          st.lists(st.text(CSV_CHARS, min_size=1, max_size=6), min_size=1, max_size=3)),
+                max_size=4))
+def test_csv_export_is_what_csv_writer_writes(objects):
+    """Whole exports, object cells built once: equal to csv.writer row by row."""
+    from commonwatch.domain.observables import ExportItem, Observable
+    from commonwatch.formats import csv_export
+
+    items = [ExportItem(f"indicator--{n}", "indicator", name, int(Tlp.GREEN), "ring", producer, None,
+                        "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", None, tuple(labels),
+                        tuple(Observable("url", v) for v in values), b"", ("lists",) if n % 2 else ())
+             for n, (name, producer, labels, values) in enumerate(objects)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(csv_export.COLUMNS)
+    guard = csv_export._cell
+    for item in items:
+        for _, value in item.observables:
+            writer.writerow([guard(value), "url", item.stix_id, guard(item.name), "TLP:GREEN", "ring",
+                             guard(item.producer), "", item.created, item.modified, "",
+                             guard(";".join(item.labels)), ";".join(item.warninglists)])
+    assert "".join(csv_export.render(items)) == buffer.getvalue()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_misp_attribute_uuids_are_uuid5(name):
+    import uuid
+
+    from commonwatch.formats import misp_export
+
+    assert misp_export.attribute_uuid(name) == str(uuid.uuid5(misp_export._NAMESPACE, name))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=4), inner, max_size=3), max_leaves=6)
+HEAD_KEYS = ["type", "name", "confidence", "created", "modified", "valid_until", "indicator_types",
+             "pattern", "labels", "id"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(HEAD_KEYS) | st.text(max_size=4), JSON_VALUES, max_size=8))
+def test_items_from_the_decoded_head_equal_items_from_the_whole_object(obj):
+    """Exports decode only what an item reads; any stored object gives the same item."""
+    import orjson
+
+    from commonwatch.services.export_rows import export_item, head
+
+    raw = orjson.dumps(obj)
+    args = ("indicator--x", 1, "ring", raw)
+    rest = ("Prod", (), (), 5)
+    assert export_item(*args, head(raw), *rest) == export_item(*args, orjson.loads(raw), *rest)

@@ -24,6 +24,7 @@ import stix2
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import ExportItem, Observable
+from commonwatch.domain.timestamps import parse_timestamp
 from commonwatch.formats import csv_export, misp_export, plain_lists, rpz, stix_export, suricata, zeek_intel
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -48,6 +49,7 @@ def _item(n: int, tlp: Tlp, name: str, observables: list[tuple[str, str]], **kw:
         raw=_raw(stix_id, "[ipv4-addr:value = '45.77.1.2']", name),
     )
     fields.update(kw)
+    fields["version_us"] = parse_timestamp(str(fields["modified"]))
     return ExportItem(**fields)  # type: ignore[arg-type]
 
 

@@ -365,3 +365,6 @@ class ExportItem(NamedTuple):
     observables: tuple[Observable, ...]
     raw: bytes
     warninglists: tuple[str, ...] = ()
+    #: When this version was made: its ``modified`` (µs), or when it was added for
+    #: objects without versions (SCOs).
+    version_us: int = 0

@@ -3,13 +3,16 @@
 One event holding one attribute per (object, value), ``to_ids`` set, the TLP of
 each object as a ``tlp:*`` attribute tag (MISP taxonomy ``tlp``, TLP 2.0 names) and
 the source STIX id in the attribute comment. Attribute uuids are derived from the
-STIX id and value (UUIDv5), so re-exports keep them. Distribution is 0 ("your
-organisation only"): the export is for the requester's own defences.
+STIX id and value (UUIDv5), so re-exports keep them. The attribute ``timestamp`` is
+when the object's version was made (its ``modified``; for objects without versions,
+when they were added). Distribution is 0 ("your organisation only"): the export is
+for the requester's own defences.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
 
@@ -17,7 +20,6 @@ import orjson
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import ExportItem
-from commonwatch.domain.timestamps import parse_timestamp
 
 BATCH = 1000
 _NAMESPACE = uuid.UUID("0b8e4d0c-6f36-5d2a-9d32-2f1a8c1f0a77")
@@ -28,10 +30,18 @@ _TYPES = {
     "sha1": ("sha1", "Payload delivery"), "sha256": ("sha256", "Payload delivery"),
     "sha512": ("sha512", "Payload delivery"),
 }
+#: The attribute ``Tag`` list of each TLP (shared by every attribute of that TLP).
+_TAGS = {int(t): [{"name": "tlp:" + t.name.lower().replace("_", "+")}] for t in Tlp}
 
 
-def _tag(tlp: int) -> str:
-    return "tlp:" + Tlp(tlp).name.lower().replace("_", "+")
+def attribute_uuid(name: str) -> str:
+    """``str(uuid.uuid5(_NAMESPACE, name))`` without the :class:`uuid.UUID` object
+    (a third of the cost; RFC 4122 §4.3: SHA-1 of namespace and name, version 5)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE.bytes + name.encode()).digest()[:16])  # noqa: S324 - UUIDv5 is SHA-1
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def render(items: Iterable[ExportItem], event_uuid: str, now_s: int, info: str) -> Iterator[str]:
@@ -41,24 +51,22 @@ def render(items: Iterable[ExportItem], event_uuid: str, now_s: int, info: str) 
             "published": False}
     yield '{"Event":' + orjson.dumps(head).decode()[:-1] + ',"Attribute":['
     first = True
-    chunk: list[bytes] = []
+    chunk: list[dict[str, object]] = []
     for item in items:
-        stamp = str(parse_timestamp(item.modified) // 1_000_000)
-        tags = [{"name": _tag(item.tlp)}]
+        stamp = str(item.version_us // 1_000_000)
+        tags = _TAGS[item.tlp]
+        comment = f"{item.stix_id} {item.name}".strip()[:1000]
         for kind, value in item.observables:
             misp_type, category = _TYPES[kind]
-            if kind in ("ipv4-addr", "ipv6-addr") and "/" in value:
-                misp_type = "ip-dst"
-            chunk.append(orjson.dumps({
-                "uuid": str(uuid.uuid5(_NAMESPACE, f"{item.stix_id}|{kind}|{value}")),
+            chunk.append({
+                "uuid": attribute_uuid(f"{item.stix_id}|{kind}|{value}"),
                 "type": misp_type, "category": category, "to_ids": True, "value": value,
-                "comment": f"{item.stix_id} {item.name}".strip()[:1000], "timestamp": stamp,
-                "distribution": "5", "Tag": tags,
-            }))
+                "comment": comment, "timestamp": stamp, "distribution": "5", "Tag": tags,
+            })
         if len(chunk) >= BATCH:
-            yield ("" if first else ",") + b",".join(chunk).decode()
+            yield ("" if first else ",") + orjson.dumps(chunk).decode()[1:-1]
             first = False
             chunk = []
     if chunk:
-        yield ("" if first else ",") + b",".join(chunk).decode()
+        yield ("" if first else ",") + orjson.dumps(chunk).decode()[1:-1]
     yield "]}}\n"

@@ -101,9 +101,10 @@ class _Rules:
         tlp = _TLP_LABELS[item.tlp]
         msg = _text(f"CommonWatch {tlp} {item.community}/{item.producer}: {item.name or item.stix_id}", 200)
         meta = (f"cw_id {item.stix_id}, cw_tlp {self._meta_of(tlp)}, "
-                f"cw_community {self._meta_of(item.community)}, cw_producer {self._meta_of(item.producer)}, "
-                f"created_at {item.created[:10].replace('-', '_')}, "
-                f"updated_at {item.modified[:10].replace('-', '_')}")
+                f"cw_community {self._meta_of(item.community)}, cw_producer {self._meta_of(item.producer)}")
+        if item.created:  # objects without versions (SCOs) have neither date
+            meta += (f", created_at {item.created[:10].replace('-', '_')}, "
+                     f"updated_at {item.modified[:10].replace('-', '_')}")
         return msg, meta
 
 

@@ -61,6 +61,7 @@ from commonwatch.services.export_rows import (
     ScoreFilter,
     Screen,
     export_item,
+    head,
     values_item,
 )
 from commonwatch.services.query import ExportFilter, QueryService
@@ -253,7 +254,8 @@ class ExportService:
 
         The hot path of every export: rows arrive as plain tuples in batches and are
         filtered on the export columns ingest wrote (no pattern parsed again); the JSON
-        of an exported object is decoded once, when its format needs it; the
+        of an exported object is decoded once, when its format needs it, and then only
+        the properties an item reads (:func:`~commonwatch.services.export_rows.head`); the
         warninglist verdicts of recent values are remembered
         (:class:`~commonwatch.services.export_rows.Screen`).
         """
@@ -270,7 +272,7 @@ class ExportService:
                                              names=content == "named")
         for community, rows in batches:
             stats.objects_read += len(rows)
-            for (stix_id, _, _, tlp, producer_id, raw, values, skip, revoked, until, confidence,
+            for (stix_id, version_us, _, tlp, producer_id, raw, values, skip, revoked, until, confidence,
                  listed, row_stamp, name, labels) in rows:
                 reason = accept(revoked, until, confidence)
                 obj = None
@@ -298,11 +300,11 @@ class ExportService:
                     accept.note_expiry(until, stats)
                 producer = producers.get(producer_id, "unknown") if producer_id else "unknown"
                 if decode:
-                    yield export_item(stix_id, tlp, community, raw, loads(raw) if obj is None else obj,
-                                      producer, observables, hits)
+                    yield export_item(stix_id, tlp, community, raw, head(raw) if obj is None else obj,
+                                      producer, observables, hits, version_us)
                 else:
                     yield values_item(stix_id, tlp, community, producer, confidence, observables, hits,
-                                      raw or b"", name, labels)
+                                      version_us, raw or b"", name, labels)
 
     def _stamp(self) -> int:
         """The stamp of the lists loaded now, or -1 if ingest never stored verdicts
