@@ -30,6 +30,17 @@ def test_format_then_parse_round_trips(us: int) -> None:
     assert parse_timestamp(text) == us
 
 
+@given(st.lists(st.integers(MIN_US, MAX_US), max_size=5), st.integers(-3, 3))
+def test_format_equals_the_datetime_rendering(moments: list[int], days: int) -> None:
+    """The per-second and per-day caches render what datetime renders (the same day
+    reached again from another second included)."""
+    from commonwatch.domain.timestamps import _slow_format
+
+    for us in moments + [m + days * 86_400_000_000 + 1 for m in moments]:
+        if MIN_US <= us <= MAX_US:
+            assert format_timestamp(us) == _slow_format(us)
+
+
 @given(
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
     st.text("0123456789", min_size=0, max_size=9),

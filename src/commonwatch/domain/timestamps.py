@@ -105,11 +105,21 @@ def format_timestamp(us: int) -> str:
     if type(us) is not int or not _MIN_US <= us <= _MAX_US:
         raise ValueError(f"{us!r} is not a timestamp within years 0000-9999")
     # Fast path: pages render thousands of timestamps that share their second, so the
-    # "YYYY-MM-DDTHH:MM:SS" head is cached per second and only the fraction is built.
+    # "YYYY-MM-DDTHH:MM:SS" head is cached per second and only the fraction is built;
+    # a new second takes its date from a cache per day (feeds span few days).
     seconds, fraction = divmod(us, 1_000_000)
     head = _HEADS.get(seconds)
     if head is None:
-        head = _slow_format(seconds * 1_000_000)[:19]
+        days, second = divmod(seconds, 86_400)
+        day = _DAYS.get(days)
+        if day is None:
+            day = _slow_format(days * 86_400_000_000)[:10]
+            if len(_DAYS) >= _CACHE_MAX:
+                _DAYS.clear()
+            _DAYS[days] = day
+        hours, second = divmod(second, 3600)
+        minutes, second = divmod(second, 60)
+        head = f"{day}T{hours:02d}:{minutes:02d}:{second:02d}"
         if len(_HEADS) >= _CACHE_MAX:
             _HEADS.clear()
         _HEADS[seconds] = head
@@ -119,6 +129,7 @@ def format_timestamp(us: int) -> str:
 
 
 _HEADS: dict[int, str] = {}
+_DAYS: dict[int, str] = {}
 
 
 def _slow_format(us: int) -> str:
