@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch import __version__
 from commonwatch.clock import Clock, now_us
-from commonwatch.domain.observables import SKIP_REASONS, ExportItem, normalise_domain
+from commonwatch.domain.observables import SKIP_REASONS, ExportItem, Observable, normalise_domain
 from commonwatch.domain.visibility import WRITE_ROLES, Principal
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
 from commonwatch.errors import (
@@ -266,7 +266,9 @@ class ExportService:
         keep_listed = flt.include_warninglisted
         accept = RowFilter(flt, self._clock())
         skipped = stats.skipped
+        any_confidence = flt.min_confidence is None  # rows pass the filter on confidence alone
         loads = orjson.loads
+        new_observable = tuple.__new__  # Observable without its generated __new__ frame
         decode = content == "json"
         batches = self._query.export_batches(principal, flt, raw=content in ("raw", "json"),
                                              names=content == "named")
@@ -274,7 +276,9 @@ class ExportService:
             stats.objects_read += len(rows)
             for (stix_id, version_us, _, tlp, producer_id, raw, values, skip, revoked, until, confidence,
                  listed, row_stamp, name, labels) in rows:
-                reason = accept(revoked, until, confidence)
+                # Most rows are neither revoked nor dated: they pass without the call.
+                reason = (None if any_confidence and not revoked and until is None
+                          else accept(revoked, until, confidence))
                 obj = None
                 if reason is None and scorer is not None:
                     obj = loads(raw)
@@ -285,7 +289,10 @@ class ExportService:
                 if not values:
                     observables, hits = NOTHING
                 elif row_stamp == stamp:  # verdicts stored under the lists loaded now
-                    observables, hits = screen.stamped(values, listed)
+                    if listed is None and "\n" not in values:  # one value, on no list: most rows
+                        observables, hits = (new_observable(Observable, values.partition(" ")[::2]),), ()
+                    else:
+                        observables, hits = screen.stamped(values, listed)
                 else:
                     observables, hits = screen(values)
                 if not observables and not whole_objects:
