@@ -218,7 +218,7 @@ def test_two_values_for_one_property_become_two_objects() -> None:
     assert {m.key for m in scan(iset, [(kind, record)])} == {"a", "b", "v6"}
 
 
-# Shapes the unparsed shortcut (engine._canonical_analysis) sees: the first of each
+# Shapes the unparsed shortcut (analysis.Analyser._canonical_analysis) sees: the first of each
 # (type, path) is parsed in full, so invalid shapes, keywords, addresses typed otherwise
 # and hash paths must come out exactly as the general path gives them.
 SHORTCUT_CASES = [
@@ -248,11 +248,11 @@ def _analysis(iset: IndicatorSet, patterns: list[str]) -> list[Any]:
 
 
 def test_unparsed_shortcut_equals_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
-    from commonwatch.detect import engine
+    from commonwatch.detect import analysis
 
     patterns = SHORTCUT_CASES + list(reversed(SHORTCUT_CASES))
     shortcut = _analysis(IndicatorSet(KINDS), patterns)
-    monkeypatch.setattr(engine, "_CANONICAL", engine.re.compile(r"(?!)"))  # never matches
+    monkeypatch.setattr(analysis, "_CANONICAL", analysis.re.compile(r"(?!)"))  # never matches
     assert _analysis(IndicatorSet(KINDS), patterns) == shortcut
     assert sum(type(r[0]) is str for r in shortcut) >= 6  # some are rejected, identically
 

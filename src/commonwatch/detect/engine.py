@@ -29,43 +29,18 @@ updates the indexes in place (:meth:`IndicatorSet.add` / :meth:`IndicatorSet.rem
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
-import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
-from commonwatch.detect.analysis import (
-    Key,
-    all_eq_strings,
-    dedupe,
-    index_free,
-    leaves,
-    mentioned_types,
-    most_observations,
-    required_types,
-)
+from commonwatch.detect.analysis import Analyser, Key, mentioned_types
 from commonwatch.detect.evaluate import CompiledPattern, compile_ast
 from commonwatch.detect.events import EventKind, Record
 from commonwatch.detect.lookups import MEMO_SIZE, LikeScreen, address_heads, list_lookup, merged_lookup
 from commonwatch.detect.probe import compile_probe
-from commonwatch.detect.values import Network, Predicate, literal_value, parse_network, predicate
-from commonwatch.domain.pattern_ast import (
-    Comparison,
-    ComparisonAnd,
-    ComparisonExpression,
-    ComparisonOperator,
-    ComparisonOr,
-    IndexStep,
-    Observation,
-    ObservationExpression,
-    Pattern,
-    Qualified,
-    SetLiteral,
-    StringLiteral,
-)
+from commonwatch.detect.values import Network, Predicate
 from commonwatch.domain.patterns import parse_pattern
 from commonwatch.errors import InvalidPattern
 
@@ -73,10 +48,6 @@ Event = tuple[EventKind, Record]
 #: Slots of the value filter per indexed value, and its smallest and largest size (log2).
 FILTER_SLOTS, FILTER_MIN_BITS, FILTER_MAX_BITS = 8, 12, 24
 _Key = Key
-#: ``[type:path = 'string']`` in the canonical spelling, plain dotted path without ``hashes``.
-_CANONICAL = re.compile(r"\[([a-z0-9][a-z0-9-]*):((?!hashes\b)[A-Za-z_][A-Za-z0-9_]*"
-                        r"(?:\.(?!hashes\b)[A-Za-z_][A-Za-z0-9_]*)*) = '([^'\\]*)'\]")
-_SHAPES_MAX = 4096
 Hits = tuple["Entry", ...]
 
 
@@ -116,10 +87,7 @@ class IndicatorSet:
         self._scanned: dict[str, dict[str, Entry]] = {}  # path -> entries tested value by value
         self._memo: dict[str, dict[Any, Hits]] = {}  # path -> value -> scanned entries hit
         self._likes: dict[str, LikeScreen] = {}  # path -> its LIKE tests, for memo misses
-        # Shared per pattern shape (type and path): path key and object types.
-        self._shapes: dict[tuple[str, tuple[Any, ...]], tuple[str, frozenset[str]] | None] = {}
-        self._types: dict[frozenset[str], frozenset[str]] = {}
-        self._canonical: dict[tuple[str, str], tuple[str, frozenset[str]] | None] = {}
+        self._analyser = Analyser(self._known)
         self._plans: dict[str, _Plan] = {}
         # Per field path keys: the memo of exact and value-tested hits (see lookups.merged_lookup),
         # shared by every kind with such a field; dropped with the plans.
@@ -143,29 +111,17 @@ class IndicatorSet:
 
     def add(self, key: str, pattern: str, meta: Any = None) -> None:
         """Add or replace one indicator; InvalidPattern if its pattern cannot be used."""
-        fast = self._canonical_analysis(pattern)
-        ast = None
-        if fast is None:
-            ast = parse_pattern(pattern)
-            fast = self._fast_analysis(ast)
-        if fast is None:
-            assert ast is not None
-            keys, simple, single = self._analyse(ast)
-            types = required_types(ast.root)
-            types = self._types.setdefault(types, types)
-        else:
-            keys, simple, single, types = fast
+        keys, simple, single, types, ast = self._analyser.analyse(pattern)
         entry = Entry(key, pattern, meta, keys, simple, single, types)
         if not simple:  # compiling checks what parses but cannot be evaluated
             assert ast is not None  # the canonical shortcut only takes simple patterns
             entry._compiled = compile_ast(pattern, ast)
-            mentions = mentioned_types(ast.root)
-            entry.mentions = self._types.setdefault(mentions, mentions)
+            entry.mentions = self._analyser.shared(mentioned_types(ast.root))
         self.remove(key)
         self.entries[key] = entry
         if keys is None:
             assert ast is not None
-            entry.scanned = self._scan_test(ast)
+            entry.scanned = self._analyser.scan_test(ast)
             if entry.scanned is not None:
                 self._scanned.setdefault(entry.scanned[0], {})[key] = entry
                 self._memo.pop(entry.scanned[0], None)
@@ -237,158 +193,6 @@ class IndicatorSet:
                     filt[hash(v) & mask] = 1
             self._changed()  # probes hold the filter
         filt[hash(value) & (len(filt) - 1)] = 1
-
-    # -- analysis --------------------------------------------------------------------
-    def _canonical_analysis(self, text: str) -> tuple[tuple[_Key, ...], bool, bool, frozenset[str]] | None:
-        """:meth:`_fast_analysis` without parsing, for ``[type:path = 'string']`` as feeds write it.
-
-        Such a text tokenizes the same whatever characters its string holds (no quote,
-        no backslash), and no check of the grammar or of the reference validator depends
-        on the string except the one on ``hashes`` values (not taken here); so the first
-        pattern of each (type, path) is parsed in full and the others of that shape reuse
-        its outcome. Anything else, or a shape that did not parse, takes the general path.
-        """
-        m = _CANONICAL.fullmatch(text)
-        if m is None:
-            return None
-        otype, path, value = m.groups()
-        if not value or (otype in ("ipv4-addr", "ipv6-addr") and (":" in value) != (otype == "ipv6-addr")):
-            return None  # not indexed, or an address typed otherwise: not simple
-        shape_key = (otype, path)
-        shape = self._canonical.get(shape_key)
-        if shape is None:
-            if shape_key in self._canonical or len(self._canonical) >= _SHAPES_MAX:
-                return None
-            try:
-                fast = self._fast_analysis(parse_pattern(text))
-            except InvalidPattern:
-                return None  # the general path reports it
-            shape = None if fast is None else (fast[0][0][1], fast[3])
-            self._canonical[shape_key] = shape
-            if shape is None:
-                return None
-        return (("eq", shape[0], value),), True, True, shape[1]
-
-    def _fast_analysis(self, ast: Pattern) -> tuple[tuple[_Key, ...], bool, bool, frozenset[str]] | None:
-        """:meth:`_analyse` for the dominant shape ``[type:path = 'string']``, or None.
-
-        Feeds are mostly this one shape over a handful of paths, so what depends only on
-        (type, path) is worked out once per shape; the result equals the general
-        analysis (one necessary value; the hit is the match unless an address literal
-        would be typed otherwise, see events.address_type).
-        """
-        root = ast.root
-        if type(root) is not Observation:
-            return None
-        cmp = root.comparison
-        if (type(cmp) is not Comparison or cmp.negated or cmp.operator is not ComparisonOperator.EQ
-                or type(cmp.value) is not StringLiteral or not cmp.value.value):
-            return None
-        shape_key = (cmp.object_type, cmp.path)
-        if shape_key not in self._shapes:
-            path = cmp.object_type + ":" + cmp.path_text
-            indexable = path in self._known and not any(isinstance(s, IndexStep) for s in cmp.path)
-            types = frozenset((cmp.object_type,))
-            self._shapes[shape_key] = (
-                (sys.intern(path), self._types.setdefault(types, types)) if indexable else None)
-        shape = self._shapes[shape_key]
-        if shape is None:
-            return None
-        value = cmp.value.value
-        simple = True
-        if cmp.object_type in ("ipv4-addr", "ipv6-addr"):
-            simple = (":" in value) == (cmp.object_type == "ipv6-addr")
-        return (("eq", shape[0], value),), simple, True, shape[1]
-
-    def _analyse(self, ast: Pattern) -> tuple[tuple[_Key, ...] | None, bool, bool]:
-        """(necessary values, hit-is-match, every binding is one event) of a pattern."""
-        root = ast.root
-        if most_observations(root) == 1:  # [..], [..] OR [..], with WITHIN/START-STOP
-            keys = self._single_keys(root)
-            simple = (keys is not None and isinstance(root, Observation)
-                      and all_eq_strings(root.comparison))
-            return _interned(dedupe(keys)), simple, True
-        found: list[_Key] = []
-        for leaf in leaves(root):  # every [...] needs its candidates kept for the batch
-            leaf_keys = self._comparison_keys(leaf.comparison)
-            if leaf_keys is None:
-                return None, False, False
-            found += leaf_keys
-        return _interned(dedupe(found)), False, False
-
-    def _single_keys(self, expr: ObservationExpression) -> list[_Key] | None:
-        if isinstance(expr, Observation):
-            return self._comparison_keys(expr.comparison)
-        if isinstance(expr, Qualified):
-            return self._single_keys(expr.expression)
-        found: list[_Key] = []
-        for operand in expr.operands:  # only OR reaches here (one observation per binding)
-            keys = self._single_keys(operand)
-            if keys is None:
-                return None
-            found += keys
-        return found
-
-    def _comparison_keys(self, expr: ComparisonExpression) -> list[_Key] | None:
-        if isinstance(expr, ComparisonAnd):
-            options = [k for k in map(self._comparison_keys, expr.operands) if k is not None]
-            return min(options, key=len) if options else None
-        if isinstance(expr, ComparisonOr):
-            found: list[_Key] = []
-            for operand in expr.operands:
-                keys = self._comparison_keys(operand)
-                if keys is None:
-                    return None
-                found += keys
-            return found
-        return self._leaf_keys(expr)
-
-    def _leaf_keys(self, cmp: Comparison) -> list[_Key] | None:
-        if cmp.negated:
-            return None
-        path = cmp.object_type + ":" + index_free(cmp)
-        if path not in self._known:
-            return None
-        where = f"comparison on {path}"
-        if cmp.operator is ComparisonOperator.ISSUBSET:
-            assert isinstance(cmp.value, StringLiteral)
-            return [("cidr", path, parse_network(cmp.value.value, where))]
-        if cmp.operator is ComparisonOperator.EQ:
-            values = [cmp.value]
-        elif cmp.operator is ComparisonOperator.IN:
-            assert isinstance(cmp.value, SetLiteral)
-            values = list(cmp.value.values)
-        else:
-            return None
-        found: list[_Key] = []
-        for literal in values:
-            value = literal_value(literal, where)  # type: ignore[arg-type]
-            if type(value) not in (str, int, float) or value == "":
-                return None  # binary, boolean, timestamp and empty values are not indexed
-            found.append(("eq", path, value))
-        return found
-
-    def _scan_test(self, ast: Pattern) -> tuple[str, Predicate, str | None] | None:
-        """A bare ``[type:path op value]`` on a path adapters produce, without list indexes.
-
-        Such a pattern matches an event exactly when one of the values the event has on
-        that path passes the comparison, so it is tested per distinct value (memoised)
-        instead of per event: ``LIKE``, ``MATCHES``, ``!=``, orders...
-        """
-        root = ast.root
-        if not isinstance(root, Observation) or not isinstance(root.comparison, Comparison):
-            return None
-        cmp = root.comparison
-        path = cmp.object_type + ":" + cmp.path_text
-        if (cmp.operator is ComparisonOperator.EXISTS or path not in self._known
-                or any(isinstance(s, IndexStep) for s in cmp.path)
-                or cmp.object_type in ("ipv4-addr", "ipv6-addr")):
-            return None  # addresses are typed per value (events.address_type): keep exact
-        like = None
-        if cmp.operator is ComparisonOperator.LIKE and not cmp.negated:
-            assert isinstance(cmp.value, StringLiteral)  # the grammar's LIKE takes a string
-            like = unicodedata.normalize("NFC", cmp.value.value)
-        return path, predicate(cmp), like
 
     def scanned_hits(self, path: str, value: Any) -> Hits:
         """The value-tested entries of ``path`` that ``value`` satisfies (memoised)."""
@@ -502,11 +306,6 @@ class IndicatorSet:
                 width = 32 if version == 4 else 128
                 hits += bucket.get(number >> (width - length), ())
         return hits
-
-
-def _interned(keys: list[_Key] | None) -> tuple[_Key, ...] | None:
-    """Keys as a tuple, path strings shared: many indicators name the same few paths."""
-    return None if keys is None else tuple((k, sys.intern(p), v) for k, p, v in keys)
 
 
 def _drop(index: dict[Any, Hits], value: Any, entry: Entry) -> None:
