@@ -140,6 +140,12 @@ def check_format(name: str) -> str:
     return name
 
 
+def check_options(options: FormatOptions) -> None:
+    if options.rpz_target != "." and normalise_domain(options.rpz_target) is None:
+        raise InvalidParameter(
+            f"RPZ target {options.rpz_target!r} is not a domain name; use '.' or a domain")
+
+
 # -- the service ---------------------------------------------------------------------------
 
 class ExportService:
@@ -186,9 +192,7 @@ class ExportService:
         """
         check_format(fmt)
         chosen = self._query.export_communities(principal, flt)
-        if options.rpz_target != "." and normalise_domain(options.rpz_target) is None:
-            raise InvalidParameter(
-                f"RPZ target {options.rpz_target!r} is not a domain name; use '.' or a domain")
+        check_options(options)
         stats = ExportStats()
         scorer = None if flt.min_score is None else self._scorer(principal, flt, chosen)
         content = ("json" if fmt not in VALUES_ONLY | RAW_ONLY or scorer else "raw" if fmt in RAW_ONLY
@@ -367,6 +371,7 @@ class ExportService:
                 f"feed name {name!r} is not valid: 1-100 of a-z, 0-9, '.', '_', '-', "
                 "starting with a letter or digit")
         check_format(fmt)
+        check_options(options)
         if len(description) > 2000:
             raise InputTooLarge("a feed description is at most 2000 characters")
         self._query.export_communities(principal, flt)
@@ -385,6 +390,8 @@ class ExportService:
             return list(s.scalars(select(Feed).where(Feed.org_id == principal.org_id).order_by(Feed.name)))
 
     def get_feed(self, principal: Principal, name: str) -> Feed:
+        if not _NAME.fullmatch(name):  # no such feed can exist (nor reach the database)
+            raise NotFound(f"your organisation has no feed named {name!r}")
         with self._sessions() as s:
             feed = s.scalar(select(Feed).where(Feed.org_id == principal.org_id, Feed.name == name))
         if feed is None:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
 from commonwatch.services.exchange import Exchange
+from commonwatch.services.export import FORMATS
 from commonwatch.services.export_filters import FormatOptions, build_filter, filter_from_json
 from commonwatch.storage.models import Feed
 from commonwatch.web.credentials import require_principal
@@ -62,10 +63,13 @@ def _validator_headers(etag: str, last_modified_us: int) -> dict[str, str]:
 
 
 def _not_modified(request: Request, etag: str, last_modified_us: int) -> bool:
-    """RFC 9110 §13.1.2 / §13.1.3: If-None-Match wins; If-Modified-Since only without it."""
-    inm = request.headers.get("if-none-match")
-    if inm is not None:
-        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+    """RFC 9110 §13.1.2 / §13.1.3: If-None-Match wins; If-Modified-Since only without it.
+
+    If-None-Match may come as several field lines: they form one list (§5.3).
+    """
+    lines = request.headers.getlist("if-none-match")
+    if lines:
+        tags = {t.strip().removeprefix("W/") for t in ",".join(lines).split(",")}
         return "*" in tags or etag in tags
     ims = request.headers.get("if-modified-since")
     if ims is None:
@@ -84,13 +88,19 @@ def feeds_router(exchange: Exchange) -> APIRouter:
     router = APIRouter()
     service = exchange.export
 
-    @router.get("/feeds/{name}", response_model=None)
+    @router.api_route("/feeds/{name}", methods=["GET", "HEAD"], response_model=None)
     def get_feed(request: Request, name: str) -> Response:
+        """The feed, or 304; HEAD answers the headers of the GET (RFC 9110 §9.3.2)."""
         principal = require_principal(request, exchange.auth)
         feed = service.get_feed(principal, name)
         etag, last_modified, current = service.validators(principal, feed)
         if current and _not_modified(request, etag, last_modified):
             return Response(status_code=304, headers=_validator_headers(etag, last_modified))
+        if current and request.method == "HEAD":  # the stored validators are the GET's
+            return Response(status_code=200, media_type=FORMATS[feed.format],
+                            headers=_validator_headers(etag, last_modified))
+        # A HEAD of a changed feed renders it like a GET (the server sends no body), so
+        # that the validators it answers are the ones the next GET finds stored.
         export, etag, last_modified = service.render_feed(principal, feed)
 
         def body() -> Iterator[bytes]:
