@@ -286,9 +286,11 @@ _STATE: dict[str, Any] = {}  # the compiled set and adapters, inherited by forke
 def _run_source(iset: IndicatorSet, adapters: dict[str, Adapter], source: str,
                 options: DetectOptions) -> Iterator[_Result]:
     with open_binary(source) as stream:
-        chunks = batches(stream, options.batch_lines)
+        failures: list[tuple[int, str]] = []  # where a gzip file cut short or corrupt broke off
+        chunks = batches(stream, options.batch_lines, failures)
         first = next(chunks, None)
         if first is None:
+            yield from _broken_off(source, failures)
             return
         head = next((line for line in first if line.strip()), b"")
         adapter = sniff(head, adapters)
@@ -296,39 +298,60 @@ def _run_source(iset: IndicatorSet, adapters: dict[str, Adapter], source: str,
             problems = Problems()
             problems.add(source, 1, "unrecognised log format (use --format, or --mapping for JSON)")
             yield [], sum(len(b) for b in [first, *chunks]), 0, problems
+            yield from _broken_off(source, failures)
             return
-        preamble = _preamble(adapter.name, first)
-        work = _numbered(source, adapter.name, first, chunks, preamble)
+        work = _numbered(source, adapter.name, first, chunks)
         if options.workers == 1:
             parse = adapter.parser(source)
             for job in work:
                 yield _scan_batch(iset, parse, source, job[2], job[3])
-            return
-        _STATE.update(iset=iset, adapters=adapters)
-        context = multiprocessing.get_context("fork")
-        with context.Pool(options.workers) as pool:
-            yield from pool.imap(_worker, work)
+        else:
+            _STATE.update(iset=iset, adapters=adapters)
+            context = multiprocessing.get_context("fork")
+            with context.Pool(options.workers) as pool:
+                yield from pool.imap(_worker, work)
+        yield from _broken_off(source, failures)
 
 
 _Job = tuple[str, str, int, list[bytes], list[bytes]]
 
 
-def _preamble(adapter: str, first: list[bytes]) -> list[bytes]:
-    """Header lines a stateful format needs before any later batch (Zeek TSV, nfdump)."""
-    if adapter == "zeek":
-        return [line for line in first if line.startswith(b"#")]
-    if adapter == "nfdump":
-        return [next((line for line in first if line.strip()), b"")]
-    return []
+def _broken_off(source: str, failures: list[tuple[int, str]]) -> Iterator[_Result]:
+    """The problem of a source that broke off (see :func:`batches`), if it did."""
+    for line, reason in failures:
+        problems = Problems()
+        problems.add(source, line, reason)
+        yield [], 0, 0, problems
 
 
-def _numbered(source: str, name: str, first: list[bytes], rest: Iterator[list[bytes]],
-              preamble: list[bytes]) -> Iterator[_Job]:
-    yield source, name, 1, first, []
-    start = 1 + len(first)
-    for lines in rest:
-        yield source, name, start, lines, preamble
-        start += len(lines)
+def _numbered(source: str, name: str, first: list[bytes], rest: Iterator[list[bytes]]) -> Iterator[_Job]:
+    """The batches of a source with their first line numbers and the header lines a
+    stateful format needs before each (a worker parses a batch without the ones before).
+
+    Zeek TSV: the header block in force, from its ``#separator`` line on (a log rotated
+    mid-file starts a new block); nfdump CSV: the column line of the first batch.
+    """
+    preamble: list[bytes] = []
+    batch, start = first, 1
+    while True:
+        yield source, name, start, batch, preamble
+        if name == "nfdump" and start == 1:
+            preamble = [next((line for line in first if line.strip()), b"")]
+        if name == "zeek":
+            headers = [line for line in batch if line[:1] == b"#"]
+            if headers:
+                preamble = _header_block(preamble + headers)
+        start += len(batch)
+        following = next(rest, None)
+        if following is None:
+            return
+        batch = following
+
+
+def _header_block(headers: list[bytes]) -> list[bytes]:
+    """The Zeek TSV header lines in force after ``headers``: from the last ``#separator`` on."""
+    starts = [i for i, line in enumerate(headers) if line.startswith(b"#separator")]
+    return headers[starts[-1]:] if starts else headers[-64:]
 
 
 def _worker(job: _Job) -> _Result:

@@ -33,7 +33,14 @@ import orjson
 from commonwatch.detect.engine import Event
 from commonwatch.detect.events import EventKind, Field, Record
 from commonwatch.errors import InvalidParameter
-from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, epoch_to_us, iso_to_us
+from commonwatch.formats.telemetry.source import (
+    MAX_LINE_BYTES,
+    LineParser,
+    Problems,
+    epoch_to_us,
+    iso_to_us,
+    too_long,
+)
 
 MAX_MAPPING_BYTES = 1 << 20
 _TIME_FORMATS: dict[str, Callable[[Any], int | None]] = {
@@ -113,7 +120,7 @@ class _Parser(LineParser):
 
     def events(self, lines: list[bytes], first_line: int, problems: Problems) -> Iterator[Event]:
         for n, line in enumerate(lines, first_line):
-            if len(line) > MAX_LINE_BYTES:
+            if too_long(line):
                 problems.add(self.source, n, f"line longer than {MAX_LINE_BYTES} bytes")
                 continue
             try:

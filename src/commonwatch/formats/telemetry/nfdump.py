@@ -16,7 +16,7 @@ from typing import Any
 
 from commonwatch.detect.engine import Event
 from commonwatch.detect.events import EventKind, Field, Record
-from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, iso_to_us
+from commonwatch.formats.telemetry.source import MAX_LINE_BYTES, LineParser, Problems, iso_to_us, too_long
 
 _NUMBERS = ("sp", "dp", "ipkt", "ibyt", "opkt", "obyt")
 
@@ -65,7 +65,7 @@ class _Parser(LineParser):
             if self.done:
                 problems.skipped["nfdump summary lines"] += 1
                 continue
-            if len(raw) > MAX_LINE_BYTES:
+            if too_long(raw):
                 problems.add(self.source, n, f"line longer than {MAX_LINE_BYTES} bytes")
                 continue
             try:

@@ -11,6 +11,7 @@ import functools
 import gzip
 import io
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from commonwatch.errors import InvalidParameter
 
 #: Longest accepted line; longer ones are counted as problems and skipped.
 MAX_LINE_BYTES = 1 << 20
+_BOM = b"\xef\xbb\xbf"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 
@@ -171,16 +173,39 @@ def open_binary(path: str) -> Iterator[IO[bytes]]:
             raw.close()
 
 
-def batches(stream: IO[bytes], size: int = 8192) -> Iterator[list[bytes]]:
-    """Lists of up to ``size`` raw lines (newline kept; adapters strip)."""
+def batches(stream: IO[bytes], size: int = 8192,
+            failures: list[tuple[int, str]] | None = None) -> Iterator[list[bytes]]:
+    """Lists of up to ``size`` raw lines (newline kept; adapters strip).
+
+    A UTF-8 byte order mark before the first line is dropped. A stream that cannot be
+    read on (a gzip file cut short or corrupt, a read error) ends the batches after the
+    lines read before; the number of the line it stopped at and why go to ``failures``
+    (without it, the error propagates).
+    """
     batch: list[bytes] = []
-    for line in stream:
-        batch.append(line)
-        if len(batch) >= size:
-            yield batch
-            batch = []
+    n = 0
+    try:
+        for line in stream:
+            if n == 0 and line.startswith(_BOM):
+                line = line[len(_BOM):]
+            n += 1
+            batch.append(line)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        if failures is None:
+            raise
+        what = f"gzip: {exc}" if isinstance(exc, EOFError | gzip.BadGzipFile | zlib.error) else str(exc)
+        failures.append((n + 1, f"the file cannot be read past this line ({what}); "
+                                "the lines before it were read"))
     if batch:
         yield batch
+
+
+def too_long(line: bytes) -> bool:
+    """Longer than :data:`MAX_LINE_BYTES` without its line end."""
+    return len(line) > MAX_LINE_BYTES and len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES
 
 
 def iso_to_us(text: str) -> int | None:

@@ -33,6 +33,7 @@ from commonwatch.formats.telemetry.source import (
     Sink,
     iso_to_us,
     projection,
+    too_long,
 )
 
 _HTTP_EXT = "network-traffic:extensions.'http-request-ext'"
@@ -162,12 +163,12 @@ class _Parser(LineParser):
         for n, line in enumerate(lines, first_line):
             whole: Any = None
             try:
-                if long and len(line) > MAX_LINE_BYTES:
+                if long and too_long(line):
                     raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
                 if project is not None and line.isascii():
                     try:
                         rec = project(line)
-                    except msgspec.DecodeError:
+                    except (msgspec.DecodeError, RecursionError):  # too deep for the projection
                         rec = whole = loads(line)
                 else:
                     rec = whole = loads(line)

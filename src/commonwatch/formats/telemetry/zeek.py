@@ -35,6 +35,7 @@ from commonwatch.formats.telemetry.source import (
     Sink,
     any_time_to_us,
     projection,
+    too_long,
 )
 
 _HTTP_EXT = "network-traffic:extensions.'http-request-ext'"
@@ -174,7 +175,7 @@ class _Parser(LineParser):
         count = 0
         for n, raw in enumerate(lines, first_line):
             whole: Any = None
-            if long and len(raw) > MAX_LINE_BYTES:
+            if long and too_long(raw):
                 problems.add(self.source, n, f"line longer than {MAX_LINE_BYTES} bytes")
                 continue
             if raw[:1] == b"{":
@@ -182,7 +183,7 @@ class _Parser(LineParser):
                     if project is not None and raw.isascii():
                         try:
                             rec = project(raw)
-                        except msgspec.DecodeError:
+                        except (msgspec.DecodeError, RecursionError):  # too deep for the projection
                             rec = whole = loads(raw)
                     else:
                         rec = whole = loads(raw)
