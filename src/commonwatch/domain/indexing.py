@@ -79,8 +79,9 @@ def indexed(obj: Mapping[str, Any]) -> Indexed:
     name = obj.get("name")
     types = obj.get("indicator_types")
     labels = [t for t in types if type(t) is str] if type(types) is list else None
+    # A NUL in the name reads as U+FFFD in the column (PostgreSQL text cannot hold NUL).
     return Indexed(observables, references, ExportFacts(
-        values, skip, *lifecycle_facts(obj), name if type(name) is str else None,
+        values, skip, *lifecycle_facts(obj), name.replace("\x00", "\ufffd") if type(name) is str else None,
         orjson.dumps(labels).decode() if labels else None))
 
 

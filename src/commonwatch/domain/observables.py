@@ -219,7 +219,7 @@ def normalise_hash(kind: str, value: str) -> str | None:
 
 def normalise(kind: str, value: str) -> Observable | None:
     """``value`` of ``kind`` normalised, or None when it is not a valid value of that kind."""
-    if len(value) > MAX_VALUE_LENGTH:
+    if len(value) > MAX_VALUE_LENGTH or "\x00" in value:  # no network value holds a NUL
         return None
     if kind in ("ipv4-addr", "ipv6-addr"):
         found = normalise_ip(value)

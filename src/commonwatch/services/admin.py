@@ -44,8 +44,16 @@ class IssuedToken:
     secret: str
 
 
+def _check_text(value: str, what: str, limit: int) -> None:
+    """Free text: at most ``limit`` characters, no NUL (PostgreSQL text cannot hold it)."""
+    if len(value) > limit:
+        raise InvalidParameter(f"{what} must be at most {limit} characters")
+    if "\x00" in value:
+        raise InvalidParameter(f"{what} must not contain a NUL character")
+
+
 def _check_name(value: str, what: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):  # match() would let a trailing newline through '$'
         raise InvalidParameter(
             f"{what} {value!r} is not valid: use 1-200 letters, digits, spaces or . _ @ + -"
         )
@@ -118,8 +126,7 @@ class AdminService:
     ) -> IssuedToken:
         if expires_in_days is not None and not 0 < expires_in_days <= 3650:
             raise InvalidParameter("token expiry must be between 1 and 3650 days")
-        if len(label) > 200:
-            raise InvalidParameter("token label must be at most 200 characters")
+        _check_text(label, "token label", 200)
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self._clock()
         with self._sessions.begin() as s:
@@ -153,10 +160,12 @@ class AdminService:
         self, name: str, title: str | None = None, description: str = "",
         default_tlp: Tlp = Tlp.AMBER, public: bool = False,
     ) -> Community:
-        if not _COMMUNITY_NAME.match(name):
+        if not _COMMUNITY_NAME.fullmatch(name):
             raise InvalidParameter(
                 f"community name {name!r} must be 1-100 lowercase letters, digits or hyphens"
             )
+        _check_text(title or "", "community title", 200)
+        _check_text(description, "community description", 10_000)
         community = Community(
             name=name, collection_id=str(uuid.uuid4()), title=title or name,
             description=description, default_tlp=int(default_tlp), public=public,

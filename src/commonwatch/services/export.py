@@ -374,6 +374,8 @@ class ExportService:
         check_options(options)
         if len(description) > 2000:
             raise InputTooLarge("a feed description is at most 2000 characters")
+        if "\x00" in description:
+            raise InvalidParameter("a feed description must not contain a NUL character")
         self._query.export_communities(principal, flt)
         now = self._clock()
         feed = Feed(org_id=principal.org_id, name=name, format=fmt, description=description,

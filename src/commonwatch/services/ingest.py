@@ -245,11 +245,11 @@ class IngestService:
         community, clearance = self._query.collection(principal, collection_id)
         with self._sessions.begin() as s:
             conn = s.connection()
-            mine = [
-                row_id for row_id, producer, version in self._query.visible_versions(
-                    conn, clearance, community.id, object_id)
-                if producer == principal.org_id and version in wanted
-            ]
+            chosen = [(row_id, producer) for row_id, producer, version in self._query.visible_versions(
+                conn, clearance, community.id, object_id) if version in wanted]
+            if not chosen:  # deleted meanwhile (a concurrent DELETE): gone, like a missing one
+                raise NotFound("no object with this id is available to you")
+            mine = [row_id for row_id, producer in chosen if producer == principal.org_id]
             if not clearance.can_write or not mine:
                 raise PermissionDenied(
                     "you may delete only objects your organisation produced, in a "

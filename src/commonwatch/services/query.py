@@ -191,8 +191,8 @@ def decode_cursor(token: str) -> int:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         tag, _, position = text.partition(":")
-        if tag != "cw1":
-            raise ValueError(tag)
+        if tag != "cw1" or not (position.isascii() and position.isdigit()) or int(position) >= 2**63:
+            raise ValueError(tag)  # ours are non-negative 64-bit integers
         return int(position)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidParameter(

@@ -8,7 +8,8 @@ TAXII requests (TAXII 2.1 §1.6.8, §3.2):
 
 Every request: the body actually received is counted, so a body sent without a
 length (chunked) cannot exceed the limit either — reading past it answers 413,
-whatever the handler was doing.
+whatever the handler was doing. A NUL character in the path is a 404 and in the query
+string a 400: no name or parameter holds one, and PostgreSQL text cannot.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class RequestGuard:
         upload = scope["path"] == "/api/import"  # files: the TAXII body limit applies
         limit = self.max_body_bytes if taxii or upload else API_BODY_LIMIT
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        response = self._refusal(scope["method"], headers, limit, taxii)
+        response = self._refusal(scope["method"], scope["path"], scope["query_string"], headers, limit, taxii)
         if response is not None:
             await response(scope, receive, send)
             return
@@ -94,12 +95,16 @@ class RequestGuard:
 
     @staticmethod
     def _refusal(
-        method: str, headers: dict[str, str], limit: int, taxii: bool
+        method: str, path: str, query: bytes, headers: dict[str, str], limit: int, taxii: bool
     ) -> TaxiiResponse | None:
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return error_response(413, "Request too large",
                                   f"the body exceeds {limit} bytes; send less per request")
+        if "\x00" in path:  # no resource has such a name (and PostgreSQL text cannot hold it)
+            return error_response(404, "Not found", "no resource has a NUL character in its path")
+        if b"%00" in query or b"\x00" in query:
+            return error_response(400, "Bad request", "the query string holds a NUL character (%00)")
         if not taxii:
             return None
         if not accepts_taxii(headers.get("accept")):

@@ -78,7 +78,7 @@ def _limit(params: QueryParams, settings: Settings) -> int:
     raw = params.get("limit")
     if raw is None:
         return settings.default_page_size
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # "²" is a digit to isdigit()
         raise InvalidParameter(f"limit={raw!r} must be a positive integer")
     return min(int(raw), settings.max_page_size)
 
