@@ -372,6 +372,10 @@ def test_rpz_target_checked_when_the_feed_is_defined(world):
                          json={"name": "zone", "format": "rpz", "rpz_target": "not a domain!"})
     # A bad RPZ target is refused when the feed is defined, not at every fetch.
     assert r.status_code == 400, r.text
+    r = w["client"].post("/api/feeds", headers=_auth(w["B"]),
+                         json={"name": "nul", "format": "plain-ip", "description": "a\u0000b"})
+    assert r.status_code == 400 and "NUL" in r.text  # PostgreSQL text cannot hold it
+    assert w["client"].get("/api/feeds", headers=_auth(w["B"])).json() == []
 
 
 def test_cli_feed_create_then_fetch_over_http(world, database_url):

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from commonwatch.domain.markings import Tlp
-from commonwatch.errors import NotFound, PermissionDenied
+from commonwatch.errors import InvalidParameter, NotFound, PermissionDenied
 from commonwatch.services.query import ObjectFilter, VersionSelector
 
 from conftest import count_rows
@@ -168,3 +168,17 @@ def test_latest_version_tracking_within_and_across_envelopes(exchange, fed):
     )
     assert [b'"v3"' in raw for raw in last_name(a)] == [True]
     assert count_rows(exchange, "stix_objects WHERE is_latest = true") == 3  # 2 system + v3
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: a.create_org("Acme\n", "operator"),  # '$' alone would let the newline through
+    lambda a: a.create_community("ring\n"),
+    lambda a: a.create_community("ring", title="a\x00b"),
+    lambda a: a.create_community("ring", description="a\x00b"),
+    lambda a: a.create_token("nobody", label="x" * 201),
+])
+def test_admin_refuses_names_and_text_the_database_must_not_hold(exchange, call):
+    """Refused before any write, on both backends (PostgreSQL text cannot hold NUL)."""
+    with pytest.raises(InvalidParameter):
+        call(exchange.admin)
+    assert "ring" not in {c.name for c in exchange.admin.list_communities()}
