@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from commonwatch.errors import InputError, InputTooLarge
-from commonwatch.formats.streams import Limited, buffered, replay
+from commonwatch.formats.streams import BUFFER_BYTES, Limited, buffered, replay
 
 FORMATS = ("auto", "stix", "misp", "csv", "text")
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024 * 1024
@@ -68,8 +69,56 @@ def open_input(raw: IO[bytes], name: str, max_bytes: int = DEFAULT_MAX_BYTES) ->
     magic = raw.read(2)
     stream: IO[bytes] = replay(magic, raw)
     if magic == _GZIP_MAGIC:
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        stream = _Gunzipped(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[assignment]
     return buffered(Limited(stream, max_bytes, name))
+
+
+class _Gunzipped:
+    """A gzip file read one decompression step at a time, whole lines first.
+
+    A gzip file that breaks off (cut short, corrupt) ends like a complete one, after
+    every complete line before the break: the partial line at the break is dropped, so
+    no reader takes half a row for a value, and the error is kept in ``error`` for the
+    importer to report (see :func:`broken_off`). Lines longer than
+    :data:`~commonwatch.formats.streams.BUFFER_BYTES` are passed on in pieces.
+    """
+
+    def __init__(self, gz: gzip.GzipFile) -> None:
+        self._gz = gz
+        self._pending = b""  # the bytes after the last line end delivered
+        self.error: str | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        size = size if size > 0 else BUFFER_BYTES
+        while self.error is None:
+            try:
+                data = self._gz.read1(size)
+            except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+                self.error = f"not valid gzip from here on ({exc})"
+                self._pending = b""
+                return b""
+            if not data:  # the end of the last member: the rest is a last line
+                out, self._pending = self._pending, b""
+                return out
+            data = self._pending + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0 and len(data) < BUFFER_BYTES:
+                self._pending = data
+                continue
+            cut = cut or len(data)
+            self._pending = data[cut:]
+            return data[:cut]
+        return b""
+
+    def close(self) -> None:
+        self._gz.close()
+
+
+def broken_off(stream: io.BufferedReader) -> str | None:
+    """Why the gzip input behind ``stream`` (from :func:`open_input`) stopped early, if it did."""
+    raw = stream.raw
+    source = raw.source if isinstance(raw, Limited) else None
+    return source.error if isinstance(source, _Gunzipped) else None
 
 
 def check_size(path: Path | None, max_bytes: int) -> None:

@@ -21,6 +21,7 @@ normaliser.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import IO, Any
@@ -139,34 +140,74 @@ def _records(obj: Any, source: str, position: str) -> Iterator[Record]:
 def read_stix(stream: IO[bytes], source: str) -> Iterator[Record]:
     """Every STIX object of ``stream`` as a record (rejections for what cannot be read)."""
     head = stream.read(HEAD_BYTES)
+    if head.startswith(_BOM):
+        head = head[len(_BOM):] + stream.read(len(_BOM))
     stripped = head.lstrip()
     if not stripped:
         yield rejected(source, "", "the input is empty")
         return
-    first_line, newline, _ = stripped.partition(b"\n")
-    one_line = _loads(first_line) if newline and first_line.strip() else None
-    if isinstance(one_line, dict) and stripped[len(first_line):].strip():
+    if _too_deep(stripped):
+        yield rejected(source, "", f"not valid JSON: nested more than {MAX_DEPTH} levels deep")
+        return
+    if _json_lines_start(stripped):
         yield from _json_lines(head, stream, source)
     elif len(head) < HEAD_BYTES:  # the whole input is in hand: small, parse at once
-        value = _loads(head)
-        if value is _BAD:
-            yield rejected(source, "", f"not valid JSON: {_error(head)}")
-        elif isinstance(value, list):
-            for n, obj in enumerate(value, 1):
-                yield from _records(obj, source, f"item {n}")
-        else:
-            yield from _records(value, source, "")
+        yield from _small(head, source)
     else:
         yield from _stream_bundle(head, stream, source, array=stripped.startswith(b"["))
 
 
 _BAD = object()
+_BOM = b"\xef\xbb\xbf"
+#: Deepest nesting read. Streaming keeps a path per level (memory grows with the square
+#: of the depth), and no STIX content comes near it.
+MAX_DEPTH = 512
+
+
+def _too_deep(head: bytes) -> bool:
+    """The input opens more than :data:`MAX_DEPTH` arrays or objects before anything
+    else: garbage that would cost the streaming parser memory quadratic in its depth."""
+    opened = len(head) - len(head.lstrip(b"[{ \t\r\n"))
+    return head[:opened].count(b"[") + head[:opened].count(b"{") > MAX_DEPTH
+
+
+def _json_lines_start(stripped: bytes) -> bool:
+    """JSON lines: one of the first lines is an object and another line follows it (a
+    bad first line does not hide the good ones after it)."""
+    lines = stripped.split(b"\n", 6)[:6]
+    return len(lines) > 1 and any(
+        line.strip() and isinstance(_loads(line), dict) and b"".join(lines[i + 1:]).strip()
+        for i, line in enumerate(lines[:5]))
+
+
+def _small(text: bytes, source: str) -> Iterator[Record]:
+    """An input read whole: a value, a value followed by garbage (the value's objects and
+    one rejection), or a value cut short (what came before the break, as streaming keeps)."""
+    try:
+        decoded = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads reads bytes
+        value, end = json.JSONDecoder().raw_decode(decoded, len(decoded) - len(decoded.lstrip()))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        start = text.lstrip()[:1]
+        if start in (b"{", b"["):
+            yield from _stream_bundle(text, io.BytesIO(), source, array=start == b"[")
+        else:
+            yield rejected(source, "", f"not valid JSON: {_error(text)}")
+        return
+    if isinstance(value, list):
+        for n, obj in enumerate(value, 1):
+            yield from _records(obj, source, f"item {n}")
+    else:
+        yield from _records(value, source, "")
+    rest = decoded[end:].strip()
+    if rest:
+        yield rejected(source, "after the JSON value", f"not valid JSON: {len(rest)} characters of "
+                                                       f"trailing data ({rest[:40]!r}) ignored")
 
 
 def _loads(data: bytes) -> Any:
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return _BAD
 
 
@@ -175,6 +216,8 @@ def _error(data: bytes) -> str:
         json.loads(data)
     except ValueError as exc:
         return str(exc)
+    except RecursionError:
+        return "nested too deeply"
     return ""
 
 

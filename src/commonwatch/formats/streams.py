@@ -44,6 +44,11 @@ class Limited(io.RawIOBase):
         self._limit = limit
         self._name = name
 
+    @property
+    def source(self) -> IO[bytes]:
+        """The stream read."""
+        return self._stream
+
     def readable(self) -> bool:
         return True
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 import zlib
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -26,7 +26,15 @@ from commonwatch.errors import InputError, InvalidParameter, NotFound
 from commonwatch.formats import freetext, misp, tabular
 from commonwatch.formats.observables import FIXED_EPOCH, ImportContext
 from commonwatch.formats.records import Record, rejected
-from commonwatch.formats.sources import DETECT_BYTES, FORMATS, Input, check_size, detect_format, open_input
+from commonwatch.formats.sources import (
+    DETECT_BYTES,
+    FORMATS,
+    Input,
+    broken_off,
+    check_size,
+    detect_format,
+    open_input,
+)
 from commonwatch.formats.stix_bundle import read_stix
 from commonwatch.services.ingest import IngestService
 from commonwatch.services.query import CommunityRef, ObjectFilter, QueryService, VersionSelector
@@ -172,8 +180,9 @@ class ImportService:
             check_size(inp.path, max_bytes)
             with inp.opener() as raw:
                 yield from self._read_stream(raw, inp.name, fmt, ctx, mapping, max_bytes)
-        except (InputError, OSError, EOFError, zlib.error) as exc:
-            reason = exc.message if isinstance(exc, InputError) else f"could not be read: {exc}"
+        except (InputError, OSError, EOFError, zlib.error, RecursionError) as exc:
+            reason = (exc.message if isinstance(exc, InputError) else "not valid JSON: nested too deeply"
+                      if isinstance(exc, RecursionError) else f"could not be read: {exc}")
             yield rejected(inp.name, "", f"{reason} (records before this point were read)")
 
     def _read_stream(self, raw: IO[bytes], name: str, fmt: str, ctx: ImportContext,
@@ -189,6 +198,9 @@ class ImportService:
             yield from tabular.read_csv(stream, name, ctx, mapping or tabular.Mapping())
         else:
             yield from freetext.read_text(stream, name, ctx)
+        why = broken_off(stream)
+        if why is not None:
+            yield rejected(name, "", f"could not be read: {why} (records before this point were read)")
 
     # -- storing --------------------------------------------------------------------
     def run(self, principal: Principal, community: CommunityRef, inputs: Iterable[Input], fmt: str,
@@ -274,16 +286,9 @@ class ImportService:
         started = time.perf_counter()
         report = self._ingest.add_objects(principal, community.collection_id, [r.obj for r in to_send])
         summary.timings["store"] += time.perf_counter() - started
-        by_id: dict[str, deque[Record]] = defaultdict(deque)
-        for record in to_send:
-            assert record.obj is not None
-            by_id[str(record.obj.get("id", ""))].append(record)
         failed: set[int] = set()
-        for failure in report.failures:
-            queue = by_id.get(failure.id) or by_id.get("") or next((q for q in by_id.values() if q), None)
-            if not queue:
-                continue
-            bad = queue.popleft()
+        for failure, position in zip(report.failures, report.failed_at, strict=True):
+            bad = to_send[position]
             failed.add(id(bad))
             stype = str(bad.obj.get("type")) if bad.obj else "(unknown)"
             summary.rejections.append(Rejection(bad.source, bad.position, failure.id, failure.message))

@@ -107,6 +107,9 @@ class StatusReport:
     #: Per success: True when it stored a new version, False for an identical re-post.
     #: Known only to the request that stored them (not part of the TAXII resource).
     stored: Sequence[bool] = ()
+    #: Per failure: the position of the object in the envelope (0-based). Known only to
+    #: the request (not part of the TAXII resource): importers report the exact record.
+    failed_at: Sequence[int] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The resource as orjson-serialisable values (details stay dataclasses)."""
@@ -172,21 +175,27 @@ class IngestService:
             )
         identities = self._member_identities()
         candidates: list[_Candidate] = []
+        at: list[int] = []  # each candidate's position in the envelope
         failures: list[FailureDetail] = []
-        for obj in objects:
+        failed_at: list[int] = []
+        for n, obj in enumerate(objects):
             try:
                 candidates.append(self._prepare(obj, community, principal, identities))
+                at.append(n)
             except InputError as exc:
                 oid, version = _describe(obj)
                 failures.append(FailureDetail(oid, version, exc.message))
+                failed_at.append(n)
         verdicts = self._verdicts()
         with self._sessions.begin() as s:
             successes, rejected, stored = self._store(s, community.id, principal.org_id, candidates,
                                                       verdicts)
-            failures.extend(rejected)
+            failures.extend(failure for _, failure in rejected)
+            failed_at.extend(at[k] for k, _ in rejected)
             report = StatusReport(
                 id=str(uuid.uuid4()), status="complete", request_us=request_us,
                 total_count=len(objects), successes=successes, failures=failures, stored=stored,
+                failed_at=failed_at,
             )
             s.add(IngestStatus(
                 id=report.id, community_id=community.id, org_id=principal.org_id,
@@ -342,13 +351,13 @@ class IngestService:
     def _store(
         self, s: Session, community_id: int, org_id: int | None,
         candidates: list[_Candidate], verdicts: tuple[Warninglists, int] | None,
-    ) -> tuple[list[StatusDetail], list[FailureDetail], list[bool]]:
-        """Store what is new; (successes, failures, per success: stored anew)."""
+    ) -> tuple[list[StatusDetail], list[tuple[int, FailureDetail]], list[bool]]:
+        """Store what is new; (successes, (candidate index, failure)s, per success: stored anew)."""
         conn = s.connection()
         last_added = objects_repo.lock_community(conn, community_id)
         known = objects_repo.existing_versions(conn, community_id, {c.stix_id for c in candidates})
         successes: list[StatusDetail] = []
-        failures: list[FailureDetail] = []
+        failures: list[tuple[int, FailureDetail]] = []
         stored: list[bool] = []
         rows: list[list[Any]] = []
         red: list[tuple[int, frozenset[str]]] = []
@@ -360,7 +369,7 @@ class IngestService:
             c.stix_id for c in candidates if c.versioned_us is not None and c.stix_id in newest])
         pending: dict[str, list[Any]] = {}
         now = self._clock()
-        for c in candidates:
+        for k, c in enumerate(candidates):
             versions = known.setdefault(c.stix_id, [])
             problem = self._conflict(c, versions, org_id)
             if problem is None and c.stix_id in revoked:
@@ -371,7 +380,7 @@ class IngestService:
                 stored.append(False)
                 continue
             if problem is not None:
-                failures.append(FailureDetail(c.stix_id, self._version_text(c, []), problem))
+                failures.append((k, FailureDetail(c.stix_id, self._version_text(c, []), problem)))
                 continue
             last_added = max(now, last_added + 1)
             version_us = c.versioned_us if c.versioned_us is not None else last_added
