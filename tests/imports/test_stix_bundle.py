@@ -172,3 +172,25 @@ def test_empty_input() -> None:
 ])
 def test_detect_format(head: bytes, name: str, expected: str) -> None:
     assert detect_format(head, name) == expected
+
+
+@pytest.mark.parametrize("deep", [
+    b'{"type": "x", "a": ' + b'{"a": ' * 20_000 + b"1" + b"}" * 20_001,
+    b'{"type": "x", "a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+])
+def test_deep_nesting_inside_a_streamed_bundle_is_refused_in_bounded_memory(deep: bytes) -> None:
+    """Streaming keeps a path per level (memory quadratic in the depth): a deep object
+    anywhere in a big bundle ends the input with a rejection instead, the objects before
+    it kept; ordinary bundles, unbalanced brackets in strings included, read as before
+    (only a run of more than 512 in a row is refused, even inside a string)."""
+    objs = [json.dumps(indicator(n)).encode() for n in range(600)]
+    data = b'{"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000000", "objects": ['
+    whole = data + b", ".join([*objs[:500], deep, *objs[500:]]) + b"]}"
+    assert len(whole) > HEAD_BYTES  # the streamed path
+    records = read(whole)
+    kept = [r for r in records if r.obj]
+    assert 0 < len(kept) <= 500 and [r.reason for r in records if r.obj is None] == [
+        "not valid JSON (nested more than 512 levels deep); the rest of this input could not be read"]
+    brackets = {**indicator(1), "description": ("[" * 500 + " :-[ ") * 8}  # unbalanced, short runs
+    fine = data + b", ".join([*objs[:300], json.dumps(brackets).encode(), *objs[300:]]) + b"]}"
+    assert len([r for r in read(fine) if r.obj]) == 601

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -243,18 +244,45 @@ def _json_lines(head: bytes, stream: IO[bytes], source: str) -> Iterator[Record]
         yield from _records(value, source, f"line {number}")
 
 
+class _TooDeep(ValueError):
+    pass
+
+
+#: MAX_DEPTH levels opened in a row (an opening bracket or brace, perhaps after a key).
+_DEEP = re.compile(rb'(?:[\[{]\s*(?:"[^"\\]{0,64}"\s*:\s*)?){%d}' % MAX_DEPTH)
+
+
+class _DepthGuard:
+    """The stream ijson reads, refused where a chunk opens :data:`MAX_DEPTH` levels in a
+    row: streaming keeps a path per level, so memory would grow with the square of the
+    depth (gigabytes for a few tens of kilobytes of brackets). Checked per chunk, so a
+    run split by a chunk boundary may go somewhat deeper, which is harmless."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        # Counting brackets (C speed) rules out almost every chunk; only a chunk that opens
+        # far more than it closes is searched for a run of levels (the search is slow).
+        opened = data.count(b"[") + data.count(b"{") - data.count(b"]") - data.count(b"}")
+        if opened > MAX_DEPTH and _DEEP.search(data) is not None:
+            raise _TooDeep(f"nested more than {MAX_DEPTH} levels deep")
+        return data
+
+
 def _stream_bundle(head: bytes, stream: IO[bytes], source: str, *, array: bool) -> Iterator[Record]:
     """Objects of a big bundle (or array), one at a time, in constant memory."""
     prefix = "item" if array else "objects.item"
     number = 0
     try:
-        for obj in ijson.items(replay(head, stream), prefix, use_float=True):
+        for obj in ijson.items(_DepthGuard(replay(head, stream)), prefix, use_float=True):
             number += 1
             if obj.__class__ is dict and obj.get("spec_version") == "2.1" and obj.get("type") != "bundle":
                 yield Record(source, f"object {number}", normalise(obj))  # the common case, inline
             else:
                 yield from _records(obj, source, f"object {number}")
-    except ijson.JSONError as exc:
+    except (ijson.JSONError, _TooDeep) as exc:
         yield rejected(source, f"after object {number}",
                        f"not valid JSON ({exc}); the rest of this input could not be read")
         return
