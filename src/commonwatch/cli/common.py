@@ -16,7 +16,7 @@ from commonwatch.errors import CommonWatchError, Conflict, InputError, NotFound
 from commonwatch.services.exchange import Exchange
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line: scripts grep them
 T = TypeVar("T")
 DbOption = Annotated[str | None, typer.Option("--database-url", envvar="COMMONWATCH_DATABASE_URL",
                                               help="Database URL (default sqlite:///./data/commonwatch.db).")]
