@@ -16,11 +16,15 @@ REST API wrapper), a list of events, and feed directories (``manifest.json`` plu
 * galaxy clusters of threat actors, intrusion sets, malware, tools and attack patterns
   (``Galaxy`` blocks, or ``misp-galaxy:`` tags without one) become those SDOs, signed
   by a "MISP Project" identity and unmarked: the galaxies are public knowledge;
-* sightings of indicators become ``sighting`` objects (``where_sighted_refs`` the
-  sighting organisation); false-positive sightings become an ``opinion`` of
-  ``strongly-disagree``; sightings of non-indicators and expiration sightings have no
-  STIX form and are rejected with that reason;
+* sightings of indicators (on attributes, inside objects too) become ``sighting``
+  objects (``where_sighted_refs`` the sighting organisation); false-positive sightings
+  become an ``opinion`` of ``strongly-disagree``; sightings of non-indicators and
+  expiration sightings have no STIX form and are rejected with that reason;
 * the event becomes a ``report`` (``report--<event uuid>``) referring to all of it.
+
+A block MISP writes as a list (tags, attributes, galaxy clusters, sightings...) is also
+read when it holds one entry given bare; an entry that is not a JSON object is rejected
+on its own, and an object with no typed attribute is rejected as a whole.
 
 Markings, never wider than the source (docs/import.md has the table): the TLP is the
 most restrictive of the ``tlp:*`` tags of the event, object and attribute and of a
@@ -101,9 +105,29 @@ def _flag(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true")
 
 
+def _entries(block: Any) -> list[Any]:
+    """A MISP block (tags, attributes, clusters, sightings...) as a list of its entries.
+
+    MISP writes a list, but hand-made and converted events often give a single entry as a
+    bare object or string; iterating that would walk its keys or characters instead.
+    """
+    if isinstance(block, list):
+        return list(block)
+    return [] if block is None or block in ("", {}) else [block]
+
+
 def _tags(holder: dict[str, Any]) -> list[str]:
-    tags = holder.get("Tag") or []
-    return [t["name"] for t in tags if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    """Tag names of an event, object or attribute: ``{"name": ...}`` objects or bare names.
+
+    A ``Tag`` of no readable shape may hide a ``tlp:`` tag, so it is an error (its holder
+    is rejected) rather than ignored, which would mark the content wider than its source.
+    """
+    block = holder.get("Tag")
+    if not isinstance(block, (list, dict, str, type(None))):
+        raise InputError(f"'Tag' is {block!r}, not a list of tags: its TLP cannot be read, so this "
+                         "is not imported rather than shared wider; give tags as [{\"name\": ...}]")
+    names = [t.get("name") if isinstance(t, dict) else t for t in _entries(block)]
+    return [n.strip() for n in names if isinstance(n, str) and n.strip()]
 
 
 def _tag_tlps(tags: list[str]) -> list[Tlp]:
@@ -180,28 +204,29 @@ class EventConverter:
         yield Record(self.source, position, obj, hits=hits)
 
     def convert(self) -> Iterator[Record]:
+        event_dist = self.effective_distribution()
+        if event_dist == SHARING_GROUP:  # checked first: a rejected event stores nothing at all
+            yield rejected(self.source, self.position, _REJECT_SG)
+            return
+        yield from self.producer()
+        for attr in _entries(self.ev.get("Attribute")):
+            yield from self.attribute(attr, None, [])
+        objects = _entries(self.ev.get("Object"))
+        for mobj in objects:
+            yield from self.misp_object(mobj)
+        for mobj in objects:
+            yield from self.references(mobj)
+        yield from self.galaxies()
+        yield from self.sightings()
+        yield from self.report(event_dist)
+
+    def producer(self) -> Iterator[Record]:
+        """The event's ``Orgc`` as the creator of what follows, unless it is this exchange itself."""
         orgc: dict[str, Any] = self.ev["Orgc"] if isinstance(self.ev.get("Orgc"), dict) else {}
         org_uuid = _uuid(orgc.get("uuid"))
         if org_uuid and not self.ctx.own_identity.endswith(org_uuid):
             self.creator = f"identity--{org_uuid}"
             yield from self.emit(identity(org_uuid, str(orgc.get("name", ""))), self.position, ref=False)
-        try:
-            event_dist = self.effective_distribution()
-        except InputError as exc:
-            yield rejected(self.source, self.position, exc.message)
-            return
-        if event_dist == SHARING_GROUP:
-            yield rejected(self.source, self.position, _REJECT_SG)
-            return
-        for attr in self.ev.get("Attribute") or []:
-            yield from self.attribute(attr, None, [])
-        for mobj in self.ev.get("Object") or []:
-            yield from self.misp_object(mobj)
-        for mobj in self.ev.get("Object") or []:
-            yield from self.references(mobj)
-        yield from self.galaxies()
-        yield from self.sightings()
-        yield from self.report(event_dist)
 
     # -- attributes ----------------------------------------------------------------
     def attribute(self, attr: Any, parent_dist: int | None, parent_tags: list[str],
@@ -216,6 +241,8 @@ class EventConverter:
             dist = self.effective_distribution(parent_dist, _distribution(attr))
             if _flag(attr.get("deleted")):
                 raise InputError("the attribute is marked deleted in MISP")
+            if not attr.get("type"):
+                raise InputError("the attribute has no 'type', which MISP requires of every attribute")
             if dist == SHARING_GROUP:
                 raise InputError(_REJECT_SG)
             tags = parent_tags + _tags(attr)
@@ -230,6 +257,8 @@ class EventConverter:
         mtype, value = str(attr.get("type", "")), str(attr.get("value", ""))
         marking = ob.marking_refs(tlp)
         if mtype == "link":
+            if not isinstance(attr.get("value"), str) or not value.strip():
+                raise InputError("the link attribute has no URL as its value")
             self.links.append({"source_name": "misp-link", "url": value})
             self.main[auuid] = self.report_id
             return
@@ -309,17 +338,24 @@ class EventConverter:
         ouuid = _uuid(mobj.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(mobj, sort_keys=True)[:2000])
         where = f"{self.position} object {ouuid} ({mobj.get('name', '?')})"
         try:
-            odist = _distribution(mobj)
+            odist, otags = _distribution(mobj), _tags(mobj)
         except InputError as exc:
             yield rejected(self.source, where, exc.message)
             return
-        attrs = [a for a in mobj.get("Attribute") or [] if isinstance(a, dict)]
+        entries = _entries(mobj.get("Attribute"))
+        attrs = [a for a in entries if isinstance(a, dict)]
+        if not any(a.get("type") for a in attrs):
+            yield rejected(self.source, where, "the object has no attribute (a JSON object with a 'type') "
+                                               "in its 'Attribute' list, so nothing of it can be imported")
+            return
+        for _ in range(len(entries) - len(attrs)):
+            yield rejected(self.source, where, "an Attribute entry of the object is not a JSON object")
         if mobj.get("name") == "file" and any(a.get("object_relation") in _FILE_HASHES for a in attrs):
             yield from self._file_object(mobj, ouuid, where, odist, attrs)
             return
         first = None
         for attr in attrs:
-            yield from self.attribute(attr, odist, _tags(mobj), str(attr.get("object_relation", "")))
+            yield from self.attribute(attr, odist, otags, str(attr.get("object_relation", "")))
             auuid = _uuid(attr.get("uuid"))
             first = first or (self.main.get(auuid) if auuid else None)
         if first:
@@ -383,8 +419,10 @@ class EventConverter:
         if not isinstance(mobj, dict):
             return
         source_id = self.main.get(_uuid(mobj.get("uuid")) or "")
-        for ref in mobj.get("ObjectReference") or []:
+        for ref in _entries(mobj.get("ObjectReference")):
             if not isinstance(ref, dict):
+                yield rejected(self.source, f"{self.position} object {mobj.get('uuid')} reference",
+                               "an ObjectReference entry is not a JSON object")
                 continue
             ruuid = _uuid(ref.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(ref, sort_keys=True))
             where = f"{self.position} reference {ruuid}"
@@ -408,15 +446,18 @@ class EventConverter:
     # -- galaxies, sightings, the report -------------------------------------------
     def galaxies(self) -> Iterator[Record]:
         clusters: dict[str, tuple[str, dict[str, Any]]] = {}
-        blocks = list(self.ev.get("Galaxy") or [])
-        for attr in self.ev.get("Attribute") or []:
+        blocks = _entries(self.ev.get("Galaxy"))
+        for attr in _entries(self.ev.get("Attribute")):
             if isinstance(attr, dict):
-                blocks.extend(attr.get("Galaxy") or [])
+                blocks.extend(_entries(attr.get("Galaxy")))
         covered: set[str] = set()
         for galaxy in blocks:
-            if not isinstance(galaxy, dict):
-                continue
-            for cluster in galaxy.get("GalaxyCluster") or []:
+            entries = _entries(galaxy.get("GalaxyCluster")) if isinstance(galaxy, dict) else [galaxy]
+            for cluster in entries:
+                if not isinstance(cluster, dict):
+                    yield rejected(self.source, f"{self.position} galaxy",
+                                   "a Galaxy or GalaxyCluster entry is not a JSON object")
+                    continue
                 stype = GALAXY_TYPES.get(str(galaxy.get("type") or cluster.get("type")))
                 cuuid = _uuid(cluster.get("uuid"))
                 if stype and cuuid and cluster.get("value"):
@@ -435,15 +476,21 @@ class EventConverter:
             yield from self.emit(_galaxy_sdo(oid, stype, cluster), where)
 
     def sightings(self) -> Iterator[Record]:
-        found = list(self.ev.get("Sighting") or [])
-        for attr in self.ev.get("Attribute") or []:
+        """The event's sightings and those of its attributes, inside objects too."""
+        in_objects = [a for o in _entries(self.ev.get("Object")) if isinstance(o, dict)
+                      for a in _entries(o.get("Attribute"))]
+        found = _entries(self.ev.get("Sighting"))
+        for attr in _entries(self.ev.get("Attribute")) + in_objects:
             if isinstance(attr, dict):
                 found.extend({**s, "attribute_uuid": s.get("attribute_uuid") or attr.get("uuid")}
-                             for s in attr.get("Sighting") or [] if isinstance(s, dict))
+                             if isinstance(s, dict) else s for s in _entries(attr.get("Sighting")))
         for s in found:
             yield from self._sighting(s)
 
-    def _sighting(self, s: dict[str, Any]) -> Iterator[Record]:
+    def _sighting(self, s: Any) -> Iterator[Record]:
+        if not isinstance(s, dict):
+            yield rejected(self.source, f"{self.position} sighting", "a Sighting entry is not a JSON object")
+            return
         suuid = _uuid(s.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(s, sort_keys=True))
         where = f"{self.position} sighting {suuid}"
         target = self.main.get(_uuid(s.get("attribute_uuid")) or "")
@@ -510,12 +557,12 @@ def _galaxy_sdo(oid: str, stype: str, cluster: dict[str, Any]) -> dict[str, Any]
                            "name": str(cluster["value"])}
     if cluster.get("description"):
         obj["description"] = str(cluster["description"])
-    synonyms = [str(s) for s in meta.get("synonyms") or [] if s]
+    synonyms = [str(s) for s in _entries(meta.get("synonyms")) if s]
     if synonyms and stype in ("threat-actor", "intrusion-set", "malware", "tool"):
         obj["aliases"] = synonyms
     if stype == "malware":
         obj["is_family"] = True
-    refs = [{"source_name": "misp-galaxy", "url": str(u)} for u in meta.get("refs") or [] if u]
+    refs = [{"source_name": "misp-galaxy", "url": str(u)} for u in _entries(meta.get("refs")) if u]
     if refs:
         obj["external_references"] = refs
     return obj
@@ -556,6 +603,9 @@ def read_misp(stream: IO[bytes], source: str, ctx: ob.ImportContext) -> Iterator
         doc = json.load(stream)
     except ValueError as exc:
         yield rejected(source, "", f"not valid JSON: {exc}")
+        return
+    except RecursionError:
+        yield rejected(source, "", "not valid JSON: nested too deeply")
         return
     seen = False
     for position, event in _events(doc):
