@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from typing import IO, NamedTuple
 
 from commonwatch.domain.defang import refang
+from commonwatch.domain.observables import normalise_domain
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
 from commonwatch.formats.records import Record, rejected
@@ -46,14 +47,24 @@ _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}"
                    r"(?:/(?:3[0-2]|[12]?\d))?(?![\w.]*\d)(?!\.\w)")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:/\d{1,3})?(?![\w:])")
-_DOMAIN = re.compile(r"(?<![\w@.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\b"
-                     r"(?![.-]?\w)")
+# An IPv4-mapped/-compatible tail (``::ffff:198.51.100.23``, RFC 4291 §2.5.5) is part of
+# the address; a match may not stop before a ``.digit`` (that would cut such a tail).
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}"
+                   rf"(?:(?:{_OCTET}\.){{3}}{_OCTET}|[0-9A-Fa-f]{{0,4}})(?:/\d{{1,3}})?(?![\w:]|\.\d)")
+# Labels of Unicode letters and digits, so that IDNs (``bücher.de``, ``злой.рф``) are found
+# too: ``[^\W_]`` is a letter or digit, ``[\w-]`` lets an underscore in, and a match with
+# one is dropped (the lookbehind already refuses a name glued to an underscore).
+_DOMAIN = re.compile(r"(?<![\w@.-])(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+"
+                     r"(?:[Xx][Nn]--[A-Za-z0-9-]{0,58}[A-Za-z0-9]|[^\W\d_]{2,63})\b(?![.-]?\w)")
 _HASH = re.compile(r"(?<![0-9A-Za-z_])(?:[0-9A-Fa-f]{128}|[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{32})"
                    r"(?![0-9A-Za-z_])")
 _CVE = re.compile(r"\bCVE-\d{4}-\d{4,7}\b", re.IGNORECASE)
-_VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\bbuild|\brelease|\brev\.?|\bfirmware|\bupdate)\s*$",
-                             re.IGNORECASE)
+# ``version 1.2.3.4``, ``Version: 1.2.3.4``, ``version="10.0.0.1"``, ``build#6.1.0.1``.
+_VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\bbuild|\brelease|\brev\.?|\bfirmware|\bupdate)"
+                             r"\s*[:=#-]?\s*[\"']?$", re.IGNORECASE)
+#: How far before a dotted quad :data:`_VERSION_BEFORE` looks (longest word plus padding),
+#: so that the check costs the same on a long line as on a short one.
+_VERSION_WINDOW = 64
 _HASH_BY_LEN = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
 
 #: Last labels that are file extensions far more often than TLDs in reports.
@@ -93,7 +104,7 @@ def _plausible_domain(value: str, defanged: bool) -> bool:
         return True
     if tld in FILE_EXTENSIONS:
         return False
-    return len(tld) == 2 or tld in GENERIC_TLDS
+    return len(tld) == 2 or tld in GENERIC_TLDS or tld.startswith("xn--")
 
 
 def extract(line: str) -> list[Found]:
@@ -124,17 +135,26 @@ def extract(line: str) -> list[Found]:
             add(_HASH_BY_LEN[len(m.group(0))], m, m.group(0).lower())
     for m in _IPV6.finditer(text):
         if free(*m.span()) and m.group(0).count(":") >= 2 and _is_ip(m.group(0), 6):
-            add("ipv6-addr", m)
+            add("ipv6-addr", m, ob.clean_value("ipv6-addr", m.group(0)))
     for m in _IPV4.finditer(text):
-        if free(*m.span()) and not _VERSION_BEFORE.search(text[:m.start()]):
+        start = m.start()
+        if free(*m.span()) and not _VERSION_BEFORE.search(text, max(0, start - _VERSION_WINDOW), start):
             add("ipv4-addr", m)
     for m in _CVE.finditer(text):
         if free(*m.span()):
             add("cve", m, m.group(0).upper())
     for m in _DOMAIN.finditer(text):
-        if free(*m.span()) and _plausible_domain(m.group(0), was_defanged(m.group(0))):
+        if free(*m.span()) and _plausible_domain(m.group(0), was_defanged(m.group(0))) \
+                and _valid_domain(m.group(0)):
             add("domain-name", m, m.group(0).lower())
     return [f for _, f in sorted(found, key=lambda pair: pair[0])]
+
+
+def _valid_domain(name: str) -> bool:
+    """False for a match with an underscore, or an IDN that IDNA 2008/UTS 46 refuses."""
+    if name.isascii():
+        return "_" not in name
+    return "_" not in name and normalise_domain(name) is not None
 
 
 def _is_ip(value: str, version: int) -> bool:
@@ -147,7 +167,12 @@ def _is_ip(value: str, version: int) -> bool:
 def records_for(kind: str, value: str, ctx: ob.ImportContext, source: str, position: str,
                 *, created: str | None = None, valid_until: str | None = None,
                 confidence: int | None = None, labels: tuple[str, ...] = ()) -> Iterator[Record]:
-    """The SCO and indicator (or vulnerability) for one extracted value, ids derived from it."""
+    """The SCO and indicator (or vulnerability) for one extracted value, ids derived from it.
+
+    An IDN is stored as A-labels (punycode), the form the rest of the exchange compares.
+    """
+    if kind == "domain-name" and not value.isascii():
+        value = normalise_domain(value) or value  # not an IDN: clean_value says why
     value = ob.clean_value(kind, value)
     when = created or ctx.timestamp
     labels = tuple(ctx.labels) + labels

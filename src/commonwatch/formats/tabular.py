@@ -7,7 +7,9 @@ from the type column, a fixed type for the whole file, or, failing both, from th
 value itself (the free-text classifier). Type names accepted: the value kinds of
 ``formats/observables.py`` (``ipv4-addr``, ``domain-name``, ``sha256``...), MISP
 attribute types (``ip-dst``, ``domain``, ``hostname``, ``url``, ``md5``...) and the
-plain words ``ip``, ``domain``, ``email``, ``hash``.
+plain words ``ip``, ``domain``, ``email``, ``hash``. Addresses, domain names, URLs and
+e-mail addresses are refanged as free text is (``hxxp://evil[.]com`` is
+``http://evil.com``): feeds defang them as often as reports do.
 
 Each row becomes an SCO and an indicator whose id is derived from the importing
 organisation and the value (re-importing adds nothing); ``first_seen`` is the
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from commonwatch.domain.defang import refang
 from commonwatch.errors import InputError, InvalidParameter
 from commonwatch.formats import freetext
 from commonwatch.formats import observables as ob
@@ -45,6 +48,9 @@ _WORDS = {"ip": "ip", "ipv4": "ipv4-addr", "ipv6": "ipv6-addr", "domain": "domai
           "hash": "hash",
           "sha-1": "sha1", "sha-256": "sha256", "sha-512": "sha512", "vulnerability": "cve"}
 _HASH_BY_LEN = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+#: Kinds whose values feeds defang (``hxxp://evil[.]com``); only these are refanged, as
+#: brackets and backslashes are legitimate in registry keys, mutexes and file names.
+_DEFANGED_KINDS = frozenset({"ipv4-addr", "ipv6-addr", "domain-name", "url", "email-addr"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +174,10 @@ def _row(row: list[str], cols: dict[str, int | None], mapping: Mapping, ctx: ob.
     if not value:
         raise InputError("the value column is empty")
     type_name = mapping.fixed_type or _cell(row, cols["type"])
-    kind = kind_of(type_name, value) if type_name else _guess(value)
+    plain = refang(value)
+    kind = kind_of(type_name, plain) if type_name else _guess(plain)
+    if kind in _DEFANGED_KINDS:
+        value = plain
     first, last = _cell(row, cols["first_seen"]), _cell(row, cols["last_seen"])
     created = fix_timestamp(first, need_ms=True) if first else None
     if first and created is None:
