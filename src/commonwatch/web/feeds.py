@@ -83,6 +83,13 @@ def _not_modified(request: Request, etag: str, last_modified_us: int) -> bool:
     return last_modified_us // 1_000_000 <= int(since.timestamp())
 
 
+def _any_etag(request: Request) -> bool:
+    """``If-None-Match: *``: not modified whenever the feed exists (RFC 9110 §13.1.2),
+    even before this user's first fetch."""
+    return any(t.strip() == "*" for line in request.headers.getlist("if-none-match")
+               for t in line.split(","))
+
+
 def feeds_router(exchange: Exchange) -> APIRouter:
     """The routes of this module, bound to ``exchange``."""
     router = APIRouter()
@@ -94,7 +101,7 @@ def feeds_router(exchange: Exchange) -> APIRouter:
         principal = require_principal(request, exchange.auth)
         feed = service.get_feed(principal, name)
         etag, last_modified, current = service.validators(principal, feed)
-        if current and _not_modified(request, etag, last_modified):
+        if (current or _any_etag(request)) and _not_modified(request, etag, last_modified):
             return Response(status_code=304, headers=_validator_headers(etag, last_modified))
         if current and request.method == "HEAD":  # the stored validators are the GET's
             return Response(status_code=200, media_type=FORMATS[feed.format],
