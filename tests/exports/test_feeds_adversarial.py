@@ -17,23 +17,11 @@ from commonwatch.domain.markings import Tlp
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.query import ObjectFilter, VersionSelector
 from commonwatch.web.app import create_app
+from exports.conftest import NOW
 
 from support.factories import indicator, make_member, new_version
 
-T0 = 1_780_000_000_000_000  # 2026-05-28T20:26:40Z
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+T0 = NOW  # the frozen clock of conftest's ``clock`` fixture (2026-05-28T20:26:40Z)
 
 
 @pytest.fixture
