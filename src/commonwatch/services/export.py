@@ -472,8 +472,13 @@ class ExportService:
         digest = hashlib.sha256()
         with self._sessions() as s:
             conn = s.connection()
-            for row in conn.execute(query):
-                digest.update(repr(tuple(row)).encode())
+            for cid, name, collection, public, last_added, can_read, max_tlp, deletes in conn.execute(query):
+                # The caller's own standing in every community (gaining access changes the
+                # content), but the activity only of communities it may read: a write where
+                # it cannot look must not move its ETag.
+                readable = bool(public or can_read)
+                seen = (name, collection, last_added, deletes) if readable else ()
+                digest.update(repr((cid, public, can_read, max_tlp, *seen)).encode())
             orgs = select(Organisation.id, Organisation.name, Organisation.sector).order_by(Organisation.id)
             for org in conn.execute(orgs):
                 digest.update(repr(tuple(org)).encode())

@@ -376,7 +376,7 @@ class IngestService:
                 problem = (f"{c.stix_id} is revoked; a revoked object cannot be updated "
                            "(STIX 2.1 §3.6): create a new object instead")
             if problem == "":
-                successes.append(StatusDetail(c.stix_id, self._version_text(c, versions)))
+                successes.append(StatusDetail(c.stix_id, self._version_text(c, versions, org_id)))
                 stored.append(False)
                 continue
             if problem is not None:
@@ -432,8 +432,13 @@ class IngestService:
     def _conflict(
         c: _Candidate, versions: list[tuple[int, int | None, str]], org_id: int | None
     ) -> str | None:
-        """None to store, "" for an identical re-post, else the failure message."""
-        if any(h == c.content_hash for _, _, h in versions):
+        """None to store, "" for an identical re-post, else the failure message.
+
+        Only the poster's own versions make a post an identical re-post: matching another
+        organisation's version (one the poster may not see) would tell the poster that it
+        exists — SCO ids are derived from the value, so anyone can name one.
+        """
+        if any(h == c.content_hash and producer == org_id for _, producer, h in versions):
             return ""
         if c.versioned_us is None or not versions:
             return None
@@ -447,10 +452,12 @@ class IngestService:
         return None
 
     @staticmethod
-    def _version_text(c: _Candidate, versions: list[tuple[int, int | None, str]]) -> str:
+    def _version_text(c: _Candidate, versions: list[tuple[int, int | None, str]],
+                      org_id: int | None = None) -> str:
+        """The version a status entry names: ``modified``, else the poster's identical version."""
         if c.versioned_us is not None:
             return format_timestamp(c.versioned_us)
-        for v, _, h in versions:
-            if h == c.content_hash:
+        for v, producer, h in versions:
+            if h == c.content_hash and producer == org_id:
                 return format_timestamp(v)
         return ""
