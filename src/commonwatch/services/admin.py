@@ -92,6 +92,14 @@ class AdminService:
         with self._sessions() as s:
             return self._org(s, name)
 
+    def org_name(self, org_id: int) -> str:
+        """The name of an organisation known by id (a principal's own)."""
+        with self._sessions() as s:
+            org = s.get(Organisation, org_id)
+        if org is None:
+            raise NotFound(f"no organisation with id {org_id}")
+        return org.name
+
     # -- users -------------------------------------------------------------------
     def create_user(self, org_name: str, name: str, role: str) -> User:
         _check_name(name, "user name")
@@ -147,6 +155,8 @@ class AdminService:
             return [(t, u) for t, u in s.execute(q).all()]
 
     def revoke_token(self, token_id: int) -> ApiToken:
+        if not 0 < token_id < 2**63:  # no such id, and beyond what the database can compare
+            raise NotFound(f"no token with id {token_id}; see `commonwatch token list`")
         with self._sessions.begin() as s:
             token = s.get(ApiToken, token_id)
             if token is None:

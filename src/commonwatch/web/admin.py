@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from commonwatch.domain.markings import Tlp, parse_tlp
 from commonwatch.domain.visibility import Principal
-from commonwatch.errors import PermissionDenied
+from commonwatch.errors import NotFound, PermissionDenied
 from commonwatch.services.exchange import Exchange
 from commonwatch.storage.models import ApiToken, Community, Membership, Organisation, User
 from commonwatch.web.credentials import require_principal
@@ -113,16 +113,36 @@ def admin_router(exchange: Exchange) -> APIRouter:
             rows = [(u, o) for u, o in rows if u.org_id == principal.org_id]
         return [user_json(u, o) for u, o in rows]
 
+    def user_manager(request: Request) -> Principal:
+        """An admin or org-admin, checked before any name is looked up: who may not manage
+        users learns nothing about which organisations or users exist (401/403 alike)."""
+        principal = require_principal(request, exchange.auth)
+        if not (principal.is_admin or principal.role == "org-admin"):
+            raise PermissionDenied("this operation needs the 'admin' or 'org-admin' role")
+        return principal
+
     @router.post("/users", status_code=201)
     def create_user(request: Request, body: UserIn) -> dict[str, Any]:
-        org_admin_of(request, admin.get_org(body.org).id)
+        principal = user_manager(request)
         if body.role == "admin":
             instance_admin(request)
+        if not principal.is_admin and body.org != admin.org_name(principal.org_id):
+            raise PermissionDenied("an org-admin creates users of its own organisation only")
         return user_json(admin.create_user(body.org, body.name, body.role), body.org)
 
     @router.post("/users/{name}/tokens", status_code=201)
     def create_token(request: Request, name: str, body: TokenIn) -> dict[str, Any]:
-        org_admin_of(request, admin.get_user(name).org_id)
+        principal = user_manager(request)
+        try:
+            user = admin.get_user(name)
+        except NotFound:
+            user = None
+        if not principal.is_admin and (user is None or user.org_id != principal.org_id):
+            raise NotFound(f"no user named {name!r} in your organisation")  # others' users alike
+        if user is None:
+            raise NotFound(f"no user named {name!r}; see `commonwatch user list`")
+        if user.role == "admin":  # an admin's token is an admin's power
+            instance_admin(request)
         issued = admin.create_token(name, body.label, body.expires_in_days)
         return {**token_json(issued.token, name), "token": issued.secret}
 

@@ -19,9 +19,12 @@ from commonwatch.services.exchange import Exchange
 from commonwatch.services.lookup import MAX_VALUES
 from commonwatch.web.credentials import principal_of
 
+#: Longest value looked up, in characters (GET and POST alike).
+MAX_VALUE_CHARS = 2048
+
 
 class LookupIn(BaseModel):
-    values: list[Annotated[str, Field(max_length=2048)]] = Field(max_length=MAX_VALUES)
+    values: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] = Field(max_length=MAX_VALUES)
 
 
 def lookup_router(exchange: Exchange) -> APIRouter:
@@ -37,11 +40,13 @@ def lookup_router(exchange: Exchange) -> APIRouter:
 
     @router.get("/lookup")
     async def lookup_one(request: Request,
-                         value: Annotated[list[str] | None, Query(max_length=2048)] = None) -> Response:
+                         value: Annotated[list[str] | None, Query()] = None) -> Response:
         if not value:
             raise InvalidParameter("give at least one 'value' query parameter (repeat it for several)")
         if len(value) > 100:
             raise InvalidParameter("at most 100 'value' parameters; POST a JSON list for bulk lookups")
+        if any(len(v) > MAX_VALUE_CHARS for v in value):  # Query(max_length) counts the list
+            raise InvalidParameter(f"a 'value' is at most {MAX_VALUE_CHARS} characters")
         return await run_in_threadpool(answer, request, value)
 
     @router.post("/lookup")
