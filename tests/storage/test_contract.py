@@ -182,3 +182,16 @@ def test_admin_refuses_names_and_text_the_database_must_not_hold(exchange, call)
     with pytest.raises(InvalidParameter):
         call(exchange.admin)
     assert "ring" not in {c.name for c in exchange.admin.list_communities()}
+
+
+def test_names_with_a_trailing_space_and_disabled_users_on_the_command_line(exchange):
+    """'Acme ' would pass for 'Acme' in every listing; a disabled user acts nowhere."""
+    exchange.admin.create_org("Acme", "operator")
+    for name in ("Acme ", "Acme  x ", " Acme"):
+        with pytest.raises(InvalidParameter):
+            exchange.admin.create_org(name, "operator")
+    exchange.admin.create_user("Acme", "ann", "analyst")
+    assert exchange.auth.principal_for_user("ann").user_name == "ann"
+    exchange.admin.set_user_active("ann", False)
+    with pytest.raises(PermissionDenied, match="disabled"):
+        exchange.auth.principal_for_user("ann")

@@ -26,7 +26,8 @@ from commonwatch.services.ingest import IngestService
 from commonwatch.storage.models import ApiToken, Community, Membership, Organisation, User
 
 TOKEN_PREFIX = "cw_"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,199}$")
+#: Organisation and user names: no leading or trailing space ("Acme " would look like "Acme").
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ._@+-]{0,198}[A-Za-z0-9._@+-])?$")
 _COMMUNITY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 

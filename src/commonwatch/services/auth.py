@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
 from commonwatch.domain.visibility import Principal
-from commonwatch.errors import AuthenticationRequired, NotFound
+from commonwatch.errors import AuthenticationRequired, NotFound, PermissionDenied
 from commonwatch.services.admin import hash_token
 from commonwatch.storage.models import ApiToken, Organisation, User
 
@@ -72,5 +72,7 @@ class AuthService:
         if row is None:
             raise NotFound(f"no user named {user_name!r}; see `commonwatch user list`")
         user, identity = row
+        if not user.active:  # disabled: no more acting from the command line than with a token
+            raise PermissionDenied(f"user {user_name!r} is disabled; `commonwatch user enable` restores it")
         return Principal(user_id=user.id, user_name=user.name, org_id=user.org_id,
                          org_identity=identity, role=user.role)
