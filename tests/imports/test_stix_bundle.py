@@ -194,3 +194,14 @@ def test_deep_nesting_inside_a_streamed_bundle_is_refused_in_bounded_memory(deep
     brackets = {**indicator(1), "description": ("[" * 500 + " :-[ ") * 8}  # unbalanced, short runs
     fine = data + b", ".join([*objs[:300], json.dumps(brackets).encode(), *objs[300:]]) + b"]}"
     assert len([r for r in read(fine) if r.obj]) == 601
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_an_array_written_one_object_per_line_is_not_json_lines(big: bool) -> None:
+    """Its last object alone on a line parses as an object, but the input is one array."""
+    objs = [indicator(n) for n in range(700 if big else 3)]
+    data = b"[\n" + b",\n".join(json.dumps(o).encode() for o in objs) + b"\n]\n"
+    assert (len(data) > HEAD_BYTES) == big
+    records = read(data)
+    assert [r.obj["id"] for r in records if r.obj] == [o["id"] for o in objs]
+    assert not [r for r in records if r.obj is None]

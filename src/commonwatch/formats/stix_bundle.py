@@ -150,9 +150,10 @@ def read_stix(stream: IO[bytes], source: str) -> Iterator[Record]:
     if _too_deep(stripped):
         yield rejected(source, "", f"not valid JSON: nested more than {MAX_DEPTH} levels deep")
         return
-    if _json_lines_start(stripped):
+    small = len(head) < HEAD_BYTES
+    if _json_lines_start(stripped) and not (small and _loads(head) is not _BAD):
         yield from _json_lines(head, stream, source)
-    elif len(head) < HEAD_BYTES:  # the whole input is in hand: small, parse at once
+    elif small:  # the whole input is in hand: parse it at once
         yield from _small(head, source)
     else:
         yield from _stream_bundle(head, stream, source, array=stripped.startswith(b"["))
@@ -173,12 +174,18 @@ def _too_deep(head: bytes) -> bool:
 
 
 def _json_lines_start(stripped: bytes) -> bool:
-    """JSON lines: one of the first lines is an object and another line follows it (a
-    bad first line does not hide the good ones after it)."""
+    """JSON lines: the first line is an object and another line follows it; or the first
+    line is bad, but not the opening of an array, and one of the next four is an object
+    followed by more (a bad first line does not hide the good ones after it). A small
+    input that is one JSON value as a whole (an array written one object per line) is
+    read as that value by the caller."""
     lines = stripped.split(b"\n", 6)[:6]
-    return len(lines) > 1 and any(
-        line.strip() and isinstance(_loads(line), dict) and b"".join(lines[i + 1:]).strip()
-        for i, line in enumerate(lines[:5]))
+    if len(lines) < 2:
+        return False
+    if isinstance(_loads(lines[0]), dict) or lines[0].strip().startswith(b"["):
+        return bool(b"".join(lines[1:]).strip()) and isinstance(_loads(lines[0]), dict)
+    return any(line.strip() and isinstance(_loads(line), dict) and b"".join(lines[i + 1:]).strip()
+               for i, line in enumerate(lines[1:5], 1))
 
 
 def _small(text: bytes, source: str) -> Iterator[Record]:
