@@ -32,10 +32,15 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from commonwatch.domain.observables import from_object
-from commonwatch.domain.timestamps import parse_timestamp
+from commonwatch.domain.timestamps import LATEST_US, parse_timestamp
 from commonwatch.errors import ConfigError
 
 DAY_US = 86_400_000_000
+
+
+#: Longest decay lifetime a policy may set (100 years): times computed from it stay
+#: within what a STIX timestamp can state.
+MAX_LIFETIME_DAYS = 36_500
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +51,10 @@ class Decay:
     speed: float
 
     def __post_init__(self) -> None:
-        if not (self.lifetime_days > 0 and math.isfinite(self.lifetime_days)):
-            raise ConfigError("a decay lifetime must be a positive number of days, "
-                              f"not {self.lifetime_days!r}")
-        if not (self.speed > 0 and math.isfinite(self.speed)):
+        if type(self.lifetime_days) not in (int, float) or not 0 < self.lifetime_days <= MAX_LIFETIME_DAYS:
+            raise ConfigError(f"a decay lifetime must be a positive number of days up to "
+                              f"{MAX_LIFETIME_DAYS}, not {self.lifetime_days!r}")
+        if type(self.speed) not in (int, float) or not (self.speed > 0 and math.isfinite(self.speed)):
             raise ConfigError(f"a decay speed must be a positive number, not {self.speed!r}")
 
     @property
@@ -174,7 +179,7 @@ def assess(
     if start is None:
         return Assessment(kind, value, base, 0.0, 0.0, None)
     decay_score = decayed(base, now_us - start, decay)
-    decays_at = start + math.ceil(time_to_score(base, policy.revoke_score, decay))
+    decays_at = min(LATEST_US, start + math.ceil(time_to_score(base, policy.revoke_score, decay)))
     current = decay_score
     until = _timestamp(indicator.get("valid_until"))
     if indicator.get("revoked") is True or (until is not None and until <= now_us):
@@ -186,7 +191,8 @@ def reaches_us(found: Assessment, target: float, policy: DecayPolicy = DEFAULT_P
     """When the decay of an assessed indicator reaches ``target`` (µs); None without a start."""
     if found.start_us is None:
         return None
-    return found.start_us + math.ceil(time_to_score(found.base, target, policy.decay_for(found.kind)))
+    return min(LATEST_US, found.start_us + math.ceil(time_to_score(found.base, target,
+                                                                   policy.decay_for(found.kind))))
 
 
 def score(
@@ -202,9 +208,11 @@ def score(
 
 
 def sighting_time_us(sighting: Mapping[str, Any]) -> int | None:
-    """When a sighting says the indicator was last seen (``last_seen`` first)."""
-    for name in ("last_seen", "first_seen", "created"):
+    """When a sighting says the indicator was last seen (``last_seen`` first), never later
+    than the sighting was made: a claim about the future would hold the decay off at will."""
+    created = _timestamp(sighting.get("created"))
+    for name in ("last_seen", "first_seen"):
         found = _timestamp(sighting.get(name))
         if found is not None:
-            return found
-    return None
+            return found if created is None else min(found, created)
+    return created
