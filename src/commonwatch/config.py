@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from commonwatch.errors import ConfigError
 
 ENV_PREFIX = "COMMONWATCH_"
+#: Log levels, as uvicorn names them.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,11 @@ class Settings:
                 raise ConfigError(f"COMMONWATCH_{name.upper()} must be a positive integer")
         if self.default_page_size > self.max_page_size:
             raise ConfigError("COMMONWATCH_DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE")
+        if self.port > 65_535:
+            raise ConfigError(f"COMMONWATCH_PORT must be 1-65535, got {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"COMMONWATCH_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                              f"got {self.log_level!r}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -66,6 +73,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
                     f"{ENV_PREFIX}{f.name.upper()} must be an integer, got {raw!r}"
                 ) from None
         else:
-            values[f.name] = raw
+            values[f.name] = raw.lower() if f.name == "log_level" else raw
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from commonwatch.config import Settings, load_settings
@@ -44,7 +45,8 @@ def run(action: Callable[[Exchange], T]) -> T:
         with exchange_for() as exchange:
             return action(exchange)
     except CommonWatchError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        # One line, whatever the message holds (a driver's error can span several).
+        err.print(f"[red]error:[/red] {escape(' '.join(exc.message.split()))}", highlight=False)
         code = 2 if isinstance(exc, InputError) else 3 if isinstance(exc, NotFound | Conflict) else 1
         raise typer.Exit(code) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -63,26 +64,45 @@ def detect(
 
 
 class _open:
-    """stdout, or a file opened for writing; reported as a clear error if it cannot be."""
+    """stdout, or a file opened for writing at the first alert (or, with none, at the end
+    of a run that succeeded): a run refused for a typo never empties the previous file.
+    A folder that does not exist or cannot be written is reported before anything runs."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.stream: IO[bytes] | None = None
 
-    def __enter__(self) -> IO[bytes]:
+    def __enter__(self) -> _open:
+        if self.path is not None:
+            folder = self.path.parent if str(self.path.parent) else Path(".")
+            if self.path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+                raise InvalidParameter(f"cannot write {self.path}: it is a directory, or its folder "
+                                       "does not exist or is not writable")
+        return self
+
+    def write(self, data: bytes) -> None:
         if self.path is None:
-            return sys.stdout.buffer
+            sys.stdout.buffer.write(data)
+            return
+        if self.stream is None:
+            self.stream = self._create()
+        self.stream.write(data)
+
+    def _create(self) -> IO[bytes]:
+        assert self.path is not None
         try:
-            self.stream = self.path.open("wb")
+            return self.path.open("wb")
         except OSError as exc:
             raise InvalidParameter(f"cannot write {self.path}: {exc.strerror}") from None
-        return self.stream
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if self.path is None:
+            sys.stdout.flush()
+            return
+        if self.stream is None and kind is None:
+            self.stream = self._create()  # a run without alerts leaves an empty file
         if self.stream is not None:
             self.stream.close()
-        else:
-            sys.stdout.flush()
 
 
 def _print_summary(s: DetectSummary) -> None:

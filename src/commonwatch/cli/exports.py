@@ -67,7 +67,10 @@ def write_atomically(path: Path, chunks: Iterable[str]) -> None:
     """
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise InvalidParameter(f"cannot write {path}: directory {directory} does not exist")
+        why = "is not a directory" if directory.exists() else "does not exist"
+        raise InvalidParameter(f"cannot write {path}: directory {directory} {why}")
+    if path.is_dir():
+        raise InvalidParameter(f"cannot write {path}: it is a directory; name a file")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
@@ -82,6 +85,9 @@ def write_atomically(path: Path, chunks: Iterable[str]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a quota, a directory put there meanwhile...
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror}; the previous file is unchanged") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -107,7 +113,8 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     def export_command(
         user: UserOpt, fmt: FormatOpt,
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")] = None,
+        output: Annotated[Path | None, typer.Option(
+            "--output", "-o", help="File (default, or -: stdout).")] = None,
         community: CommunityOpt = None, type_: TypeOpt = None, tlp: TlpOpt = "amber",
         since: SinceOpt = None, sector: SectorOpt = None, min_confidence: ConfOpt = None,
         min_score: ScoreOpt = None, include_warninglisted: WlOpt = False,
@@ -123,13 +130,13 @@ def register(app: typer.Typer) -> None:
             principal = exchange.auth.principal_for_user(user)
             options = FormatOptions(rpz_target, rpz_wildcard, url_strip_scheme)
             export = exchange.export.export(principal, fmt, flt, options)
-            if output is None:
+            if output is None or str(output) == "-":  # "-" is stdout, as elsewhere
                 for chunk in export.chunks:
                     sys.stdout.write(chunk)
                 sys.stdout.flush()
             else:
                 write_atomically(output, export.chunks)
-            _summary(export, str(output) if output else "stdout")
+            _summary(export, "stdout" if output is None or str(output) == "-" else str(output))
 
         run(action)
 

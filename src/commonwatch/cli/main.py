@@ -11,6 +11,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from commonwatch.cli import detect, exports, imports, lifecycle, lookup, sightings
 from commonwatch.cli.common import DbOption, err, out, run, settings, state, table, tlp_option
@@ -52,8 +53,9 @@ def serve(
     try:
         config = settings(host=host, port=port)
         exchange = Exchange(config)
+        exchange.export.warninglists()  # operator lists checked now, not at the first request
     except CommonWatchError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(' '.join(exc.message.split()))}", highlight=False)
         raise typer.Exit(1) from None
     app = create_app(exchange)
     tune_for_throughput()  # a page of 1,000 rows allocates thousands of short-lived objects

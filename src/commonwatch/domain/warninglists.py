@@ -296,7 +296,12 @@ def load_warninglists(extra_dirs: Sequence[Path] = ()) -> Warninglists:
         if not directory.is_dir():
             raise ConfigError(f"warninglist directory {directory} does not exist")
         for path in sorted(directory.glob("*.json")):
-            meta, values = _read_list(path, path.read_text(encoding="utf-8"))
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:  # a folder named *.json, Latin-1...
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ConfigError(f"warninglist {path} cannot be read: {reason}") from None
+            meta, values = _read_list(path, text)
             by_name[meta.name] = (meta, values)
     return Warninglists([by_name[name] for name in sorted(by_name)])
 

@@ -202,6 +202,8 @@ class DetectService:
             raise InvalidParameter("--workers must be at least 1")
         if options.sight_window_s < 1:
             raise InvalidParameter("the sighting window must be at least one second")
+        if options.refresh_s is not None and options.refresh_s < 1:
+            raise InvalidParameter("--refresh must be at least one second")
         adapters = adapters_for(options.format, options.mapping)
         community = self.community(principal, options.community)
         indicators, skipped = self.active_indicators(principal, community, options.since_us)

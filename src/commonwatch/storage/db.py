@@ -51,7 +51,11 @@ def make_engine(database_url: str) -> Engine:
         raise ConfigError(f"database URL is not valid: {exc}") from exc
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(url.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the database folder {folder}: {exc.strerror}") from None
         # LIFO: the connection used last (its page cache warm) serves the next request.
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_use_lifo=True)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -59,6 +63,9 @@ def make_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
+        if url.drivername != "postgresql+psycopg":
+            raise ConfigError(f"unsupported PostgreSQL driver {url.drivername!r}; use postgresql:// "
+                              "(psycopg 3)")
         return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
                              pool_use_lifo=True)
     raise ConfigError(f"unsupported database {url.get_backend_name()!r}; use sqlite or postgresql")
