@@ -9,6 +9,7 @@ never see half a file. ``feed`` manages the named pull feeds served at
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -65,6 +66,8 @@ def write_atomically(path: Path, chunks: Iterable[str]) -> None:
     Readers see the old file or the new one, never a partial one; on any error the
     old file is left untouched and the temporary file removed.
     """
+    if path.is_symlink():  # write through a link (configuration often links rule files)
+        path = path.resolve()
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         why = "is not a directory" if directory.exists() else "does not exist"
@@ -83,7 +86,11 @@ def write_atomically(path: Path, chunks: Iterable[str]) -> None:
             os.fsync(handle.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        try:  # a replaced file keeps its permissions (a 0640 rules file stays 0640)
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:  # a full disk, a quota, a directory put there meanwhile...
         Path(tmp).unlink(missing_ok=True)

@@ -198,8 +198,8 @@ class DetectService:
     def run(self, principal: Principal, sources: Sequence[str], options: DetectOptions,
             emit: Callable[[dict[str, Any]], None]) -> DetectSummary:
         """Match ``sources`` (paths, ``-`` for stdin); ``emit`` receives each alert."""
-        if options.workers < 1:
-            raise InvalidParameter("--workers must be at least 1")
+        if not 1 <= options.workers <= MAX_WORKERS:  # each worker is a forked process
+            raise InvalidParameter(f"--workers must be 1-{MAX_WORKERS}")
         if options.sight_window_s < 1:
             raise InvalidParameter("the sighting window must be at least one second")
         if options.refresh_s is not None and options.refresh_s < 1:
@@ -282,6 +282,8 @@ def _window(windows: dict[tuple[str, int], list[int]], alert: dict[str, Any], wi
 # --- scanning sources (in this process or in workers) --------------------------------------
 
 _Result = tuple[list[dict[str, Any]], int, int, Problems]
+#: Most matching processes one run forks.
+MAX_WORKERS = 256
 _STATE: dict[str, Any] = {}  # the compiled set and adapters, inherited by forked workers
 
 
