@@ -507,3 +507,15 @@ def test_export_keeps_the_mode_of_the_file_it_replaces_and_writes_through_a_link
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert [p.name for p in target.parent.iterdir()] == ["cw.rules"]  # no temporary file left
 
+
+
+def test_user_text_is_never_read_as_rich_markup(cw, tmp_path):
+    """Feed descriptions and token labels come from users: '[/x]' once ended the
+    listing with a MarkupError, '[red]' restyled it."""
+    odd = "edge [/bold] list [red]x"
+    created = cw("feed", "create", "edge", "--user", "natcert-analyst", "-f", "plain-ip",
+                 "--description", odd)
+    assert created.exit_code == 0, created.output
+    listed = cw("feed", "list", "--user", "natcert-analyst")
+    assert listed.exit_code == 0 and "Traceback" not in listed.output
+    assert "[/bold]" in listed.output and "[red]" in listed.output

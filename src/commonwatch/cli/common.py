@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from commonwatch.config import Settings, load_settings
 from commonwatch.domain.markings import Tlp, parse_tlp
@@ -51,9 +52,18 @@ def run(action: Callable[[Exchange], T]) -> T:
         raise typer.Exit(code) from None
 
 
+class _PlainTable(Table):
+    """A table whose string cells are shown as written: names, labels and values come
+    from users, and read as rich markup a ``[/x]`` would end the command with an error
+    (and a ``[red]`` would restyle the listing)."""
+
+    def add_row(self, *cells: Any, **options: Any) -> None:  # type: ignore[override]
+        super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **options)
+
+
 def table(*columns: str) -> Table:
-    """A plain table for listings."""
-    return Table(*columns, show_edge=False, header_style="bold")
+    """A plain table for listings (cells are text, never markup)."""
+    return _PlainTable(*columns, show_edge=False, header_style="bold")
 
 
 def tlp_option(value: str) -> Tlp:

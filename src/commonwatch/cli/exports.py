@@ -108,9 +108,9 @@ def write_atomically(path: Path, chunks: Iterable[str]) -> None:
 def _summary(export: Export, target: str) -> None:
     stats = export.stats
     err.print(f"{export.format} to {target}: {stats.objects_read} objects read, {stats.objects_exported} "
-              "passed the filters with exportable values", highlight=False)
+              "passed the filters with exportable values", highlight=False, markup=False)
     for reason, count in sorted(stats.skipped.items()):
-        err.print(f"  skipped {count}: {reason}", highlight=False)
+        err.print(f"  skipped {count}: {reason}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

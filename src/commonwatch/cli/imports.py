@@ -112,7 +112,7 @@ def _print_summary(summary: ImportSummary) -> None:
     rate = (summary.stored + summary.unchanged) / summary.seconds if summary.seconds else 0.0
     out.print(f"community {summary.community}: {summary.stored} stored, {summary.unchanged} unchanged, "
               f"{summary.rejected} rejected in {summary.seconds:.1f} s ({rate:,.0f} objects/s)",
-              highlight=False)
+              highlight=False, markup=False)
     if summary.by_type:
         t = table("type", "stored", "unchanged", "rejected")
         for stype, counts in sorted(summary.by_type.items()):
@@ -121,9 +121,10 @@ def _print_summary(summary: ImportSummary) -> None:
     if summary.hit_total:
         out.print(f"warninglist hits: {summary.hit_total} objects (stored, flagged, left out of exports):")
         for name, count in summary.hits_by_list().items():
-            out.print(f"  {name}: {count}", highlight=False)
+            out.print(f"  {name}: {count}", highlight=False, markup=False)
         for hit in summary.hits[:SHOWN_HITS]:
-            out.print(f"  {hit.source}: {hit.position}: {hit.id} -> {', '.join(hit.lists)}", highlight=False)
+            out.print(f"  {hit.source}: {hit.position}: {hit.id} -> {', '.join(hit.lists)}", highlight=False,
+                      markup=False)
         if summary.hit_total > SHOWN_HITS:
             out.print(f"  ... and {summary.hit_total - SHOWN_HITS} more (--json lists them)", highlight=False)
     if summary.rejections:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from rich.markup import escape
 
 from commonwatch.cli.common import out, run, table
 from commonwatch.services.exchange import Exchange
@@ -71,6 +72,6 @@ def expire(
         verb = "would write" if dry_run else "wrote"
         out.print(f"{verb} {len(report.changes)} new version(s) in {report.community!r}", highlight=False)
         for f in report.failures:
-            out.print(f"[red]refused:[/red] {f.id}: {f.message}", highlight=False)
+            out.print(f"[red]refused:[/red] {escape(f'{f.id}: {f.message}')}", highlight=False)
     if report.failures:
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from rich.text import Text
 
 from commonwatch.cli.common import out, run, table
 from commonwatch.process import tune_for_throughput
@@ -42,7 +43,7 @@ def lookup(
     for a in answers:
         j = a.to_json()
         if "error" in j:
-            rows.add_row(a.value, f"[red]{j['error']}[/red]", "", "", "", "", "")
+            rows.add_row(a.value, Text(str(j["error"]), style="red"), "", "", "", "", "")
             continue
         reporters = ", ".join(r["organisation"] or f"({r['sector']})" for r in j["reporters"])
         ops = j["opinions"]
