@@ -147,9 +147,6 @@ def read_stix(stream: IO[bytes], source: str) -> Iterator[Record]:
     if not stripped:
         yield rejected(source, "", "the input is empty")
         return
-    if _too_deep(stripped):
-        yield rejected(source, "", f"not valid JSON: nested more than {MAX_DEPTH} levels deep")
-        return
     small = len(head) < HEAD_BYTES
     if _json_lines_start(stripped) and not (small and _loads(head) is not _BAD):
         yield from _json_lines(head, stream, source)
@@ -166,13 +163,6 @@ _BOM = b"\xef\xbb\xbf"
 MAX_DEPTH = 512
 
 
-def _too_deep(head: bytes) -> bool:
-    """The input opens more than :data:`MAX_DEPTH` arrays or objects before anything
-    else: garbage that would cost the streaming parser memory quadratic in its depth."""
-    opened = len(head) - len(head.lstrip(b"[{ \t\r\n"))
-    return head[:opened].count(b"[") + head[:opened].count(b"{") > MAX_DEPTH
-
-
 def _json_lines_start(stripped: bytes) -> bool:
     """JSON lines: the first line is an object and another line follows it; or the first
     line is bad, but not the opening of an array, and one of the next four is an object
@@ -182,8 +172,10 @@ def _json_lines_start(stripped: bytes) -> bool:
     lines = stripped.split(b"\n", 6)[:6]
     if len(lines) < 2:
         return False
-    if isinstance(_loads(lines[0]), dict) or lines[0].strip().startswith(b"["):
-        return bool(b"".join(lines[1:]).strip()) and isinstance(_loads(lines[0]), dict)
+    if isinstance(_loads(lines[0]), dict):
+        return bool(b"".join(lines[1:]).strip())
+    if lines[0].lstrip().startswith(b"["):
+        return False
     return any(line.strip() and isinstance(_loads(line), dict) and b"".join(lines[i + 1:]).strip()
                for i, line in enumerate(lines[1:5], 1))
 
