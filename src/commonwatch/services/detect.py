@@ -19,6 +19,7 @@ identity), never one per event; the sighting carries the indicator's TLP marking
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -304,12 +305,14 @@ def _run_source(iset: IndicatorSet, adapters: dict[str, Adapter], source: str,
             yield [], sum(len(b) for b in [first, *chunks]), 0, problems
             yield from _broken_off(source, failures)
             return
-        work = _numbered(source, adapter.name, first, chunks)
-        if options.workers == 1:
+        if options.workers == 1:  # one parser keeps its state from batch to batch
             parse = adapter.parser(source)
-            for job in work:
-                yield _scan_batch(iset, parse, source, job[2], job[3])
+            start = 1
+            for lines in itertools.chain([first], chunks):
+                yield _scan_batch(iset, parse, source, start, lines)
+                start += len(lines)
         else:
+            work = _numbered(source, adapter.name, first, chunks)
             _STATE.update(iset=iset, adapters=adapters)
             context = multiprocessing.get_context("fork")
             with context.Pool(options.workers) as pool:
@@ -329,8 +332,9 @@ def _broken_off(source: str, failures: list[tuple[int, str]]) -> Iterator[_Resul
 
 
 def _numbered(source: str, name: str, first: list[bytes], rest: Iterator[list[bytes]]) -> Iterator[_Job]:
-    """The batches of a source with their first line numbers and the header lines a
-    stateful format needs before each (a worker parses a batch without the ones before).
+    """The batches of a source for workers, with their first line numbers and the header
+    lines a stateful format needs before each (a worker parses a batch without the ones
+    before).
 
     Zeek TSV: the header block in force, from its ``#separator`` line on (a log rotated
     mid-file starts a new block); nfdump CSV: the column line of the first batch.
