@@ -148,8 +148,8 @@ def normalise_ip(value: str) -> Observable | None:
 def normalise_domain(value: str) -> str | None:
     """A domain name as lower-case A-labels without trailing dot; None if not a domain."""
     text = value.strip().rstrip(".")
-    if len(text) <= 253 and _DOMAIN.fullmatch(text) and not _DOTTED.fullmatch(text):
-        return text  # already lower-case ASCII labels: the common case, fast
+    if len(text) <= 253 and _DOMAIN.fullmatch(text) and text.strip("0123456789."):
+        return text  # already lower-case ASCII labels, not all digits: the common case, fast
     if not text or len(text) > 253 or any(c in text for c in " /:@\\*"):
         return None
     if not text.isascii():
