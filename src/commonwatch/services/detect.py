@@ -221,7 +221,10 @@ class DetectService:
             for alerts, lines, events, problems in _run_source(iset, adapters, source, options):
                 if options.refresh_s and self._clock() - refreshed >= options.refresh_s * 1_000_000:
                     started = self._clock()
-                    self.refresh(principal, community, iset, refreshed - 1)
+                    # A version is dated when its writer takes the lock and seen when it
+                    # commits: re-read a margin before the last refresh, so a long write
+                    # committed after that refresh read is not missed (re-adding is harmless).
+                    self.refresh(principal, community, iset, refreshed - REFRESH_OVERLAP_US)
                     refreshed = started
                 summary.lines += lines
                 summary.events += events
@@ -285,6 +288,8 @@ def _window(windows: dict[tuple[str, int], list[int]], alert: dict[str, Any], wi
 _Result = tuple[list[dict[str, Any]], int, int, Problems]
 #: Most matching processes one run forks.
 MAX_WORKERS = 256
+#: How far before the previous refresh each refresh reads again (see DetectService.run).
+REFRESH_OVERLAP_US = 300_000_000
 _STATE: dict[str, Any] = {}  # the compiled set and adapters, inherited by forked workers
 
 

@@ -451,13 +451,19 @@ class ExportService:
     def _save_state(
         self, feed_id: int, user_id: int, base: str, anchor: int, next_change: int | None
     ) -> None:
-        with self._sessions() as s, s.begin():
-            state = s.get(FeedState, (feed_id, user_id))
-            if state is None:
-                s.add(FeedState(feed_id=feed_id, user_id=user_id, base=base, anchor_us=anchor,
-                                next_change_us=next_change))
-            else:
-                state.base, state.anchor_us, state.next_change_us = base, anchor, next_change
+        """Store what a full render found. Runs after the body was sent: a concurrent
+        first fetch that stored it already, or the feed deleted meanwhile, is no error
+        (the next request simply renders again)."""
+        try:
+            with self._sessions() as s, s.begin():
+                state = s.get(FeedState, (feed_id, user_id))
+                if state is None:
+                    s.add(FeedState(feed_id=feed_id, user_id=user_id, base=base, anchor_us=anchor,
+                                    next_change_us=next_change))
+                else:
+                    state.base, state.anchor_us, state.next_change_us = base, anchor, next_change
+        except IntegrityError:
+            pass
 
     def _base_digest(self, principal: Principal, feed: Feed) -> str:
         """Digest of every cheap input of a feed's content (see docs/export.md, "ETags")."""

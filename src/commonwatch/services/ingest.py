@@ -254,6 +254,9 @@ class IngestService:
         community, clearance = self._query.collection(principal, collection_id)
         with self._sessions.begin() as s:
             conn = s.connection()
+            # Queued behind this community's writers, as ingest is: a new version racing
+            # the delete of the newest one must not leave two versions marked latest.
+            objects_repo.lock_community(conn, community.id)
             chosen = [(row_id, producer) for row_id, producer, version in self._query.visible_versions(
                 conn, clearance, community.id, object_id) if version in wanted]
             if not chosen:  # deleted meanwhile (a concurrent DELETE): gone, like a missing one

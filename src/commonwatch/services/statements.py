@@ -97,13 +97,15 @@ class Shape:
     one_id: bool = False  # match[id] with one id (single-object GET): bound as a scalar
 
 
-def _other_version(o: Any, sight: Sight, newer: bool) -> ColumnElement[bool]:
-    """EXISTS a version of the same id, newer (or older), that the caller can see."""
+def _other_version(o: Any, sight: Sight, newer: bool, *, until: bool = False) -> ColumnElement[bool]:
+    """EXISTS a version of the same id, newer (or older), that the caller can see
+    (``until``: among those added by ``:until``)."""
     o2 = OBJECTS.alias("o2").c
     order = o2.version_us > o.version_us if newer else o2.version_us < o.version_us
-    return exists().where(
-        o2.community_id == o.community_id, o2.stix_id == o.stix_id, order, visible(o2, sight)
-    )
+    terms = [o2.community_id == o.community_id, o2.stix_id == o.stix_id, order, visible(o2, sight)]
+    if until:
+        terms.append(o2.date_added_us <= bindparam("until"))
+    return exists().where(*terms)
 
 
 def _version_clause(o: Any, shape: Shape) -> ColumnElement[bool]:
@@ -246,6 +248,10 @@ class ExportShape:
     by_added: bool = False
     #: Read ``export_name`` and ``export_labels``; without it they read as NULL.
     names: bool = True
+    #: The newest version as of ``:until`` (the collection's last date_added when a
+    #: by_added export began; the caller stops at it): a version added during the export
+    #: would otherwise come round again in the stream.
+    until: bool = False
 
 
 @lru_cache(maxsize=256)
@@ -269,7 +275,8 @@ def export_query(shape: ExportShape) -> Select[Any]:
                                      else (null(), null()))).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
         o.tlp <= bindparam("ceiling"),
-        _version_clause(o, Shape(sight=shape.sight, last=True)),
+        or_(o.is_latest == true(), ~_other_version(o, shape.sight, newer=True, until=True))
+        if shape.until else _version_clause(o, Shape(sight=shape.sight, last=True)),
     )
     if shape.types:
         query = query.where(o.type.in_(bindparam("types", expanding=True)))
