@@ -18,7 +18,6 @@ import httpx
 import orjson
 import pytest
 
-from commonwatch.domain.markings import Tlp
 from commonwatch.domain.stix import format_timestamp
 from commonwatch.formats.sources import Input
 from commonwatch.services.detect import REFRESH_OVERLAP_US
@@ -28,7 +27,7 @@ from commonwatch.services.importer import ImportService
 from commonwatch.services.query import ObjectFilter, VersionSelector
 
 from conftest import count_rows
-from support.factories import indicator, ipv4, make_member, new_version
+from support.factories import indicator, ipv4, new_version
 
 TAXII = "application/taxii+json;version=2.1"
 ALL = VersionSelector(all=True, last=False)
@@ -85,17 +84,6 @@ def assert_date_added_strict(rows):
     added = [r.date_added_us for r in rows]
     assert added == sorted(added), "manifest not in date_added order"
     assert len(set(added)) == len(added), "duplicate date_added"
-
-
-@pytest.fixture
-def fed(exchange):
-    a = make_member(exchange, "Org A")
-    b = make_member(exchange, "Org B")
-    exchange.admin.create_community("c", default_tlp=Tlp.GREEN)
-    exchange.admin.set_membership(a.org, "c", True, True, Tlp.RED)
-    exchange.admin.set_membership(b.org, "c", True, True, Tlp.RED)
-    cid = exchange.admin.get_community("c").collection_id
-    return a, b, cid
 
 
 @pytest.fixture

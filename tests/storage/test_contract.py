@@ -11,19 +11,9 @@ from commonwatch.errors import InvalidParameter, NotFound, PermissionDenied
 from commonwatch.services.query import ObjectFilter, VersionSelector
 
 from conftest import count_rows
-from support.factories import indicator, ipv4, make_member, new_version
+from support.factories import indicator, ipv4, new_version
 
 ALL = VersionSelector(all=True, last=False)
-
-
-@pytest.fixture
-def fed(exchange):
-    a = make_member(exchange, "Org A")
-    b = make_member(exchange, "Org B")
-    exchange.admin.create_community("c", default_tlp=Tlp.GREEN)
-    exchange.admin.set_membership(a.org, "c", True, True, Tlp.RED)
-    exchange.admin.set_membership(b.org, "c", True, True, Tlp.RED)
-    return a, b, exchange.admin.get_community("c").collection_id
 
 
 def ids(exchange, member, cid, flt=None):
