@@ -771,8 +771,9 @@ def test_stix20_bundle_is_upgraded_to_21() -> None:
     assert traffic["dst_ref"] in observed["object_refs"]
 
 
-def test_stix20_upgrade_is_deterministic() -> None:
-    obj = {
+def observed_20(objects: dict[str, Any]) -> dict[str, Any]:
+    """A STIX 2.0 observed-data object embedding ``objects`` (no spec_version: 2.0)."""
+    return {
         "type": "observed-data",
         "id": "observed-data--8e2e2d2b-17d4-4cbf-938f-000000000016",
         "created": "2017-01-01T00:00:00Z",
@@ -780,11 +781,15 @@ def test_stix20_upgrade_is_deterministic() -> None:
         "first_observed": "2017-01-01T00:00:00Z",
         "last_observed": "2017-01-01T00:00:00Z",
         "number_observed": 1,
-        "objects": {
-            "a": {"type": "domain-name", "value": "evil.example.net", "resolves_to_refs": ["b"]},
-            "b": {"type": "ipv4-addr", "value": "203.0.113.1"},
-        },
+        "objects": objects,
     }
+
+
+def test_stix20_upgrade_is_deterministic() -> None:
+    obj = observed_20({
+        "a": {"type": "domain-name", "value": "evil.example.net", "resolves_to_refs": ["b"]},
+        "b": {"type": "ipv4-addr", "value": "203.0.113.1"},
+    })
     first, second = stix(bundle(obj)), stix(bundle(obj))
     assert [r.obj for r in first] == [r.obj for r in second]
 
@@ -981,18 +986,7 @@ def test_reimport_of_odd_inputs_stores_nothing_new(exchange, world, inputs) -> N
         )
     )
     (inputs / "v20.json").write_bytes(
-        bundle(
-            {
-                "type": "observed-data",
-                "id": "observed-data--8e2e2d2b-17d4-4cbf-938f-000000000016",
-                "created": "2017-01-01T00:00:00Z",
-                "modified": "2017-01-01T00:00:00Z",
-                "first_observed": "2017-01-01T00:00:00Z",
-                "last_observed": "2017-01-01T00:00:00Z",
-                "number_observed": 1,
-                "objects": {"0": {"type": "ipv4-addr", "value": "203.0.113.50"}},
-            }
-        )
+        bundle(observed_20({"0": {"type": "ipv4-addr", "value": "203.0.113.50"}}))
     )
     (inputs / "iocs.csv").write_bytes("\ufeffValue;Type\r\n203.0.113.7;ip\r\n203.0.113.7;ip\r\n".encode())
     (inputs / "notes.txt").write_text(

@@ -203,6 +203,11 @@ def batches(stream: IO[bytes], size: int = 8192,
         yield batch
 
 
+#: What a projection decoder raises for a line it cannot read that way (the line then
+#: takes the ordinary whole decode): shapes it does not expect, nesting too deep for it.
+PROJECTION_ERRORS = (msgspec.DecodeError, RecursionError)
+
+
 def too_long(line: bytes) -> bool:
     """Longer than :data:`MAX_LINE_BYTES` without its line end."""
     return len(line) > MAX_LINE_BYTES and len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import orjson
 
 from commonwatch.detect.events import EventKind, Field, Record
 from commonwatch.formats.telemetry.source import (
     MAX_LINE_BYTES,
+    PROJECTION_ERRORS,
     LineParser,
     Problems,
     Sink,
@@ -168,7 +168,7 @@ class _Parser(LineParser):
                 if project is not None and line.isascii():
                     try:
                         rec = project(line)
-                    except (msgspec.DecodeError, RecursionError):  # too deep for the projection
+                    except PROJECTION_ERRORS:
                         rec = whole = loads(line)
                 else:
                     rec = whole = loads(line)

@@ -24,12 +24,12 @@ import re
 from pathlib import PurePath
 from typing import Any
 
-import msgspec
 import orjson
 
 from commonwatch.detect.events import EventKind, Field, Record
 from commonwatch.formats.telemetry.source import (
     MAX_LINE_BYTES,
+    PROJECTION_ERRORS,
     LineParser,
     Problems,
     Sink,
@@ -183,7 +183,7 @@ class _Parser(LineParser):
                     if project is not None and raw.isascii():
                         try:
                             rec = project(raw)
-                        except (msgspec.DecodeError, RecursionError):  # too deep for the projection
+                        except PROJECTION_ERRORS:
                             rec = whole = loads(raw)
                     else:
                         rec = whole = loads(raw)
