@@ -110,7 +110,7 @@ def build(db: Path, count: int) -> None:
                              "export_listed": (lists.listed_json(found.observables)
                                                if found.observables else None),
                              "listed_stamp": stamp if found.observables else None,
-                             **{f"export_{k}" if k in ("values", "skip", "name", "labels") else k: v
+                             **{f"export_{k}" if k in ("values", "skip", "name", "labels", "times") else k: v
                                 for k, v in found.facts._asdict().items()}})
                 if tlp is Tlp.RED:
                     red.append((added, [producer.org_identity, reader.org_identity]))

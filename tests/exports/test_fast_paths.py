@@ -22,7 +22,7 @@ from commonwatch.domain.warninglists import _SIMPLE_URL, Warninglist, Warninglis
 from commonwatch.formats import rpz
 from commonwatch.services.query import ExportFilter, _merge_communities
 
-from support.factories import indicator, make_member
+from support.factories import indicator, ipv4, make_member
 
 URL_CHARS = "abcXYZ019.-_:/?#@[]%+ \t\n\x01é"
 
@@ -224,32 +224,66 @@ def test_unexplained_export_has_the_same_output(exchange, svc):
     assert quick.stats.skipped["every value of the object is on a warninglist"] == 1
 
 
-def test_values_only_formats_render_as_from_whole_items(exchange, svc, monkeypatch):
-    """Formats that never decode the JSON write what they write from the full items."""
+def _item_from_json(item, obj):
+    """What an export item says when read from the object's JSON (the reference the
+    export columns are checked against)."""
+    from commonwatch.domain.observables import ExportItem
+
+    name, labels, created = obj.get("name"), obj.get("indicator_types"), obj.get("created", "")
+    return ExportItem(
+        item.stix_id, "", name.replace("\x00", "\ufffd") if isinstance(name, str) else "", item.tlp,
+        item.community, item.producer,
+        obj["confidence"] if type(obj.get("confidence")) is int and 0 <= obj["confidence"] <= 100 else None,
+        _as_text(created), _as_text(obj.get("modified", created)),
+        obj.get("valid_until"),
+        tuple(x for x in labels if isinstance(x, str)) if isinstance(labels, list) else (),
+        item.observables, item.raw, item.warninglists, item.version_us)
+
+
+def _as_text(value):
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def test_formats_read_from_the_columns_what_the_json_says(exchange, svc, monkeypatch):
+    """Formats print what the export columns hold, never decoding the JSON: their output
+    is what the same items read from the objects' JSON give."""
     from commonwatch.services import export as export_module
 
     p = make_member(exchange, "Prod")
     exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
     exchange.admin.set_membership("Prod", "ring", True, True, Tlp.RED)
     cid = exchange.admin.get_community("ring").collection_id
-    objs = [indicator("45.77.3.1", confidence=90), indicator("45.77.3.0/24"), indicator("10.0.0.3"),
-            {**indicator(), "pattern": "[domain-name:value = 'evil.example.org' OR "
-                                       "url:value = 'http://evil.example.org/x']"},
+    objs = [indicator("45.77.3.1", confidence=90, valid_until="2099-01-01T00:00:00.5Z"),
+            indicator("45.77.3.0/24"), indicator("10.0.0.3"),
+            {**indicator(), "name": "a \"quoted\", name;\nwith lines",
+             "indicator_types": ["anonymization", "benign"],
+             "pattern": "[domain-name:value = 'evil.example.org' OR url:value = 'http://evil.example.org/x']"},
             {**indicator(), "pattern": "[file:hashes.MD5 = '0123456789abcdef0123456789abcdef']"},
-            {**indicator("45.77.3.2"), "revoked": True}]
+            {**indicator("45.77.3.2"), "revoked": True},
+            ipv4("45.77.3.9")]
+    objs[1]["modified"] = "2026-01-02T03:04:05.123456Z"
     assert not exchange.ingest.add_objects(p.principal, cid, objs).failures
-    formats = sorted(export_module.VALUES_ONLY | export_module.RAW_ONLY)
-    assert {"rpz", "plain-ip", "suricata-dataset-md5", "stix"} <= set(formats)
-    fast = {f: svc.export(p.principal, f, ExportFilter()) for f in formats}
-    fast_out = {f: "".join(e.chunks) for f, e in fast.items()}
-    monkeypatch.setattr(export_module, "VALUES_ONLY", frozenset())
-    monkeypatch.setattr(export_module, "RAW_ONLY", frozenset())
-    for f in formats:
-        whole = svc.export(p.principal, f, ExportFilter())
-        bundle = re.compile(r"bundle--[0-9a-f-]{36}")  # a new uuid per export
-        assert bundle.sub("", "".join(whole.chunks)) == bundle.sub("", fast_out[f]), f
-        assert whole.stats == fast[f].stats, f
-    assert "45.77.3.1" in fast_out["plain-ip"] and "45.77.3.2" not in fast_out["plain-ip"]
+    by_id = {o["id"]: o for o in objs}
+    seen: list = []
+    real = export_module.column_item
+
+    def spy(*args, **kwargs):
+        item = real(*args, **kwargs)
+        seen.append(item)
+        return item
+
+    monkeypatch.setattr(export_module, "column_item", spy)
+    for fmt in sorted(export_module.NAMED):
+        seen.clear()
+        flt = ExportFilter(types=("indicator", "ipv4-addr"), include_warninglisted=True)
+        out = "".join(svc.export(p.principal, fmt, flt).chunks)
+        assert len(seen) == 6, fmt  # the revoked one is left out
+        reference = [_item_from_json(item, by_id[item.stix_id]) for item in seen]
+        assert [i._replace(type="") for i in seen] == reference, fmt
+        again = svc._render(fmt, iter(reference), export_module.ExportStats(), export_module.DEFAULT_OPTIONS)
+        uuids = re.compile(r'"uuid":"[0-9a-f-]{36}","date"|"timestamp":"\d+","thr')  # the event's own
+        assert uuids.sub("", "".join(again)) == uuids.sub("", out), fmt
+    assert '"a ""quoted"", name;' in "".join(svc.export(p.principal, "csv", flt).chunks)
 
 
 def test_stored_verdicts_give_the_live_answers_and_only_under_their_lists(exchange, svc, tmp_path):
@@ -391,19 +425,27 @@ JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False)
     | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
         st.text(max_size=4), inner, max_size=3), max_leaves=6)
-HEAD_KEYS = ["type", "name", "confidence", "created", "modified", "valid_until", "indicator_types",
-             "pattern", "labels", "id"]
+#: Properties of a validated object (its ``type`` a string: validation checks that first).
+HEAD_KEYS = ["name", "confidence", "created", "modified", "valid_until", "indicator_types", "labels", "id"]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(HEAD_KEYS) | st.text(max_size=4), JSON_VALUES, max_size=8))
-def test_items_from_the_decoded_head_equal_items_from_the_whole_object(obj):
-    """Exports decode only what an item reads; any stored object gives the same item."""
-    import orjson
+def test_items_from_the_export_columns_equal_items_from_the_whole_object(obj):
+    """Whatever a stored object holds, the item built from the columns ingest writes for
+    it says what its JSON says (times as text, never a crash)."""
+    from commonwatch.domain.indexing import indexed
+    from commonwatch.domain.observables import ExportItem
+    from commonwatch.services.export_rows import column_item
 
-    from commonwatch.services.export_rows import export_item, head
-
-    raw = orjson.dumps(obj)
-    args = ("indicator--x", 1, "ring", raw)
-    rest = ("Prod", (), (), 5)
-    assert export_item(*args, head(raw), *rest) == export_item(*args, orjson.loads(raw), *rest)
+    facts = indexed(obj).facts
+    item = column_item("indicator--x", 1, "ring", "Prod", facts.confidence, (), (), 5, b"{}",
+                       facts.name, facts.labels, facts.times)
+    expected = _item_from_json(ExportItem("indicator--x", "", "", 1, "ring", "Prod", None, "", "", None, (),
+                                          (), b"{}", (), 5), obj)
+    until = expected.valid_until
+    until = None if until is None else (until if isinstance(until, str) else str(until)).replace("\n", " ")
+    assert item == expected._replace(
+        created=expected.created.replace("\n", " ").replace("\x00", "\ufffd"),
+        modified=expected.modified.replace("\n", " ").replace("\x00", "\ufffd"),
+        valid_until=None if not until else until.replace("\x00", "\ufffd"))

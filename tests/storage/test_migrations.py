@@ -12,7 +12,7 @@ from commonwatch.storage.db import alembic_config
 from support.factories import indicator, ipv4, make_member, ts
 
 EXPORT_COLUMNS = ("stix_id, export_values, export_skip, revoked, valid_until_us, confidence, export_name, "
-                  "export_labels")
+                  "export_labels, export_times")
 
 
 def _export_columns(exchange) -> list[tuple]:
@@ -37,9 +37,11 @@ def test_export_columns_backfilled_as_ingest_writes_them(exchange):
     by_id = {row[0]: row[1:] for row in written}
     assert by_id[objects[0]["id"]] == ("ipv4-addr 198.51.100.7", None, False,
                                        (1_767_225_600 + 10**6) * 1_000_000, 80, objects[0]["name"],
-                                       '["malicious-activity"]')
+                                       '["malicious-activity"]',
+                                       f"{objects[0]['created']}\n{objects[0]['modified']}\n{ts(10**6)}")
     assert by_id[objects[1]["id"]][:5] == (None, SKIP_REASONS.index(SKIP_COMPLEX), True, None, None)
     assert by_id[objects[2]["id"]][0] == "ipv4-addr 203.0.113.9"
+    assert by_id[objects[2]["id"]][-1] is None  # an SCO has no times
 
     config = alembic_config(exchange.engine)
     command.downgrade(config, "0005_observable_prefixes")

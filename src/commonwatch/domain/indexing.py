@@ -45,6 +45,9 @@ class ExportFacts(NamedTuple):
     #: the fields Zeek Intel and Suricata IP reputation files print.
     name: str | None = None
     labels: str | None = None
+    #: ``created``, ``modified`` and ``valid_until`` as the object writes them, one per
+    #: line (an absent one empty; see :func:`times_text`); None when it has none of them.
+    times: str | None = None
 
 
 class Indexed(NamedTuple):
@@ -82,7 +85,24 @@ def indexed(obj: Mapping[str, Any]) -> Indexed:
     # A NUL in the name reads as U+FFFD in the column (PostgreSQL text cannot hold NUL).
     return Indexed(observables, references, ExportFacts(
         values, skip, *lifecycle_facts(obj), name.replace("\x00", "\ufffd") if type(name) is str else None,
-        orjson.dumps(labels).decode() if labels else None))
+        orjson.dumps(labels).decode() if labels else None, times_text(obj)))
+
+
+def times_text(obj: Mapping[str, Any]) -> str | None:
+    """:attr:`ExportFacts.times` of ``obj``: ``created``, ``modified`` (``created`` when
+    absent) and ``valid_until`` as the output formats print them, one per line."""
+    created = obj.get("created")
+    modified = obj.get("modified", created)
+    until = obj.get("valid_until")
+    if created is None and modified is None and until is None:
+        return None  # objects without versions (SCOs)
+    return "\n".join([_text(created), _text(modified), _text(until)]).replace("\x00", "\ufffd")
+
+
+def _text(value: Any) -> str:
+    """One line of :func:`times_text` (validation leaves only timestamps: defensive)."""
+    text = "" if value is None else value if type(value) is str else str(value)
+    return text.replace("\n", " ") if "\n" in text else text
 
 
 def value_pairs(values: str) -> list[tuple[str, str]]:

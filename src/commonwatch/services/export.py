@@ -60,9 +60,7 @@ from commonwatch.services.export_rows import (
     RowFilter,
     ScoreFilter,
     Screen,
-    export_item,
-    head,
-    values_item,
+    column_item,
 )
 from commonwatch.services.query import ExportFilter, QueryService
 from commonwatch.storage import objects as objects_repo
@@ -93,13 +91,12 @@ FORMATS: dict[str, str] = {
     "stix": "application/stix+json;version=2.1",
     "misp": "application/json",
 }
-#: Formats that read only what the export columns hold (an item's values, TLP,
-#: community, producer and confidence; NAMED ones also its name and labels): their
-#: exports never read the objects' JSON.
-NAMED = frozenset(["zeek-intel", "suricata-iprep"])
-VALUES_ONLY = frozenset(["rpz", *NAMED,
-                         *(f for f in FORMATS if f.startswith(("plain-", "suricata-dataset-")))])
-#: Formats that write the stored JSON as it is and read none of its fields.
+#: Formats that print an item's name, labels and times (``export_name``,
+#: ``export_labels``, ``export_times``) besides what every format reads (its values,
+#: TLP, community, producer and confidence). No format but the STIX bundle
+#: (:data:`RAW_ONLY`) reads the objects' JSON: what they print is in the export columns.
+NAMED = frozenset(["zeek-intel", "suricata-iprep", "suricata-rules", "csv", "misp"])
+#: Formats that write the stored JSON as it is.
 RAW_ONLY = frozenset(["stix"])
 SKIP_NO_VALUES = "object states no exportable value"
 SKIP_ALL_LISTED = "every value of the object is on a warninglist"
@@ -195,10 +192,8 @@ class ExportService:
         check_options(options)
         stats = ExportStats()
         scorer = None if flt.min_score is None else self._scorer(principal, flt, chosen)
-        content = ("json" if fmt not in VALUES_ONLY | RAW_ONLY or scorer else "raw" if fmt in RAW_ONLY
-                   else "named" if fmt in NAMED else "values")
         items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
-                           content=content, scorer=scorer)
+                           raw=fmt in RAW_ONLY, named=fmt in NAMED, scorer=scorer)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
 
     def _scorer(self, principal: Principal, flt: ExportFilter, chosen: Sequence[Any]) -> ScoreFilter:
@@ -244,23 +239,20 @@ class ExportService:
 
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
-        explain: bool = True, content: str = "json", scorer: ScoreFilter | None = None,
+        explain: bool = True, raw: bool = True, named: bool = True, scorer: ScoreFilter | None = None,
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
         ``whole_objects``: the object is sent as a whole (STIX bundle), so it is kept
         even without exportable values, and dropped if any of its values is warninglisted.
-        ``content``: ``json``, every field of the item; ``raw``, the stored JSON bytes
-        but none of its fields (not decoded); ``values``, the values, TLP, community,
-        producer and confidence only, the JSON not even read; ``named``, those and the
-        name and labels
-        (:func:`~commonwatch.services.export_rows.values_item`).
+        ``raw``: the item carries the stored JSON bytes; ``named``: its name, labels and
+        times (:func:`~commonwatch.services.export_rows.column_item`). Without them those
+        columns are not even read.
 
-        The hot path of every export: rows arrive as plain tuples in batches and are
-        filtered on the export columns ingest wrote (no pattern parsed again); the JSON
-        of an exported object is decoded once, when its format needs it, and then only
-        the properties an item reads (:func:`~commonwatch.services.export_rows.head`); the
-        warninglist verdicts of recent values are remembered
+        The hot path of every export: rows arrive as plain tuples in batches, are
+        filtered on the export columns ingest wrote (no pattern parsed again) and become
+        items from those columns: no object's JSON is decoded, except for a minimum
+        decay score. The warninglist verdicts of recent values are remembered
         (:class:`~commonwatch.services.export_rows.Screen`).
         """
         producers = self._producer_names()
@@ -273,20 +265,16 @@ class ExportService:
         any_confidence = flt.min_confidence is None  # rows pass the filter on confidence alone
         loads = orjson.loads
         new_observable = tuple.__new__  # Observable without its generated __new__ frame
-        decode = content == "json"
-        batches = self._query.export_batches(principal, flt, raw=content in ("raw", "json"),
-                                             names=content == "named")
+        batches = self._query.export_batches(principal, flt, raw=raw or scorer is not None, names=named)
         for community, rows in batches:
             stats.objects_read += len(rows)
-            for (stix_id, version_us, _, tlp, producer_id, raw, values, skip, revoked, until, confidence,
-                 listed, row_stamp, name, labels) in rows:
+            for (stix_id, version_us, _, tlp, producer_id, json, values, skip, revoked, until, confidence,
+                 listed, row_stamp, name, labels, times) in rows:
                 # Most rows are neither revoked nor dated: they pass without the call.
                 reason = (None if any_confidence and not revoked and until is None
                           else accept(revoked, until, confidence))
-                obj = None
                 if reason is None and scorer is not None:
-                    obj = loads(raw)
-                    reason = scorer(stix_id, obj, stats)
+                    reason = scorer(stix_id, loads(json), stats)
                 if reason is not None:
                     skipped[reason] += 1
                     continue
@@ -310,12 +298,8 @@ class ExportService:
                 if until is not None:
                     accept.note_expiry(until, stats)
                 producer = producers.get(producer_id, "unknown") if producer_id else "unknown"
-                if decode:
-                    yield export_item(stix_id, tlp, community, raw, head(raw) if obj is None else obj,
-                                      producer, observables, hits, version_us)
-                else:
-                    yield values_item(stix_id, tlp, community, producer, confidence, observables, hits,
-                                      version_us, raw or b"", name, labels)
+                yield column_item(stix_id, tlp, community, producer, confidence, observables, hits,
+                                  version_us, json if raw else b"", name, labels, times)
 
     def _stamp(self) -> int:
         """The stamp of the lists loaded now, or -1 if ingest never stored verdicts

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any
 
-import msgspec
 import orjson
 
 from commonwatch.domain.indexing import value_pairs
@@ -160,67 +158,30 @@ class Screen:
         return tuple(kept), tuple(sorted(names)), dropped
 
 
-class _Head(TypedDict, total=False):
-    """The properties :func:`export_item` reads (any JSON value: read defensively there)."""
-
-    type: Any
-    name: Any
-    confidence: Any
-    created: Any
-    modified: Any
-    valid_until: Any
-    indicator_types: Any
-
-
-_decode_head: Callable[[bytes], dict[str, Any]] = msgspec.json.Decoder(_Head).decode  # type: ignore[assignment]
-
-
-def head(raw: bytes) -> dict[str, Any]:
-    """What :func:`export_item` reads of a stored object: its JSON decoded with every
-    other property left out (msgspec parses them without building them, about twice as
-    fast as decoding the whole object); the whole object if it cannot be read that way."""
-    try:
-        return _decode_head(raw)
-    except msgspec.DecodeError:
-        found: dict[str, Any] = orjson.loads(raw)
-        return found
-
-
-def export_item(
-    stix_id: str, tlp: int, community: str, raw: bytes, obj: dict[str, Any], producer: str,
-    observables: tuple[Observable, ...], hits: tuple[str, ...], version_us: int,
-) -> ExportItem:
-    """The :class:`ExportItem` of one exported object (typed fields read defensively;
-    ``obj`` needs only the properties of :func:`head`)."""
-    get = obj.get
-    confidence = get("confidence")
-    labels = get("indicator_types")
-    name = get("name")
-    created = get("created", "")
-    # tuple.__new__ builds the named tuple without the generated __new__'s Python frame
-    # (an export builds one per object).
-    return _new_item(ExportItem, (
-        stix_id, get("type", ""), name if isinstance(name, str) else "", tlp,
-        community, producer, confidence if isinstance(confidence, int) else None,
-        created if type(created) is str else str(created), str(get("modified", created)),
-        get("valid_until"),
-        tuple(filter(_is_str, labels)) if type(labels) is list else (),
-        observables, raw, hits, version_us,
-    ))
-
-
-def values_item(
+def column_item(
     stix_id: str, tlp: int, community: str, producer: str, confidence: int | None,
     observables: tuple[Observable, ...], hits: tuple[str, ...], version_us: int, raw: bytes = b"",
-    name: str | None = None, labels: str | None = None,
+    name: str | None = None, labels: str | None = None, times: str | None = None,
 ) -> ExportItem:
-    """The :class:`ExportItem` of a format that decodes no JSON: built from the export
-    columns (see :data:`commonwatch.services.export.VALUES_ONLY` and ``RAW_ONLY``):
-    ``name`` and ``labels`` (a JSON array) as stored there. The other fields read from
-    the JSON are empty; ``raw`` is the stored JSON when the format writes it as it is."""
+    """The :class:`ExportItem` of one exported object, from its export columns (written
+    by ingest, :class:`~commonwatch.domain.indexing.ExportFacts`): ``name``, ``labels``
+    (a JSON array) and ``times`` as stored there; ``raw`` the stored JSON when the
+    format writes it as it is. The item's ``type`` is left empty (no format prints it)."""
+    created, modified, until = _times(times) if times else _NO_TIMES
+    # tuple.__new__ builds the named tuple without the generated __new__'s Python frame
+    # (an export builds one per object).
     return _new_item(ExportItem, (stix_id, "", name or "", tlp, community, producer, confidence,
-                                  "", "", None, _labels(labels) if labels else (),
+                                  created, modified, until, _labels(labels) if labels else (),
                                   observables, raw, hits, version_us))
+
+
+_NO_TIMES = ("", "", None)
+
+
+def _times(text: str) -> tuple[str, str, str | None]:
+    """(created, modified, valid_until or None) of a stored times column."""
+    created, modified, until = text.split("\n")
+    return created, modified, until or None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -111,7 +111,7 @@ class ExportRow(NamedTuple):
 #: (community name, rows) of an export read: each row a plain tuple of (stix_id,
 #: version_us, date_added_us, tlp, producer_org_id, raw, export_values, export_skip,
 #: revoked, valid_until_us, confidence, export_listed, listed_stamp, export_name,
-#: export_labels).
+#: export_labels, export_times).
 RowBatch = tuple[str, Sequence[tuple[Any, ...]]]
 
 
@@ -414,8 +414,8 @@ class QueryService:
         id and merged by id; one community (the common case) is read, with ``by_added``,
         in the order its objects were added: the order rows are stored in, so the table
         is read sequentially instead of at random (at 10^6 objects a third of the
-        statement time). ``raw``, ``names``: read the JSON, the name and labels columns
-        (else None in their place).
+        statement time). ``raw``, ``names``: read the JSON; the name, labels and times
+        columns (else None in their place).
         """
         chosen = self.export_communities(principal, flt)
         by_added = by_added and len(chosen) == 1

@@ -151,6 +151,9 @@ class StixObject(Base):
     #: ``name`` and the ``indicator_types`` (a JSON array), as some formats print them.
     export_name: Mapped[str | None] = mapped_column(Text)
     export_labels: Mapped[str | None] = mapped_column(Text)
+    #: ``created``, ``modified``, ``valid_until`` as written, one per line (empty when
+    #: absent; None for objects with none of them): what CSV and rules print.
+    export_times: Mapped[str | None] = mapped_column(Text)
     #: Warninglist verdicts of the values (Warninglists.listed_json; None: no hit), valid
     #: while the lists loaded have the digest of ``listed_stamp`` (WarninglistStamp).
     export_listed: Mapped[str | None] = mapped_column(Text)

@@ -88,7 +88,7 @@ COLUMNS = ("community_id", "stix_id", "type", "spec_version", "version_us", "dat
            "producer_org_id", "tlp", "is_latest", "content_hash", "raw",
            # domain.indexing.ExportFacts, in its order
            "export_values", "export_skip", "revoked", "valid_until_us", "confidence",
-           "export_name", "export_labels",
+           "export_name", "export_labels", "export_times",
            "export_listed", "listed_stamp")
 _INSERT_SQLITE = (
     f"INSERT INTO stix_objects ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
