@@ -449,3 +449,26 @@ def test_items_from_the_export_columns_equal_items_from_the_whole_object(obj):
         created=expected.created.replace("\n", " ").replace("\x00", "\ufffd"),
         modified=expected.modified.replace("\n", " ").replace("\x00", "\ufffd"),
         valid_until=None if not until else until.replace("\x00", "\ufffd"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.sampled_from(["ipv4-addr", "url", "md5", "email-addr"]),
+                          st.text(max_size=12), st.sampled_from([0, 1, 2, 3, 4])), max_size=5))
+def test_misp_attributes_are_what_orjson_writes_of_their_dicts(objects):
+    """The MISP export writes each attribute from shared fragments: the JSON is exactly
+    orjson's of the attribute as a dict."""
+    import orjson
+
+    from commonwatch.domain.observables import ExportItem, Observable
+    from commonwatch.formats import misp_export
+
+    items = [ExportItem(f"indicator--{n}", "", name, tlp, "ring", "Prod", None, "", "", None, (),
+                        (Observable(kind, value),), b"", (), 1_767_225_600_123_456 + n)
+             for n, (name, kind, value, tlp) in enumerate(objects)]
+    text = "".join(misp_export.render(items, "event-uuid", 1_767_225_600, "info"))
+    expected = [{"uuid": misp_export.attribute_uuid(f"{i.stix_id}|{o.kind}|{o.value}"),
+                 "type": misp_export._TYPES[o.kind][0], "category": misp_export._TYPES[o.kind][1],
+                 "to_ids": True, "value": o.value, "comment": f"{i.stix_id} {i.name}".strip()[:1000],
+                 "timestamp": str(i.version_us // 1_000_000), "distribution": "5",
+                 "Tag": misp_export._TAGS[i.tlp]} for i in items for o in i.observables]
+    assert text.endswith(orjson.dumps(expected).decode()[1:] + "}}\n")
