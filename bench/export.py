@@ -138,6 +138,13 @@ def build(db: Path, count: int) -> None:
 
 # -- one export in a child process -------------------------------------------------------------
 
+def migrate(db: Path) -> None:
+    from commonwatch.config import load_settings
+    from commonwatch.services.exchange import Exchange
+
+    Exchange(load_settings(environ={}, database_url=f"sqlite:///{db}"), migrate=True).engine.dispose()
+
+
 def _status(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -268,6 +275,8 @@ def main() -> None:
             t = time.perf_counter()
             build(db, size)
             print(f"built {size:,} indicators in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        else:
+            migrate(db)  # a database kept from an older schema
         for fmt in formats:
             r = best_of(db, fmt, 1 if args.quick else args.repeat)
             results[(size, fmt)] = r

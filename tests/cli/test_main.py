@@ -41,6 +41,13 @@ def test_admin_commands_script_a_federation(cli, exchange):
         exchange.auth.authenticate(token)
     cli("member", "remove", "isac", "Northern Telecom")
     assert "Northern Telecom" not in cli("member", "list", "isac")
+    assert "now org-admin" in cli("user", "set-role", "north-soc", "org-admin")
+    assert exchange.admin.get_user("north-soc").role == "org-admin"
+    assert "role 'chief' is not one of" in cli("user", "set-role", "north-soc", "chief", code=2)
+    cli("user", "create", "root", "--org", "Northern Telecom", "--role", "admin")
+    assert "last active instance admin" in cli("user", "disable", "root", code=3)
+    assert "last active instance admin" in cli("user", "set-role", "root", "reader", code=3)
+    assert exchange.admin.get_user("root").role == "admin"
 
 
 def test_errors_say_what_is_wrong_with_exit_codes(cli):

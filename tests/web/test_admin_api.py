@@ -72,3 +72,56 @@ def test_oversized_admin_bodies_are_refused(api):
 
     resp = api.post("/api/admin/orgs", content=chunks(), headers={"Content-Type": "application/json"})
     assert resp.status_code == 413
+
+
+def test_roles_and_accounts_change_over_the_api(api, exchange):
+    """PATCH /users/{name}: role and active, applied from the user's next request;
+    an org-admin manages its own organisation's users, never an admin's power."""
+    org_admin = make_member(exchange, "Managed Org", role="org-admin")
+    outsider = make_member(exchange, "Plain Org")
+    as_org_admin = {"Authorization": f"Bearer {org_admin.token}"}
+    as_analyst = {"Authorization": f"Bearer {_user_token(exchange, 'Managed Org', 'm-analyst', 'analyst')}"}
+
+    assert api.get("/api/admin/users", headers=as_analyst).status_code == 403
+    promoted = api.patch("/api/admin/users/m-analyst", json={"role": "org-admin"}, headers=as_org_admin)
+    assert promoted.status_code == 200 and promoted.json()["role"] == "org-admin"
+    assert api.get("/api/admin/users", headers=as_analyst).status_code == 200  # at once
+
+    # no admin power for an org-admin: neither granting it nor touching an admin
+    assert api.patch("/api/admin/users/m-analyst", json={"role": "admin"},
+                     headers=as_org_admin).status_code == 403
+    _user_token(exchange, "Managed Org", "m-boss", "admin")  # an instance admin in its organisation
+    assert api.patch("/api/admin/users/m-boss", json={"active": False}, headers=as_org_admin).status_code == 403
+    assert exchange.admin.get_user("m-boss").active
+    # another organisation's user is one that does not exist
+    hidden = api.patch(f"/api/admin/users/{outsider.user}", json={"active": False}, headers=as_org_admin)
+    missing = api.patch("/api/admin/users/nobody", json={"active": False}, headers=as_org_admin)
+    assert hidden.status_code == missing.status_code == 404
+    assert exchange.admin.get_user(outsider.user).active
+
+    disabled = api.patch("/api/admin/users/m-analyst", json={"active": False}, headers=as_org_admin)
+    assert disabled.json()["active"] is False
+    assert api.get("/api/admin/users", headers=as_analyst).status_code == 401
+    bad = api.patch("/api/admin/users/m-analyst", json={"role": "overlord"}, headers=as_org_admin)
+    assert bad.status_code == 400 and "overlord" in bad.json()["description"]
+
+
+def test_the_last_admin_stays(api, exchange):
+    """Neither a demotion nor disabling takes away the last active instance admin, and
+    a refused change changes nothing (role and active go in one transaction)."""
+    admin_name = exchange.auth.authenticate(api.headers["Authorization"].split()[1]).user_name
+    for change in ({"role": "analyst"}, {"active": False}, {"role": "admin", "active": False}):
+        resp = api.patch(f"/api/admin/users/{admin_name}", json=change)
+        assert resp.status_code == 409 and "last active instance admin" in resp.json()["description"]
+    assert exchange.admin.get_user(admin_name).role == "admin"
+    as_second = {"Authorization": f"Bearer {_user_token(exchange, 'Operators', 'second-admin', 'admin')}"}
+    assert api.patch(f"/api/admin/users/{admin_name}", json={"role": "analyst"}).status_code == 200
+    # the demoted caller has lost the power with this very change
+    assert api.get("/api/admin/orgs").status_code == 403
+    assert api.patch("/api/admin/users/second-admin", json={"active": False},
+                     headers=as_second).status_code == 409
+
+
+def _user_token(exchange, org: str, name: str, role: str) -> str:
+    exchange.admin.create_user(org, name, role)
+    return exchange.admin.create_token(name).secret

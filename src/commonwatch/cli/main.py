@@ -167,6 +167,16 @@ def user_enable(name: str) -> None:
     out.print(f"enabled user {name!r}", highlight=False)
 
 
+@user_app.command("set-role")
+def user_set_role(
+    name: str,
+    role: Annotated[str, typer.Argument(help="admin, org-admin, analyst, reader, sync")],
+) -> None:
+    """Change a user's role (it applies from the user's next request)."""
+    run(lambda x: x.admin.update_user(name, role=role))
+    out.print(f"user {name!r} is now {role}", highlight=False)
+
+
 # -- tokens ----------------------------------------------------------------------------
 @token_app.command("create")
 def token_create(

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -120,10 +120,37 @@ class AdminService:
             return [(u, o) for u, o in s.execute(q).all()]
 
     def set_user_active(self, name: str, active: bool) -> User:
+        """Enable or disable a user (a disabled user's tokens stop working at once)."""
+        return self.update_user(name, active=active)
+
+    def update_user(self, name: str, *, role: str | None = None, active: bool | None = None) -> User:
+        """Change a user's role and/or enable or disable it, in one transaction; it
+        applies from the user's next request."""
+        if role is not None and role not in ROLES:
+            raise InvalidParameter(f"role {role!r} is not one of {', '.join(ROLES)}")
         with self._sessions.begin() as s:
             user = self._user(s, name)
-            user.active = active
+            if (role is not None and role != "admin") or active is False:
+                self._keep_an_admin(s, user)
+            if role is not None:
+                user.role = role
+            if active is not None:
+                user.active = active
             return user
+
+    @staticmethod
+    def _keep_an_admin(s: Session, user: User) -> None:
+        """Refuse to take away the last active instance admin (nobody could administer
+        the instance over the API any more)."""
+        if user.role != "admin" or not user.active:
+            return
+        # The admins' rows locked (PostgreSQL) so two concurrent demotions cannot both
+        # see the other as the admin left; SQLite runs one writer at a time anyway.
+        admins = s.scalars(select(User.id).where(User.role == "admin", User.active == true())
+                           .with_for_update()).all()
+        if not set(admins) - {user.id}:
+            raise Conflict(f"{user.name!r} is the last active instance admin; "
+                           "make another user admin first")
 
     def get_user(self, name: str) -> User:
         with self._sessions() as s:

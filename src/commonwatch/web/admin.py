@@ -32,6 +32,11 @@ class UserIn(BaseModel):
     role: str = "analyst"
 
 
+class UserChange(BaseModel):
+    role: str | None = None
+    active: bool | None = None
+
+
 class TokenIn(BaseModel):
     label: str = Field(default="", max_length=200)
     expires_in_days: int | None = None
@@ -130,8 +135,10 @@ def admin_router(exchange: Exchange) -> APIRouter:
             raise PermissionDenied("an org-admin creates users of its own organisation only")
         return user_json(admin.create_user(body.org, body.name, body.role), body.org)
 
-    @router.post("/users/{name}/tokens", status_code=201)
-    def create_token(request: Request, name: str, body: TokenIn) -> dict[str, Any]:
+    def managed_user(request: Request, name: str) -> User:
+        """The user ``name`` if the caller may manage it: an admin any user, an org-admin
+        those of its own organisation but no instance admin. To an org-admin, users of
+        other organisations do not exist (404, as for a name nobody has)."""
         principal = user_manager(request)
         try:
             user = admin.get_user(name)
@@ -141,8 +148,21 @@ def admin_router(exchange: Exchange) -> APIRouter:
             raise NotFound(f"no user named {name!r} in your organisation")  # others' users alike
         if user is None:
             raise NotFound(f"no user named {name!r}; see `commonwatch user list`")
-        if user.role == "admin":  # an admin's token is an admin's power
+        if user.role == "admin":  # an admin's token or account is an admin's power
             instance_admin(request)
+        return user
+
+    @router.patch("/users/{name}")
+    def change_user(request: Request, name: str, body: UserChange) -> dict[str, Any]:
+        user = managed_user(request, name)
+        if body.role == "admin":
+            instance_admin(request)
+        user = admin.update_user(name, role=body.role, active=body.active)
+        return user_json(user, admin.org_name(user.org_id))
+
+    @router.post("/users/{name}/tokens", status_code=201)
+    def create_token(request: Request, name: str, body: TokenIn) -> dict[str, Any]:
+        managed_user(request, name)
         issued = admin.create_token(name, body.label, body.expires_in_days)
         return {**token_json(issued.token, name), "token": issued.secret}
 
