@@ -41,19 +41,42 @@ def line(cells: Iterable[str]) -> str:
     return ",".join(map(_quoted, cells)) + "\r\n"
 
 
+_GUARDED = frozenset("=+-@")
+_TAIL_COMMAS = len(COLUMNS) - 2  # the separators after the value and kind cells
+
+
 def render(items: Iterable[ExportItem]) -> Iterator[str]:
+    """The CSV text, in chunks: each line written whole, then checked for the
+    characters that need quoting (most lines have none); a line that has them is
+    written again cell by cell with :func:`line`."""
     out: list[str] = [line(COLUMNS)]
     search = _SPECIAL.search
+    guarded = _GUARDED
+    labels_cells: dict[tuple[str, ...], str] = {}
     for item in items:
-        common = (item.stix_id, _cell(item.name), _TLP_LABELS[item.tlp], _cell(item.community),
-                  _cell(item.producer), "" if item.confidence is None else str(item.confidence),
-                  item.created, item.modified, item.valid_until or "",
-                  _cell(";".join(item.labels)), ";".join(item.warninglists))
-        # One search over the object's cells: most objects need no quoting at all.
-        tail = ("," + ",".join(common) if search("".join(common)) is None
-                else "," + ",".join(map(_quoted, common))) + "\r\n"
+        name, community, producer = item.name, item.community, item.producer
+        labels = labels_cells.get(item.labels)
+        if labels is None:
+            if len(labels_cells) >= 4096:
+                labels_cells.clear()
+            labels = labels_cells[item.labels] = _cell(";".join(item.labels))
+        confidence = "" if item.confidence is None else str(item.confidence)
+        if (name[:1] in guarded and name) or (community[:1] in guarded and community) or (
+                producer[:1] in guarded and producer):
+            name, community, producer = _cell(name), _cell(community), _cell(producer)
+        tail = (f",{item.stix_id},{name},{_TLP_LABELS[item.tlp]},{community},{producer},{confidence},"
+                f"{item.created},{item.modified},{item.valid_until or ''},{labels},"
+                f"{';'.join(item.warninglists)}")
+        # No cell holds a separator, a quote or a line break: the line's own commas only.
+        if tail.count(",") == _TAIL_COMMAS and '"' not in tail and "\n" not in tail and "\r" not in tail:
+            tail += "\r\n"
+        else:
+            tail = "," + line((item.stix_id, name, _TLP_LABELS[item.tlp], community, producer, confidence,
+                               item.created, item.modified, item.valid_until or "", labels,
+                               ";".join(item.warninglists)))
         for kind, value in item.observables:
-            value = _cell(value)
+            if value[:1] in guarded and value:
+                value = "'" + value
             out.append((value if search(value) is None else _quoted(value)) + "," + kind + tail)
         if len(out) >= BATCH:
             yield "".join(out)
