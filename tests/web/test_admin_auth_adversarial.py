@@ -347,6 +347,7 @@ def test_analysts_and_readers_get_403_everywhere_in_admin(world, who):
 
 
 def test_disabled_admin_loses_everything(world):
+    world.exchange.admin.create_user("Operators", "spare-admin", "admin")  # not the last one
     world.exchange.admin.set_user_active("operators-user", False)
     assert_clear_error(world.client.get("/api/admin/orgs", headers=bearer(world.admin)), 401)
     world.exchange.admin.set_user_active("operators-user", True)

@@ -14,14 +14,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, true
+from sqlalchemy import delete, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
 from commonwatch.domain.markings import Tlp
-from commonwatch.domain.visibility import ROLES, SECTORS
-from commonwatch.errors import Conflict, InvalidParameter, NotFound
+from commonwatch.domain.visibility import ROLES, SECTORS, Principal
+from commonwatch.errors import Conflict, InvalidParameter, NotFound, PermissionDenied
 from commonwatch.services.ingest import IngestService
 from commonwatch.storage.models import ApiToken, Community, Membership, Organisation, User
 
@@ -123,13 +123,16 @@ class AdminService:
         """Enable or disable a user (a disabled user's tokens stop working at once)."""
         return self.update_user(name, active=active)
 
-    def update_user(self, name: str, *, role: str | None = None, active: bool | None = None) -> User:
+    def update_user(
+        self, name: str, *, role: str | None = None, active: bool | None = None, by: Principal | None = None,
+    ) -> User:
         """Change a user's role and/or enable or disable it, in one transaction; it
-        applies from the user's next request."""
+        applies from the user's next request. ``by``: the caller, when it is not the
+        operator at the command line (see :meth:`_managed`)."""
         if role is not None and role not in ROLES:
             raise InvalidParameter(f"role {role!r} is not one of {', '.join(ROLES)}")
         with self._sessions.begin() as s:
-            user = self._user(s, name)
+            user = self._managed(s, name, by, role)
             if (role is not None and role != "admin") or active is False:
                 self._keep_an_admin(s, user)
             if role is not None:
@@ -138,16 +141,35 @@ class AdminService:
                 user.active = active
             return user
 
+    def _managed(self, s: Session, name: str, by: Principal | None, new_role: str | None = None) -> User:
+        """The user ``name``, its row and the instance admins' rows locked until the
+        transaction ends, if ``by`` may manage it: an admin (or the command line, None)
+        any user; an org-admin the users of its own organisation, but neither an
+        instance admin nor the admin role. To an org-admin, other organisations' users do
+        not exist. Checked on the locked rows, so no concurrent change (a promotion to
+        admin, another admin's demotion) can slip between the check and the write.
+        """
+        # A no-op UPDATE takes SQLite's write lock (the transaction's first statement:
+        # no snapshot read before it can go stale) and PostgreSQL's row locks.
+        s.execute(update(User).where(or_(User.name == name, User.role == "admin"))
+                  .values(role=User.role).execution_options(synchronize_session=False))
+        user = s.scalar(select(User).where(User.name == name))
+        if by is not None and not by.is_admin:
+            if user is None or user.org_id != by.org_id:
+                raise NotFound(f"no user named {name!r} in your organisation")
+            if user.role == "admin" or new_role == "admin":
+                raise PermissionDenied("this operation needs the instance 'admin' role")
+        if user is None:
+            raise NotFound(f"no user named {name!r}; see `commonwatch user list`")
+        return user
+
     @staticmethod
     def _keep_an_admin(s: Session, user: User) -> None:
         """Refuse to take away the last active instance admin (nobody could administer
-        the instance over the API any more)."""
+        the instance over the API any more). The admins' rows are locked (:meth:`_managed`)."""
         if user.role != "admin" or not user.active:
             return
-        # The admins' rows locked (PostgreSQL) so two concurrent demotions cannot both
-        # see the other as the admin left; SQLite runs one writer at a time anyway.
-        admins = s.scalars(select(User.id).where(User.role == "admin", User.active == true())
-                           .with_for_update()).all()
+        admins = s.scalars(select(User.id).where(User.role == "admin", User.active == true())).all()
         if not set(admins) - {user.id}:
             raise Conflict(f"{user.name!r} is the last active instance admin; "
                            "make another user admin first")
@@ -158,15 +180,19 @@ class AdminService:
 
     # -- tokens ------------------------------------------------------------------
     def create_token(
-        self, user_name: str, label: str = "", expires_in_days: int | None = None
+        self, user_name: str, label: str = "", expires_in_days: int | None = None, *,
+        by: Principal | None = None,
     ) -> IssuedToken:
+        """A new token of ``user_name``, its secret shown once. ``by``: the caller, when
+        it is not the operator at the command line (an org-admin mints tokens of its own
+        organisation's users only, never an admin's: :meth:`_managed`)."""
         if expires_in_days is not None and not 0 < expires_in_days <= 3650:
             raise InvalidParameter("token expiry must be between 1 and 3650 days")
         _check_text(label, "token label", 200)
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self._clock()
         with self._sessions.begin() as s:
-            user = self._user(s, user_name)
+            user = self._managed(s, user_name, by)
             token = ApiToken(
                 user_id=user.id, token_hash=hash_token(secret), prefix=secret[:10], label=label,
                 created_us=now, revoked_us=None,

@@ -10,39 +10,47 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from commonwatch.domain.markings import Tlp, parse_tlp
 from commonwatch.domain.visibility import Principal
-from commonwatch.errors import NotFound, PermissionDenied
+from commonwatch.errors import PermissionDenied
 from commonwatch.services.exchange import Exchange
 from commonwatch.storage.models import ApiToken, Community, Membership, Organisation, User
 from commonwatch.web.credentials import require_principal
 
 
-class OrgIn(BaseModel):
+class _Body(BaseModel):
+    """An admin request body: JSON types as they are (``"no"`` is not a boolean, ``"5"``
+    not a number) and no property the operation does not know (a misspelt ``enabled``
+    must not answer 200 and change nothing)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class OrgIn(_Body):
     name: str = Field(max_length=200)
     sector: str
     country: str | None = None
 
 
-class UserIn(BaseModel):
+class UserIn(_Body):
     org: str
     name: str = Field(max_length=200)
     role: str = "analyst"
 
 
-class UserChange(BaseModel):
+class UserChange(_Body):
     role: str | None = None
     active: bool | None = None
 
 
-class TokenIn(BaseModel):
+class TokenIn(_Body):
     label: str = Field(default="", max_length=200)
     expires_in_days: int | None = None
 
 
-class CommunityIn(BaseModel):
+class CommunityIn(_Body):
     name: str = Field(max_length=100)
     title: str | None = Field(default=None, max_length=200)
     description: str = Field(default="", max_length=10_000)
@@ -50,7 +58,7 @@ class CommunityIn(BaseModel):
     public: bool = False
 
 
-class MemberIn(BaseModel):
+class MemberIn(_Body):
     can_read: bool = True
     can_write: bool = True
     max_tlp: str = "amber"
@@ -135,35 +143,17 @@ def admin_router(exchange: Exchange) -> APIRouter:
             raise PermissionDenied("an org-admin creates users of its own organisation only")
         return user_json(admin.create_user(body.org, body.name, body.role), body.org)
 
-    def managed_user(request: Request, name: str) -> User:
-        """The user ``name`` if the caller may manage it: an admin any user, an org-admin
-        those of its own organisation but no instance admin. To an org-admin, users of
-        other organisations do not exist (404, as for a name nobody has)."""
-        principal = user_manager(request)
-        try:
-            user = admin.get_user(name)
-        except NotFound:
-            user = None
-        if not principal.is_admin and (user is None or user.org_id != principal.org_id):
-            raise NotFound(f"no user named {name!r} in your organisation")  # others' users alike
-        if user is None:
-            raise NotFound(f"no user named {name!r}; see `commonwatch user list`")
-        if user.role == "admin":  # an admin's token or account is an admin's power
-            instance_admin(request)
-        return user
-
     @router.patch("/users/{name}")
     def change_user(request: Request, name: str, body: UserChange) -> dict[str, Any]:
-        user = managed_user(request, name)
-        if body.role == "admin":
-            instance_admin(request)
-        user = admin.update_user(name, role=body.role, active=body.active)
+        # What an org-admin may change is checked by the service on the locked rows.
+        principal = user_manager(request)
+        user = admin.update_user(name, role=body.role, active=body.active, by=principal)
         return user_json(user, admin.org_name(user.org_id))
 
     @router.post("/users/{name}/tokens", status_code=201)
     def create_token(request: Request, name: str, body: TokenIn) -> dict[str, Any]:
-        managed_user(request, name)
-        issued = admin.create_token(name, body.label, body.expires_in_days)
+        principal = user_manager(request)
+        issued = admin.create_token(name, body.label, body.expires_in_days, by=principal)
         return {**token_json(issued.token, name), "token": issued.secret}
 
     @router.get("/tokens")
