@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from commonwatch.domain.observables import SKIP_REASONS, SKIP_UNSUPPORTED, from_object
+from commonwatch.domain.stix import is_versioned
 from commonwatch.domain.timestamps import parse_timestamp
 
 SIGHTING_OF = "sighting-of"
@@ -91,11 +92,13 @@ def indexed(obj: Mapping[str, Any]) -> Indexed:
 def times_text(obj: Mapping[str, Any]) -> str | None:
     """:attr:`ExportFacts.times` of ``obj``: ``created``, ``modified`` (``created`` when
     absent) and ``valid_until`` as the output formats print them, one per line."""
+    if not is_versioned(obj):
+        return None  # SCOs: never versioned; a custom "created" of theirs means nothing
     created = obj.get("created")
     modified = obj.get("modified", created)
-    until = obj.get("valid_until")
+    until = obj.get("valid_until") if obj.get("type") == "indicator" else None
     if created is None and modified is None and until is None:
-        return None  # objects without versions (SCOs)
+        return None
     return "\n".join([_text(created), _text(modified), _text(until)]).replace("\x00", "\ufffd")
 
 
@@ -112,8 +115,12 @@ def value_pairs(values: str) -> list[tuple[str, str]]:
 
 def lifecycle_facts(obj: Mapping[str, Any]) -> tuple[bool, int | None, int | None]:
     """(revoked, valid_until µs, confidence) as exports filter on them; wrong types
-    (which validation rejects anyway) read as absent."""
-    valid_until = obj.get("valid_until")
+    (which validation rejects anyway) read as absent. Only indicators expire, and only
+    versioned objects are revoked or have a confidence: an SCO's custom properties of
+    those names mean nothing (:func:`~commonwatch.domain.stix.is_versioned`)."""
+    if not is_versioned(obj):
+        return False, None, None
+    valid_until = obj.get("valid_until") if obj.get("type") == "indicator" else None
     try:
         until = parse_timestamp(valid_until) if isinstance(valid_until, str) else None
     except ValueError:

@@ -308,6 +308,18 @@ _CUSTOM_SDO = _compile_spec(T.CUSTOM_SDO)
 _CUSTOM_SCO = _compile_spec(T.CUSTOM_SCO)
 
 
+def is_versioned(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj``'s type has the common properties of versioned objects
+    (``created``, ``modified``, ``revoked``, ``confidence``...): every type but SCOs
+    (§3.2), custom types when they carry ``created`` or ``modified``. An SCO's property
+    of one of those names is a custom property, with none of their meaning."""
+    stype = obj.get("type")
+    spec = _SPECS.get(stype) if type(stype) is str else None
+    if spec is None:
+        return "created" in obj or "modified" in obj
+    return spec.versioned
+
+
 def _custom_spec(obj: dict[str, Any], stype: object) -> _Compiled:
     """Rules for a type the tables do not know, or :class:`InvalidStixObject`."""
     oid = obj.get("id") if type(obj.get("id")) is str else None

@@ -61,19 +61,20 @@ def render(items: Iterable[ExportItem]) -> Iterator[str]:
                 labels_cells.clear()
             labels = labels_cells[item.labels] = _cell(";".join(item.labels))
         confidence = "" if item.confidence is None else str(item.confidence)
+        created, modified, until = item.created, item.modified, item.valid_until or ""
         if (name[:1] in guarded and name) or (community[:1] in guarded and community) or (
-                producer[:1] in guarded and producer):
+                producer[:1] in guarded and producer) or (created[:1] in guarded and created) or (
+                modified[:1] in guarded and modified) or (until[:1] in guarded and until):
             name, community, producer = _cell(name), _cell(community), _cell(producer)
+            created, modified, until = _cell(created), _cell(modified), _cell(until)
         tail = (f",{item.stix_id},{name},{_TLP_LABELS[item.tlp]},{community},{producer},{confidence},"
-                f"{item.created},{item.modified},{item.valid_until or ''},{labels},"
-                f"{';'.join(item.warninglists)}")
+                f"{created},{modified},{until},{labels},{';'.join(item.warninglists)}")
         # No cell holds a separator, a quote or a line break: the line's own commas only.
         if tail.count(",") == _TAIL_COMMAS and '"' not in tail and "\n" not in tail and "\r" not in tail:
             tail += "\r\n"
         else:
             tail = "," + line((item.stix_id, name, _TLP_LABELS[item.tlp], community, producer, confidence,
-                               item.created, item.modified, item.valid_until or "", labels,
-                               ";".join(item.warninglists)))
+                               created, modified, until, labels, ";".join(item.warninglists)))
         for kind, value in item.observables:
             if value[:1] in guarded and value:
                 value = "'" + value

@@ -2,8 +2,11 @@
 
 One event holding one attribute per (object, value), ``to_ids`` set, the TLP of
 each object as a ``tlp:*`` attribute tag (MISP taxonomy ``tlp``, TLP 2.0 names) and
-the source STIX id in the attribute comment. Attribute uuids are derived from the
-STIX id and value (UUIDv5), so re-exports keep them. The attribute ``timestamp`` is
+the source STIX id in the attribute comment. An object with one value gives its
+attribute its own uuid (the uuid of ``indicator--<uuid>``: MISP's STIX converters map
+attribute and indicator ids that way, so a round trip through MISP keeps the id, and a
+new version updates the attribute); an object with several values gives each a UUIDv5
+of the STIX id, kind and value. Re-exports keep them all. The attribute ``timestamp`` is
 when the object's version was made (its ``modified``; for objects without versions,
 when they were added). Distribution is 0 ("your organisation only"): the export is
 for the requester's own defences.
@@ -47,6 +50,11 @@ def attribute_uuid(name: str) -> str:
     return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
+def own_uuid(stix_id: str) -> str:
+    """The uuid of a STIX id (``type--uuid``)."""
+    return stix_id[stix_id.index("--") + 2:]
+
+
 def _json_string(text: str) -> str:
     """``text`` as a JSON string (as orjson writes it): printable text without quotes
     or backslashes as it is, the rest escaped by orjson."""
@@ -77,9 +85,10 @@ def render(items: Iterable[ExportItem], event_uuid: str, now_s: int, info: str) 
         stix_id = item.stix_id
         comment = _json_string(f"{stix_id} {item.name}".strip()[:1000])
         end = f',"comment":{comment},"timestamp":"{item.version_us // 1_000_000}"{_TLP_MEMBERS[item.tlp]}'
+        single = len(item.observables) == 1
         for kind, value in item.observables:
-            chunk.append(f'{{"uuid":"{attribute_uuid(f"{stix_id}|{kind}|{value}")}",{_KIND_MEMBERS[kind]}'
-                         f'"value":{_json_string(value)}{end}')
+            uuid_ = own_uuid(stix_id) if single else attribute_uuid(f"{stix_id}|{kind}|{value}")
+            chunk.append(f'{{"uuid":"{uuid_}",{_KIND_MEMBERS[kind]}"value":{_json_string(value)}{end}')
         if len(chunk) >= BATCH:
             yield ("" if first else ",") + ",".join(chunk)
             first = False

@@ -43,6 +43,7 @@ _SAFE_CONTENT = frozenset(
 )
 _ALL_SAFE = re.compile("[" + re.escape("".join(sorted(_SAFE_CONTENT))) + "]*")
 _UNSAFE_TEXT = re.compile(r'[";\\,|]')
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TLP_LABELS = {int(t): t.label for t in Tlp}
 
 
@@ -83,10 +84,22 @@ class _Rules:
     object, and the cleaned text of a community or producer name once per export.
     """
 
-    __slots__ = ("_meta",)
+    __slots__ = ("_meta", "_dates")
 
     def __init__(self) -> None:
         self._meta: dict[str, str] = {}
+        self._dates: dict[str, str] = {}
+
+    def _date(self, timestamp: str) -> str:
+        """``YYYY_MM_DD`` of a timestamp (metadata values are words), "none" for text
+        that is not one: only a date may reach the rule text."""
+        found = self._dates.get(timestamp)
+        if found is None:
+            if len(self._dates) >= 4096:
+                self._dates.clear()
+            day = timestamp[:10]
+            found = self._dates[timestamp] = day.replace("-", "_") if _DATE.fullmatch(day) else "none"
+        return found
 
     def _meta_of(self, value: str) -> str:
         found = self._meta.get(value)
@@ -103,8 +116,7 @@ class _Rules:
         meta = (f"cw_id {item.stix_id}, cw_tlp {self._meta_of(tlp)}, "
                 f"cw_community {self._meta_of(item.community)}, cw_producer {self._meta_of(item.producer)}")
         if item.created:  # objects without versions (SCOs) have neither date
-            meta += (f", created_at {item.created[:10].replace('-', '_')}, "
-                     f"updated_at {item.modified[:10].replace('-', '_')}")
+            meta += f", created_at {self._date(item.created)}, updated_at {self._date(item.modified)}"
         return msg, meta
 
 
