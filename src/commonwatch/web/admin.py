@@ -10,47 +10,40 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from commonwatch.domain.markings import Tlp, parse_tlp
 from commonwatch.domain.visibility import Principal
 from commonwatch.errors import PermissionDenied
 from commonwatch.services.exchange import Exchange
 from commonwatch.storage.models import ApiToken, Community, Membership, Organisation, User
+from commonwatch.web.bodies import StrictBody
 from commonwatch.web.credentials import require_principal
 
 
-class _Body(BaseModel):
-    """An admin request body: JSON types as they are (``"no"`` is not a boolean, ``"5"``
-    not a number) and no property the operation does not know (a misspelt ``enabled``
-    must not answer 200 and change nothing)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class OrgIn(_Body):
+class OrgIn(StrictBody):
     name: str = Field(max_length=200)
     sector: str
     country: str | None = None
 
 
-class UserIn(_Body):
+class UserIn(StrictBody):
     org: str
     name: str = Field(max_length=200)
     role: str = "analyst"
 
 
-class UserChange(_Body):
+class UserChange(StrictBody):
     role: str | None = None
     active: bool | None = None
 
 
-class TokenIn(_Body):
+class TokenIn(StrictBody):
     label: str = Field(default="", max_length=200)
     expires_in_days: int | None = None
 
 
-class CommunityIn(_Body):
+class CommunityIn(StrictBody):
     name: str = Field(max_length=100)
     title: str | None = Field(default=None, max_length=200)
     description: str = Field(default="", max_length=10_000)
@@ -58,7 +51,7 @@ class CommunityIn(_Body):
     public: bool = False
 
 
-class MemberIn(_Body):
+class MemberIn(StrictBody):
     can_read: bool = True
     can_write: bool = True
     max_tlp: str = "amber"

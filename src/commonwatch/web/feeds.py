@@ -18,17 +18,18 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import Response, StreamingResponse
 
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.export import FORMATS
 from commonwatch.services.export_filters import FormatOptions, build_filter, filter_from_json
 from commonwatch.storage.models import Feed
+from commonwatch.web.bodies import StrictBody
 from commonwatch.web.credentials import require_principal
 
 
-class FeedIn(BaseModel):
+class FeedIn(StrictBody):
     name: str = Field(max_length=100)
     format: str = Field(max_length=40)
     description: str = Field(default="", max_length=2000)

@@ -11,19 +11,20 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from commonwatch.errors import InvalidParameter
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.lookup import MAX_VALUES
+from commonwatch.web.bodies import StrictBody
 from commonwatch.web.credentials import principal_of
 
 #: Longest value looked up, in characters (GET and POST alike).
 MAX_VALUE_CHARS = 2048
 
 
-class LookupIn(BaseModel):
+class LookupIn(StrictBody):
     values: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] = Field(max_length=MAX_VALUES)
 
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from commonwatch.domain.markings import parse_tlp
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.sightings import MAX_COUNT, MAX_WHERE, Sighted
+from commonwatch.web.bodies import StrictBody
 from commonwatch.web.credentials import require_principal
 
 _Timestamp = Annotated[str, Field(max_length=40)]
 
 
-class SightingIn(BaseModel):
+class SightingIn(StrictBody):
     value: str = Field(max_length=2048)
     community: str = Field(max_length=200)
     count: int = Field(default=1, ge=0, le=MAX_COUNT)
