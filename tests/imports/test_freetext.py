@@ -49,6 +49,14 @@ def values(line: str) -> list[tuple[str, str]]:
      [("domain-name", "login.microsoftonline.com.secure-auth.xyz")]),
     ("a value inside a URL is not repeated: https://evil.com/x?ip=1.2.3.4",
      [("url", "https://evil.com/x?ip=1.2.3.4")]),
+    # an IPv6 literal host (RFC 3986), and parentheses: the URL's own, or the sentence's
+    ("beacon to http://[2001:db8::1b]:8443/gate.", [("url", "http://[2001:db8::1b]:8443/gate")]),
+    ("payload http://evil.example/raw/Loader_(x64) dropped", [("url", "http://evil.example/raw/Loader_(x64)")]),
+    ("(see http://evil.example/a), then (http://evil.example/b_(1)).",
+     [("url", "http://evil.example/a"), ("url", "http://evil.example/b_(1)")]),
+    ("a bare scheme http:// is no URL", []),
+    # an e-mail address at an IDN top-level domain, in A-labels
+    ("from admin@xn----dtbibgmnyvcg.xn--p1ai today", [("email-addr", "admin@xn----dtbibgmnyvcg.xn--p1ai")]),
 ])
 def test_extract(line: str, expected: list[tuple[str, str]]) -> None:
     assert values(line) == expected

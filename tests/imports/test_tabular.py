@@ -75,3 +75,28 @@ def test_bad_mapping_is_refused(text: str) -> None:
     with pytest.raises(Exception) as info:
         Mapping.parse(text)
     assert isinstance(info.value, InvalidParameter) or "unknown type" in str(info.value)
+
+
+def test_tlp_column_marks_each_row_and_never_loosens_tlp_option(ctx) -> None:
+    """A ``tlp`` column (as CommonWatch's own CSV export writes it) marks each row; with
+    ``--tlp`` too, the stricter of the two; an unknown level rejects the row."""
+    from dataclasses import replace
+
+    from commonwatch.domain.markings import TLP2_IDS, Tlp
+
+    level = {v: k for k, v in TLP2_IDS.items()}
+    text = ("value,kind,tlp\n198.51.100.1,ipv4-addr,TLP:RED\n198.51.100.2,ipv4-addr,clear\n"
+            "198.51.100.3,ipv4-addr,\n198.51.100.4,ipv4-addr,purple\n")
+
+    def markings(records):
+        return {r.obj["pattern"].split("'")[1]: r.obj.get("object_marking_refs")
+                for r in records if r.obj and r.obj["type"] == "indicator"}
+
+    records = rows(text, ctx)
+    assert markings(records) == {"198.51.100.1": [level[Tlp.RED]], "198.51.100.2": [level[Tlp.CLEAR]],
+                                 "198.51.100.3": None}  # unmarked: the community's default
+    assert "unknown TLP level 'purple'" in (records[-1].reason or "") and records[-1].position == "line 5"
+    strict = markings(rows(text, replace(ctx, tlp=Tlp.AMBER)))
+    assert strict == {"198.51.100.1": [level[Tlp.RED]], "198.51.100.2": [level[Tlp.AMBER]],
+                      "198.51.100.3": [level[Tlp.AMBER]]}
+    assert Mapping.parse("value=v,tlp=marking").tlp == "marking"

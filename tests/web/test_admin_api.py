@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
-
-from commonwatch.web.app import create_app
 
 from support.factories import make_member
 
 
 @pytest.fixture
-def api(exchange):
-    admin = make_member(exchange, "Operators", sector="other", role="admin")
-    with TestClient(create_app(exchange)) as client:
-        client.headers["Authorization"] = f"Bearer {admin.token}"
-        yield client
+def api(admin_api):
+    return admin_api
 
 
 def test_admin_builds_a_federation(api, exchange):

@@ -28,11 +28,8 @@ ADMIN = "operators-user"  # the instance admin of the `api` fixture
 
 
 @pytest.fixture
-def api(exchange):
-    admin = make_member(exchange, "Operators", sector="other", role="admin")
-    with TestClient(create_app(exchange)) as client:
-        client.headers["Authorization"] = f"Bearer {admin.token}"
-        yield client
+def api(admin_api):
+    return admin_api
 
 
 @pytest.fixture

@@ -45,9 +45,10 @@ def import_command(
     fmt: Annotated[str, typer.Option("--format", help="auto, stix, misp, csv or text.")] = "auto",
     mapping: Annotated[str | None, typer.Option(help="CSV columns: value=COL,type=COL|fixed_type=KIND,"
                                                      "first_seen=COL,last_seen=COL,confidence=COL,tags=COL,"
-                                                     "delimiter=tab")] = None,
-    tlp: Annotated[str | None, typer.Option(help="TLP for objects made from CSV and text "
-                                                 "(default: the community's default).")] = None,
+                                                     "tlp=COL,delimiter=tab")] = None,
+    tlp: Annotated[str | None, typer.Option(help="TLP for objects made from CSV and text; with a CSV "
+                                                 "tlp column, the stricter of the two (default: the "
+                                                 "community's default).")] = None,
     label: Annotated[list[str] | None, typer.Option(
         help="Label added to indicators made from CSV/text.")] = None,
     warninglists: Annotated[list[Path] | None, typer.Option(

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from typing import IO, NamedTuple
 
 from commonwatch.domain.defang import refang
+from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import normalise_domain
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
@@ -42,8 +43,13 @@ MAX_LINE_CHARS = 1024 * 1024
 _DEFANG_MARK = re.compile(r"hxxp|fxp|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\[@\]|\(at\)|\[at\]|\[:\]|\\\.",
                           re.IGNORECASE)
 
-_URL = re.compile(r"\b(?:https?|ftp|sftp|tcp|udp)://[^\s<>\"'`\]\[{}|\\^]+", re.IGNORECASE)
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}\b")
+# A URL's host may be an IPv6 literal in brackets (``http://[2001:db8::1]:8443/``, RFC 3986
+# §3.2.2); brackets anywhere else end the URL.
+_URL = re.compile(r"\b(?:https?|ftp|sftp|tcp|udp)://(?:\[[0-9A-Fa-f:.]{2,45}\])?[^\s<>\"'`\]\[{}|\\^]*",
+                  re.IGNORECASE)
+# The last label is a letters-only TLD or an IDN one in A-labels (``xn--p1ai``, .рф).
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+"
+                    r"(?:[Xx][Nn]--[A-Za-z0-9-]{0,58}[A-Za-z0-9]|[A-Za-z]{2,63})\b(?!-)")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}"
                    r"(?:/(?:3[0-2]|[12]?\d))?(?![\w.]*\d)(?!\.\w)")
@@ -126,7 +132,9 @@ def extract(line: str) -> list[Found]:
         return any(value in token for token in defanged_tokens)
 
     for m in _URL.finditer(text):
-        add("url", m, m.group(0).rstrip(".,;:!?)"))
+        url = _url_end(m.group(0))
+        if "://" in url and not url.endswith("://"):
+            add("url", m, url)
     for m in _EMAIL.finditer(text):
         if free(*m.span()):
             add("email-addr", m)
@@ -150,6 +158,16 @@ def extract(line: str) -> list[Found]:
     return [f for _, f in sorted(found, key=lambda pair: pair[0])]
 
 
+def _url_end(url: str) -> str:
+    """``url`` without the punctuation that ends the sentence around it; a closing
+    parenthesis stays when the URL opened it (``.../Loader_(x64)``)."""
+    while url and url[-1] in ".,;:!?)":
+        if url[-1] == ")" and url.count("(") >= url.count(")"):
+            break
+        url = url[:-1]
+    return url
+
+
 def _valid_domain(name: str) -> bool:
     """False for a match with an underscore, or an IDN that IDNA 2008/UTS 46 refuses."""
     if name.isascii():
@@ -166,10 +184,12 @@ def _is_ip(value: str, version: int) -> bool:
 
 def records_for(kind: str, value: str, ctx: ob.ImportContext, source: str, position: str,
                 *, created: str | None = None, valid_until: str | None = None,
-                confidence: int | None = None, labels: tuple[str, ...] = ()) -> Iterator[Record]:
+                confidence: int | None = None, labels: tuple[str, ...] = (),
+                tlp: Tlp | None) -> Iterator[Record]:
     """The SCO and indicator (or vulnerability) for one extracted value, ids derived from it.
 
     An IDN is stored as A-labels (punycode), the form the rest of the exchange compares.
+    ``tlp``: the marking (None: unmarked, the community's default).
     """
     if kind == "domain-name" and not value.isascii():
         value = normalise_domain(value) or value  # not an IDN: clean_value says why
@@ -179,16 +199,16 @@ def records_for(kind: str, value: str, ctx: ob.ImportContext, source: str, posit
     if kind == "cve":
         oid = f"vulnerability--{ob.stable_uuid(ctx.own_identity, kind, value)}"
         yield Record(source, position, ob.vulnerability(value, oid=oid, created=when, modified=when,
-                                                         created_by=ctx.own_identity, tlp=ctx.tlp),
+                                                         created_by=ctx.own_identity, tlp=tlp),
                      keep_existing=True)
         return
-    sco = ob.observable(kind, value, **ob.marking_refs(ctx.tlp))
+    sco = ob.observable(kind, value, **ob.marking_refs(tlp))
     assert sco is not None
     hits = ctx.hits(kind, value)
     yield Record(source, position, sco)
     indicator = ob.indicator(
         oid=f"indicator--{ob.stable_uuid(ctx.own_identity, kind, value)}", pattern=ob.pattern_of([sco]),
-        created=when, modified=when, created_by=ctx.own_identity, tlp=ctx.tlp, name=value,
+        created=when, modified=when, created_by=ctx.own_identity, tlp=tlp, name=value,
         valid_until=valid_until, confidence=confidence, labels=labels)
     yield Record(source, position, indicator, hits=hits, keep_existing=True)
 
@@ -209,6 +229,6 @@ def read_text(stream: IO[bytes], source: str, ctx: ob.ImportContext) -> Iterator
                 continue
             seen.add(key)
             try:
-                yield from records_for(item.kind, item.value, ctx, source, f"line {number}")
+                yield from records_for(item.kind, item.value, ctx, source, f"line {number}", tlp=ctx.tlp)
             except InputError as exc:
                 yield rejected(source, f"line {number}", exc.message)

@@ -15,7 +15,10 @@ Each row becomes an SCO and an indicator whose id is derived from the importing
 organisation and the value (re-importing adds nothing); ``first_seen`` is the
 indicator's ``created``/``valid_from``, ``last_seen`` its ``valid_until``,
 ``confidence`` (0-100) its confidence, ``tags`` (separated by ``;``, ``|`` or ``,``)
-its labels. A row that cannot be read is rejected with its line number.
+its labels, ``tlp`` (``amber``, ``TLP:RED``, ``amber+strict``...) its TLP marking (the
+stricter of it and ``--tlp`` when both are given; the community's default when
+neither). A row that cannot be read (an unknown TLP level included) is rejected with
+its line number.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from commonwatch.domain.defang import refang
+from commonwatch.domain.markings import parse_tlp
 from commonwatch.errors import InputError, InvalidParameter
 from commonwatch.formats import freetext
 from commonwatch.formats import observables as ob
@@ -42,6 +46,7 @@ _HEADERS = {
     "last_seen": ("last_seen", "lastseen", "last seen", "last_seen_utc"),
     "confidence": ("confidence", "score"),
     "tags": ("tags", "labels", "tag"),
+    "tlp": ("tlp", "tlp_level"),
 }
 _WORDS = {"ip": "ip", "ipv4": "ipv4-addr", "ipv6": "ipv6-addr", "domain": "domain-name",
           "fqdn": "domain-name", "hostname": "domain-name", "email": "email-addr", "e-mail": "email-addr",
@@ -64,6 +69,7 @@ class Mapping:
     last_seen: str | None = None
     confidence: str | None = None
     tags: str | None = None
+    tlp: str | None = None
     delimiter: str | None = None
 
     @classmethod
@@ -76,7 +82,7 @@ class Mapping:
             if not eq or key not in cls.__slots__:  # type: ignore[attr-defined]
                 raise InvalidParameter(
                     f"mapping entry {part!r} is not KEY=COLUMN with KEY one of "
-                    "value, type, fixed_type, first_seen, last_seen, confidence, tags, delimiter")
+                    "value, type, fixed_type, first_seen, last_seen, confidence, tags, tlp, delimiter")
             fields[key] = {"tab": "\t", "comma": ",", "semicolon": ";"}.get(column, column)
         if "fixed_type" in fields:
             kind_of(fields["fixed_type"], "x")  # fail early on an unknown type
@@ -193,8 +199,12 @@ def _row(row: list[str], cols: dict[str, int | None], mapping: Mapping, ctx: ob.
         confidence = int(raw_confidence)
     raw_tags = _cell(row, cols["tags"])
     labels = tuple(t.strip() for t in raw_tags.replace("|", ";").replace(",", ";").split(";") if t.strip())
+    raw_tlp = _cell(row, cols["tlp"])
+    tlp = ctx.tlp
+    if raw_tlp:  # the row's own marking; with --tlp as well, the stricter of the two
+        tlp = max(parse_tlp(raw_tlp), ctx.tlp) if ctx.tlp is not None else parse_tlp(raw_tlp)
     yield from freetext.records_for(kind, value, ctx, source, position, created=created,
-                                    valid_until=valid_until, confidence=confidence, labels=labels)
+                                    valid_until=valid_until, confidence=confidence, labels=labels, tlp=tlp)
 
 
 def _sniff(sample: str, source: str) -> str:
