@@ -480,6 +480,20 @@ INVALID: list[tuple[str, Any, str]] = [
     ("custom object with a bad common property",
      {"type": "x-acme-widget", "id": uid("x-acme-widget"), "object_marking_refs": [IDENTITY]},
      "'object_marking_refs[0]' must reference a marking-definition"),
+    ("predefined TLP definition without its name (STIX 2.0's form)",
+     {"type": "marking-definition", "spec_version": "2.1", "id": AMBER, "created": "2017-01-20T00:00:00.000Z",
+      "definition_type": "tlp", "definition": {"tlp": "amber"}},
+     "'name' must be \"TLP:AMBER\": this id is the predefined TLP:AMBER marking definition"),
+    ("predefined TLP definition, other created",
+     {"type": "marking-definition", "spec_version": "2.1", "id": AMBER, "created": T0, "name": "TLP:AMBER",
+      "definition_type": "tlp", "definition": {"tlp": "amber"}},
+     "'created' must be \"2017-01-20T00:00:00.000Z\""),
+    ("pattern testing an upper-case object type",
+     variant("indicator", pattern="[IPv4-Addr:value = '198.51.100.1']"),
+     'names the object type "IPv4-Addr", which is not a STIX type name'),
+    ("e-mail MIME part with neither body nor body_raw_ref",
+     variant("email-message", is_multipart=True, body_multipart=[{"content_type": "text/plain"}]),
+     "body_multipart[0]"),
 ]
 
 

@@ -610,6 +610,27 @@ def validate_pattern(pattern: str) -> None:
     parse_pattern(pattern)
 
 
+def object_types(pattern: Pattern) -> set[str]:
+    """The object types the pattern's comparisons test (``ipv4-addr`` of ``ipv4-addr:value``)."""
+    found: set[str] = set()
+    observations: list[ObservationExpression] = [pattern.root]
+    while observations:
+        node = observations.pop()
+        if isinstance(node, Observation):
+            comparisons: list[ComparisonExpression] = [node.comparison]
+            while comparisons:
+                test = comparisons.pop()
+                if isinstance(test, Comparison):
+                    found.add(test.object_type)
+                else:
+                    comparisons.extend(test.operands)
+        elif isinstance(node, Qualified):
+            observations.append(node.expression)
+        else:
+            observations.extend(node.operands)
+    return found
+
+
 def simple_comparisons(pattern: Pattern) -> list[tuple[str, str, str]]:
     """``(object_type, path_text, value)`` for a single ``[...]`` of ``=`` tests joined by OR.
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from commonwatch.domain import stix_types as T
+from commonwatch.domain.patterns import object_types, parse_pattern
 from commonwatch.domain.stix_values import (
     ID_TYPES,
     MEMO_MAX,
@@ -162,24 +163,22 @@ def _constraints(
 
 # --- Rules that need code (the "hook" constraints of stix_types) ---------------------
 
-_pattern_validator: Callable[[str], None] | None = None
-
-
 def _hook_pattern(obj: dict[str, Any]) -> None:
-    """An indicator ``pattern`` must parse when ``pattern_type`` is ``stix`` (§4.7, §9);
+    """An indicator ``pattern`` must parse when ``pattern_type`` is ``stix`` (§4.7, §9),
+    and test objects by STIX type names (lower case, §2.9: ``IPv4-Addr`` names no type);
     other pattern languages (sigma, snort, yara...) only need a non-empty string."""
-    global _pattern_validator
     if obj["pattern_type"] != "stix":
         return
-    if _pattern_validator is None:
-        from commonwatch.domain.patterns import validate_pattern
-
-        _pattern_validator = validate_pattern
     try:
-        _pattern_validator(obj["pattern"])
+        parsed = parse_pattern(obj["pattern"])
     except InvalidPattern as exc:
         rule = f"is not valid STIX patterning (STIX 2.1 §9): {exc.message}"
         raise Reject(rule, "pattern") from None
+    for stype in object_types(parsed):
+        if stype not in T.ALL_TYPES and (TYPE_RE.fullmatch(stype) is None or not 3 <= len(stype) <= 250):
+            raise Reject(
+                f"names the object type {show(stype)}, which is not a STIX type name: 3-250 "
+                "characters of lower-case a-z, 0-9 and hyphens (STIX 2.1 §2.9, §9.1)", "pattern")
 
 
 def _hook_observed_sco(obj: dict[str, Any]) -> None:
@@ -203,6 +202,15 @@ def _hook_marking_definition(obj: dict[str, Any]) -> None:
             f'must be {{"tlp": "{level}"}} with definition_type "tlp": this id is the '
             f"predefined TLP:{level.upper()} marking definition (STIX 2.1 §7.2.1.4)",
             "definition",
+        )
+    if level is not None and obj != T.TLP_DEFINITIONS[obj["id"]]:
+        expected = T.TLP_DEFINITIONS[obj["id"]]
+        name = next(k for k in sorted(expected.keys() | obj.keys()) if obj.get(k) != expected.get(k))
+        want = f"must be {show(expected[name])}" if name in expected else "must not be present"
+        raise Reject(
+            f"{want}: this id is the predefined TLP:{level.upper()} marking definition, which "
+            "STIX 2.1 §7.2.1.4 gives exactly (send it as published, or leave it out: every "
+            "server knows it)", name,
         )
     if kind == "tlp" and level is None:
         raise Reject(

@@ -282,7 +282,7 @@ FILE_TIMES = {"ctime": TS, "mtime": TS, "atime": TS}
 IP_ADDR = {"value": STR, "resolves_to_refs": refs("mac-addr"),
            "belongs_to_refs": refs("autonomous-system")}
 MIME_PART = obj({"body": STR, "body_raw_ref": ref("artifact", "file"), "content_type": STR,
-                 "content_disposition": STR})
+                 "content_disposition": STR}, (), ("any_of", ("body",), ("body_raw_ref",)))
 REGISTRY_VALUE = obj({"name": STR, "data": STR, "data_type": enum(
     "REG_NONE", "REG_SZ", "REG_EXPAND_SZ", "REG_BINARY", "REG_DWORD", "REG_DWORD_BIG_ENDIAN",
     "REG_DWORD_LITTLE_ENDIAN", "REG_LINK", "REG_MULTI_SZ", "REG_RESOURCE_LIST",
@@ -483,6 +483,14 @@ TLP_MARKINGS: dict[str, str] = {
     "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da": "green",
     "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82": "amber",
     "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed": "red",
+}
+#: The four predefined TLP 1.0 marking definitions, as STIX 2.1 §7.2.1.4 gives them: the
+#: only instances of the ``tlp`` definition type there may be.
+TLP_DEFINITIONS: dict[str, dict[str, Any]] = {
+    id_: {"type": "marking-definition", "spec_version": "2.1", "id": id_,
+          "created": "2017-01-20T00:00:00.000Z", "definition_type": "tlp",
+          "name": f"TLP:{level.upper()}", "definition": {"tlp": level}}
+    for id_, level in TLP_MARKINGS.items()
 }
 
 # hash-algorithm-ov entries whose values have a fixed hex length (STIX 2.1 §10.5).

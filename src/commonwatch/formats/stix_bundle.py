@@ -30,6 +30,7 @@ from typing import IO, Any
 import ijson
 
 from commonwatch.domain.sco_ids import deterministic_id
+from commonwatch.domain.stix_types import TLP_DEFINITIONS
 from commonwatch.formats.normalise import fix_hashes, normalise
 from commonwatch.formats.records import Record, rejected
 from commonwatch.formats.streams import replay
@@ -111,9 +112,19 @@ def _resolve(sco: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
 
 
 def convert(obj: Any) -> list[dict[str, Any]]:
-    """One input object as STIX 2.1 objects (normalised; 2.0 upgraded). [] if not an object."""
+    """One input object as STIX 2.1 objects (normalised; 2.0 upgraded). [] if not an object.
+
+    A predefined TLP marking definition becomes the exact STIX 2.1 object (§7.2.1.4):
+    STIX 2.0 gave it no ``name``, and some tools write it with their own ``created``.
+    One whose definition says another level than its id is left for validation to refuse.
+    """
     if not isinstance(obj, dict):
         return []
+    oid = obj.get("id")
+    predefined = TLP_DEFINITIONS.get(oid) if isinstance(oid, str) else None
+    if predefined is not None and obj.get("definition") == predefined["definition"] \
+            and obj.get("definition_type", "tlp") == "tlp":
+        return [{**predefined, "definition": dict(predefined["definition"])}]  # (a copy)
     if obj.get("spec_version") == "2.0" or ("spec_version" not in obj and "created" in obj):
         return [normalise(o) for o in upgrade_20(obj)]
     return [normalise(obj)]
