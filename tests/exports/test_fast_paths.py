@@ -284,7 +284,9 @@ def test_formats_read_from_the_columns_what_the_json_says(exchange, svc, monkeyp
         out = "".join(svc.export(p.principal, fmt, flt).chunks)
         assert len(seen) == 6, fmt  # the revoked one is left out
         reference = [_item_from_json(item, by_id[item.stix_id]) for item in seen]
-        assert [i._replace(type="") for i in seen] == reference, fmt
+        untimed = [r._replace(created="", modified="", valid_until=None) for r in reference]
+        # formats that print no times do not even read them
+        assert seen == (reference if fmt in export_module.TIMED else untimed), fmt
         again = svc._render(fmt, iter(reference), export_module.ExportStats(), export_module.DEFAULT_OPTIONS)
         uuids = re.compile(r'"uuid":"[0-9a-f-]{36}","date"|"timestamp":"\d+","thr')  # the event's own
         assert uuids.sub("", "".join(again)) == uuids.sub("", out), fmt

@@ -91,11 +91,13 @@ FORMATS: dict[str, str] = {
     "stix": "application/stix+json;version=2.1",
     "misp": "application/json",
 }
-#: Formats that print an item's name, labels and times (``export_name``,
-#: ``export_labels``, ``export_times``) besides what every format reads (its values,
-#: TLP, community, producer and confidence). No format but the STIX bundle
-#: (:data:`RAW_ONLY`) reads the objects' JSON: what they print is in the export columns.
+#: Formats that print an item's name and labels (``export_name``, ``export_labels``);
+#: TIMED ones its created, modified and valid_until (``export_times``), besides what
+#: every format reads (its values, TLP, community, producer and confidence). No format
+#: but the STIX bundle (:data:`RAW_ONLY`) reads the objects' JSON: what they print is in
+#: the export columns.
 NAMED = frozenset(["zeek-intel", "suricata-iprep", "suricata-rules", "csv", "misp"])
+TIMED = frozenset(["suricata-rules", "csv"])
 #: Formats that write the stored JSON as it is.
 RAW_ONLY = frozenset(["stix"])
 SKIP_NO_VALUES = "object states no exportable value"
@@ -193,7 +195,7 @@ class ExportService:
         stats = ExportStats()
         scorer = None if flt.min_score is None else self._scorer(principal, flt, chosen)
         items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
-                           raw=fmt in RAW_ONLY, named=fmt in NAMED, scorer=scorer)
+                           raw=fmt in RAW_ONLY, named=fmt in NAMED, timed=fmt in TIMED, scorer=scorer)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
 
     def _scorer(self, principal: Principal, flt: ExportFilter, chosen: Sequence[Any]) -> ScoreFilter:
@@ -239,15 +241,16 @@ class ExportService:
 
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
-        explain: bool = True, raw: bool = True, named: bool = True, scorer: ScoreFilter | None = None,
+        explain: bool = True, raw: bool = True, named: bool = True, timed: bool = True,
+        scorer: ScoreFilter | None = None,
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
         ``whole_objects``: the object is sent as a whole (STIX bundle), so it is kept
         even without exportable values, and dropped if any of its values is warninglisted.
-        ``raw``: the item carries the stored JSON bytes; ``named``: its name, labels and
-        times (:func:`~commonwatch.services.export_rows.column_item`). Without them those
-        columns are not even read.
+        ``raw``: the item carries the stored JSON bytes; ``named``: its name and labels;
+        ``timed``: its times (:func:`~commonwatch.services.export_rows.column_item`).
+        Without them those columns are not even read.
 
         The hot path of every export: rows arrive as plain tuples in batches, are
         filtered on the export columns ingest wrote (no pattern parsed again) and become
@@ -265,7 +268,8 @@ class ExportService:
         any_confidence = flt.min_confidence is None  # rows pass the filter on confidence alone
         loads = orjson.loads
         new_observable = tuple.__new__  # Observable without its generated __new__ frame
-        batches = self._query.export_batches(principal, flt, raw=raw or scorer is not None, names=named)
+        batches = self._query.export_batches(principal, flt, raw=raw or scorer is not None, names=named,
+                                             times=timed)
         for community, rows in batches:
             stats.objects_read += len(rows)
             for (stix_id, version_us, _, tlp, producer_id, json, values, skip, revoked, until, confidence,

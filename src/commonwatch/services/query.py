@@ -405,7 +405,7 @@ class QueryService:
 
     def export_batches(
         self, principal: Principal, flt: ExportFilter, *, batch: int = 2000, raw: bool = True,
-        by_added: bool = True, names: bool = True,
+        by_added: bool = True, names: bool = True, times: bool = True,
     ) -> Iterator[RowBatch]:
         """The rows of :meth:`stream_latest` as (community name, batch of plain tuples).
 
@@ -414,13 +414,13 @@ class QueryService:
         id and merged by id; one community (the common case) is read, with ``by_added``,
         in the order its objects were added: the order rows are stored in, so the table
         is read sequentially instead of at random (at 10^6 objects a third of the
-        statement time). ``raw``, ``names``: read the JSON; the name, labels and times
-        columns (else None in their place).
+        statement time). ``raw``, ``names``, ``times``: read the JSON; the name and labels
+        columns; the times column (else None in their place).
         """
         chosen = self.export_communities(principal, flt)
         by_added = by_added and len(chosen) == 1
         streams = [self._community_rows(principal, c, k, flt, batch, raw=raw, by_added=by_added,
-                                        names=names) for c, k in chosen]
+                                        names=names, times=times) for c, k in chosen]
         if len(streams) == 1:
             yield from streams[0]
             return
@@ -428,7 +428,7 @@ class QueryService:
 
     def _community_rows(
         self, principal: Principal, community: CommunityRef, clearance: Clearance,
-        flt: ExportFilter, batch: int, *, raw: bool, by_added: bool, names: bool,
+        flt: ExportFilter, batch: int, *, raw: bool, by_added: bool, names: bool, times: bool,
     ) -> Iterator[RowBatch]:
         after: str | int | None = None
         key = 2 if by_added else 0  # the row's date_added_us or stix_id
@@ -443,7 +443,7 @@ class QueryService:
             shape = sql.ExportShape(
                 sight=sql.Sight.of(clearance), types=bool(flt.types),
                 sectors=bool(flt.producer_sectors), since=flt.since_us is not None,
-                cursor=after is not None, raw=raw, by_added=by_added, names=names,
+                cursor=after is not None, raw=raw, by_added=by_added, names=names, times=times,
                 until=until is not None,
             )
             params = {

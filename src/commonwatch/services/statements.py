@@ -246,9 +246,10 @@ class ExportShape:
     raw: bool = True
     #: Keyset on date_added (the storage order) instead of the STIX id.
     by_added: bool = False
-    #: Read ``export_name``, ``export_labels`` and ``export_times``; without it they read
-    #: as NULL.
+    #: Read ``export_name`` and ``export_labels``; without it they read as NULL.
     names: bool = True
+    #: Read ``export_times``; without it it reads as NULL.
+    times: bool = True
     #: The newest version as of ``:until`` (the collection's last date_added when a
     #: by_added export began; the caller stops at it): a version added during the export
     #: would otherwise come round again in the stream.
@@ -272,8 +273,8 @@ def export_query(shape: ExportShape) -> Select[Any]:
     query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
-                   o.listed_stamp, *((o.export_name, o.export_labels, o.export_times) if shape.names
-                                     else (null(), null(), null()))).where(
+                   o.listed_stamp, *((o.export_name, o.export_labels) if shape.names else (null(), null())),
+                   o.export_times if shape.times else null()).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
         o.tlp <= bindparam("ceiling"),
         or_(o.is_latest == true(), ~_other_version(o, shape.sight, newer=True, until=True))
