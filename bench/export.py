@@ -25,6 +25,8 @@ Run::
     .venv/bin/python bench/export.py            # 10^4, 10^5, 10^6: writes its section of docs/benchmarks.md
     .venv/bin/python bench/export.py --quick    # 10^4 and 3x10^4, four formats, prints only
     .venv/bin/python bench/export.py --sizes 100000 --formats plain-ip,csv --workdir DIR --no-docs
+    # A/B against another checkout (git worktree add /tmp/prev REV), same databases:
+    .venv/bin/python bench/export.py --workdir DIR --sizes 1000000 --formats csv --against /tmp/prev/src
 
 Target (printed, not asserted): >= 200,000 indicators/s per format on one core, and
 peak memory flat from 10^4 to 10^6.
@@ -192,10 +194,27 @@ def child(db: str, fmt: str) -> None:
     }))
 
 
-def run_child(db: Path, fmt: str) -> dict[str, Any]:
+def run_child(db: Path, fmt: str, source: Path | None = None) -> dict[str, Any]:
+    """One export in its own process; ``source``: the ``src`` folder of another checkout,
+    whose ``commonwatch`` package the process imports instead of the installed one."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     out = subprocess.run([sys.executable, __file__, "--child", str(db), fmt],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True, env=env)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def compare(db: Path, formats: list[str], against: Path, repeat: int) -> None:
+    """Same-machine A/B: this checkout's exports and ``against``'s, run alternately
+    (the machine's speed drifts between runs minutes apart), best per CPU-second."""
+    print(f"{'format':24} {'other':>10} {'this':>10}  speed-up  ({db.name}, best of {repeat})")
+    for fmt in formats:
+        best = {"other": 0.0, "this": 0.0}
+        for _ in range(repeat):
+            for label, source in (("other", against), ("this", None)):
+                r = run_child(db, fmt, source)
+                best[label] = max(best[label], r["read"] / r["cpu"])
+        print(f"{fmt:24} {best['other']:>10,.0f} {best['this']:>10,.0f}  {best['this'] / best['other']:.2f}x",
+              flush=True)
 
 
 def best_of(db: Path, fmt: str, repeat: int) -> dict[str, Any]:
@@ -259,10 +278,19 @@ def main() -> None:
                         help="file whose export.py section is rewritten (default docs/benchmarks.md)")
     parser.add_argument("--no-docs", action="store_true", help="print the tables only, write no file")
     parser.add_argument("--no-feed", action="store_true", help="skip the pull-feed (HTTP) measurement")
+    parser.add_argument("--against", type=Path, metavar="SRC",
+                        help="A/B against another checkout's src folder, on the largest size's kept "
+                             "database (--workdir): print only")
     parser.add_argument("--child", nargs=2, metavar=("DB", "FORMAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.against:
+        if not args.workdir:
+            parser.error("--against needs --workdir with the databases of an earlier run")
+        largest = args.sizes.split(",")[-1]
+        compare(args.workdir / f"export-{largest}.db", args.formats.split(","), args.against, args.repeat)
         return
     sizes = [10_000, 30_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     formats = QUICK_FORMATS if args.quick else args.formats.split(",")
