@@ -33,7 +33,7 @@ from commonwatch.domain.pattern_ast import (
     SetLiteral,
     StringLiteral,
 )
-from commonwatch.domain.patterns import parse_pattern
+from commonwatch.domain.patterns import object_types, parse_pattern
 from commonwatch.errors import InvalidPattern
 
 Key = tuple[str, str, Any]  # ("eq" | "cidr", path key, value or network)
@@ -102,15 +102,7 @@ def required_types(expr: ObservationExpression) -> frozenset[str]:
 
 def mentioned_types(expr: ObservationExpression) -> frozenset[str]:
     """Every object type a comparison of ``expr`` names (what evaluating it can read)."""
-    found: set[str] = set()
-    stack: list[ComparisonExpression] = [leaf.comparison for leaf in leaves(expr)]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Comparison):
-            found.add(item.object_type)
-        else:
-            stack.extend(item.operands)
-    return frozenset(found)
+    return frozenset(object_types(expr))
 
 
 def comparison_types(expr: ComparisonExpression) -> set[str]:

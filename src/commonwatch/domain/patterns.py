@@ -610,10 +610,11 @@ def validate_pattern(pattern: str) -> None:
     parse_pattern(pattern)
 
 
-def object_types(pattern: Pattern) -> set[str]:
-    """The object types the pattern's comparisons test (``ipv4-addr`` of ``ipv4-addr:value``)."""
+def object_types(expr: ObservationExpression) -> set[str]:
+    """The object types the comparisons of ``expr`` (a pattern's ``root``) test:
+    ``ipv4-addr`` of ``ipv4-addr:value``."""
     found: set[str] = set()
-    observations: list[ObservationExpression] = [pattern.root]
+    observations: list[ObservationExpression] = [expr]
     while observations:
         node = observations.pop()
         if isinstance(node, Observation):

@@ -174,7 +174,7 @@ def _hook_pattern(obj: dict[str, Any]) -> None:
     except InvalidPattern as exc:
         rule = f"is not valid STIX patterning (STIX 2.1 §9): {exc.message}"
         raise Reject(rule, "pattern") from None
-    for stype in object_types(parsed):
+    for stype in object_types(parsed.root):
         if stype not in T.ALL_TYPES and (TYPE_RE.fullmatch(stype) is None or not 3 <= len(stype) <= 250):
             raise Reject(
                 f"names the object type {show(stype)}, which is not a STIX type name: 3-250 "
