@@ -272,13 +272,13 @@ class ExportService:
                                              times=timed)
         for community, rows in batches:
             stats.objects_read += len(rows)
-            for (stix_id, version_us, _, tlp, producer_id, json, values, skip, revoked, until, confidence,
+            for (stix_id, version_us, _, tlp, producer_id, document, values, skip, revoked, until, confidence,
                  listed, row_stamp, name, labels, times) in rows:
                 # Most rows are neither revoked nor dated: they pass without the call.
                 reason = (None if any_confidence and not revoked and until is None
                           else accept(revoked, until, confidence))
                 if reason is None and scorer is not None:
-                    reason = scorer(stix_id, loads(json), stats)
+                    reason = scorer(stix_id, loads(document), stats)
                 if reason is not None:
                     skipped[reason] += 1
                     continue
@@ -303,7 +303,7 @@ class ExportService:
                     accept.note_expiry(until, stats)
                 producer = producers.get(producer_id, "unknown") if producer_id else "unknown"
                 yield column_item(stix_id, tlp, community, producer, confidence, observables, hits,
-                                  version_us, json if raw else b"", name, labels, times)
+                                  version_us, document if raw else b"", name, labels, times)
 
     def _stamp(self) -> int:
         """The stamp of the lists loaded now, or -1 if ingest never stored verdicts

@@ -191,5 +191,4 @@ def _labels(text: str) -> tuple[str, ...]:
 
 
 _new_item = _new_observable = tuple.__new__
-_is_str = str.__instancecheck__
 
