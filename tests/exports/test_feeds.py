@@ -15,21 +15,14 @@ from commonwatch.services.export import ExportService
 from commonwatch.services.export_filters import build_filter
 from commonwatch.storage.db import session_factory
 from commonwatch.web.app import create_app
+from exports.conftest import ring
 
-from support.factories import indicator, make_member, ts
+from support.factories import indicator, ts
 
 
 @pytest.fixture
 def fed(exchange):
-    p, b = make_member(exchange, "Prod"), make_member(exchange, "Bee")
-    r = make_member(exchange, "Reader Org", role="reader")
-    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
-    for org, tlp in (("Prod", Tlp.RED), ("Bee", Tlp.AMBER), ("Reader Org", Tlp.GREEN)):
-        exchange.admin.set_membership(org, "ring", True, org == "Prod", tlp)
-    cid = exchange.admin.get_community("ring").collection_id
-    assert not exchange.ingest.add_objects(p.principal, cid, [
-        indicator("45.81.0.1", tlp=Tlp.GREEN), indicator("45.81.0.2", tlp=Tlp.AMBER)]).failures
-    return {"P": p, "B": b, "R": r, "cid": cid}
+    return ring(exchange)
 
 
 def _read(svc, principal, feed) -> tuple[str, str, int]:

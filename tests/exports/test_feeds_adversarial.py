@@ -17,7 +17,7 @@ from commonwatch.domain.markings import Tlp
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.query import ObjectFilter, VersionSelector
 from commonwatch.web.app import create_app
-from exports.conftest import NOW
+from exports.conftest import NOW, ring
 
 from support.factories import indicator, make_member, new_version
 
@@ -27,16 +27,10 @@ T0 = NOW  # the frozen clock of conftest's ``clock`` fixture (2026-05-28T20:26:4
 @pytest.fixture
 def world(settings, clock):
     ex = Exchange(settings, migrate=False, clock=clock)
-    p, b = make_member(ex, "Prod"), make_member(ex, "Bee")
-    make_member(ex, "Reader Org", role="reader")
-    ex.admin.create_community("ring", default_tlp=Tlp.GREEN)
-    for org, tlp in (("Prod", Tlp.RED), ("Bee", Tlp.AMBER), ("Reader Org", Tlp.GREEN)):
-        ex.admin.set_membership(org, "ring", True, org == "Prod", tlp)
-    cid = ex.admin.get_community("ring").collection_id
-    assert not ex.ingest.add_objects(p.principal, cid, [
-        indicator("45.81.0.1", tlp=Tlp.GREEN), indicator("45.81.0.2", tlp=Tlp.AMBER)]).failures
+    members = ring(ex)
     with TestClient(create_app(ex)) as client:
-        yield {"ex": ex, "P": p, "B": b, "cid": cid, "client": client, "clock": clock}
+        yield {"ex": ex, "P": members["P"], "B": members["B"], "cid": members["cid"], "client": client,
+               "clock": clock}
     ex.close()
 
 

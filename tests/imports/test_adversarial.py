@@ -35,7 +35,7 @@ from commonwatch.services.query import ObjectFilter, VersionSelector
 from imports.helpers import FROZEN_TIME, OWN_IDENTITY
 
 from conftest import count_rows
-from support.factories import make_member
+from support.factories import make_community, make_member
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -847,9 +847,8 @@ def test_big_deeply_nested_json_is_read_in_bounded_memory() -> None:
 def world(exchange):
     alice = make_member(exchange, "Alice Telecom")
     bob = make_member(exchange, "Bob CERT", sector="government")
-    exchange.admin.create_community("ops", "Operators", "", Tlp.AMBER)
-    exchange.admin.set_membership(alice.org, "ops", True, True, Tlp.RED)
-    exchange.admin.set_membership(bob.org, "ops", True, False, Tlp.GREEN)
+    make_community(exchange, "ops", Tlp.AMBER, {alice.org: (True, Tlp.RED), bob.org: (False, Tlp.GREEN)},
+                   "Operators")
     return alice, bob
 
 

@@ -37,6 +37,18 @@ def make_member(exchange: Exchange, name: str, sector: str = "operator", role: s
     return Member(name, user, token, principal.org_identity, principal)
 
 
+def make_community(
+    exchange: Exchange, name: str, default_tlp: Tlp, members: dict[str, tuple[bool, Tlp]],
+    title: str | None = None, description: str = "",
+) -> str:
+    """A community with memberships (organisation -> (can write, max TLP); all may read);
+    returns its collection id."""
+    exchange.admin.create_community(name, title, description, default_tlp)
+    for org, (write, max_tlp) in members.items():
+        exchange.admin.set_membership(org, name, True, write, max_tlp)
+    return exchange.admin.get_community(name).collection_id
+
+
 def ts(n: int) -> str:
     """A distinct, increasing STIX timestamp per n (seconds from a fixed base)."""
     base = 1_767_225_600  # 2026-01-01T00:00:00Z

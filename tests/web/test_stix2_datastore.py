@@ -27,7 +27,7 @@ from commonwatch.domain.markings import (
     Tlp,
 )
 
-from support.factories import make_member
+from support.factories import make_community, make_member
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PAGE = 10
@@ -46,11 +46,9 @@ def federation(exchange, live_server):
     alice = make_member(exchange, "Alice Telecom")
     bob = make_member(exchange, "Bob CERT", sector="government")
     carol = make_member(exchange, "Carol Bank", sector="vendor")
-    exchange.admin.create_community("sharing", "Sharing", "test community", Tlp.GREEN)
-    exchange.admin.set_membership(alice.org, "sharing", True, True, Tlp.RED)
-    exchange.admin.set_membership(bob.org, "sharing", True, False, Tlp.GREEN)
-    exchange.admin.set_membership(carol.org, "sharing", True, True, Tlp.RED)
-    cid = exchange.admin.get_community("sharing").collection_id
+    cid = make_community(exchange, "sharing", Tlp.GREEN, {
+        alice.org: (True, Tlp.RED), bob.org: (False, Tlp.GREEN), carol.org: (True, Tlp.RED)},
+        "Sharing", "test community")
     url = f"{live_server.url}/taxii2/api/collections/{cid}/"
 
     def store(member):

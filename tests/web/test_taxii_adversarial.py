@@ -18,7 +18,7 @@ import pytest
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.timestamps import format_timestamp, parse_timestamp
 
-from support.factories import indicator, ipv4, make_member, new_version
+from support.factories import indicator, ipv4, make_community, make_member, new_version
 
 TAXII = "application/taxii+json;version=2.1"
 
@@ -29,14 +29,9 @@ def env(exchange, live_server):
     reader = make_member(exchange, "Reader Org", role="reader")
     bob = make_member(exchange, "Bob Vendor")
     outsider = make_member(exchange, "Outsider Org")
-    exchange.admin.create_community("sharing", default_tlp=Tlp.AMBER)
-    exchange.admin.create_community("other", default_tlp=Tlp.GREEN)
-    exchange.admin.set_membership(alice.org, "sharing", True, True, Tlp.RED)
-    exchange.admin.set_membership(reader.org, "sharing", True, True, Tlp.AMBER)
-    exchange.admin.set_membership(bob.org, "sharing", True, True, Tlp.AMBER)
-    exchange.admin.set_membership(alice.org, "other", True, True, Tlp.AMBER)
-    cid = exchange.admin.get_community("sharing").collection_id
-    other = exchange.admin.get_community("other").collection_id
+    cid = make_community(exchange, "sharing", Tlp.AMBER, {
+        alice.org: (True, Tlp.RED), reader.org: (True, Tlp.AMBER), bob.org: (True, Tlp.AMBER)})
+    other = make_community(exchange, "other", Tlp.GREEN, {alice.org: (True, Tlp.AMBER)})
     client = httpx.Client(base_url=live_server.url, headers={"Accept": TAXII}, timeout=30)
     base = f"/taxii2/api/collections/{cid}/"
     yield {"alice": alice, "reader": reader, "bob": bob, "outsider": outsider, "cid": cid,

@@ -13,7 +13,7 @@ from commonwatch.domain.timestamps import parse_timestamp
 from commonwatch.services.exchange import Exchange
 
 from conftest import LiveServer
-from support.factories import indicator, make_member
+from support.factories import indicator, make_community, make_member
 
 TAXII = "application/taxii+json;version=2.1"
 
@@ -23,10 +23,8 @@ def env(exchange, live_server):
     alice = make_member(exchange, "Alice Telecom")
     reader = make_member(exchange, "Reader Org", role="reader")
     outsider = make_member(exchange, "Outsider Org")
-    exchange.admin.create_community("sharing", default_tlp=Tlp.AMBER)
-    exchange.admin.set_membership(alice.org, "sharing", True, True, Tlp.RED)
-    exchange.admin.set_membership(reader.org, "sharing", True, True, Tlp.AMBER)
-    cid = exchange.admin.get_community("sharing").collection_id
+    cid = make_community(exchange, "sharing", Tlp.AMBER, {alice.org: (True, Tlp.RED),
+                                                          reader.org: (True, Tlp.AMBER)})
     client = httpx.Client(base_url=live_server.url, headers={"Accept": TAXII}, timeout=30)
     yield {"alice": alice, "reader": reader, "outsider": outsider, "cid": cid, "http": client,
            "objects": f"/taxii2/api/collections/{cid}/objects/", "exchange": exchange}

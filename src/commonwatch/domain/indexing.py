@@ -85,14 +85,16 @@ def indexed(obj: Mapping[str, Any]) -> Indexed:
     labels = [t for t in types if type(t) is str] if type(types) is list else None
     # A NUL in the name reads as U+FFFD in the column (PostgreSQL text cannot hold NUL).
     return Indexed(observables, references, ExportFacts(
-        values, skip, *lifecycle_facts(obj), name.replace("\x00", "\ufffd") if type(name) is str else None,
-        orjson.dumps(labels).decode() if labels else None, times_text(obj)))
+        values, skip, *lifecycle_facts(obj, versioned := is_versioned(obj)),
+        name.replace("\x00", "\ufffd") if type(name) is str else None,
+        orjson.dumps(labels).decode() if labels else None, times_text(obj, versioned)))
 
 
-def times_text(obj: Mapping[str, Any]) -> str | None:
+def times_text(obj: Mapping[str, Any], versioned: bool | None = None) -> str | None:
     """:attr:`ExportFacts.times` of ``obj``: ``created``, ``modified`` (``created`` when
-    absent) and ``valid_until`` as the output formats print them, one per line."""
-    if not is_versioned(obj):
+    absent) and ``valid_until`` as the output formats print them, one per line.
+    ``versioned``: :func:`~commonwatch.domain.stix.is_versioned` of ``obj``, if known."""
+    if not (is_versioned(obj) if versioned is None else versioned):
         return None  # SCOs: never versioned; a custom "created" of theirs means nothing
     created = obj.get("created")
     modified = obj.get("modified", created)
@@ -113,12 +115,15 @@ def value_pairs(values: str) -> list[tuple[str, str]]:
     return [(kind, value) for kind, _, value in (line.partition(" ") for line in values.split("\n"))]
 
 
-def lifecycle_facts(obj: Mapping[str, Any]) -> tuple[bool, int | None, int | None]:
+def lifecycle_facts(
+    obj: Mapping[str, Any], versioned: bool | None = None
+) -> tuple[bool, int | None, int | None]:
     """(revoked, valid_until µs, confidence) as exports filter on them; wrong types
     (which validation rejects anyway) read as absent. Only indicators expire, and only
     versioned objects are revoked or have a confidence: an SCO's custom properties of
-    those names mean nothing (:func:`~commonwatch.domain.stix.is_versioned`)."""
-    if not is_versioned(obj):
+    those names mean nothing (:func:`~commonwatch.domain.stix.is_versioned`, passed as
+    ``versioned`` when known)."""
+    if not (is_versioned(obj) if versioned is None else versioned):
         return False, None, None
     valid_until = obj.get("valid_until") if obj.get("type") == "indicator" else None
     try:

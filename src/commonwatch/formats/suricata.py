@@ -90,34 +90,36 @@ class _Rules:
         self._meta: dict[str, str] = {}
         self._dates: dict[str, str] = {}
 
-    def _date(self, timestamp: str) -> str:
-        """``YYYY_MM_DD`` of a timestamp (metadata values are words), "none" for text
-        that is not one: only a date may reach the rule text."""
-        found = self._dates.get(timestamp)
-        if found is None:
-            if len(self._dates) >= 4096:
-                self._dates.clear()
-            day = timestamp[:10]
-            found = self._dates[timestamp] = day.replace("-", "_") if _DATE.fullmatch(day) else "none"
-        return found
-
-    def _meta_of(self, value: str) -> str:
-        found = self._meta.get(value)
-        if found is None:
-            if len(self._meta) >= 4096:
-                self._meta.clear()
-            found = self._meta[value] = _meta_value(value)
-        return found
-
     def tail(self, item: ExportItem) -> tuple[str, str]:
         """``msg``, then ``{match}``'s place, then ``metadata`` and the sid/rev slots."""
         tlp = _TLP_LABELS[item.tlp]
         msg = _text(f"CommonWatch {tlp} {item.community}/{item.producer}: {item.name or item.stix_id}", 200)
-        meta = (f"cw_id {item.stix_id}, cw_tlp {self._meta_of(tlp)}, "
-                f"cw_community {self._meta_of(item.community)}, cw_producer {self._meta_of(item.producer)}")
+        words = self._meta
+        meta = (f"cw_id {item.stix_id}, cw_tlp {_once(words, tlp, _meta_value)}, "
+                f"cw_community {_once(words, item.community, _meta_value)}, "
+                f"cw_producer {_once(words, item.producer, _meta_value)}")
         if item.created:  # objects without versions (SCOs) have neither date
-            meta += f", created_at {self._date(item.created)}, updated_at {self._date(item.modified)}"
+            meta += (f", created_at {_once(self._dates, item.created, _date_word)}, "
+                     f"updated_at {_once(self._dates, item.modified, _date_word)}")
         return msg, meta
+
+
+def _once(cache: dict[str, str], key: str, make: Callable[[str], str]) -> str:
+    """``make(key)``, remembered in ``cache`` (up to 4,096 keys, then forgotten at once:
+    an export repeats a few names and dates)."""
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= 4096:
+            cache.clear()
+        found = cache[key] = make(key)
+    return found
+
+
+def _date_word(timestamp: str) -> str:
+    """``YYYY_MM_DD`` of a timestamp (metadata values are words), "none" for text that
+    is not one: only a date may reach the rule text."""
+    day = timestamp[:10]
+    return day.replace("-", "_") if _DATE.fullmatch(day) else "none"
 
 
 def _head(observable: Observable) -> tuple[str, str] | None:

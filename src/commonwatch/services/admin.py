@@ -61,6 +61,9 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
+_NEEDS_ADMIN = "this operation needs the instance 'admin' role"
+
+
 class AdminService:
     """Creates and changes the members, accounts and circles of the exchange."""
 
@@ -102,10 +105,18 @@ class AdminService:
         return org.name
 
     # -- users -------------------------------------------------------------------
-    def create_user(self, org_name: str, name: str, role: str) -> User:
+    def create_user(self, org_name: str, name: str, role: str, *, by: Principal | None = None) -> User:
+        """A new user; ``by``: the caller, when not the operator at the command line (an
+        org-admin creates users of its own organisation only, and no admin)."""
         _check_name(name, "user name")
         if role not in ROLES:
             raise InvalidParameter(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if by is not None and not by.is_admin:
+            if role == "admin":
+                raise PermissionDenied(_NEEDS_ADMIN)
+            # before any lookup: other organisations' names are not an org-admin's to test
+            if org_name != self.org_name(by.org_id):
+                raise PermissionDenied("an org-admin creates users of its own organisation only")
         with self._sessions() as s:
             org = self._org(s, org_name)
         user = User(org_id=org.id, name=name, role=role, active=True, created_us=self._clock())
@@ -158,7 +169,7 @@ class AdminService:
             if user is None or user.org_id != by.org_id:
                 raise NotFound(f"no user named {name!r} in your organisation")
             if user.role == "admin" or new_role == "admin":
-                raise PermissionDenied("this operation needs the instance 'admin' role")
+                raise PermissionDenied(_NEEDS_ADMIN)
         if user is None:
             raise NotFound(f"no user named {name!r}; see `commonwatch user list`")
         return user
