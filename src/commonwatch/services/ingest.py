@@ -5,11 +5,13 @@ status resource's ``failures`` with the reason; the valid objects of the same
 envelope are stored. Re-posting an identical object is a success that stores
 nothing new.
 
-Ownership: the first organisation to post a versioned object (one with
-``created``) into a community owns that id there; only it may add versions. An
-unversioned cyber-observable (deterministic id, no ``created``/``modified``) may
-be posted by anyone and each distinct posting is its own version (its TAXII
-version is its date_added, TAXII 2.1 §3.4.1).
+Ownership: every organisation holds its own copy of what it posts (two members who
+import the same public source each keep theirs); reads give each caller one copy per
+version. Whether a posting is accepted depends only on the versions the poster can
+see (:meth:`IngestService._conflict`): an object is versioned by its creator. An
+unversioned cyber-observable (deterministic id, no ``created``/``modified``) may be
+posted by anyone and each distinct posting is its own version (its TAXII version is
+its date_added, TAXII 2.1 §3.4.1).
 
 date_added is strictly increasing per community and assigned while the community
 row is locked, so commit order equals date_added order and paging with
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
@@ -38,7 +40,7 @@ from commonwatch.domain.markings import (
     system_identity,
 )
 from commonwatch.domain.stix import format_timestamp, validate_object
-from commonwatch.domain.visibility import Principal
+from commonwatch.domain.visibility import Clearance, Principal, is_visible
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.errors import (
     InputError,
@@ -55,6 +57,7 @@ from commonwatch.storage.index import Entries
 from commonwatch.storage.models import IngestStatus, Organisation
 
 _LATEST = objects_repo.COLUMNS.index("is_latest")
+_REVOKED = objects_repo.COLUMNS.index("revoked")
 _UNLISTED = (None, None)  # export_listed, listed_stamp of a version without verdicts
 _ANALYZE_MIN_ROWS = 20_000
 
@@ -70,6 +73,7 @@ class _Candidate:
     recipients: frozenset[str]
     content_hash: str
     raw: bytes
+    creator: str | None  # created_by_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +193,7 @@ class IngestService:
         verdicts = self._verdicts()
         with self._sessions.begin() as s:
             successes, rejected, stored = self._store(s, community.id, principal.org_id, candidates,
-                                                      verdicts)
+                                                      verdicts, clearance)
             failures.extend(failure for _, failure in rejected)
             failed_at.extend(at[k] for k, _ in rejected)
             report = StatusReport(
@@ -223,7 +227,7 @@ class IngestService:
                 self._prepare_trusted(obj) for obj in
                 (system_identity(), recipients_extension_definition())
             ]
-            self._store(s, community_id, None, candidates, None)
+            self._store(s, community_id, None, candidates, None, None)
 
     def status(self, principal: Principal, status_id: str) -> StatusReport:
         """A status resource of the caller's own organisation (TAXII 2.1 §4.3)."""
@@ -307,6 +311,7 @@ class IngestService:
         return _Candidate(
             obj=obj, stix_id=stix_id, type=type_, spec_version=spec_version,
             versioned_us=versioned_us, tlp=int(tlp), recipients=recipients,
+            creator=creator if isinstance(creator := obj.get("created_by_ref"), str) else None,
             content_hash=hashlib.sha256(canonical).hexdigest(),
             raw=orjson.dumps(obj),
         )
@@ -354,11 +359,17 @@ class IngestService:
     def _store(
         self, s: Session, community_id: int, org_id: int | None,
         candidates: list[_Candidate], verdicts: tuple[Warninglists, int] | None,
+        clearance: Clearance | None,
     ) -> tuple[list[StatusDetail], list[tuple[int, FailureDetail]], list[bool]]:
-        """Store what is new; (successes, (candidate index, failure)s, per success: stored anew)."""
+        """Store what is new; (successes, (candidate index, failure)s, per success: stored anew).
+
+        ``clearance``: the poster's; only the versions it can see decide whether a
+        posting is accepted (None: the exchange itself, which sees everything).
+        """
         conn = s.connection()
         last_added = objects_repo.lock_community(conn, community_id)
         known = objects_repo.existing_versions(conn, community_id, {c.stix_id for c in candidates})
+        self._weigh(conn, known, org_id, clearance)
         successes: list[StatusDetail] = []
         failures: list[tuple[int, FailureDetail]] = []
         stored: list[bool] = []
@@ -367,17 +378,13 @@ class IngestService:
         observables: list[Entries] = []
         refs: list[Entries] = []
         superseded: list[tuple[str, int]] = []
-        newest = {sid: max(v for v, _, _ in vs) for sid, vs in known.items() if vs}
-        revoked = objects_repo.revoked_ids(conn, community_id, [
-            c.stix_id for c in candidates if c.versioned_us is not None and c.stix_id in newest])
+        co_held: list[tuple[str, int]] = []
+        newest = {sid: max(v.version_us for v in vs) for sid, vs in known.items() if vs}
         pending: dict[str, list[Any]] = {}
         now = self._clock()
         for k, c in enumerate(candidates):
             versions = known.setdefault(c.stix_id, [])
             problem = self._conflict(c, versions, org_id)
-            if problem is None and c.stix_id in revoked:
-                problem = (f"{c.stix_id} is revoked; a revoked object cannot be updated "
-                           "(STIX 2.1 §3.6): create a new object instead")
             if problem == "":
                 successes.append(StatusDetail(c.stix_id, self._version_text(c, versions, org_id)))
                 stored.append(False)
@@ -387,11 +394,15 @@ class IngestService:
                 continue
             last_added = max(now, last_added + 1)
             version_us = c.versioned_us if c.versioned_us is not None else last_added
-            versions.append((version_us, org_id, c.content_hash))
+            copy = c.versioned_us is not None and any(v.version_us == version_us for v in versions)
+            if copy:
+                co_held.append((c.stix_id, version_us))
             found, related, facts = indexed(c.obj)
             listed = (verdicts[0].listed_json(found), verdicts[1]) if verdicts and found else _UNLISTED
             row = [community_id, c.stix_id, c.type, c.spec_version, version_us,
-                   last_added, org_id, c.tlp, False, c.content_hash, c.raw, *facts, *listed]
+                   last_added, org_id, c.tlp, False, c.content_hash, c.raw, *facts, *listed, copy]
+            versions.append(objects_repo.Stored(version_us, org_id, c.content_hash, c.tlp,
+                                                bool(row[_REVOKED]), creator=c.creator))
             self._mark_latest(row, newest, pending, superseded)
             rows.append(row)
             if c.recipients:
@@ -403,6 +414,7 @@ class IngestService:
             successes.append(StatusDetail(c.stix_id, format_timestamp(version_us)))
             stored.append(True)
         objects_repo.clear_latest(conn, community_id, superseded)
+        objects_repo.mark_co_held(conn, community_id, co_held)
         objects_repo.insert_objects(conn, rows)
         objects_repo.insert_recipients(conn, community_id, red)
         if observables or refs:
@@ -412,6 +424,32 @@ class IngestService:
         if rows:
             objects_repo.set_last_added(conn, community_id, last_added)
         return successes, failures, stored
+
+    @staticmethod
+    def _weigh(
+        conn: Connection, known: dict[str, list[objects_repo.Stored]], org_id: int | None,
+        clearance: Clearance | None,
+    ) -> None:
+        """Mark which stored versions the poster can see (``seen``), and read the
+        ``created_by_ref`` of the versions of ids where it sees another organisation's.
+
+        Versions the poster cannot see never take part in the decision: accepting or
+        refusing a posting must not tell the poster that they exist.
+        """
+        others = [v for vs in known.values() for v in vs if v.producer != org_id]
+        if not others:
+            return
+        if clearance is not None:
+            red = objects_repo.recipients_of(conn, {v.row_id for v in others
+                                                    if v.tlp == Tlp.RED and v.row_id is not None})
+            for v in others:
+                v.seen = is_visible(clearance, v.producer, Tlp(v.tlp), red.get(v.row_id or 0, ()))
+        shared = [vs for vs in known.values() if any(v.seen and v.producer != org_id for v in vs)]
+        creators = objects_repo.creators_of(conn, {v.row_id for vs in shared for v in vs
+                                                   if v.seen and v.row_id is not None})
+        for vs in shared:
+            for v in vs:
+                v.creator = creators.get(v.row_id or 0)
 
     @staticmethod
     def _mark_latest(
@@ -432,35 +470,52 @@ class IngestService:
         pending[stix_id] = row
 
     @staticmethod
-    def _conflict(
-        c: _Candidate, versions: list[tuple[int, int | None, str]], org_id: int | None
-    ) -> str | None:
+    def _conflict(c: _Candidate, versions: list[objects_repo.Stored], org_id: int | None) -> str | None:
         """None to store, "" for an identical re-post, else the failure message.
 
-        Only the poster's own versions make a post an identical re-post: matching another
-        organisation's version (one the poster may not see) would tell the poster that it
-        exists — SCO ids are derived from the value, so anyone can name one.
+        Each organisation holds its own copy of what it posts, and only the versions
+        the poster can see count (``seen``). Among them:
+
+        - the poster's own identical version makes an identical re-post (matching
+          another organisation's would say that it exists: SCO ids are derived from the
+          value, anyone can name one);
+        - a version of the poster's own is never replaced by other content;
+        - nothing follows a revoked version (STIX 2.1 §3.6);
+        - where another organisation's versions are visible, the poster may post a copy
+          of one of them, or versions that name the same ``created_by_ref`` as theirs
+          (both relay one source, such as MITRE ATT&CK) or as a version it holds itself
+          (its own object, posted while it could not see theirs). The creator of a
+          version is who may version it (STIX 2.1 §3.6); an object without one is its
+          producer's only.
         """
-        if any(h == c.content_hash and producer == org_id for _, producer, h in versions):
+        if any(v.content_hash == c.content_hash and v.producer == org_id for v in versions):
             return ""
-        if c.versioned_us is None or not versions:
+        seen = [v for v in versions if v.seen]
+        if c.versioned_us is None or not seen:
             return None
-        owner = versions[0][1]
-        if owner != org_id:
-            return (f"{c.stix_id} is an object another organisation produced in this "
-                    "collection; only its producer may add versions of it")
-        if any(v == c.versioned_us for v, _, _ in versions):
+        if any(v.version_us == c.versioned_us and v.producer == org_id for v in seen):
             return (f"version {format_timestamp(c.versioned_us)} of {c.stix_id} already "
                     "exists with different content; a new version needs a later 'modified'")
-        return None
+        copy = any(v.content_hash == c.content_hash for v in seen)
+        if not copy and max(seen, key=lambda v: v.version_us).revoked:
+            return (f"{c.stix_id} is revoked; a revoked object cannot be updated "
+                    "(STIX 2.1 §3.6): create a new object instead")
+        others = [v for v in seen if v.producer != org_id]
+        if copy or not others or c.creator is not None and (
+                all(v.creator == c.creator for v in others)
+                or any(v.creator == c.creator for v in seen if v.producer == org_id)):
+            return None
+        return (f"{c.stix_id} is an object another organisation produced in this collection; "
+                "only its creator may add versions of it (a member relaying the same source "
+                "posts it with the same 'created_by_ref')")
 
     @staticmethod
-    def _version_text(c: _Candidate, versions: list[tuple[int, int | None, str]],
+    def _version_text(c: _Candidate, versions: list[objects_repo.Stored],
                       org_id: int | None = None) -> str:
         """The version a status entry names: ``modified``, else the poster's identical version."""
         if c.versioned_us is not None:
             return format_timestamp(c.versioned_us)
-        for v, producer, h in versions:
-            if h == c.content_hash and producer == org_id:
-                return format_timestamp(v)
+        for v in versions:
+            if v.content_hash == c.content_hash and v.producer == org_id:
+                return format_timestamp(v.version_us)
         return ""

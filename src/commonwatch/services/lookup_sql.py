@@ -113,7 +113,7 @@ def observables_query(sights: tuple[sql.Sight, ...], dialect: str = "sqlite") ->
     source, listed = keyed(ob_table, ob.value, "values", dialect)
     branches = [
         numbered(and_(o.community_id == bindparam("community"), sql.visible(o, sight),
-                       latest_visible(o, sight)), n)
+                       latest_visible(o, sight), sql.one_copy(o, sight)), n)
         for n, sight in enumerate(sights)
     ]
     readable = [held(ob.community_id, dialect) == bindparam(f"community__c{n}") for n in range(len(sights))]
@@ -135,7 +135,7 @@ def refs_query(sight: sql.Sight, dialect: str = "sqlite") -> Select[Any]:
         select(r.target_id, r.relation, r.id, o.id, o.producer_org_id, o.raw)
         .select_from(source.join(o_table, o.id == r.object_id))
         .where(r.community_id == bindparam("community"), listed, o.community_id == bindparam("community"),
-               sql.visible(o, sight), latest_visible(o, sight))
+               sql.visible(o, sight), latest_visible(o, sight), sql.one_copy(o, sight))
     )
 
 

@@ -108,6 +108,28 @@ def _other_version(o: Any, sight: Sight, newer: bool, *, until: bool = False) ->
     return exists().where(*terms)
 
 
+def one_copy(o: Any, sight: Sight) -> ColumnElement[bool]:
+    """The row is the copy of its (id, version) the caller gets, when several
+    organisations hold one (``co_held``): the caller's own copy, else the first stored
+    among those the caller can see. Other rows pass without a probe.
+    """
+    o3 = OBJECTS.alias("o3").c
+    earlier = o3.date_added_us < o.date_added_us
+    if sight.own:
+        org: Any = bindparam("org")
+        mine = and_(o3.producer_org_id == org, or_(o.producer_org_id.is_(None), o.producer_org_id != org))
+        neither_or_both = or_(o.producer_org_id.is_(None), o.producer_org_id != org,
+                              o3.producer_org_id == org)
+        better = or_(mine, and_(earlier, neither_or_both))
+    else:
+        better = earlier
+    preferred = exists().where(
+        o3.community_id == o.community_id, o3.stix_id == o.stix_id, o3.version_us == o.version_us,
+        o3.id != o.id, better, visible(o3, sight),
+    )
+    return or_(o.co_held == false(), ~preferred)
+
+
 def _version_clause(o: Any, shape: Shape) -> ColumnElement[bool]:
     """TAXII ``match[version]`` among the versions the caller can see.
 
@@ -135,7 +157,7 @@ def object_query(shape: Shape) -> Select[Any]:
     columns = ((o.date_added_us, o.raw) if shape.with_raw
                else (o.stix_id, o.spec_version, o.version_us, o.date_added_us))
     query = select(*columns).where(
-        o.community_id == bindparam("community"), visible(o, shape.sight)
+        o.community_id == bindparam("community"), visible(o, shape.sight), one_copy(o, shape.sight)
     )
     if shape.by_version or shape.one_id:
         query = query.where(o.stix_id == bindparam("object_id"))
@@ -198,14 +220,21 @@ def tombstones_query(sight: Sight) -> Select[Any]:
     """Tombstones the caller may see, in deletion order after a position.
 
     The deleted version's own visibility applies, except that TLP:RED tombstones are
-    shown to their producer only (the recipient list went with the version).
+    shown to their producer only (the recipient list went with the version). A version
+    the caller can still see (another organisation's copy of it) has no tombstone.
     """
     t = TOMBSTONES.c
     # The rule of :func:`visible` without its recipient clause: ``tlp_max`` is capped
     # below RED, so only the producer's own term can admit a RED tombstone.
     rule = visible(t, replace(sight, red=False))
+    # A deleted copy of a version another organisation still holds, visibly: the
+    # version is not gone for this caller.
+    o = OBJECTS.alias("o").c
+    still_held = exists().where(o.community_id == t.community_id, o.stix_id == t.stix_id,
+                                o.version_us == t.version_us, visible(o, sight))
     return (select(t.id, t.stix_id, t.version_us, t.deleted_us)
-            .where(t.community_id == bindparam("community"), t.id > bindparam("position"), rule)
+            .where(t.community_id == bindparam("community"), t.id > bindparam("position"), rule,
+                   ~still_held)
             .order_by(t.id).limit(bindparam("limit")))
 
 
@@ -275,7 +304,7 @@ def export_query(shape: ExportShape) -> Select[Any]:
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
                    o.listed_stamp, *((o.export_name, o.export_labels) if shape.names else (null(), null())),
                    o.export_times if shape.times else null()).where(
-        o.community_id == bindparam("community"), visible(o, shape.sight),
+        o.community_id == bindparam("community"), visible(o, shape.sight), one_copy(o, shape.sight),
         o.tlp <= bindparam("ceiling"),
         or_(o.is_latest == true(), ~_other_version(o, shape.sight, newer=True, until=True))
         if shape.until else _version_clause(o, Shape(sight=shape.sight, last=True)),

@@ -115,7 +115,9 @@ class StixObject(Base):
     __tablename__ = "stix_objects"
     __table_args__ = (
         UniqueConstraint("community_id", "date_added_us", name="uq_objects_added"),
-        UniqueConstraint("community_id", "stix_id", "version_us", name="uq_objects_version"),
+        # Several organisations may hold one (id, version), each its own copy (see co_held).
+        UniqueConstraint("community_id", "stix_id", "version_us", "producer_org_id",
+                         name="uq_objects_version"),
         Index("ix_objects_type", "community_id", "type", "date_added_us"),
     )
 
@@ -136,6 +138,10 @@ class StixObject(Base):
     #: Lets ``match[version]=last`` skip the per-row "is there a newer visible
     #: version?" probe for the common case; kept up to date by ingest and delete.
     is_latest: Mapped[bool] = mapped_column(Boolean)
+    #: True on every row of an (id, version) that more than one organisation holds (set
+    #: when the second copy is stored): reads choose one copy per version for the caller,
+    #: and only these rows pay for that choice.
+    co_held: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     content_hash: Mapped[str] = mapped_column(String(64))
     #: The object's JSON as UTF-8 bytes, served as stored (no re-encoding on reads).
     raw: Mapped[bytes] = mapped_column(LargeBinary)

@@ -8,29 +8,45 @@ instead of ten IN-lists that would each be compiled anew.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, or_, select, text, true, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, text, update
 
 from commonwatch.storage.index import insert_missing
 from commonwatch.storage.models import Community, ObjectRecipient, StixObject, WarninglistStamp
 
-Version = tuple[int, int | None, str]
 
+@dataclass(slots=True)
+class Stored:
+    """One stored version of an id, as ingest weighs a new posting of that id."""
+
+    version_us: int
+    producer: int | None
+    content_hash: str
+    tlp: int
+    revoked: bool
+    row_id: int | None = None  # None: stored earlier in the same envelope
+    #: Whether the poster can see it (ingest decides; only visible versions count).
+    seen: bool = True
+    #: Its ``created_by_ref``, where ingest needs it.
+    creator: str | None = None
+
+
+_SELECTED = ("SELECT o.stix_id, o.version_us, o.producer_org_id, o.content_hash, o.date_added_us, "
+             "o.tlp, o.revoked, o.id ")
 # Driven from the id list, so each id is one probe of the (community, stix_id, version)
 # index; no ORDER BY, which would tempt the planner into walking the date_added index
 # across the whole collection. Rows are put in date_added order in Python.
 _EXISTING = {
     "sqlite": text(
-        "SELECT o.stix_id, o.version_us, o.producer_org_id, o.content_hash, o.date_added_us "
-        "FROM json_each(:ids) AS j CROSS JOIN stix_objects AS o "
+        _SELECTED + "FROM json_each(:ids) AS j CROSS JOIN stix_objects AS o "
         "ON o.community_id = :community AND o.stix_id = j.value"
     ),
     "postgresql": text(
-        "SELECT o.stix_id, o.version_us, o.producer_org_id, o.content_hash, o.date_added_us "
-        "FROM unnest(CAST(:ids AS text[])) AS j(value) "
+        _SELECTED + "FROM unnest(CAST(:ids AS text[])) AS j(value) "
         "JOIN stix_objects AS o ON o.community_id = :community AND o.stix_id = j.value"
     ),
 }
@@ -56,32 +72,54 @@ def set_last_added(conn: Connection, community_id: int, last_added_us: int) -> N
 
 def existing_versions(
     conn: Connection, community_id: int, ids: Iterable[str]
-) -> dict[str, list[Version]]:
-    """(version, producer, content hash) of every stored version of ``ids``, oldest first."""
+) -> dict[str, list[Stored]]:
+    """Every stored version of ``ids`` (whoever holds it), in date_added order."""
     id_list = list(ids)
     if not id_list:
         return {}
     dialect = conn.dialect.name
     bound: Any = orjson.dumps(id_list).decode() if dialect == "sqlite" else id_list
     rows = conn.execute(_EXISTING[dialect], {"community": community_id, "ids": bound}).all()
-    known: dict[str, list[Version]] = {}
-    for sid, version, producer, digest, _ in sorted(rows, key=lambda r: r[4]):
-        known.setdefault(sid, []).append((version, producer, digest))
+    known: dict[str, list[Stored]] = {}
+    for sid, version, producer, digest, _, tlp, revoked, row_id in sorted(rows, key=lambda r: r[4]):
+        known.setdefault(sid, []).append(Stored(version, producer, digest, tlp, bool(revoked), row_id))
     return known
 
 
-def revoked_ids(conn: Connection, community_id: int, ids: Sequence[str]) -> set[str]:
-    """Those of ``ids`` whose newest stored version is revoked (STIX 2.1 §3.6).
+def recipients_of(conn: Connection, row_ids: Collection[int]) -> dict[int, set[str]]:
+    """The TLP:RED recipient identities of the given rows."""
+    found: dict[int, set[str]] = {row_id: set() for row_id in row_ids}
+    if row_ids:
+        r = ObjectRecipient.__table__.c
+        for row_id, identity in conn.execute(select(r.object_id, r.identity_id)
+                                             .where(r.object_id.in_(list(row_ids)))):
+            found[row_id].add(identity)
+    return found
 
-    Read only for ids about to get a new version, so bulk loads of new objects never
-    pay for it.
-    """
-    if not ids:
-        return set()
+
+def creators_of(conn: Connection, row_ids: Collection[int]) -> dict[int, str | None]:
+    """The ``created_by_ref`` of the given rows (read from their JSON)."""
+    if not row_ids:
+        return {}
     t = StixObject.__table__.c
-    return set(conn.scalars(select(t.stix_id).where(
-        t.community_id == community_id, t.is_latest == true(), t.revoked == true(),
-        t.stix_id.in_(list(set(ids))))))
+    found: dict[int, str | None] = {}
+    for row_id, raw in conn.execute(select(t.id, t.raw).where(t.id.in_(list(row_ids)))):
+        creator = orjson.loads(raw).get("created_by_ref")
+        found[row_id] = creator if isinstance(creator, str) else None
+    return found
+
+
+def mark_co_held(conn: Connection, community_id: int, versions: Sequence[tuple[str, int]]) -> None:
+    """Set ``co_held`` on the stored rows of the given (stix_id, version_us)."""
+    if versions:
+        t = StixObject.__table__.c
+        conn.execute(
+            update(StixObject)
+            .where(t.community_id == community_id, t.stix_id == bindparam("sid"),
+                   t.version_us == bindparam("ver"))
+            .values(co_held=True),
+            [{"sid": sid, "ver": ver} for sid, ver in versions],
+        )
 
 
 COLUMNS = ("community_id", "stix_id", "type", "spec_version", "version_us", "date_added_us",
@@ -89,7 +127,7 @@ COLUMNS = ("community_id", "stix_id", "type", "spec_version", "version_us", "dat
            # domain.indexing.ExportFacts, in its order
            "export_values", "export_skip", "revoked", "valid_until_us", "confidence",
            "export_name", "export_labels", "export_times",
-           "export_listed", "listed_stamp")
+           "export_listed", "listed_stamp", "co_held")
 _INSERT_SQLITE = (
     f"INSERT INTO stix_objects ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )

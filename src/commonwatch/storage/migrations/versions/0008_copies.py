@@ -1,0 +1,76 @@
+"""several organisations may hold one (id, version): copies on stix_objects
+
+Revision ID: 0008_copies
+Revises: 0007_export_times
+Create Date: 2026-12-06 02:40:00
+
+The unique key of a version becomes (community, id, version, producer): two members
+who import the same public source (MITRE ATT&CK, a MISP feed) each hold their own copy
+of its objects, and neither learns from a refusal that the other has them. Adds
+``co_held``, set on every row of an (id, version) that more than one organisation
+holds: only those rows pay for the read-time choice of one copy.
+
+SQLite cannot drop a constraint, so the table is rebuilt from its own CREATE statement
+with the key widened (SQLite's documented procedure: new table, copy, drop, rename,
+indexes and triggers again); the rows keep their ids. The migration environment turns
+foreign keys off around it (dropping the old table must not cascade) and checks them
+afterwards.
+"""
+
+import re
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0008_copies'
+down_revision = '0007_export_times'
+branch_labels = None
+depends_on = None
+
+_KEY = "CONSTRAINT uq_objects_version UNIQUE (community_id, stix_id, version_us)"
+_WIDE_KEY = "CONSTRAINT uq_objects_version UNIQUE (community_id, stix_id, version_us, producer_org_id)"
+
+
+def upgrade() -> None:
+    op.add_column('stix_objects', sa.Column('co_held', sa.Boolean(), server_default=sa.false(),
+                                            nullable=False))
+    if op.get_bind().dialect.name == "sqlite":
+        _rebuild_sqlite(_KEY, _WIDE_KEY)
+    else:
+        op.drop_constraint('uq_objects_version', 'stix_objects', type_='unique')
+        op.create_unique_constraint('uq_objects_version', 'stix_objects',
+                                    ['community_id', 'stix_id', 'version_us', 'producer_org_id'])
+
+
+def downgrade() -> None:
+    # Fails (unique violation) while several organisations hold one version: that data
+    # cannot be represented under the narrower key.
+    if op.get_bind().dialect.name == "sqlite":
+        _rebuild_sqlite(_WIDE_KEY, _KEY)
+    else:
+        op.drop_constraint('uq_objects_version', 'stix_objects', type_='unique')
+        op.create_unique_constraint('uq_objects_version', 'stix_objects',
+                                    ['community_id', 'stix_id', 'version_us'])
+    op.execute("ALTER TABLE stix_objects DROP COLUMN co_held")
+
+
+def _rebuild_sqlite(old_key: str, new_key: str) -> None:
+    conn = op.get_bind()
+    if conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        raise RuntimeError("the stix_objects rebuild needs foreign keys off (migrations/env.py)")
+    schema = conn.exec_driver_sql(
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'stix_objects' AND sql IS NOT NULL"
+    ).all()
+    table = next(sql for kind, _, sql in schema if kind == "table")
+    if old_key not in table:
+        raise RuntimeError(f"stix_objects has an unexpected schema; expected {old_key}")
+    others = [sql for kind, _, sql in schema if kind in ("index", "trigger")]
+    conn.exec_driver_sql("DROP TABLE IF EXISTS stix_objects_rebuilt")
+    # (after a rename SQLite stores the name quoted)
+    create = re.sub(r'^CREATE TABLE "?stix_objects"?', "CREATE TABLE stix_objects_rebuilt", table, count=1)
+    conn.exec_driver_sql(create.replace(old_key, new_key))
+    conn.exec_driver_sql("INSERT INTO stix_objects_rebuilt SELECT * FROM stix_objects")
+    conn.exec_driver_sql("DROP TABLE stix_objects")
+    conn.exec_driver_sql("ALTER TABLE stix_objects_rebuilt RENAME TO stix_objects")
+    for sql in others:
+        conn.exec_driver_sql(sql)
