@@ -497,7 +497,7 @@ class IngestService:
             return (f"version {format_timestamp(c.versioned_us)} of {c.stix_id} already "
                     "exists with different content; a new version needs a later 'modified'")
         copy = any(v.content_hash == c.content_hash for v in seen)
-        if not copy and max(seen, key=lambda v: v.version_us).revoked:
+        if not copy and IngestService._newest_read(seen, org_id).revoked:
             return (f"{c.stix_id} is revoked; a revoked object cannot be updated "
                     "(STIX 2.1 §3.6): create a new object instead")
         others = [v for v in seen if v.producer != org_id]
@@ -508,6 +508,14 @@ class IngestService:
         return (f"{c.stix_id} is an object another organisation produced in this collection; "
                 "only its creator may add versions of it (a member relaying the same source "
                 "posts it with the same 'created_by_ref')")
+
+    @staticmethod
+    def _newest_read(seen: list[objects_repo.Stored], org_id: int | None) -> objects_repo.Stored:
+        """The newest version the poster reads (``match[version]=last``): of the copies of
+        the newest version, its own, else the first stored (``seen`` is in that order)."""
+        newest = max(v.version_us for v in seen)
+        copies = [v for v in seen if v.version_us == newest]
+        return next((v for v in copies if v.producer == org_id), copies[0])
 
     @staticmethod
     def _version_text(c: _Candidate, versions: list[objects_repo.Stored],
