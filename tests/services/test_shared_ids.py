@@ -178,3 +178,33 @@ def test_another_members_own_object_still_cannot_be_versioned(exchange, tmp_path
     # an identical copy is accepted, and is B's own (B reads its own copy)
     assert not exchange.ingest.add_objects(b.principal, cid, [obj]).failures
     assert exchange.ingest.add_objects(b.principal, cid, [obj]).stored == [False]  # re-post
+
+
+def test_an_export_filter_never_drops_a_copy_it_would_keep(exchange, tmp_path):
+    """The copy an export chooses is chosen among those its TLP ceiling and producer
+    sectors keep: an AMBER copy posted first does not hide another member's GREEN copy
+    from a GREEN export, nor a government copy an operators-only export."""
+    from commonwatch.services.export import ExportService
+    from commonwatch.storage.db import session_factory
+
+    cert, telco = make_member(exchange, "CERT", sector="government"), make_member(exchange, "Telco")
+    reader = make_member(exchange, "Reader")
+    make_community(exchange, "c", Tlp.GREEN, {m: (True, Tlp.AMBER) for m in ("CERT", "Telco", "Reader")})
+    assert run_import(exchange, cert, tmp_path, 1, Tlp.AMBER).ok
+    assert run_import(exchange, telco, tmp_path, 1, Tlp.GREEN).ok
+    svc = ExportService(session_factory(exchange.engine), exchange.query)
+
+    def exported(**filters) -> list[dict]:
+        flt = build_filter(communities=["c"], **filters)
+        bundle = json.loads("".join(svc.export(reader.principal, "stix", flt).chunks))
+        return [o for o in bundle["objects"] if o["type"] == "indicator"]
+
+    def marking(objects: list[dict]) -> list[str]:
+        return [o["object_marking_refs"][0] for o in objects]
+
+    assert marking(exported()) == [TLP2_MARKING_BY_LEVEL[Tlp.AMBER]]  # the first copy
+    assert marking(exported(tlp="green")) == [TLP2_MARKING_BY_LEVEL[Tlp.GREEN]]
+    assert marking(exported(sectors=["operator"])) == [TLP2_MARKING_BY_LEVEL[Tlp.GREEN]]
+    assert marking(exported(sectors=["government"])) == [TLP2_MARKING_BY_LEVEL[Tlp.AMBER]]
+    assert exported(sectors=["government"], tlp="green") == []
+    assert exported(tlp="clear") == []

@@ -9,6 +9,7 @@ selects objects without it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -108,10 +109,13 @@ def _other_version(o: Any, sight: Sight, newer: bool, *, until: bool = False) ->
     return exists().where(*terms)
 
 
-def one_copy(o: Any, sight: Sight) -> ColumnElement[bool]:
+def one_copy(o: Any, sight: Sight, among: Callable[[Any], list[Any]] | None = None) -> ColumnElement[bool]:
     """The row is the copy of its (id, version) the caller gets, when several
     organisations hold one (``co_held``): the caller's own copy, else the first stored
     among those the caller can see. Other rows pass without a probe.
+
+    ``among``: the conditions a copy must meet to be chosen (an export's TLP ceiling
+    and producer sectors), so a copy a filter drops never hides one it keeps.
     """
     o3 = OBJECTS.alias("o3").c
     earlier = o3.date_added_us < o.date_added_us
@@ -125,7 +129,7 @@ def one_copy(o: Any, sight: Sight) -> ColumnElement[bool]:
         better = earlier
     preferred = exists().where(
         o3.community_id == o.community_id, o3.stix_id == o.stix_id, o3.version_us == o.version_us,
-        o3.id != o.id, better, visible(o3, sight),
+        o3.id != o.id, better, visible(o3, sight), *(among(o3) if among else ()),
     )
     return or_(o.co_held == false(), ~preferred)
 
@@ -299,22 +303,26 @@ def export_query(shape: ExportShape) -> Select[Any]:
     o = OBJECTS.alias("o").c
     # The export columns (written at ingest) carry the values and the lifecycle facts:
     # no pattern is parsed and no JSON read to filter.
+    def chosen(t: Any) -> list[Any]:
+        """The export's own conditions on a row (``t``), which a copy must meet to be chosen."""
+        terms = [t.tlp <= bindparam("ceiling")]
+        if shape.sectors:
+            terms.append(t.producer_org_id.in_(select(ORGANISATIONS.c.id).where(
+                ORGANISATIONS.c.sector.in_(bindparam("sectors", expanding=True)))))
+        return terms
+
     query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
                    o.listed_stamp, *((o.export_name, o.export_labels) if shape.names else (null(), null())),
                    o.export_times if shape.times else null()).where(
-        o.community_id == bindparam("community"), visible(o, shape.sight), one_copy(o, shape.sight),
-        o.tlp <= bindparam("ceiling"),
+        o.community_id == bindparam("community"), visible(o, shape.sight),
+        one_copy(o, shape.sight, chosen), *chosen(o),
         or_(o.is_latest == true(), ~_other_version(o, shape.sight, newer=True, until=True))
         if shape.until else _version_clause(o, Shape(sight=shape.sight, last=True)),
     )
     if shape.types:
         query = query.where(o.type.in_(bindparam("types", expanding=True)))
-    if shape.sectors:
-        sectors = select(ORGANISATIONS.c.id).where(
-            ORGANISATIONS.c.sector.in_(bindparam("sectors", expanding=True)))
-        query = query.where(o.producer_org_id.in_(sectors))
     if shape.since:
         query = query.where(o.date_added_us >= bindparam("since"))
     key = o.date_added_us if shape.by_added else o.stix_id
