@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.warninglists import load_warninglists
 from commonwatch.formats.sources import DEFAULT_MAX_BYTES, expand
+from commonwatch.services.export import ExportService
 from commonwatch.services.export_filters import build_filter
 from commonwatch.services.importer import ImportService, ImportSummary
 from commonwatch.services.query import ObjectFilter, VersionSelector
+from commonwatch.storage.db import session_factory
 
-from support.factories import TLP2_MARKING_BY_LEVEL, make_community, make_member, ts
+from support.factories import TLP2_MARKING_BY_LEVEL, indicator, make_community, make_member, new_version, ts
 
 MITRE = "identity--c78cb6e5-0c4b-4611-8297-d1b8b55e40b5"
 PHISHING = "attack-pattern--0042a9f5-f053-4769-b3ef-9ad018dfa298"
@@ -140,9 +142,6 @@ def test_a_copy_outlives_the_other_members_delete(exchange, tmp_path):
 
 
 def test_exports_and_lookups_give_one_copy(exchange, tmp_path):
-    from commonwatch.services.export import ExportService
-    from commonwatch.storage.db import session_factory
-
     members, cid = world(exchange, tmp_path, {"A": Tlp.AMBER, "B": Tlp.AMBER, "C": Tlp.AMBER})
     a, b, c = members["A"], members["B"], members["C"]
     assert run_import(exchange, a, tmp_path, 1, Tlp.GREEN).ok
@@ -162,7 +161,6 @@ def test_exports_and_lookups_give_one_copy(exchange, tmp_path):
 
 def test_another_members_own_object_still_cannot_be_versioned(exchange, tmp_path):
     """Without a shared creator, a visible object stays its producer's."""
-    from support.factories import indicator, new_version
 
     members, cid = world(exchange, tmp_path, {"A": Tlp.AMBER, "B": Tlp.AMBER})
     a, b = members["A"], members["B"]
@@ -184,8 +182,6 @@ def test_an_export_filter_never_drops_a_copy_it_would_keep(exchange, tmp_path):
     """The copy an export chooses is chosen among those its TLP ceiling and producer
     sectors keep: an AMBER copy posted first does not hide another member's GREEN copy
     from a GREEN export, nor a government copy an operators-only export."""
-    from commonwatch.services.export import ExportService
-    from commonwatch.storage.db import session_factory
 
     cert, telco = make_member(exchange, "CERT", sector="government"), make_member(exchange, "Telco")
     reader = make_member(exchange, "Reader")
@@ -208,3 +204,29 @@ def test_an_export_filter_never_drops_a_copy_it_would_keep(exchange, tmp_path):
     assert marking(exported(sectors=["government"])) == [TLP2_MARKING_BY_LEVEL[Tlp.AMBER]]
     assert exported(sectors=["government"], tlp="green") == []
     assert exported(tlp="clear") == []
+
+
+def test_an_export_chooses_a_copy_its_lifecycle_filters_keep(exchange):
+    """Two members who cannot see each other's copies of one version: the first copy is
+    revoked, expired or of low confidence, the other not. A reader who sees both and
+    exports without revoked/expired objects, or with a minimum confidence, gets the copy
+    that passes, not nothing."""
+
+    a, b, reader = (make_member(exchange, n) for n in ("A", "B", "Reader"))
+    cid = make_community(exchange, "c", Tlp.GREEN, {"A": (True, Tlp.AMBER), "B": (True, Tlp.GREEN),
+                                                    "Reader": (True, Tlp.AMBER)})
+    svc = ExportService(session_factory(exchange.engine), exchange.query)
+    cases = {  # the first copy's difference; an export that keeps only the other copy
+        "revoked": ({"revoked": True}, {}),
+        "expired": ({"valid_until": ts(10)}, {}),
+        "doubtful": ({"confidence": 10}, {"min_confidence": 50}),
+    }
+    for n, (first_only, filters) in enumerate(cases.values()):
+        value = f"185.220.102.{n}"
+        base = indicator(value, created_by=MITRE, confidence=90, valid_until=ts(10**9))
+        first = dict(base, object_marking_refs=[TLP2_MARKING_BY_LEVEL[Tlp.AMBER]], **first_only)
+        other = dict(base, object_marking_refs=[TLP2_MARKING_BY_LEVEL[Tlp.GREEN]])
+        assert exchange.ingest.add_objects(a.principal, cid, [first]).stored == [True]
+        assert exchange.ingest.add_objects(b.principal, cid, [other]).stored == [True]  # B cannot see A's
+        text = "".join(svc.export(reader.principal, "csv", build_filter(communities=["c"], **filters)).chunks)
+        assert value in text and "green" in text.lower().split(value)[1].splitlines()[0], text

@@ -263,13 +263,14 @@ class ExportService:
         screen = Screen(self.warninglists(), drop=not (flt.include_warninglisted or whole_objects),
                          skipped=stats.skipped)
         keep_listed = flt.include_warninglisted
-        accept = RowFilter(flt, self._clock())
+        now = self._clock()
+        accept = RowFilter(flt, now)
         skipped = stats.skipped
         any_confidence = flt.min_confidence is None  # rows pass the filter on confidence alone
         loads = orjson.loads
         new_observable = tuple.__new__  # Observable without its generated __new__ frame
         batches = self._query.export_batches(principal, flt, raw=raw or scorer is not None, names=named,
-                                             times=timed)
+                                             times=timed, now_us=now)
         for community, rows in batches:
             stats.objects_read += len(rows)
             for (stix_id, version_us, _, tlp, producer_id, document, values, skip, revoked, until, confidence,

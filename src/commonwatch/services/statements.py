@@ -283,6 +283,11 @@ class ExportShape:
     names: bool = True
     #: Read ``export_times``; without it it reads as NULL.
     times: bool = True
+    #: The export's lifecycle filters, which the copy it chooses of a version must meet
+    #: too: not revoked; not expired at ``:now``; confidence at least ``:min_confidence``.
+    live: bool = False
+    current: bool = False
+    confident: bool = False
     #: The newest version as of ``:until`` (the collection's last date_added when a
     #: by_added export began; the caller stops at it): a version added during the export
     #: would otherwise come round again in the stream.
@@ -311,13 +316,25 @@ def export_query(shape: ExportShape) -> Select[Any]:
                 ORGANISATIONS.c.sector.in_(bindparam("sectors", expanding=True)))))
         return terms
 
+    def lifecycle(t: Any) -> list[Any]:
+        """The lifecycle filters, applied to rows by the export service (which counts why
+        each row is left out) and here only to the choice of a copy."""
+        terms = chosen(t)
+        if shape.live:
+            terms.append(t.revoked == false())
+        if shape.current:
+            terms.append(or_(t.valid_until_us.is_(None), t.valid_until_us > bindparam("now")))
+        if shape.confident:
+            terms.append(t.confidence >= bindparam("min_confidence"))
+        return terms
+
     query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
                    o.listed_stamp, *((o.export_name, o.export_labels) if shape.names else (null(), null())),
                    o.export_times if shape.times else null()).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
-        one_copy(o, shape.sight, chosen), *chosen(o),
+        one_copy(o, shape.sight, lifecycle), *chosen(o),
         or_(o.is_latest == true(), ~_other_version(o, shape.sight, newer=True, until=True))
         if shape.until else _version_clause(o, Shape(sight=shape.sight, last=True)),
     )
