@@ -109,13 +109,19 @@ def _other_version(o: Any, sight: Sight, newer: bool, *, until: bool = False) ->
     return exists().where(*terms)
 
 
-def one_copy(o: Any, sight: Sight, among: Callable[[Any], list[Any]] | None = None) -> ColumnElement[bool]:
+def one_copy(
+    o: Any, sight: Sight, among: Callable[[Any], list[Any]] | None = None,
+    passes: Callable[[Any], Any] | None = None,
+) -> ColumnElement[bool]:
     """The row is the copy of its (id, version) the caller gets, when several
     organisations hold one (``co_held``): the caller's own copy, else the first stored
     among those the caller can see. Other rows pass without a probe.
 
-    ``among``: the conditions a copy must meet to be chosen (an export's TLP ceiling
-    and producer sectors), so a copy a filter drops never hides one it keeps.
+    ``among``: the conditions a copy must meet to be chosen at all (an export's TLP
+    ceiling and producer sectors), so a copy a filter drops never hides one it keeps.
+    ``passes``: a condition (never NULL) that ranks first, the copies meeting it before
+    the others (an export's lifecycle filters, which the export service applies to the
+    chosen row itself: exactly one row per version still comes back).
     """
     o3 = OBJECTS.alias("o3").c
     earlier = o3.date_added_us < o.date_added_us
@@ -124,9 +130,11 @@ def one_copy(o: Any, sight: Sight, among: Callable[[Any], list[Any]] | None = No
         mine = and_(o3.producer_org_id == org, or_(o.producer_org_id.is_(None), o.producer_org_id != org))
         neither_or_both = or_(o.producer_org_id.is_(None), o.producer_org_id != org,
                               o3.producer_org_id == org)
-        better = or_(mine, and_(earlier, neither_or_both))
+        better: Any = or_(mine, and_(earlier, neither_or_both))
     else:
         better = earlier
+    if passes is not None:
+        better = or_(and_(passes(o3), ~passes(o)), and_(passes(o3) == passes(o), better))
     preferred = exists().where(
         o3.community_id == o.community_id, o3.stix_id == o.stix_id, o3.version_us == o.version_us,
         o3.id != o.id, better, visible(o3, sight), *(among(o3) if among else ()),
@@ -225,7 +233,8 @@ def tombstones_query(sight: Sight) -> Select[Any]:
 
     The deleted version's own visibility applies, except that TLP:RED tombstones are
     shown to their producer only (the recipient list went with the version). A version
-    the caller can still see (another organisation's copy of it) has no tombstone.
+    the caller can still see (another organisation's copy of it) has no tombstone, and
+    one whose copies were deleted one after the other has one: the last one's.
     """
     t = TOMBSTONES.c
     # The rule of :func:`visible` without its recipient clause: ``tlp_max`` is capped
@@ -236,9 +245,14 @@ def tombstones_query(sight: Sight) -> Select[Any]:
     o = OBJECTS.alias("o").c
     still_held = exists().where(o.community_id == t.community_id, o.stix_id == t.stix_id,
                                 o.version_us == t.version_us, visible(o, sight))
+    # Several copies deleted one after the other: the version went with the last one.
+    t2 = TOMBSTONES.alias("t2").c
+    later = exists().where(t2.community_id == t.community_id, t2.stix_id == t.stix_id,
+                           t2.version_us == t.version_us, t2.id > t.id,
+                           visible(t2, replace(sight, red=False)))
     return (select(t.id, t.stix_id, t.version_us, t.deleted_us)
             .where(t.community_id == bindparam("community"), t.id > bindparam("position"), rule,
-                   ~still_held)
+                   ~still_held, ~later)
             .order_by(t.id).limit(bindparam("limit")))
 
 
@@ -316,17 +330,17 @@ def export_query(shape: ExportShape) -> Select[Any]:
                 ORGANISATIONS.c.sector.in_(bindparam("sectors", expanding=True)))))
         return terms
 
-    def lifecycle(t: Any) -> list[Any]:
-        """The lifecycle filters, applied to rows by the export service (which counts why
-        each row is left out) and here only to the choice of a copy."""
-        terms = chosen(t)
+    def lifecycle(t: Any) -> Any:
+        """The export's lifecycle filters on a row, never NULL (the export service applies
+        them to rows, counting why each is left out; here they rank copies)."""
+        terms: list[Any] = [true()]
         if shape.live:
             terms.append(t.revoked == false())
         if shape.current:
             terms.append(or_(t.valid_until_us.is_(None), t.valid_until_us > bindparam("now")))
         if shape.confident:
-            terms.append(t.confidence >= bindparam("min_confidence"))
-        return terms
+            terms.append(and_(t.confidence.is_not(None), t.confidence >= bindparam("min_confidence")))
+        return and_(*terms)
 
     query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
@@ -334,7 +348,8 @@ def export_query(shape: ExportShape) -> Select[Any]:
                    o.listed_stamp, *((o.export_name, o.export_labels) if shape.names else (null(), null())),
                    o.export_times if shape.times else null()).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
-        one_copy(o, shape.sight, lifecycle), *chosen(o),
+        one_copy(o, shape.sight, chosen, lifecycle if shape.live or shape.current or shape.confident
+                 else None), *chosen(o),
         or_(o.is_latest == true(), ~_other_version(o, shape.sight, newer=True, until=True))
         if shape.until else _version_clause(o, Shape(sight=shape.sight, last=True)),
     )

@@ -25,6 +25,7 @@ TOMBSTONES = Table(
     Column("tlp", SmallInteger, nullable=False),
     Column("deleted_us", BigInteger, nullable=False),
     Index("ix_tombstones_community", "community_id", "id"),
+    Index("ix_tombstones_version", "community_id", "stix_id", "version_us"),
 )
 
 _BURY = text(

@@ -32,6 +32,8 @@ _WIDE_KEY = "CONSTRAINT uq_objects_version UNIQUE (community_id, stix_id, versio
 
 
 def upgrade() -> None:
+    # The tombstones of one version's copies (a deletions listing shows the last one).
+    op.create_index('ix_tombstones_version', 'tombstones', ['community_id', 'stix_id', 'version_us'])
     op.add_column('stix_objects', sa.Column('co_held', sa.Boolean(), server_default=sa.false(),
                                             nullable=False))
     if op.get_bind().dialect.name == "sqlite":
@@ -52,6 +54,7 @@ def downgrade() -> None:
         op.create_unique_constraint('uq_objects_version', 'stix_objects',
                                     ['community_id', 'stix_id', 'version_us'])
     op.execute("ALTER TABLE stix_objects DROP COLUMN co_held")
+    op.drop_index('ix_tombstones_version', 'tombstones')
 
 
 def _rebuild_sqlite(old_key: str, new_key: str) -> None:
