@@ -861,7 +861,6 @@ def test_feed_etags_move_when_the_copy_a_reader_gets_changes(exchange, svc, cloc
         f.changed([])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a copy the reader cannot see moves its feed's ETag")
 def test_a_copy_the_reader_cannot_see_never_moves_its_etag(exchange, svc, clock):
     w = _feed_world(exchange)
     m, cid = w["m"], w["cid"]

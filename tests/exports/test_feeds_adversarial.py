@@ -215,6 +215,47 @@ def test_etag_changes_after_every_content_change(world):
     changed(["45.81.0.1", "45.81.0.2"])
 
 
+def test_writes_and_deletes_the_reader_cannot_see_never_move_its_etag(world):
+    """A feed's validators read only what its reader can see happen: a post or delete
+    above its clearance answers 304 (anything else would tell it that something
+    happened); a TLP:RED object it is named on moves the ETag of a RED feed both ways."""
+    w = world
+    ex, p, cid = w["ex"], w["P"].principal, w["cid"]
+    all_versions = ObjectFilter(versions=VersionSelector(last=False, all=True))
+    ex.admin.set_membership("Bee", "ring", True, False, Tlp.GREEN)
+    _make(w)
+    etag = _first(w).headers["etag"]
+
+    def unchanged() -> None:
+        _tick(w)
+        assert _get(w, **{"If-None-Match": etag}).status_code == 304
+
+    hidden = indicator("45.81.0.7", tlp=Tlp.AMBER)
+    assert not ex.ingest.add_objects(p, cid, [hidden]).failures
+    unchanged()
+    ex.ingest.delete_object(p, cid, hidden["id"], all_versions)
+    unchanged()
+    for_others = indicator("45.81.0.8", tlp=Tlp.RED, recipients=[w["P"].identity])
+    assert not ex.ingest.add_objects(p, cid, [for_others]).failures
+    unchanged()
+    ex.ingest.delete_object(p, cid, for_others["id"], all_versions)
+    unchanged()
+
+    # cleared for RED, with a feed that takes RED, and named on the object
+    ex.admin.set_membership("Bee", "ring", True, False, Tlp.RED)
+    _make(w, name="red", tlp="red")
+    red = _first(w, "red")
+    named = indicator("45.81.0.9", tlp=Tlp.RED, recipients=[w["B"].identity])
+    assert not ex.ingest.add_objects(p, cid, [named]).failures
+    _tick(w)
+    shown = _get(w, "red", **{"If-None-Match": red.headers["etag"]})
+    assert shown.status_code == 200 and "45.81.0.9" in shown.text.split()
+    ex.ingest.delete_object(p, cid, named["id"], all_versions)
+    _tick(w)
+    gone = _get(w, "red", **{"If-None-Match": shown.headers["etag"]})
+    assert gone.status_code == 200 and "45.81.0.9" not in gone.text.split()
+
+
 def test_two_users_of_one_organisation_never_share_a_stale_304(world):
     w = world
     ex = w["ex"]

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch import __version__
 from commonwatch.clock import Clock, now_us
+from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import SKIP_REASONS, ExportItem, Observable, normalise_domain
 from commonwatch.domain.visibility import WRITE_ROLES, Principal
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
@@ -70,7 +71,6 @@ from commonwatch.storage.models import (
     Feed,
     FeedState,
     Membership,
-    ObjectDeletions,
     Organisation,
 )
 
@@ -457,22 +457,23 @@ class ExportService:
     def _base_digest(self, principal: Principal, feed: Feed) -> str:
         """Digest of every cheap input of a feed's content (see docs/export.md, "ETags")."""
         lists = self.warninglists()
-        c, m, d = Community, Membership, ObjectDeletions
+        flt, _ = filter_from_json(feed.filter_json)
+        # What the caller can see happen in each community it may read: a write or delete
+        # it cannot see must not move its ETag (nor tell it that something happened).
+        activity = self._query.activity(principal, red_deletions=flt.tlp_ceiling >= Tlp.RED)
+        c, m = Community, Membership
         query = (
-            select(c.id, c.name, c.collection_id, c.public, c.last_added_us, m.can_read, m.max_tlp, d.deletes)
+            select(c.id, c.name, c.collection_id, c.public, m.can_read, m.max_tlp)
             .outerjoin(m, (m.community_id == c.id) & (m.org_id == principal.org_id))
-            .outerjoin(d, d.community_id == c.id)
             .order_by(c.id)
         )
         digest = hashlib.sha256()
         with self._sessions() as s:
             conn = s.connection()
-            for cid, name, collection, public, last_added, can_read, max_tlp, deletes in conn.execute(query):
+            for cid, name, collection, public, can_read, max_tlp in conn.execute(query):
                 # The caller's own standing in every community (gaining access changes the
-                # content), but the activity only of communities it may read: a write where
-                # it cannot look must not move its ETag.
-                readable = bool(public or can_read)
-                seen = (name, collection, last_added, deletes) if readable else ()
+                # content), and what it can see of the communities it may read.
+                seen = (name, collection, *activity[cid]) if cid in activity else ()
                 digest.update(repr((cid, public, can_read, max_tlp, *seen)).encode())
             orgs = select(Organisation.id, Organisation.name, Organisation.sector).order_by(Organisation.id)
             for org in conn.execute(orgs):

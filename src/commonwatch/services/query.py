@@ -374,6 +374,19 @@ class QueryService:
         return [(r[0], r[1], r[2]) for r in conn.execute(query, params)]
 
 
+    def activity(self, principal: Principal, *, red_deletions: bool = False) -> dict[int, tuple[Any, ...]]:
+        """Per community the caller may read: (date_added of the newest version it can
+        see, id of the newest tombstone it can see); see :func:`statements.activity_query`."""
+        found: dict[int, tuple[Any, ...]] = {}
+        with self._sessions() as s:
+            conn = s.connection()
+            for community, clearance in self.collections(principal, conn):
+                if clearance.can_read or clearance.public:
+                    query = sql.activity_query(sql.Sight.of(clearance), red_deletions)
+                    params = {**sql.sight_params(clearance), "community": community.id}
+                    found[community.id] = tuple(conn.execute(query, params).one())
+        return found
+
     # -- exports -------------------------------------------------------------------
     def export_communities(
         self, principal: Principal, flt: ExportFilter

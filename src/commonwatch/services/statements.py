@@ -256,6 +256,29 @@ def tombstones_query(sight: Sight) -> Select[Any]:
             .order_by(t.id).limit(bindparam("limit")))
 
 
+@lru_cache(maxsize=32)
+def activity_query(sight: Sight, red_deletions: bool) -> Select[Any]:
+    """(date_added of the newest version, id of the newest tombstone) the caller can see
+    in one community: what a feed's validators read of it. Only what the caller can see
+    counts, so a write it cannot see never moves its ETag.
+
+    Tombstones follow the deletions listing's rule, where a TLP:RED tombstone is its
+    producer's only (the recipient list went with the version); ``red_deletions`` (a
+    feed that may hold RED objects, read by a member cleared for RED) counts every RED
+    tombstone instead, so a deleted RED object never leaves such a feed's ETag standing.
+    """
+    o = OBJECTS.alias("o").c
+    newest = (select(o.date_added_us).where(o.community_id == bindparam("community"), visible(o, sight))
+              .order_by(o.date_added_us.desc()).limit(1).scalar_subquery())
+    t = TOMBSTONES.c
+    rule = visible(t, replace(sight, red=False))
+    if red_deletions and sight.red:
+        rule = or_(rule, t.tlp == int(Tlp.RED))
+    deleted = (select(t.id).where(t.community_id == bindparam("community"), rule)
+               .order_by(t.id.desc()).limit(1).scalar_subquery())
+    return select(newest, deleted)
+
+
 @lru_cache(maxsize=16)
 def visible_versions_query(sight: Sight) -> Select[Any]:
     """(row id, producer, version) of each visible version of one object id."""
