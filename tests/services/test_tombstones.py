@@ -36,7 +36,7 @@ def test_tombstones_follow_the_visibility_of_the_deleted_version(exchange):
         return [(t.stix_id, t.version_us) for t in exchange.query.deletions(principal, cid).rows]
 
     assert [i for i, _ in seen(cert.principal)] == [clear["id"], green["id"], green["id"], red["id"]]
-    assert [i for i, _ in seen(op.principal)] == [clear["id"], green["id"], green["id"]]  # no RED
+    assert [i for i, _ in seen(op.principal)] == [clear["id"], green["id"], green["id"]]  # named, not cleared for RED
     assert [i for i, _ in seen(None)] == [clear["id"]]  # public community: CLEAR only
     assert [i for i, _ in seen(stranger.principal)] == [clear["id"]]  # not a member: public view
     exchange.admin.create_community("closed")
@@ -55,3 +55,22 @@ def test_tombstones_follow_the_visibility_of_the_deleted_version(exchange):
         assert [d["id"] for d in resp.json()["deletions"]] == [clear["id"], green["id"], green["id"]]
         bad = client.get(f"/api/collections/{cid}/deletions?next=garbage", headers=auth)
         assert bad.status_code == 400
+
+
+def test_a_red_tombstone_goes_to_the_named_recipients_cleared_for_red(exchange):
+    cert, named, other = (make_member(exchange, n) for n in ("CERT", "Named", "Other"))
+    exchange.admin.create_community("main")
+    for m in (cert, named, other):
+        exchange.admin.set_membership(m.org, "main", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("main").collection_id
+    red = indicator(tlp=Tlp.RED, recipients=[named.identity])
+    assert not exchange.ingest.add_objects(cert.principal, cid, [red]).failures
+    exchange.ingest.delete_object(cert.principal, cid, red["id"], ALL)
+
+    def seen(member):
+        return [t.stix_id for t in exchange.query.deletions(member.principal, cid).rows]
+
+    assert seen(cert) == seen(named) == [red["id"]]  # it saw the version: it learns it is gone
+    assert seen(other) == []  # cleared for RED but not named: nothing
+    exchange.admin.set_membership(named.org, "main", True, True, Tlp.AMBER)
+    assert seen(named) == []  # named, but no longer cleared for RED

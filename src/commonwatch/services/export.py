@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch import __version__
 from commonwatch.clock import Clock, now_us
-from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import SKIP_REASONS, ExportItem, Observable, normalise_domain
 from commonwatch.domain.visibility import WRITE_ROLES, Principal
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
@@ -457,10 +456,9 @@ class ExportService:
     def _base_digest(self, principal: Principal, feed: Feed) -> str:
         """Digest of every cheap input of a feed's content (see docs/export.md, "ETags")."""
         lists = self.warninglists()
-        flt, _ = filter_from_json(feed.filter_json)
         # What the caller can see happen in each community it may read: a write or delete
         # it cannot see must not move its ETag (nor tell it that something happened).
-        activity = self._query.activity(principal, red_deletions=flt.tlp_ceiling >= Tlp.RED)
+        activity = self._query.activity(principal)
         c, m = Community, Membership
         query = (
             select(c.id, c.name, c.collection_id, c.public, m.can_read, m.max_tlp)

@@ -374,7 +374,7 @@ class QueryService:
         return [(r[0], r[1], r[2]) for r in conn.execute(query, params)]
 
 
-    def activity(self, principal: Principal, *, red_deletions: bool = False) -> dict[int, tuple[Any, ...]]:
+    def activity(self, principal: Principal) -> dict[int, tuple[Any, ...]]:
         """Per community the caller may read: (date_added of the newest version it can
         see, id of the newest tombstone it can see); see :func:`statements.activity_query`."""
         found: dict[int, tuple[Any, ...]] = {}
@@ -382,7 +382,7 @@ class QueryService:
             conn = s.connection()
             for community, clearance in self.collections(principal, conn):
                 if clearance.can_read or clearance.public:
-                    query = sql.activity_query(sql.Sight.of(clearance), red_deletions)
+                    query = sql.activity_query(sql.Sight.of(clearance))
                     params = {**sql.sight_params(clearance), "community": community.id}
                     found[community.id] = tuple(conn.execute(query, params).one())
         return found

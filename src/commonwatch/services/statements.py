@@ -10,7 +10,7 @@ selects objects without it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -32,7 +32,7 @@ from sqlalchemy import (
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import Clearance
 from commonwatch.storage.models import Community, Membership, ObjectRecipient, Organisation, StixObject
-from commonwatch.storage.tombstones import TOMBSTONES
+from commonwatch.storage.tombstones import TOMBSTONE_RECIPIENTS, TOMBSTONES
 
 OBJECTS = StixObject.__table__
 RECIPIENTS = ObjectRecipient.__table__
@@ -60,16 +60,19 @@ def sight_params(c: Clearance) -> dict[str, Any]:
             "tlp_max": int(min(c.max_tlp, Tlp.AMBER_STRICT))}
 
 
-def visible(t: Any, sight: Sight) -> ColumnElement[bool]:
-    """SQL form of the visibility rule for rows of alias ``t`` (docs/sharing-model.md)."""
+def visible(t: Any, sight: Sight, recipients: Any = None) -> ColumnElement[bool]:
+    """SQL form of the visibility rule for rows of alias ``t`` (docs/sharing-model.md).
+
+    ``recipients``: the TLP:RED recipient lists of ``t``'s rows, (table, column holding
+    the row's id); object versions' by default."""
     terms: list[ColumnElement[bool]] = []
     if sight.own:
         terms.append(t.producer_org_id == bindparam("org"))
     if sight.read:
         readable = t.tlp <= bindparam("tlp_max")
         if sight.red:
-            r = RECIPIENTS.c
-            named = exists().where(r.object_id == t.id, r.identity_id == bindparam("identity"))
+            table, key = recipients or (RECIPIENTS, RECIPIENTS.c.object_id)
+            named = exists().where(key == t.id, table.c.identity_id == bindparam("identity"))
             readable = or_(readable, named)
         terms.append(readable)
     elif sight.public:
@@ -227,54 +230,46 @@ def driver_rows(conn: Connection, statement: Select[Any], params: dict[str, Any]
         cursor.close()
 
 
+#: The recipient lists of TLP:RED tombstones (those of the deleted versions).
+TOMBSTONE_NAMED = (TOMBSTONE_RECIPIENTS, TOMBSTONE_RECIPIENTS.c.tombstone_id)
+
+
 @lru_cache(maxsize=16)
 def tombstones_query(sight: Sight) -> Select[Any]:
     """Tombstones the caller may see, in deletion order after a position.
 
-    The deleted version's own visibility applies, except that TLP:RED tombstones are
-    shown to their producer only (the recipient list went with the version). A version
-    the caller can still see (another organisation's copy of it) has no tombstone, and
-    one whose copies were deleted one after the other has one: the last one's.
+    The deleted version's own visibility applies, its RED recipient list included. A
+    version the caller can still see (another organisation's copy of it) has no
+    tombstone, and one whose copies were deleted one after the other has one: the last
+    one's.
     """
     t = TOMBSTONES.c
-    # The rule of :func:`visible` without its recipient clause: ``tlp_max`` is capped
-    # below RED, so only the producer's own term can admit a RED tombstone.
-    rule = visible(t, replace(sight, red=False))
-    # A deleted copy of a version another organisation still holds, visibly: the
-    # version is not gone for this caller.
+    rule = visible(t, sight, TOMBSTONE_NAMED)
     o = OBJECTS.alias("o").c
     still_held = exists().where(o.community_id == t.community_id, o.stix_id == t.stix_id,
                                 o.version_us == t.version_us, visible(o, sight))
-    # Several copies deleted one after the other: the version went with the last one.
-    t2 = TOMBSTONES.alias("t2").c
+    tomb2 = TOMBSTONES.alias("t2")
+    t2 = tomb2.c
     later = exists().where(t2.community_id == t.community_id, t2.stix_id == t.stix_id,
                            t2.version_us == t.version_us, t2.id > t.id,
-                           visible(t2, replace(sight, red=False)))
+                           visible(t2, sight, TOMBSTONE_NAMED))
     return (select(t.id, t.stix_id, t.version_us, t.deleted_us)
             .where(t.community_id == bindparam("community"), t.id > bindparam("position"), rule,
                    ~still_held, ~later)
             .order_by(t.id).limit(bindparam("limit")))
 
 
-@lru_cache(maxsize=32)
-def activity_query(sight: Sight, red_deletions: bool) -> Select[Any]:
+@lru_cache(maxsize=16)
+def activity_query(sight: Sight) -> Select[Any]:
     """(date_added of the newest version, id of the newest tombstone) the caller can see
     in one community: what a feed's validators read of it. Only what the caller can see
-    counts, so a write it cannot see never moves its ETag.
-
-    Tombstones follow the deletions listing's rule, where a TLP:RED tombstone is its
-    producer's only (the recipient list went with the version); ``red_deletions`` (a
-    feed that may hold RED objects, read by a member cleared for RED) counts every RED
-    tombstone instead, so a deleted RED object never leaves such a feed's ETag standing.
-    """
+    counts, so a write or delete it cannot see never moves its ETag."""
     o = OBJECTS.alias("o").c
     newest = (select(o.date_added_us).where(o.community_id == bindparam("community"), visible(o, sight))
               .order_by(o.date_added_us.desc()).limit(1).scalar_subquery())
     t = TOMBSTONES.c
-    rule = visible(t, replace(sight, red=False))
-    if red_deletions and sight.red:
-        rule = or_(rule, t.tlp == int(Tlp.RED))
-    deleted = (select(t.id).where(t.community_id == bindparam("community"), rule)
+    deleted = (select(t.id).where(t.community_id == bindparam("community"),
+                                  visible(t, sight, TOMBSTONE_NAMED))
                .order_by(t.id.desc()).limit(1).scalar_subquery())
     return select(newest, deleted)
 

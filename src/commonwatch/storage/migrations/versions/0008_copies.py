@@ -4,6 +4,10 @@ Revision ID: 0008_copies
 Revises: 0007_export_times
 Create Date: 2026-12-06 02:40:00
 
+Also: tombstones of TLP:RED versions keep their recipient lists
+(``tombstone_recipients``), so the named recipients see the deletion too; and an index
+of tombstones by version.
+
 The unique key of a version becomes (community, id, version, producer): two members
 who import the same public source (MITRE ATT&CK, a MISP feed) each hold their own copy
 of its objects, and neither learns from a refusal that the other has them. Adds
@@ -34,6 +38,14 @@ _WIDE_KEY = "CONSTRAINT uq_objects_version UNIQUE (community_id, stix_id, versio
 def upgrade() -> None:
     # The tombstones of one version's copies (a deletions listing shows the last one).
     op.create_index('ix_tombstones_version', 'tombstones', ['community_id', 'stix_id', 'version_us'])
+    # A TLP:RED tombstone keeps the deleted version's recipients: they learn it is gone.
+    op.create_table(
+        'tombstone_recipients',
+        sa.Column('tombstone_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+        sa.Column('identity_id', sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(['tombstone_id'], ['tombstones.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('tombstone_id', 'identity_id'),
+    )
     op.add_column('stix_objects', sa.Column('co_held', sa.Boolean(), server_default=sa.false(),
                                             nullable=False))
     if op.get_bind().dialect.name == "sqlite":
@@ -55,6 +67,7 @@ def downgrade() -> None:
                                     ['community_id', 'stix_id', 'version_us'])
     op.execute("ALTER TABLE stix_objects DROP COLUMN co_held")
     op.drop_index('ix_tombstones_version', 'tombstones')
+    op.drop_table('tombstone_recipients')
 
 
 def _rebuild_sqlite(old_key: str, new_key: str) -> None:
