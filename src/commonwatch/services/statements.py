@@ -248,8 +248,7 @@ def tombstones_query(sight: Sight) -> Select[Any]:
     o = OBJECTS.alias("o").c
     still_held = exists().where(o.community_id == t.community_id, o.stix_id == t.stix_id,
                                 o.version_us == t.version_us, visible(o, sight))
-    tomb2 = TOMBSTONES.alias("t2")
-    t2 = tomb2.c
+    t2 = TOMBSTONES.alias("t2").c
     later = exists().where(t2.community_id == t.community_id, t2.stix_id == t.stix_id,
                            t2.version_us == t.version_us, t2.id > t.id,
                            visible(t2, sight, TOMBSTONE_NAMED))
@@ -315,8 +314,9 @@ class ExportShape:
     names: bool = True
     #: Read ``export_times``; without it it reads as NULL.
     times: bool = True
-    #: The export's lifecycle filters, which the copy it chooses of a version must meet
-    #: too: not revoked; not expired at ``:now``; confidence at least ``:min_confidence``.
+    #: The export's lifecycle filters (not revoked; not expired at ``:now``; confidence at
+    #: least ``:min_confidence``): of several copies of a version, one that passes them is
+    #: chosen. The export service applies them to the rows.
     live: bool = False
     current: bool = False
     confident: bool = False
@@ -338,8 +338,7 @@ def export_query(shape: ExportShape) -> Select[Any]:
     ordering by ``date_added_us`` (one community) reads the table in storage order.
     """
     o = OBJECTS.alias("o").c
-    # The export columns (written at ingest) carry the values and the lifecycle facts:
-    # no pattern is parsed and no JSON read to filter.
+
     def chosen(t: Any) -> list[Any]:
         """The export's own conditions on a row (``t``), which a copy must meet to be chosen."""
         terms = [t.tlp <= bindparam("ceiling")]
@@ -360,6 +359,8 @@ def export_query(shape: ExportShape) -> Select[Any]:
             terms.append(and_(t.confidence.is_not(None), t.confidence >= bindparam("min_confidence")))
         return and_(*terms)
 
+    # The export columns (written at ingest) carry the values and the lifecycle facts:
+    # no pattern is parsed and no JSON read to filter.
     query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
