@@ -36,7 +36,7 @@ def test_tombstones_follow_the_visibility_of_the_deleted_version(exchange):
         return [(t.stix_id, t.version_us) for t in exchange.query.deletions(principal, cid).rows]
 
     assert [i for i, _ in seen(cert.principal)] == [clear["id"], green["id"], green["id"], red["id"]]
-    assert [i for i, _ in seen(op.principal)] == [clear["id"], green["id"], green["id"]]  # named, not cleared for RED
+    assert [i for i, _ in seen(op.principal)] == [clear["id"], green["id"], green["id"]]  # no RED clearance
     assert [i for i, _ in seen(None)] == [clear["id"]]  # public community: CLEAR only
     assert [i for i, _ in seen(stranger.principal)] == [clear["id"]]  # not a member: public view
     exchange.admin.create_community("closed")

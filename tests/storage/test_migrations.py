@@ -47,10 +47,9 @@ def test_export_columns_backfilled_as_ingest_writes_them(exchange):
     command.downgrade(config, "0005_observable_prefixes")
     command.upgrade(config, "head")
     assert _export_columns(exchange) == written
-    # the columns were added in place: the deletion counter's trigger survived
     exchange.ingest.delete_object(member.principal, cid, objects[2]["id"], _all())
     with exchange.engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT sum(deletes) FROM object_deletions")) == 1
+        assert conn.scalar(sa.text("SELECT count(*) FROM tombstones")) == 1
 
 
 def _all():
@@ -92,10 +91,12 @@ def test_copies_migration_rebuilds_the_table_without_losing_a_row_or_reference(e
     if exchange.engine.dialect.name == "sqlite":  # the pooled connections enforce foreign keys again
         with exchange.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    # the wider key holds a second organisation's copy; the trigger and the cascades work
+    # the wider key holds a second organisation's copy; the cascades work; the RED
+    # tombstone keeps the recipient list; the delete counter is gone with its trigger
     assert exchange.ingest.add_objects(b.principal, cid, [sighting]).stored == [True]
     exchange.ingest.delete_object(a.principal, cid, red["id"], _all())
     with exchange.engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT sum(deletes) FROM object_deletions")) == 1
+        assert conn.scalar(sa.text("SELECT identity_id FROM tombstone_recipients")) == b.identity
+        assert not sa.inspect(conn).has_table("object_deletions")
         assert conn.scalar(sa.text("SELECT count(*) FROM object_recipients")) == 0
         assert conn.scalar(sa.text("SELECT count(*) FROM observables WHERE value = '198.51.100.8'")) == 0

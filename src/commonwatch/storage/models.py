@@ -248,20 +248,6 @@ class WarninglistStamp(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-class ObjectDeletions(Base):
-    """How many object versions were ever deleted from a community.
-
-    Maintained by a database trigger on ``stix_objects`` (migration 0002), so every
-    delete path counts; feeds fold it into their ETag. No foreign key: the trigger
-    also fires while a community itself is being deleted.
-    """
-
-    __tablename__ = "object_deletions"
-
-    community_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    deletes: Mapped[int] = mapped_column(BigInteger)
-
-
 class SuricataSid(Base):
     """The stable Suricata ``sid`` of one exported rule, and its current ``rev``.
 

@@ -5,8 +5,9 @@ Revises: 0007_export_times
 Create Date: 2026-12-06 02:40:00
 
 Also: tombstones of TLP:RED versions keep their recipient lists
-(``tombstone_recipients``), so the named recipients see the deletion too; and an index
-of tombstones by version.
+(``tombstone_recipients``), so the named recipients see the deletion too; an index of
+tombstones by version; and the counter of deletes (``object_deletions`` and its
+trigger, 0002) goes: feeds' validators read the tombstones the caller can see instead.
 
 The unique key of a version becomes (community, id, version, producer): two members
 who import the same public source (MITRE ATT&CK, a MISP feed) each hold their own copy
@@ -16,7 +17,7 @@ holds: only those rows pay for the read-time choice of one copy.
 
 SQLite cannot drop a constraint, so the table is rebuilt from its own CREATE statement
 with the key widened (SQLite's documented procedure: new table, copy, drop, rename,
-indexes and triggers again); the rows keep their ids. The migration environment turns
+indexes and triggers again, if any); the rows keep their ids. The migration environment turns
 foreign keys off around it (dropping the old table must not cascade) and checks them
 afterwards.
 """
@@ -35,7 +36,37 @@ _KEY = "CONSTRAINT uq_objects_version UNIQUE (community_id, stix_id, version_us)
 _WIDE_KEY = "CONSTRAINT uq_objects_version UNIQUE (community_id, stix_id, version_us, producer_org_id)"
 
 
+_SQLITE_TRIGGER = """
+CREATE TRIGGER trg_stix_objects_deleted AFTER DELETE ON stix_objects
+BEGIN
+    INSERT INTO object_deletions (community_id, deletes) VALUES (OLD.community_id, 1)
+    ON CONFLICT (community_id) DO UPDATE SET deletes = object_deletions.deletes + 1;
+END
+"""
+_PG_FUNCTION = """
+CREATE FUNCTION count_object_deletion() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO object_deletions (community_id, deletes) VALUES (OLD.community_id, 1)
+    ON CONFLICT (community_id) DO UPDATE SET deletes = object_deletions.deletes + 1;
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql
+"""
+_PG_TRIGGER = """
+CREATE TRIGGER trg_stix_objects_deleted AFTER DELETE ON stix_objects
+FOR EACH ROW EXECUTE FUNCTION count_object_deletion()
+"""
+
+
 def upgrade() -> None:
+    # Feeds' validators read the tombstones a caller can see now; the counter of every
+    # delete (0002), which moved them on deletes the caller could not see, goes.
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS trg_stix_objects_deleted ON stix_objects")
+        op.execute("DROP FUNCTION IF EXISTS count_object_deletion()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS trg_stix_objects_deleted")
+    op.drop_table('object_deletions')
     # The tombstones of one version's copies (a deletions listing shows the last one).
     op.create_index('ix_tombstones_version', 'tombstones', ['community_id', 'stix_id', 'version_us'])
     # A TLP:RED tombstone keeps the deleted version's recipients: they learn it is gone.
@@ -68,6 +99,15 @@ def downgrade() -> None:
     op.execute("ALTER TABLE stix_objects DROP COLUMN co_held")
     op.drop_index('ix_tombstones_version', 'tombstones')
     op.drop_table('tombstone_recipients')
+    op.create_table('object_deletions',
+                    sa.Column('community_id', sa.Integer(), autoincrement=False, nullable=False),
+                    sa.Column('deletes', sa.BigInteger(), nullable=False),
+                    sa.PrimaryKeyConstraint('community_id'))
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_PG_FUNCTION)
+        op.execute(_PG_TRIGGER)
+    else:
+        op.execute(_SQLITE_TRIGGER)
 
 
 def _rebuild_sqlite(old_key: str, new_key: str) -> None:
