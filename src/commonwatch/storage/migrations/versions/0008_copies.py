@@ -18,8 +18,8 @@ holds: only those rows pay for the read-time choice of one copy.
 SQLite cannot drop a constraint, so the table is rebuilt from its own CREATE statement
 with the key widened (SQLite's documented procedure: new table, copy, drop, rename,
 indexes and triggers again, if any); the rows keep their ids. The migration environment turns
-foreign keys off around it (dropping the old table must not cascade) and checks them
-afterwards.
+foreign keys off around it (dropping the old table must not cascade), checks them
+afterwards, and then VACUUMs the file (the old table's pages would stay as free space).
 """
 
 import re
@@ -130,3 +130,6 @@ def _rebuild_sqlite(old_key: str, new_key: str) -> None:
     conn.exec_driver_sql("ALTER TABLE stix_objects_rebuilt RENAME TO stix_objects")
     for sql in others:
         conn.exec_driver_sql(sql)
+    config = op.get_context().config
+    if config is not None:
+        config.attributes["vacuum"] = True  # see migrations/env.py
