@@ -369,7 +369,10 @@ class IngestService:
         conn = s.connection()
         last_added = objects_repo.lock_community(conn, community_id)
         known = objects_repo.existing_versions(conn, community_id, {c.stix_id for c in candidates})
-        self._weigh(conn, known, org_id, clearance)
+        # Only versioned objects are weighed against others' versions (an SCO posting is
+        # always its own version): re-posting observables many members hold costs nothing.
+        versioned = {c.stix_id for c in candidates if c.versioned_us is not None}
+        self._weigh(conn, {sid: vs for sid, vs in known.items() if sid in versioned}, org_id, clearance)
         successes: list[StatusDetail] = []
         failures: list[tuple[int, FailureDetail]] = []
         stored: list[bool] = []
