@@ -417,11 +417,11 @@ def test_a_filter_never_drops_a_copy_another_would_pass(exchange, clock, case):
         assert bundle == [copy_b]
 
 
-def test_known_a_filter_drops_the_copy_of_the_community_merged_first(exchange, svc):
-    """# KNOWN: across communities the merge (services/query.py ``_merge_communities``) picks
-    one row per id before the lifecycle filters. Minimal case: A posts version 1
-    (confidence 10) in community one, B the same version (confidence 90) in community two;
-    R reads both. With a minimum confidence of 50 R gets nothing, though B's copy passes."""
+def test_across_communities_the_copy_a_filter_keeps_is_chosen(exchange, svc):
+    """The same version of an id in two communities: the merge of communities chooses, as
+    each community does among its copies, the one the export's lifecycle filters keep.
+    A posts version 1 (confidence 10) in community one, B the same version (confidence
+    90) in community two; R reads both and exports with a minimum confidence of 50."""
     one = _pair_world(exchange, "known-one")
     two = _pair_world(exchange, "known-two", others=("known-one",))
     a, b, r = (one["members"][m] for m in "ABR")
@@ -436,8 +436,9 @@ def test_known_a_filter_drops_the_copy_of_the_community_merged_first(exchange, s
         return "".join(svc.export(r.principal, "plain-ip", flt).chunks).split()
 
     assert ips(communities=["known-two"]) == ["45.66.51.2"]
-    # KNOWN: one row of the version across communities (community one's), then dropped.
-    assert ips() == []
+    assert ips() == ["45.66.51.2"]  # not community one's copy, which the filter drops
+    assert "".join(svc.export(r.principal, "plain-ip", build_filter()).chunks).split() == [
+        "45.66.51.1"]  # without the filter: the community read first
 
 
 def _merge_world(exchange, case: str = "confidence") -> tuple[Any, str]:

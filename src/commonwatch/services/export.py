@@ -268,8 +268,9 @@ class ExportService:
         any_confidence = flt.min_confidence is None  # rows pass the filter on confidence alone
         loads = orjson.loads
         new_observable = tuple.__new__  # Observable without its generated __new__ frame
-        batches = self._query.export_batches(principal, flt, raw=raw or scorer is not None, names=named,
-                                             times=timed, now_us=now)
+        batches = self._query.export_batches(
+            principal, flt, raw=raw or scorer is not None, names=named, times=timed, now_us=now,
+            fails=lambda row: accept(row[8], row[9], row[10]) is not None)
         for community, rows in batches:
             stats.objects_read += len(rows)
             for (stix_id, version_us, _, tlp, producer_id, document, values, skip, revoked, until, confidence,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar, cast
@@ -419,6 +419,7 @@ class QueryService:
     def export_batches(
         self, principal: Principal, flt: ExportFilter, *, batch: int = 2000, raw: bool = True,
         by_added: bool = True, names: bool = True, times: bool = True, now_us: int | None = None,
+        fails: Callable[[tuple[Any, ...]], bool] | None = None,
     ) -> Iterator[RowBatch]:
         """The rows of :meth:`stream_latest` as (community name, batch of plain tuples).
 
@@ -432,6 +433,8 @@ class QueryService:
         caller filters expiry at (:class:`~commonwatch.services.export_rows.RowFilter`);
         where several organisations hold a version, the copy chosen is one that passes
         the filter's lifecycle conditions (without it, expiry is left out of the choice).
+        ``fails``: those conditions on a row, to choose likewise among the communities
+        that hold the same version of an id.
         """
         chosen = self.export_communities(principal, flt)
         by_added = by_added and len(chosen) == 1
@@ -440,7 +443,7 @@ class QueryService:
         if len(streams) == 1:
             yield from streams[0]
             return
-        yield from _merge_communities(streams, batch)
+        yield from _merge_communities(streams, batch, fails)
 
     def _community_rows(
         self, principal: Principal, community: CommunityRef, clearance: Clearance,
@@ -500,11 +503,14 @@ def _driver_rows(conn: Connection, statement: Any, params: dict[str, Any]) -> li
 
 
 def _merge_communities(
-    streams: list[Iterator[RowBatch]], batch: int) -> Iterator[RowBatch]:
+    streams: list[Iterator[RowBatch]], batch: int,
+    fails: Callable[[tuple[Any, ...]], bool] | None = None,
+) -> Iterator[RowBatch]:
     """Several communities' batches merged by (STIX id, newest version first), each id once.
 
     Each stream holds an id at most once, in id order. Of two versions of one id the
-    newer wins, of two equal versions the community read first. Rows pass through in
+    newer wins, of two equal versions one that ``fails`` does not (an export's lifecycle
+    filters, as within a community), then the community read first. Rows pass through in
     runs: the rows of one stream before the next id any other stream holds are sliced
     out at once, so a large community merged with small ones costs about what reading
     it alone costs. Batches come out as they would row by row: a new one whenever the
@@ -524,7 +530,8 @@ def _merge_communities(
         if bound is not None and first.ids[first.pos] == bound:
             # The same id in several communities: the newest version, the earliest community.
             tied = [h for h in heads if h.ids[h.pos] == bound]
-            winner = min(tied, key=_Head.key)
+            winner = min(tied, key=_Head.key if fails is None else
+                         lambda h: (-h.rows[h.pos][1], fails(h.rows[h.pos]), h.order))
             name, rows = winner.name, [winner.rows[winner.pos]]
             for h in tied:
                 h.pos += 1
