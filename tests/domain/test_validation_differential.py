@@ -329,7 +329,7 @@ def targeted() -> Iterator[tuple[str, Any]]:
     yield "artifact-url-no-hash", variant("artifact", payload_bin=DROP, url="https://e.x/a")
     yield "email-multipart-body", variant("email-message", is_multipart=True)
     yield "email-from-url", variant("email-message", from_ref=uid("url"))
-    # BUG: a MIME part with neither body nor body_raw_ref is accepted; §6.6.2: one of them MUST be present
+    # a MIME part with neither body nor body_raw_ref: §6.6.2, one of them MUST be present
     yield "email-mime-empty-part", variant("email-message", is_multipart=True, body=DROP,
                                            body_multipart=[{"content_type": "text/plain"}])
     yield "process-nothing", variant("process", pid=DROP, command_line=DROP)

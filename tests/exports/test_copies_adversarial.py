@@ -872,15 +872,8 @@ def test_a_copy_the_reader_cannot_see_never_moves_its_etag(exchange, svc, clock)
     clock.now += 2_000_000
     _post(exchange, m["A"], cid, _feed_copy(w, "45.66.41.1", Tlp.AMBER))  # invisible to G
     assert g.fetch() == ["45.66.41.2"]  # the content is the same ...
-    # BUG: ... but the ETag changed (and If-None-Match with the old one is answered 200):
-    # an existence leak. The feed's base digest (ExportService._base_digest) includes the
-    # community's last_added_us, which any write moves, visible to the reader or not. So a
-    # GREEN reader polling its feed learns when someone posts something above its
-    # clearance (here: another member's AMBER copy of an id it reads). Minimal case:
-    # G (GREEN) has a plain-ip feed on 'fed'; A posts an AMBER indicator in 'fed'; G's
-    # validators change. docs/export.md ("ETag and Last-Modified") states that writes in a
-    # community the caller reads move its ETag, and calls an ETag change without a content
-    # change acceptable (for deletes of objects the caller could not see).
+    # ... and so are the validators: a post the reader cannot see must not tell it, by a
+    # new ETag, that something happened above its clearance.
     assert svc.validators(m["G"].principal, g.feed) == before
 
 
