@@ -433,8 +433,9 @@ class IngestService:
         conn: Connection, known: dict[str, list[objects_repo.Stored]], org_id: int | None,
         clearance: Clearance | None,
     ) -> None:
-        """Mark which stored versions the poster can see (``seen``), and read the
-        ``created_by_ref`` of the versions of ids where it sees another organisation's.
+        """Mark which stored versions (rows, before the envelope adds any) the poster can
+        see (``seen``), and read the ``created_by_ref`` of the versions of ids where it sees
+        another organisation's.
 
         Versions the poster cannot see never take part in the decision: accepting or
         refusing a posting must not tell the poster that they exist.
@@ -443,16 +444,14 @@ class IngestService:
         if not others:
             return
         if clearance is not None:
-            red = objects_repo.recipients_of(conn, {v.row_id for v in others
-                                                    if v.tlp == Tlp.RED and v.row_id is not None})
+            red = objects_repo.recipients_of(conn, {v.row_id for v in others if v.tlp == Tlp.RED})
             for v in others:
-                v.seen = is_visible(clearance, v.producer, Tlp(v.tlp), red.get(v.row_id or 0, ()))
+                v.seen = is_visible(clearance, v.producer, Tlp(v.tlp), red.get(v.row_id, ()))
         shared = [vs for vs in known.values() if any(v.seen and v.producer != org_id for v in vs)]
-        creators = objects_repo.creators_of(conn, {v.row_id for vs in shared for v in vs
-                                                   if v.seen and v.row_id is not None})
+        creators = objects_repo.creators_of(conn, {v.row_id for vs in shared for v in vs if v.seen})
         for vs in shared:
             for v in vs:
-                v.creator = creators.get(v.row_id or 0)
+                v.creator = creators.get(v.row_id)
 
     @staticmethod
     def _mark_latest(

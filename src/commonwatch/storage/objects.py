@@ -28,7 +28,7 @@ class Stored:
     content_hash: str
     tlp: int
     revoked: bool
-    row_id: int | None = None  # None: stored earlier in the same envelope
+    row_id: int = 0  # 0: stored earlier in the same envelope (no row yet)
     #: Whether the poster can see it (ingest decides; only visible versions count).
     seen: bool = True
     #: Its ``created_by_ref``, where ingest needs it.
@@ -111,13 +111,20 @@ def creators_of(conn: Connection, row_ids: Collection[int]) -> dict[int, str | N
 
 def mark_co_held(conn: Connection, community_id: int, versions: Sequence[tuple[str, int]]) -> None:
     """Set ``co_held`` on the stored rows of the given (stix_id, version_us)."""
+    _set_on_versions(conn, community_id, versions, co_held=True)
+
+
+def _set_on_versions(
+    conn: Connection, community_id: int, versions: Sequence[tuple[str, int]], **values: Any
+) -> None:
+    """Set ``values`` on every row of the given (stix_id, version_us), whoever holds it."""
     if versions:
         t = StixObject.__table__.c
         conn.execute(
             update(StixObject)
             .where(t.community_id == community_id, t.stix_id == bindparam("sid"),
                    t.version_us == bindparam("ver"))
-            .values(co_held=True),
+            .values(**values),
             [{"sid": sid, "ver": ver} for sid, ver in versions],
         )
 
@@ -186,15 +193,7 @@ def set_verdicts(conn: Connection, verdicts: Sequence[tuple[int, str | None, int
 
 def clear_latest(conn: Connection, community_id: int, versions: Sequence[tuple[str, int]]) -> None:
     """Unset ``is_latest`` on the given (stix_id, version_us) rows superseded by new ones."""
-    if versions:
-        conn.execute(
-            update(StixObject)
-            .where(StixObject.__table__.c.community_id == community_id,
-                   StixObject.__table__.c.stix_id == bindparam("sid"),
-                   StixObject.__table__.c.version_us == bindparam("ver"))
-            .values(is_latest=False),
-            [{"sid": sid, "ver": ver} for sid, ver in versions],
-        )
+    _set_on_versions(conn, community_id, versions, is_latest=False)
 
 
 def refresh_latest(conn: Connection, community_id: int, stix_id: str) -> None:
