@@ -240,6 +240,9 @@ def test_writes_and_deletes_the_reader_cannot_see_never_move_its_etag(world):
     unchanged()
     ex.ingest.delete_object(p, cid, for_others["id"], all_versions)
     unchanged()
+    ex.admin.create_community("elsewhere")  # a community the reader may not know exists
+    ex.admin.set_membership("Prod", "elsewhere", True, True, Tlp.AMBER)
+    unchanged()
 
     # cleared for RED, with a feed that takes RED, and named on the object
     ex.admin.set_membership("Bee", "ring", True, False, Tlp.RED)

@@ -66,10 +66,8 @@ from commonwatch.services.query import ExportFilter, QueryService
 from commonwatch.storage import objects as objects_repo
 from commonwatch.storage import sids
 from commonwatch.storage.models import (
-    Community,
     Feed,
     FeedState,
-    Membership,
     Organisation,
 )
 
@@ -457,23 +455,17 @@ class ExportService:
     def _base_digest(self, principal: Principal, feed: Feed) -> str:
         """Digest of every cheap input of a feed's content (see docs/export.md, "ETags")."""
         lists = self.warninglists()
-        # What the caller can see happen in each community it may read: a write or delete
-        # it cannot see must not move its ETag (nor tell it that something happened).
-        activity = self._query.activity(principal)
-        c, m = Community, Membership
-        query = (
-            select(c.id, c.name, c.collection_id, c.public, m.can_read, m.max_tlp)
-            .outerjoin(m, (m.community_id == c.id) & (m.org_id == principal.org_id))
-            .order_by(c.id)
-        )
         digest = hashlib.sha256()
+        # The caller's standing in every community it may know about (gaining or losing
+        # access changes the content), and what it can see happen in those it may read: a
+        # write or delete it cannot see, or a community it may not know, must not move its
+        # ETag (nor tell it that something happened).
+        for community, clearance, seen in self._query.activity(principal):
+            standing = (community.id, community.public, clearance.can_read, int(clearance.max_tlp))
+            digest.update(repr((*standing, *((community.name, community.collection_id, *seen)
+                                              if seen is not None else ()))).encode())
         with self._sessions() as s:
             conn = s.connection()
-            for cid, name, collection, public, can_read, max_tlp in conn.execute(query):
-                # The caller's own standing in every community (gaining access changes the
-                # content), and what it can see of the communities it may read.
-                seen = (name, collection, *activity[cid]) if cid in activity else ()
-                digest.update(repr((cid, public, can_read, max_tlp, *seen)).encode())
             orgs = select(Organisation.id, Organisation.name, Organisation.sector).order_by(Organisation.id)
             for org in conn.execute(orgs):
                 digest.update(repr(tuple(org)).encode())

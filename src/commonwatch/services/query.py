@@ -374,17 +374,22 @@ class QueryService:
         return [(r[0], r[1], r[2]) for r in conn.execute(query, params)]
 
 
-    def activity(self, principal: Principal) -> dict[int, tuple[Any, ...]]:
-        """Per community the caller may read: (date_added of the newest version it can
-        see, id of the newest tombstone it can see); see :func:`statements.activity_query`."""
-        found: dict[int, tuple[Any, ...]] = {}
+    def activity(
+        self, principal: Principal
+    ) -> list[tuple[CommunityRef, Clearance, tuple[Any, ...] | None]]:
+        """The communities the caller may know about, with its clearance and, where it may
+        read, (date_added of the newest version it can see, id of the newest tombstone it
+        can see); see :func:`statements.activity_query`."""
+        found: list[tuple[CommunityRef, Clearance, tuple[Any, ...] | None]] = []
         with self._sessions() as s:
             conn = s.connection()
             for community, clearance in self.collections(principal, conn):
+                seen = None
                 if clearance.can_read or clearance.public:
                     query = sql.activity_query(sql.Sight.of(clearance))
                     params = {**sql.sight_params(clearance), "community": community.id}
-                    found[community.id] = tuple(conn.execute(query, params).one())
+                    seen = tuple(conn.execute(query, params).one())
+                found.append((community, clearance, seen))
         return found
 
     # -- exports -------------------------------------------------------------------
