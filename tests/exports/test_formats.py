@@ -74,11 +74,13 @@ class FixedSids:
     def __init__(self) -> None:
         self.seen: dict[str, int] = {}
 
-    def __call__(self, rules):
+    def __call__(self, rows):
         out = []
-        for key, _digest in rules:
-            self.seen.setdefault(key, len(self.seen) + 1)
-            out.append((suricata.SID_BASE + self.seen[key], 1))
+        for row in rows:
+            out.append([])
+            for key in row.rule_keys():
+                self.seen.setdefault(key, len(self.seen) + 1)
+                out[-1].append((suricata.SID_BASE + self.seen[key], 1))
         return out
 
 

@@ -368,3 +368,5 @@ class ExportItem(NamedTuple):
     #: When this version was made: its ``modified`` (µs), or when it was added for
     #: objects without versions (SCOs).
     version_us: int = 0
+    #: The stored row of this version (0: none), by which Suricata sids are remembered.
+    row_id: int = 0

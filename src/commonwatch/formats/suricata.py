@@ -23,8 +23,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import ExportItem, Observable
@@ -35,8 +37,31 @@ SKIP_RULE_KIND = "no Suricata rule form for this kind (use a dataset)"
 SKIP_HTTPS = "https URL: the sensor sees only the host (use the domain)"
 SKIP_CIDR = "CIDR in a dataset of single addresses"
 
-#: (rule key, digest of the rule text without sid/rev) -> (sid, rev)
-SidAllocator = Callable[[Sequence[tuple[str, str]]], Sequence[tuple[int, int]]]
+
+
+class RuleRow(NamedTuple):
+    """The rules of one exported object, before their sids are known.
+
+    ``row_id``: the stored version they come from (0 when there is none): the
+    allocator remembers a row's sids and revs by it. ``check``: a digest of the
+    ``bodies``: while it is unchanged the remembered sids and revs are still right.
+    ``values``: the (kind, value) of each rule (:func:`rule_key`); ``bodies``: each
+    rule's text up to its ``sid`` (:func:`rule_digest`).
+    """
+
+    row_id: int
+    check: int
+    stix_id: str
+    values: tuple[Observable, ...]
+    bodies: tuple[str, ...]
+
+    def rule_keys(self) -> list[str]:
+        """The :func:`rule_key` of each rule."""
+        return [rule_key(self.stix_id, kind, value) for kind, value in self.values]
+
+
+#: The (sid, rev) of each rule of each row.
+SidAllocator = Callable[[Sequence[RuleRow]], Sequence[Sequence[tuple[int, int]]]]
 
 _SAFE_CONTENT = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~/?&=%+,!*'()@$[]#"
@@ -73,7 +98,7 @@ def _meta_value(value: str) -> str:
     return "_".join(_text(value, 80).split()) or "none"
 
 
-#: The end of every rule body; the allocator's sid and rev replace it (see :func:`_fill`).
+#: The end of every rule body: the allocator's sid and rev fill it (see :func:`_fill`).
 _SID_REV = "sid:{sid}; rev:{rev};)"
 
 
@@ -81,38 +106,56 @@ class _Rules:
     """Rule bodies of the items of one export.
 
     What a rule says about its object (``msg`` and ``metadata``) is built once per
-    object, and the cleaned text of a community or producer name once per export.
+    object, from the parts every object of one (TLP, community, producer) shares, built
+    once per export, and the metadata words of a day once per export.
     """
 
-    __slots__ = ("_meta", "_dates")
+    __slots__ = ("_groups", "_days")
 
     def __init__(self) -> None:
-        self._meta: dict[str, str] = {}
-        self._dates: dict[str, str] = {}
+        self._groups: dict[tuple[int, str, str], tuple[str, str]] = {}
+        self._days: dict[str, str] = {}
 
     def tail(self, item: ExportItem) -> tuple[str, str]:
-        """``msg``, then ``{match}``'s place, then ``metadata`` and the sid/rev slots."""
-        tlp = _TLP_LABELS[item.tlp]
-        msg = _text(f"CommonWatch {tlp} {item.community}/{item.producer}: {item.name or item.stix_id}", 200)
-        words = self._meta
-        meta = (f"cw_id {item.stix_id}, cw_tlp {_once(words, tlp, _meta_value)}, "
-                f"cw_community {_once(words, item.community, _meta_value)}, "
-                f"cw_producer {_once(words, item.producer, _meta_value)}")
+        """``(msg:"..."; `` and ``metadata:...; ``: what comes before and after the match
+        options of each of the item's rules."""
+        group = self._groups.get((item.tlp, item.community, item.producer))
+        if group is None:
+            group = self._group(item.tlp, item.community, item.producer)
+        full = group[0] + (item.name or item.stix_id)
+        # Printable text without characters to replace or spaces to squeeze is msg as is.
+        if full.isprintable() and not _UNSAFE_TEXT.search(full) and "  " not in full and full[-1] != " ":
+            msg = full[:200]
+        else:
+            msg = _text(full, 200)
         if item.created:  # objects without versions (SCOs) have neither date
-            meta += (f", created_at {_once(self._dates, item.created, _date_word)}, "
-                     f"updated_at {_once(self._dates, item.modified, _date_word)}")
-        return msg, meta
+            days = self._days
+            created, modified = item.created[:10], item.modified[:10]
+            meta = (f"metadata:cw_id {item.stix_id}{group[1]}, "
+                    f"created_at {days.get(created) or self._day(created)}, "
+                    f"updated_at {days.get(modified) or self._day(modified)}; ")
+        else:
+            meta = f"metadata:cw_id {item.stix_id}{group[1]}; "
+        return f'(msg:"{msg}"; ', meta
 
+    def _group(self, tlp: int, community: str, producer: str) -> tuple[str, str]:
+        """The msg's start and the metadata's TLP, community and producer words."""
+        groups = self._groups
+        if len(groups) >= 4096:  # names are few; stay bounded all the same
+            groups.clear()
+        label = _TLP_LABELS[tlp]
+        found = groups[tlp, community, producer] = (
+            f"CommonWatch {label} {community}/{producer}: ",
+            f", cw_tlp {_meta_value(label)}, cw_community {_meta_value(community)}, "
+            f"cw_producer {_meta_value(producer)}")
+        return found
 
-def _once(cache: dict[str, str], key: str, make: Callable[[str], str]) -> str:
-    """``make(key)``, remembered in ``cache`` (up to 4,096 keys, then forgotten at once:
-    an export repeats a few names and dates)."""
-    found = cache.get(key)
-    if found is None:
-        if len(cache) >= 4096:
-            cache.clear()
-        found = cache[key] = make(key)
-    return found
+    def _day(self, day: str) -> str:
+        days = self._days
+        if len(days) >= 4096:
+            days.clear()
+        found = days[day] = _date_word(day)
+        return found
 
 
 def _date_word(timestamp: str) -> str:
@@ -141,45 +184,76 @@ def _head(observable: Observable) -> tuple[str, str] | None:
     return None
 
 
-def rule_key(item: ExportItem, observable: Observable) -> str:
-    return hashlib.sha256(f"{item.stix_id}|{observable.kind}|{observable.value}".encode()).hexdigest()
+def rule_key(stix_id: str, kind: str, value: str) -> str:
+    """The stable key of the rule of a value of an object: its sid follows it."""
+    return hashlib.sha256(f"{stix_id}|{kind}|{value}".encode()).hexdigest()
+
+
+def rule_digest(body: str) -> str:
+    """The digest of a rule's text (``rev`` is bumped when it changes). It covers the
+    body with its ``{sid}``/``{rev}`` slots unfilled, as it always has, so revs stay
+    stable across versions of this code."""
+    return hashlib.sha256((body + _SID_REV).encode()).hexdigest()[:32]
 
 
 def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[str]) -> Iterator[str]:
-    """Rules text, one chunk per batch of rules, sids and revs from ``allocate``.
-
-    The rule digest (which bumps ``rev``) covers the body with its ``{sid}``/``{rev}``
-    slots unfilled, as it always has, so revs stay stable across versions of this code.
-    """
-    pending: list[tuple[str, str, str]] = []
+    """Rules text, one chunk per batch of rules, sids and revs from ``allocate``."""
+    pending: list[RuleRow] = []
+    count = 0
     bodies = _Rules()
-    sha256 = hashlib.sha256
+    crc32 = zlib.crc32
+    new_row = tuple.__new__  # RuleRow without its generated __new__'s Python frame
     for item in items:
-        tail: tuple[str, str] | None = None
-        for observable in item.observables:
-            head = _head(observable)
+        observables = item.observables
+        if len(observables) == 1:  # most objects: one value, one rule
+            head = _head(observables[0])
             if head is None:
-                skipped[SKIP_HTTPS if observable.kind == "url" else SKIP_RULE_KIND] += 1
+                skipped[SKIP_HTTPS if observables[0][0] == "url" else SKIP_RULE_KIND] += 1
                 continue
-            if tail is None:
-                tail = bodies.tail(item)
-            msg, meta = tail
-            body = f'{head[0]} (msg:"{msg}"; {head[1]}metadata:{meta}; {_SID_REV}'
-            key = sha256(f"{item.stix_id}|{observable.kind}|{observable.value}".encode()).hexdigest()
-            pending.append((key, sha256(body.encode()).hexdigest()[:32], body))
-            if len(pending) >= BATCH:
-                yield _fill(pending, allocate)
-                pending = []
+            opening, meta = bodies.tail(item)
+            text = f"{head[0]} {opening}{head[1]}{meta}"
+            kept: tuple[Observable, ...] = observables
+            texts: tuple[str, ...] = (text,)
+        else:
+            kept_list: list[Observable] = []
+            text_list: list[str] = []
+            tail: tuple[str, str] | None = None
+            for observable in observables:
+                head = _head(observable)
+                if head is None:
+                    skipped[SKIP_HTTPS if observable[0] == "url" else SKIP_RULE_KIND] += 1
+                    continue
+                if tail is None:
+                    tail = bodies.tail(item)
+                kept_list.append(observable)
+                text_list.append(f"{head[0]} {tail[0]}{head[1]}{tail[1]}")
+            if not text_list:
+                continue
+            kept, texts = tuple(kept_list), tuple(text_list)
+            text = "\n".join(texts)
+        # 32 bits of CRC and the length: the texts of one stored row change only when a
+        # name, the warninglists or this code change, and then both move.
+        pending.append(new_row(RuleRow, (item.row_id, (len(text) << 32) | crc32(text.encode()),
+                                         item.stix_id, kept, texts)))
+        count += len(texts)
+        if count >= BATCH:
+            yield _fill(pending, allocate)
+            pending, count = [], 0
     if pending:
         yield _fill(pending, allocate)
 
 
-def _fill(pending: list[tuple[str, str, str]], allocate: SidAllocator) -> str:
-    """The rules of a batch with their sids and revs (the slots are the body's end)."""
-    ids = allocate([(key, digest) for key, digest, _ in pending])
-    cut = -len(_SID_REV)
-    return "".join([f"{body[:cut]}sid:{sid}; rev:{rev};)\n"
-                    for (_, _, body), (sid, rev) in zip(pending, ids, strict=True)])
+def _fill(pending: list[RuleRow], allocate: SidAllocator) -> str:
+    """The rules of a batch with their sids and revs."""
+    out: list[str] = []
+    for row, ids in zip(pending, allocate(pending), strict=True):
+        if len(ids) == 1:
+            sid, rev = ids[0]
+            out.append(f"{row[4][0]}sid:{sid}; rev:{rev};)\n")
+        else:
+            out.extend([f"{body}sid:{sid}; rev:{rev};)\n"
+                        for body, (sid, rev) in zip(row.bodies, ids, strict=True)])
+    return "".join(out)
 
 
 DATASET_TYPES = {"string": ("domain-name",), "md5": ("md5",), "sha256": ("sha256",),

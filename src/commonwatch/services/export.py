@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -272,7 +272,7 @@ class ExportService:
         for community, rows in batches:
             stats.objects_read += len(rows)
             for (stix_id, version_us, _, tlp, producer_id, document, values, skip, revoked, until, confidence,
-                 listed, row_stamp, name, labels, times) in rows:
+                 listed, row_stamp, name, labels, times, row_id) in rows:
                 # Most rows are neither revoked nor dated: they pass without the call.
                 reason = (None if any_confidence and not revoked and until is None
                           else accept(revoked, until, confidence))
@@ -302,7 +302,7 @@ class ExportService:
                     accept.note_expiry(until, stats)
                 producer = producers.get(producer_id, "unknown") if producer_id else "unknown"
                 yield column_item(stix_id, tlp, community, producer, confidence, observables, hits,
-                                  version_us, document if raw else b"", name, labels, times)
+                                  version_us, document if raw else b"", name, labels, times, row_id)
 
     def _stamp(self) -> int:
         """The stamp of the lists loaded now, or -1 if ingest never stored verdicts
@@ -317,33 +317,65 @@ class ExportService:
             return {i: n for i, n in s.execute(select(Organisation.id, Organisation.name))}
 
     # -- Suricata sids --------------------------------------------------------------------
-    def _allocate_sids(self, rules: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
-        """Stable sid per rule key; rev bumped when the rule digest changed.
+    def _allocate_sids(self, rows: Sequence[suricata.RuleRow]) -> list[list[tuple[int, int]]]:
+        """The (sid, rev) of each rule of each row: a stable sid per rule key, its rev
+        bumped when the rule's text changed.
 
-        One batch of rules (a few thousand) per call, in its own transaction, straight
-        on the driver's cursor: SQLAlchemy's expansion of a few thousand IN and VALUES
-        parameters per batch cost more than the statements.
+        The sids and revs of a stored row's rules are remembered with a digest of their
+        texts: a row whose rules read as they did at its last export (most rows of most
+        exports) is answered from that, read by row id in the order the export reads its
+        rows, without digesting or looking up any rule by key. The others go by key
+        (:meth:`_sids_by_key`) and are remembered. One batch of rows (a few thousand
+        rules) per call, in its own transaction.
         """
-        keys = [key for key, _ in rules]
-        if not keys:
+        if not rows:
             return []
         with self._sessions() as s:
             with s.begin():
                 conn = s.connection()
-                known = sids.known_sids(conn, keys)
-                fresh = [(k, d) for k, d in dict(rules).items() if k not in known]
-                if fresh:
-                    sids.execute_many(conn, sids.INSERT_SIDS, fresh)
-                    known = sids.known_sids(conn, keys)
-                changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
-                if changed:
-                    sids.execute_many(conn, sids.BUMP_SIDS, [(d, sid_id) for sid_id, d in changed.items()])
-                    known = sids.known_sids(conn, keys)
+                remembered = sids.remembered(conn, [row.row_id for row in rows if row.row_id])
+                out: list[list[tuple[int, int]]] = []
+                missed: list[int] = []
+                pairs_of = sids.sids_pairs
+                for row in rows:
+                    found = remembered.get(row.row_id)
+                    pairs = pairs_of(found[1]) if found is not None and found[0] == row.check else []
+                    if len(pairs) != len(row.bodies):
+                        missed.append(len(out))
+                    out.append(pairs)
+                if missed:
+                    allocated = self._sids_by_key(conn, [
+                        (key, suricata.rule_digest(body)) for k in missed
+                        for key, body in zip(rows[k].rule_keys(), rows[k].bodies, strict=True)])
+                    at = 0
+                    for k in missed:
+                        out[k] = allocated[at:at + len(rows[k].bodies)]
+                        at += len(rows[k].bodies)
+                    sids.remember(conn, [(rows[k].row_id, rows[k].check, out[k])
+                                         for k in missed if rows[k].row_id])
             if s.get_bind().dialect.name == "sqlite":
-                # The batch's pages of the sid table stay in SQLite's page cache (256 MiB,
+                # The batch's pages of the sid tables stay in SQLite's page cache (256 MiB,
                 # storage/db.py) after the commit: over 10^6 rules that is the whole table.
                 # Released after each batch, the export's memory stays flat.
                 s.connection().exec_driver_sql("PRAGMA shrink_memory")
+        return out
+
+    @staticmethod
+    def _sids_by_key(conn: Connection, rules: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+        """(sid, rev) of each (rule key, digest of its text), allocating new keys and
+        bumping the rev of those whose digest changed; straight on the driver's cursor:
+        SQLAlchemy's expansion of a few thousand IN and VALUES parameters per batch cost
+        more than the statements."""
+        keys = [key for key, _ in rules]
+        known = sids.known_sids(conn, keys)
+        fresh = [(k, d) for k, d in dict(rules).items() if k not in known]
+        if fresh:
+            sids.execute_many(conn, sids.INSERT_SIDS, fresh)
+            known = sids.known_sids(conn, keys)
+        changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
+        if changed:
+            sids.execute_many(conn, sids.BUMP_SIDS, [(d, sid_id) for sid_id, d in changed.items()])
+            known = sids.known_sids(conn, keys)
         return [(suricata.SID_BASE + known[k][0], known[k][1]) for k in keys]
 
     # -- feed definitions -----------------------------------------------------------------

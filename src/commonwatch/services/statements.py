@@ -365,7 +365,7 @@ def export_query(shape: ExportShape) -> Select[Any]:
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
                    o.listed_stamp, *((o.export_name, o.export_labels) if shape.names else (null(), null())),
-                   o.export_times if shape.times else null()).where(
+                   o.export_times if shape.times else null(), o.id).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
         one_copy(o, shape.sight, chosen, lifecycle if shape.live or shape.current or shape.confident
                  else None), *chosen(o),

@@ -261,3 +261,20 @@ class SuricataSid(Base):
     rule_key: Mapped[str] = mapped_column(String(64), unique=True)
     rev: Mapped[int] = mapped_column(Integer)
     digest: Mapped[str] = mapped_column(String(32))
+
+
+class SuricataRowSids(Base):
+    """The sids and revs of the Suricata rules of one stored version, as last exported.
+
+    ``rules_check`` digests the rules' texts then: while a new export writes the same
+    texts for the row, its sids and revs are read here, by row, instead of looking each
+    rule up by key in ``suricata_sids``. Goes with the row.
+    """
+
+    __tablename__ = "suricata_row_sids"
+
+    object_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("stix_objects.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    rules_check: Mapped[int] = mapped_column(BigInteger)
+    #: "sid rev" of each rule, in the order of the row's values, space-separated.
+    sids: Mapped[str] = mapped_column(Text)

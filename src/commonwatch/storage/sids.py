@@ -1,4 +1,5 @@
-"""Suricata rule sids: one stable sid per rule key, its ``rev`` bumped on change.
+"""Suricata rule sids: one stable sid per rule key, its ``rev`` bumped on change, and
+the sids and revs of each stored row's rules as last exported.
 
 Straight on the driver's cursor, a batch of rules at a time: SQLAlchemy's expansion of
 a few thousand IN and VALUES parameters per batch cost more than the statements.
@@ -11,13 +12,20 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from commonwatch.storage.models import SuricataSid
+from commonwatch.storage.models import StixObject, SuricataRowSids, SuricataSid
 
 _SIDS = SuricataSid.__tablename__
 INSERT_SIDS = (f"INSERT INTO {_SIDS} (rule_key, rev, digest) VALUES (?, 1, ?) "
                "ON CONFLICT (rule_key) DO NOTHING")
 BUMP_SIDS = f"UPDATE {_SIDS} SET rev = rev + 1, digest = ? WHERE id = ?"
 _SELECT_SIDS = f"SELECT id, rule_key, rev, digest FROM {_SIDS} WHERE rule_key "
+_ROWS = SuricataRowSids.__tablename__
+_SELECT_ROWS = f"SELECT object_id, rules_check, sids FROM {_ROWS} WHERE object_id "
+# Only for a row still stored: an export may outlive a version deleted meanwhile.
+REMEMBER_ROWS = (f"INSERT INTO {_ROWS} (object_id, rules_check, sids) "
+                 f"SELECT id, ?, ? FROM {StixObject.__tablename__} WHERE id = ? "
+                 "ON CONFLICT (object_id) DO UPDATE SET rules_check = excluded.rules_check, "
+                 "sids = excluded.sids")
 
 
 def _driver(conn: Connection) -> Any:
@@ -46,3 +54,38 @@ def known_sids(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, in
         return {r[1]: (r[0], r[2], r[3]) for r in cursor.fetchall()}
     finally:
         cursor.close()
+
+
+def remembered(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+    """row id -> (rules check, sids text) of the rows whose rules were exported before."""
+    if not row_ids:
+        return {}
+    cursor = _driver(conn)
+    try:
+        if conn.dialect.paramstyle != "qmark":
+            cursor.execute(_SELECT_ROWS + "= ANY(%s)", (list(row_ids),))
+        else:
+            cursor.execute(_SELECT_ROWS + "IN (" + ",".join("?" * len(row_ids)) + ")", row_ids)
+        return {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
+    finally:
+        cursor.close()
+
+
+def remember(conn: Connection, rows: Sequence[tuple[int, int, Sequence[tuple[int, int]]]]) -> None:
+    """Store (row id, rules check, (sid, rev) of each rule) of rows just exported."""
+    if rows:
+        execute_many(conn, REMEMBER_ROWS,
+                     [(check, sids_text(pairs), row_id) for row_id, check, pairs in rows])
+
+
+def sids_text(pairs: Sequence[tuple[int, int]]) -> str:
+    return " ".join(f"{sid} {rev}" for sid, rev in pairs)
+
+
+def sids_pairs(text: str) -> list[tuple[int, int]]:
+    """The (sid, rev) pairs of a :func:`sids_text`."""
+    sid, _, rev = text.partition(" ")
+    if " " not in rev:  # one rule: most rows
+        return [(int(sid), int(rev))]
+    numbers = [int(n) for n in text.split()]
+    return list(zip(numbers[::2], numbers[1::2], strict=True))

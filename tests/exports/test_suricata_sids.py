@@ -1,0 +1,120 @@
+"""Suricata sids and revs remembered per stored row (``suricata_row_sids``), on both
+backends: an unchanged row is answered without looking its rules up by key, and every
+change of a rule's text (a name, the warninglists) still bumps its rev and keeps its sid."""
+
+from __future__ import annotations
+
+import json
+
+import idstools.rule
+import pytest
+from sqlalchemy import text
+
+from commonwatch.domain.markings import Tlp
+from commonwatch.formats import suricata
+from commonwatch.services.export import ExportService
+from commonwatch.services.query import ExportFilter, ObjectFilter, VersionSelector
+from commonwatch.storage import sids as sids_repo
+from commonwatch.storage.db import session_factory
+
+from support.factories import indicator, make_member
+
+ALL_VERSIONS = ObjectFilter(versions=VersionSelector(last=False, all=True))
+
+
+@pytest.fixture
+def ring(exchange):
+    p, r = make_member(exchange, "Prod"), make_member(exchange, "Reader")
+    exchange.admin.create_community("ring", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership("Prod", "ring", True, True, Tlp.RED)
+    exchange.admin.set_membership("Reader", "ring", True, False, Tlp.AMBER)
+    cid = exchange.admin.get_community("ring").collection_id
+    objs = [indicator(f"45.77.1.{n}") for n in range(1, 6)]
+    objs.append({**indicator(),
+                 "pattern": "[ipv4-addr:value = '45.80.0.1' OR ipv4-addr:value = '45.81.0.1']"})
+    objs.append({**indicator(), "pattern": "[domain-name:value = 'login-verify.bad-cdn.top']"})
+    assert not exchange.ingest.add_objects(p.principal, cid, objs).failures
+    return {"P": p, "R": r, "cid": cid, "objs": objs}
+
+
+def rules(svc: ExportService, principal) -> dict[str, idstools.rule.Rule]:
+    """The rules of an export by (STIX id, matched text): what a sensor keeps apart."""
+    out = {}
+    for line in "".join(svc.export(principal, "suricata-rules", ExportFilter()).chunks).splitlines():
+        rule = idstools.rule.parse(line)
+        meta = dict(m.split(" ", 1) for m in rule.metadata)
+        contents = "".join(o["value"] or "" for o in rule.options if o["name"] == "content")
+        out[meta["cw_id"], rule.header + contents] = rule
+    return out
+
+
+def count(exchange, table: str) -> int:
+    with exchange.engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_an_unchanged_export_looks_no_rule_up_by_key(exchange, svc, ring, monkeypatch):
+    first = rules(svc, ring["R"].principal)
+    assert len(first) == 8 and count(exchange, "suricata_row_sids") == 7
+    lookups = []
+    real = sids_repo.known_sids
+    monkeypatch.setattr(sids_repo, "known_sids", lambda conn, keys: lookups.append(keys) or real(conn, keys))
+    again = rules(svc, ring["R"].principal)
+    assert lookups == []
+    assert {k: (r.sid, r.rev, r.raw) for k, r in again.items()} == {
+        k: (r.sid, r.rev, r.raw) for k, r in first.items()}
+    assert len({r.sid for r in again.values()}) == 8
+
+
+def test_a_renamed_producer_bumps_every_rev_once_and_keeps_the_sids(exchange, svc, ring):
+    first = rules(svc, ring["R"].principal)
+    with exchange.engine.begin() as conn:
+        conn.execute(text("UPDATE organisations SET name = 'Prod Renamed' WHERE name = 'Prod'"))
+    renamed = rules(svc, ring["R"].principal)
+    assert renamed.keys() == first.keys()
+    for key, rule in renamed.items():
+        assert (rule.sid, rule.rev) == (first[key].sid, 2) and "Prod Renamed" in rule.msg
+    again = rules(svc, ring["R"].principal)
+    assert {k: (r.sid, r.rev) for k, r in again.items()} == {k: (r.sid, 2) for k, r in first.items()}
+
+
+def test_a_warninglisted_value_leaves_the_other_rules_of_its_object_their_sids(exchange, svc, ring, tmp_path):
+    first = rules(svc, ring["R"].principal)
+    (tmp_path / "mine.json").write_text(json.dumps({
+        "name": "ours", "description": "d", "source": "s", "licence": "CC0-1.0",
+        "values": {"ipv4-addr": ["45.80.0.0/16"]}}))
+    listed = ExportService(session_factory(exchange.engine), exchange.query, warninglist_dirs=[tmp_path])
+    screened = rules(listed, ring["R"].principal)
+    assert len(screened) == 7 and not any("45.80.0.1" in key[1] for key in screened)
+    for key, rule in screened.items():  # same text: same sid, same rev
+        assert (rule.sid, rule.rev, rule.raw) == (first[key].sid, 1, first[key].raw)
+    back = rules(svc, ring["R"].principal)
+    assert {k: (r.sid, r.rev) for k, r in back.items()} == {k: (r.sid, r.rev) for k, r in first.items()}
+
+
+def test_a_wrong_remembered_check_is_answered_by_key(exchange, svc, ring):
+    first = rules(svc, ring["R"].principal)
+    with exchange.engine.begin() as conn:
+        conn.execute(text("UPDATE suricata_row_sids SET rules_check = 0, sids = '1 1'"))
+    again = rules(svc, ring["R"].principal)
+    assert {k: (r.sid, r.rev) for k, r in again.items()} == {k: (r.sid, r.rev) for k, r in first.items()}
+    with exchange.engine.connect() as conn:
+        stale = conn.execute(text("SELECT count(*) FROM suricata_row_sids WHERE rules_check = 0"))
+        assert stale.scalar_one() == 0
+
+
+def test_remembered_sids_go_with_their_row(exchange, svc, ring):
+    rules(svc, ring["R"].principal)
+    assert count(exchange, "suricata_row_sids") == 7
+    exchange.ingest.delete_object(ring["P"].principal, ring["cid"], ring["objs"][0]["id"], ALL_VERSIONS)
+    assert count(exchange, "suricata_row_sids") == 6
+
+
+def test_a_row_deleted_during_an_export_is_not_remembered(exchange, svc, ring):
+    """The rows of a batch are read before their sids are allocated: a version deleted
+    in between still gets its sids, and nothing is remembered for it."""
+    body = 'alert ip $HOME_NET any <> 45.77.9.9 any (msg:"x"; metadata:cw_id indicator--x; '
+    row = suricata.RuleRow(987_654, 1, "indicator--x", (("ipv4-addr", "45.77.9.9"),), (body,))
+    ((sid, rev),) = svc._allocate_sids([row])[0]
+    assert sid > suricata.SID_BASE and rev == 1
+    assert count(exchange, "suricata_row_sids") == 0
