@@ -38,7 +38,6 @@ SKIP_HTTPS = "https URL: the sensor sees only the host (use the domain)"
 SKIP_CIDR = "CIDR in a dataset of single addresses"
 
 
-
 class RuleRow(NamedTuple):
     """The rules of one exported object, before their sids are known.
 
@@ -249,7 +248,7 @@ def _fill(pending: list[RuleRow], allocate: SidAllocator) -> str:
     for row, ids in zip(pending, allocate(pending), strict=True):
         if len(ids) == 1:
             sid, rev = ids[0]
-            out.append(f"{row[4][0]}sid:{sid}; rev:{rev};)\n")
+            out.append(f"{row.bodies[0]}sid:{sid}; rev:{rev};)\n")
         else:
             out.extend([f"{body}sid:{sid}; rev:{rev};)\n"
                         for body, (sid, rev) in zip(row.bodies, ids, strict=True)])
