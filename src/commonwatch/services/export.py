@@ -95,6 +95,8 @@ FORMATS: dict[str, str] = {
 #: the export columns.
 NAMED = frozenset(["zeek-intel", "suricata-iprep", "suricata-rules", "csv", "misp"])
 TIMED = frozenset(["suricata-rules", "csv"])
+#: Formats whose items carry the stored row's id (Suricata sids are remembered by row).
+ROWED = frozenset(["suricata-rules"])
 #: Formats that write the stored JSON as it is.
 RAW_ONLY = frozenset(["stix"])
 SKIP_NO_VALUES = "object states no exportable value"
@@ -192,7 +194,8 @@ class ExportService:
         stats = ExportStats()
         scorer = None if flt.min_score is None else self._scorer(principal, flt, chosen)
         items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
-                           raw=fmt in RAW_ONLY, named=fmt in NAMED, timed=fmt in TIMED, scorer=scorer)
+                           raw=fmt in RAW_ONLY, named=fmt in NAMED, timed=fmt in TIMED, rowed=fmt in ROWED,
+                           scorer=scorer)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
 
     def _scorer(self, principal: Principal, flt: ExportFilter, chosen: Sequence[Any]) -> ScoreFilter:
@@ -239,15 +242,15 @@ class ExportService:
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
         explain: bool = True, raw: bool = True, named: bool = True, timed: bool = True,
-        scorer: ScoreFilter | None = None,
+        rowed: bool = False, scorer: ScoreFilter | None = None,
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
         ``whole_objects``: the object is sent as a whole (STIX bundle), so it is kept
         even without exportable values, and dropped if any of its values is warninglisted.
         ``raw``: the item carries the stored JSON bytes; ``named``: its name and labels;
-        ``timed``: its times (:func:`~commonwatch.services.export_rows.column_item`).
-        Without them those columns are not even read.
+        ``timed``: its times (:func:`~commonwatch.services.export_rows.column_item`);
+        ``rowed``: its row's id. Without them those columns are not even read.
 
         The hot path of every export: rows arrive as plain tuples in batches, are
         filtered on the export columns ingest wrote (no pattern parsed again) and become
@@ -267,7 +270,8 @@ class ExportService:
         loads = orjson.loads
         new_observable = tuple.__new__  # Observable without its generated __new__ frame
         batches = self._query.export_batches(
-            principal, flt, raw=raw or scorer is not None, names=named, times=timed, now_us=now,
+            principal, flt, raw=raw or scorer is not None, names=named, times=timed, row_ids=rowed,
+            now_us=now,
             fails=lambda row: accept(row[8], row[9], row[10]) is not None)
         for community, rows in batches:
             stats.objects_read += len(rows)

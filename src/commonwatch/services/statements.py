@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
+    literal_column,
     null,
     or_,
     select,
@@ -314,6 +315,8 @@ class ExportShape:
     names: bool = True
     #: Read ``export_times``; without it it reads as NULL.
     times: bool = True
+    #: Read the row's id; without it it reads as 0.
+    row_ids: bool = False
     #: The export's lifecycle filters (not revoked; not expired at ``:now``; confidence at
     #: least ``:min_confidence``): of several copies of a version, one that passes them is
     #: chosen. The export service applies them to the rows.
@@ -365,7 +368,8 @@ def export_query(shape: ExportShape) -> Select[Any]:
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
                    o.listed_stamp, *((o.export_name, o.export_labels) if shape.names else (null(), null())),
-                   o.export_times if shape.times else null(), o.id).where(
+                   o.export_times if shape.times else null(),
+                   o.id if shape.row_ids else literal_column("0")).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
         one_copy(o, shape.sight, chosen, lifecycle if shape.live or shape.current or shape.confident
                  else None), *chosen(o),
