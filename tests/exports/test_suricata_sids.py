@@ -118,3 +118,19 @@ def test_a_row_deleted_during_an_export_is_not_remembered(exchange, svc, ring):
     ((sid, rev),) = svc._allocate_sids([row])[0]
     assert sid > suricata.SID_BASE and rev == 1
     assert count(exchange, "suricata_row_sids") == 0
+
+
+def test_sids_not_remembered_cost_the_next_export_a_look_up_only(exchange, svc, ring, monkeypatch):
+    """Remembering is an optimisation in a transaction of its own: when it fails (a
+    deadlock with a concurrent writer, a locked database), the export still succeeds."""
+    def fail(conn, rows):
+        raise exchange.engine.dialect.loaded_dbapi.OperationalError("database is locked")
+
+    monkeypatch.setattr(sids_repo, "remember", fail)
+    first = rules(svc, ring["R"].principal)
+    assert len(first) == 8 and count(exchange, "suricata_row_sids") == 0
+    monkeypatch.undo()
+    again = rules(svc, ring["R"].principal)
+    assert {k: (r.sid, r.rev, r.raw) for k, r in again.items()} == {
+        k: (r.sid, r.rev, r.raw) for k, r in first.items()}
+    assert count(exchange, "suricata_row_sids") == 7

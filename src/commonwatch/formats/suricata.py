@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
@@ -43,7 +42,8 @@ class RuleRow(NamedTuple):
 
     ``row_id``: the stored version they come from (0 when there is none): the
     allocator remembers a row's sids and revs by it. ``check``: a digest of the
-    ``bodies``: while it is unchanged the remembered sids and revs are still right.
+    ``values`` and ``bodies`` (:func:`rules_check`): while it is unchanged the
+    remembered sids and revs are still right.
     ``values``: the (kind, value) of each rule (:func:`rule_key`); ``bodies``: each
     rule's text up to its ``sid`` (:func:`rule_digest`).
     """
@@ -195,12 +195,21 @@ def rule_digest(body: str) -> str:
     return hashlib.sha256((body + _SID_REV).encode()).hexdigest()[:32]
 
 
+def rules_check(values: str, bodies: str) -> int:
+    """64 bits of SHA-256 of a row's rule values and texts (``\n``-joined): a different
+    text under a remembered (sid, rev), or a value under another value's sid, would
+    need a collision. Both count: two values can give one text (``http.host`` carries
+    no port), and a name or a warninglist change alters the texts."""
+    digest = hashlib.sha256(f"{values}\x00{bodies}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)  # a signed 64-bit column
+
+
 def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[str]) -> Iterator[str]:
     """Rules text, one chunk per batch of rules, sids and revs from ``allocate``."""
     pending: list[RuleRow] = []
     count = 0
     bodies = _Rules()
-    crc32 = zlib.crc32
+    check = rules_check
     new_row = tuple.__new__  # RuleRow without its generated __new__'s Python frame
     for item in items:
         observables = item.observables
@@ -213,6 +222,7 @@ def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[
             text = f"{head[0]} {opening}{head[1]}{meta}"
             kept: tuple[Observable, ...] = observables
             texts: tuple[str, ...] = (text,)
+            values = f"{observables[0][0]} {observables[0][1]}"
         else:
             kept_list: list[Observable] = []
             text_list: list[str] = []
@@ -230,10 +240,8 @@ def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[
                 continue
             kept, texts = tuple(kept_list), tuple(text_list)
             text = "\n".join(texts)
-        # 32 bits of CRC and the length: the texts of one stored row change only when a
-        # name, the warninglists or this code change, and then both move.
-        pending.append(new_row(RuleRow, (item.row_id, (len(text) << 32) | crc32(text.encode()),
-                                         item.stix_id, kept, texts)))
+            values = "\n".join([f"{kind} {value}" for kind, value in kept])
+        pending.append(new_row(RuleRow, (item.row_id, check(values, text), item.stix_id, kept, texts)))
         count += len(texts)
         if count >= BATCH:
             yield _fill(pending, allocate)

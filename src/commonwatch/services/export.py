@@ -15,6 +15,7 @@ computed without rendering; see :meth:`ExportService.validators` and docs/export
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
 from collections import Counter
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch import __version__
@@ -73,6 +74,8 @@ from commonwatch.storage.models import (
 
 if TYPE_CHECKING:
     from commonwatch.services.lifecycle import LifecycleService
+
+log = logging.getLogger("commonwatch.export")
 
 TEXT = "text/plain; charset=utf-8"
 #: Format name -> media type. Plain lists are ``plain-<list>`` (see formats/plain_lists.py).
@@ -334,12 +337,12 @@ class ExportService:
         """
         if not rows:
             return []
+        missed: list[int] = []
         with self._sessions() as s:
             with s.begin():
                 conn = s.connection()
                 remembered = sids.remembered(conn, [row.row_id for row in rows if row.row_id])
                 out: list[list[tuple[int, int]]] = []
-                missed: list[int] = []
                 pairs_of = sids.sids_pairs
                 for row in rows:
                     found = remembered.get(row.row_id)
@@ -355,14 +358,28 @@ class ExportService:
                     for k in missed:
                         out[k] = allocated[at:at + len(rows[k].bodies)]
                         at += len(rows[k].bodies)
-                    sids.remember(conn, [(rows[k].row_id, rows[k].check, out[k])
-                                         for k in missed if rows[k].row_id])
+            if missed:
+                self._remember(s, [(rows[k].row_id, rows[k].check, out[k]) for k in missed if rows[k].row_id])
             if s.get_bind().dialect.name == "sqlite":
                 # The batch's pages of the sid tables stay in SQLite's page cache (256 MiB,
                 # storage/db.py) after the commit: over 10^6 rules that is the whole table.
                 # Released after each batch, the export's memory stays flat.
                 s.connection().exec_driver_sql("PRAGMA shrink_memory")
         return out
+
+    @staticmethod
+    def _remember(s: Session, entries: list[tuple[int, int, list[tuple[int, int]]]]) -> None:
+        """Remember the sids of rows just allocated, in a transaction of its own, after
+        the allocation committed. Only an optimisation for the next export: if it fails
+        (a deadlock with a concurrent writer, say), that export looks the rows up by key
+        again, and this one goes on."""
+        dbapi_error = s.get_bind().dialect.loaded_dbapi.Error
+        try:
+            with s.begin():
+                sids.remember(s.connection(), entries)
+        except (dbapi_error, DBAPIError) as exc:
+            log.info("Suricata sids of %d rows not remembered (%s): the next export looks them up",
+                     len(entries), type(exc).__name__)
 
     @staticmethod
     def _sids_by_key(conn: Connection, rules: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
@@ -372,13 +389,14 @@ class ExportService:
         more than the statements."""
         keys = [key for key, _ in rules]
         known = sids.known_sids(conn, keys)
-        fresh = [(k, d) for k, d in dict(rules).items() if k not in known]
+        # New keys, then changed revs, each in one order: concurrent exports lock alike.
+        fresh = sorted((k, d) for k, d in dict(rules).items() if k not in known)
         if fresh:
             sids.execute_many(conn, sids.INSERT_SIDS, fresh)
             known = sids.known_sids(conn, keys)
         changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
         if changed:
-            sids.execute_many(conn, sids.BUMP_SIDS, [(d, sid_id) for sid_id, d in changed.items()])
+            sids.execute_many(conn, sids.BUMP_SIDS, [(d, sid_id) for sid_id, d in sorted(changed.items())])
             known = sids.known_sids(conn, keys)
         return [(suricata.SID_BASE + known[k][0], known[k][1]) for k in keys]
 

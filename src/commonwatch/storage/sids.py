@@ -21,9 +21,11 @@ BUMP_SIDS = f"UPDATE {_SIDS} SET rev = rev + 1, digest = ? WHERE id = ?"
 _SELECT_SIDS = f"SELECT id, rule_key, rev, digest FROM {_SIDS} WHERE rule_key "
 _ROWS = SuricataRowSids.__tablename__
 _SELECT_ROWS = f"SELECT object_id, rules_check, sids FROM {_ROWS} WHERE object_id "
-# Only for a row still stored: an export may outlive a version deleted meanwhile.
+# Only for a row still stored: an export may outlive a version deleted meanwhile. On
+# PostgreSQL a row a concurrent transaction is deleting (locked) is skipped rather than
+# waited for: its entry would go with it.
 REMEMBER_ROWS = (f"INSERT INTO {_ROWS} (object_id, rules_check, sids) "
-                 f"SELECT id, ?, ? FROM {StixObject.__tablename__} WHERE id = ? "
+                 f"SELECT id, ?, ? FROM {StixObject.__tablename__} WHERE id = ?{{lock}} "
                  "ON CONFLICT (object_id) DO UPDATE SET rules_check = excluded.rules_check, "
                  "sids = excluded.sids")
 
@@ -72,10 +74,12 @@ def remembered(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[int,
 
 
 def remember(conn: Connection, rows: Sequence[tuple[int, int, Sequence[tuple[int, int]]]]) -> None:
-    """Store (row id, rules check, (sid, rev) of each rule) of rows just exported."""
+    """Store (row id, rules check, (sid, rev) of each rule) of rows just exported, in
+    row id order (concurrent exports take the entries' locks in one order)."""
     if rows:
-        execute_many(conn, REMEMBER_ROWS,
-                     [(check, sids_text(pairs), row_id) for row_id, check, pairs in rows])
+        lock = " FOR KEY SHARE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+        execute_many(conn, REMEMBER_ROWS.format(lock=lock),
+                     [(check, sids_text(pairs), row_id) for row_id, check, pairs in sorted(rows)])
 
 
 def sids_text(pairs: Sequence[tuple[int, int]]) -> str:
