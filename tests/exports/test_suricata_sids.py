@@ -134,3 +134,28 @@ def test_sids_not_remembered_cost_the_next_export_a_look_up_only(exchange, svc, 
     assert {k: (r.sid, r.rev, r.raw) for k, r in again.items()} == {
         k: (r.sid, r.rev, r.raw) for k, r in first.items()}
     assert count(exchange, "suricata_row_sids") == 7
+
+
+def test_look_ups_of_any_batch_size_use_one_statement(exchange, monkeypatch):
+    """The driver keeps a prepared statement per SQL text: one text per look-up, whatever
+    the batch size, or each size would keep its own (memory grew with the export)."""
+    texts: list[str] = []
+    real = sids_repo._driver
+
+    class Recording:
+        def __init__(self, cursor):
+            self.cursor = cursor
+
+        def execute(self, statement, params=()):
+            texts.append(statement)
+            return self.cursor.execute(statement, params)
+
+        def __getattr__(self, name):
+            return getattr(self.cursor, name)
+
+    monkeypatch.setattr(sids_repo, "_driver", lambda conn: Recording(real(conn)))
+    with exchange.engine.begin() as conn:
+        for n in (1, 2, 1999):
+            assert sids_repo.known_sids(conn, [f"{k:064x}" for k in range(n)]) == {}
+            assert sids_repo.remembered(conn, list(range(1, n + 1))) == {}
+    assert len(texts) == 6 and len(set(texts)) == 2

@@ -2,7 +2,10 @@
 the sids and revs of each stored row's rules as last exported.
 
 Straight on the driver's cursor, a batch of rules at a time: SQLAlchemy's expansion of
-a few thousand IN and VALUES parameters per batch cost more than the statements.
+a few thousand IN and VALUES parameters per batch cost more than the statements. A
+batch's keys or ids go in as one parameter (a JSON array on SQLite, an array on
+PostgreSQL), so the statement's text is the same for every batch size: the driver
+keeps one prepared statement, not one per size (each holding its thousands of slots).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 from commonwatch.storage.models import StixObject, SuricataRowSids, SuricataSid
@@ -45,14 +49,19 @@ def execute_many(conn: Connection, text: str, rows: Sequence[tuple[Any, ...]]) -
         cursor.close()
 
 
+def _select(conn: Connection, cursor: Any, text: str, values: Sequence[Any]) -> None:
+    """Run ``text`` (ending in its key column) for the rows whose key is in ``values``."""
+    if conn.dialect.paramstyle != "qmark":
+        cursor.execute(text + "= ANY(%s)", (list(values),))
+    else:
+        cursor.execute(text + "IN (SELECT value FROM json_each(?))", (orjson.dumps(list(values)),))
+
+
 def known_sids(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, int, str]]:
     """rule key -> (id, rev, digest) of the keys already allocated."""
     cursor = _driver(conn)
     try:
-        if conn.dialect.paramstyle != "qmark":
-            cursor.execute(_SELECT_SIDS + "= ANY(%s)", (list(keys),))
-        else:
-            cursor.execute(_SELECT_SIDS + "IN (" + ",".join("?" * len(keys)) + ")", keys)
+        _select(conn, cursor, _SELECT_SIDS, keys)
         return {r[1]: (r[0], r[2], r[3]) for r in cursor.fetchall()}
     finally:
         cursor.close()
@@ -64,10 +73,7 @@ def remembered(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[int,
         return {}
     cursor = _driver(conn)
     try:
-        if conn.dialect.paramstyle != "qmark":
-            cursor.execute(_SELECT_ROWS + "= ANY(%s)", (list(row_ids),))
-        else:
-            cursor.execute(_SELECT_ROWS + "IN (" + ",".join("?" * len(row_ids)) + ")", row_ids)
+        _select(conn, cursor, _SELECT_ROWS, row_ids)
         return {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
     finally:
         cursor.close()
