@@ -27,6 +27,7 @@ from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import Clearance, Principal
 from commonwatch.errors import InvalidParameter, NotFound, PermissionDenied
 from commonwatch.services import statements as sql
+from commonwatch.storage.db import snapshot
 
 _NOT_FOUND = "no collection with this id is available to you"
 
@@ -394,10 +395,10 @@ class QueryService:
 
     # -- exports -------------------------------------------------------------------
     def export_communities(
-        self, principal: Principal, flt: ExportFilter
+        self, principal: Principal, flt: ExportFilter, conn: Connection | None = None,
     ) -> list[tuple[CommunityRef, Clearance]]:
         """The communities an export reads: those named (each must be readable) or all readable."""
-        known = self.collections(principal)
+        known = self.collections(principal, conn)
         if not flt.communities:
             return [(c, k) for c, k in known if k.can_read]
         by_key = {key: (c, k) for c, k in known if k.can_read or k.public
@@ -442,18 +443,24 @@ class QueryService:
         ``fails``: those conditions on a row, to choose likewise among the communities
         that hold the same version of an id.
         """
-        chosen = self.export_communities(principal, flt)
-        by_added = by_added and len(chosen) == 1
-        streams = [self._community_rows(principal, c, k, flt, batch, raw=raw, by_added=by_added,
-                                        names=names, times=times, row_ids=row_ids, now_us=now_us)
-                   for c, k in chosen]
-        if len(streams) == 1:
-            yield from streams[0]
-            return
-        yield from _merge_communities(streams, batch, fails)
+        with self._sessions() as s:
+            # Every batch of every community is read in one snapshot of the database
+            # (one read transaction): what others write meanwhile (a new copy, a deleted
+            # version, a changed membership) can neither repeat an object nor hide one.
+            conn = snapshot(s)
+            chosen = self.export_communities(principal, flt, conn)
+            by_added = by_added and len(chosen) == 1
+            streams = [self._community_rows(conn, c, k, flt, batch, raw=raw, by_added=by_added,
+                                            names=names, times=times, row_ids=row_ids, now_us=now_us)
+                       for c, k in chosen]
+            if len(streams) == 1:
+                yield from streams[0]
+                return
+            yield from _merge_communities(streams, batch, fails)
 
+    @staticmethod
     def _community_rows(
-        self, principal: Principal, community: CommunityRef, clearance: Clearance,
+        conn: Connection, community: CommunityRef, clearance: Clearance,
         flt: ExportFilter, batch: int, *, raw: bool, by_added: bool, names: bool, times: bool,
         row_ids: bool, now_us: int | None,
     ) -> Iterator[RowBatch]:
@@ -463,9 +470,8 @@ class QueryService:
         name = community.name
         until = None
         if by_added:  # read the collection as it is now: later versions come round again
-            with self._sessions() as s:
-                until = s.scalar(select(sql.COMMUNITIES.c.last_added_us)
-                                 .where(sql.COMMUNITIES.c.id == community.id))
+            until = conn.scalar(select(sql.COMMUNITIES.c.last_added_us)
+                                .where(sql.COMMUNITIES.c.id == community.id))
         while True:
             shape = sql.ExportShape(
                 sight=sql.Sight.of(clearance), types=bool(flt.types),
@@ -482,8 +488,7 @@ class QueryService:
                 "since": flt.since_us, "after": after, "limit": batch, "until": until,
                 "now": now_us, "min_confidence": flt.min_confidence,
             }
-            with self._sessions() as s:
-                rows = _driver_rows(s.connection(), sql.export_query(shape), params)
+            rows = _driver_rows(conn, sql.export_query(shape), params)
             if until is not None and rows and rows[-1][2] > until:  # added since the start
                 rows = rows[:next(i for i, r in enumerate(rows) if r[2] > until)]
                 if rows:

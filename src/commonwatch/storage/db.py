@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,7 +57,10 @@ def make_engine(database_url: str) -> Engine:
             except OSError as exc:
                 raise ConfigError(f"cannot create the database folder {folder}: {exc.strerror}") from None
         # LIFO: the connection used last (its page cache warm) serves the next request.
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_use_lifo=True)
+        # An export or feed holds one connection while it streams (its snapshot): up to
+        # 50 at once, 10 kept open between them.
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_use_lifo=True,
+                               pool_size=10, max_overflow=40)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.get_backend_name() == "postgresql":
@@ -66,9 +69,23 @@ def make_engine(database_url: str) -> Engine:
         if url.drivername != "postgresql+psycopg":
             raise ConfigError(f"unsupported PostgreSQL driver {url.drivername!r}; use postgresql:// "
                               "(psycopg 3)")
-        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+        return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True,
                              pool_use_lifo=True)
     raise ConfigError(f"unsupported database {url.get_backend_name()!r}; use sqlite or postgresql")
+
+
+def snapshot(session: Session) -> Connection:
+    """The session's connection in a read transaction that sees one snapshot of the
+    database until the session ends, whatever others commit meanwhile: on PostgreSQL
+    REPEATABLE READ; on SQLite an explicit BEGIN (its Python driver starts transactions
+    only for writes, so each SELECT would otherwise see the database anew)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    conn = session.connection()
+    driver = conn.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+    return conn
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
