@@ -118,7 +118,12 @@ def m_decide(org: int, c: MCommunity, post: MCopy, stored: list[MCopy]) -> str:
     # (test_the_revoked_check_weighs_the_copy_the_poster_reads).
     if not copy and m_pick(org, [r for r in seen if r.modified == top]).revoked:
         return REVOKED
-    others = [r for r in seen if r.producer != org]
+    # Copies others made of the poster's own content (it held it first) take nothing from it.
+    def first_holder(r: MCopy) -> int:
+        return min((x for x in seen if x.modified == r.modified and x.content == r.content),
+                   key=lambda x: x.seq).producer
+
+    others = [r for r in seen if r.producer != org and first_holder(r) != org]
     if copy or not others:
         return STORED
     if post.creator is not None and (all(r.creator == post.creator for r in others)

@@ -178,6 +178,25 @@ def test_another_members_own_object_still_cannot_be_versioned(exchange, tmp_path
     assert exchange.ingest.add_objects(b.principal, cid, [obj]).stored == [False]  # re-post
 
 
+def test_copies_of_a_members_object_do_not_take_it_from_its_producer(exchange, tmp_path):
+    """Another member's copy of an object without ``created_by_ref`` leaves it its
+    producer's: the producer still versions it, the copier still may not."""
+    members, cid = world(exchange, tmp_path, {"A": Tlp.AMBER, "B": Tlp.AMBER, "C": Tlp.AMBER})
+    a, b, c = members["A"], members["B"], members["C"]
+    obj = indicator(tlp=Tlp.GREEN)
+    assert not exchange.ingest.add_objects(a.principal, cid, [obj]).failures
+    assert not exchange.ingest.add_objects(b.principal, cid, [obj]).failures  # B's copy
+    assert not exchange.ingest.add_objects(a.principal, cid, [new_version(obj, 5, name="v2")]).failures
+    report = exchange.ingest.add_objects(b.principal, cid, [new_version(obj, 6, name="B's v3")])
+    assert "another organisation produced" in report.failures[0].message
+    # C copies A's second version: A goes on versioning; C cannot, through either copy
+    assert not exchange.ingest.add_objects(c.principal, cid, [new_version(obj, 5, name="v2")]).failures
+    assert not exchange.ingest.add_objects(a.principal, cid, [new_version(obj, 7, name="v3")]).failures
+    report = exchange.ingest.add_objects(c.principal, cid, [new_version(obj, 8, name="C's v4")])
+    assert "another organisation produced" in report.failures[0].message
+    assert latest(exchange, c, cid)[obj["id"]]["name"] == "v3"
+
+
 def test_an_export_filter_never_drops_a_copy_it_would_keep(exchange, tmp_path):
     """The copy an export chooses is chosen among those its TLP ceiling and producer
     sectors keep: an AMBER copy posted first does not hide another member's GREEN copy

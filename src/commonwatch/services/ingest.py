@@ -488,7 +488,8 @@ class IngestService:
           (both relay one source, such as MITRE ATT&CK) or as a version it holds itself
           (its own object, posted while it could not see theirs). The creator of a
           version is who may version it (STIX 2.1 §3.6); an object without one is its
-          producer's only.
+          producer's only. Copies others made of the poster's own versions (the poster
+          held that content first) take nothing from it.
         """
         if any(v.content_hash == c.content_hash and v.producer == org_id for v in versions):
             return ""
@@ -502,7 +503,10 @@ class IngestService:
         if not copy and IngestService._newest_read(seen, org_id).revoked:
             return (f"{c.stix_id} is revoked; a revoked object cannot be updated "
                     "(STIX 2.1 §3.6): create a new object instead")
-        others = [v for v in seen if v.producer != org_id]
+        first: dict[tuple[int, str], int | None] = {}  # the first visible holder of each content
+        for v in seen:  # in the order stored
+            first.setdefault((v.version_us, v.content_hash), v.producer)
+        others = [v for v in seen if v.producer != org_id and first[v.version_us, v.content_hash] != org_id]
         if copy or not others or c.creator is not None and (
                 all(v.creator == c.creator for v in others)
                 or any(v.creator == c.creator for v in seen if v.producer == org_id)):
