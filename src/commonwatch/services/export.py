@@ -329,11 +329,11 @@ class ExportService:
         bumped when the rule's text changed.
 
         The sids and revs of a stored row's rules are remembered with a digest of their
-        texts: a row whose rules read as they did at its last export (most rows of most
-        exports) is answered from that, read by row id in the order the export reads its
-        rows, without digesting or looking up any rule by key. The others go by key
-        (:meth:`_sids_by_key`) and are remembered. One batch of rows (a few thousand
-        rules) per call, in its own transaction.
+        values and texts (:func:`~commonwatch.formats.suricata.rules_check`): a row whose
+        rules read as they did at its last export (most rows of most exports) is answered
+        from that, read by row id, without looking up any rule by key. The others go by
+        key (:meth:`_sids_by_key`) and are then remembered (:meth:`_remember`). One batch
+        of rows (a few thousand rules) per call, in its own transaction.
         """
         if not rows:
             return []
