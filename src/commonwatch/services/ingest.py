@@ -276,6 +276,21 @@ class IngestService:
             objects_repo.refresh_latest(conn, community.id, object_id)
             return done
 
+    def versionable(
+        self, principal: Principal, collection_id: str, heads: dict[str, str | None]
+    ) -> set[str]:
+        """Of ``heads`` (id -> the ``created_by_ref`` its new versions name), the ids that are
+        ``principal``'s to version: no other organisation's visible versions forbid it
+        (:meth:`_theirs`, as :meth:`_conflict` decides a posting), whether or not the newest
+        is revoked. Nothing is stored."""
+        community, clearance = self._query.collection(principal, collection_id)
+        with self._sessions() as s:
+            conn = s.connection()
+            known = objects_repo.existing_versions(conn, community.id, set(heads))
+            self._weigh(conn, known, principal.org_id, clearance)
+        return {stix_id for stix_id, creator in heads.items()
+                if not self._theirs(creator, [v for v in known.get(stix_id, []) if v.seen], principal.org_id)}
+
     # -- preparation (no database) -----------------------------------------------
     def _prepare(
         self, obj: object, community: CommunityRef, principal: Principal,
@@ -288,6 +303,12 @@ class IngestService:
             raise InvalidStixObject(
                 f"'created_by_ref' names {creator}, the identity of another member "
                 "organisation; post objects as your own organisation", meta.id,
+            )
+        if meta.type == "identity" and identities.get(meta.id, principal.org_id) != principal.org_id:
+            # Readers name a producer after its identity object: only the member says who it is.
+            raise InvalidStixObject(
+                f"{meta.id} is the identity of another member organisation; only that "
+                "organisation may post it", meta.id,
             )
         recipients = red_recipients(obj)
         tlp = effective_tlp(meta.marking_refs, Tlp(community.default_tlp))
@@ -488,8 +509,7 @@ class IngestService:
           (both relay one source, such as MITRE ATT&CK) or as a version it holds itself
           (its own object, posted while it could not see theirs). The creator of a
           version is who may version it (STIX 2.1 §3.6); an object without one is its
-          producer's only. Copies others made of the poster's own versions (the poster
-          held that content first) take nothing from it.
+          producer's only (:meth:`_theirs`).
         """
         if any(v.content_hash == c.content_hash and v.producer == org_id for v in versions):
             return ""
@@ -503,17 +523,24 @@ class IngestService:
         if not copy and IngestService._newest_read(seen, org_id).revoked:
             return (f"{c.stix_id} is revoked; a revoked object cannot be updated "
                     "(STIX 2.1 §3.6): create a new object instead")
-        first: dict[tuple[int, str], int | None] = {}  # the first visible holder of each content
-        for v in seen:  # in the order stored
-            first.setdefault((v.version_us, v.content_hash), v.producer)
-        others = [v for v in seen if v.producer != org_id and first[v.version_us, v.content_hash] != org_id]
-        if copy or not others or c.creator is not None and (
-                all(v.creator == c.creator for v in others)
-                or any(v.creator == c.creator for v in seen if v.producer == org_id)):
+        if copy or not IngestService._theirs(c.creator, seen, org_id):
             return None
         return (f"{c.stix_id} is an object another organisation produced in this collection; "
                 "only its creator may add versions of it (a member relaying the same source "
                 "posts it with the same 'created_by_ref')")
+
+    @staticmethod
+    def _theirs(creator: str | None, seen: list[objects_repo.Stored], org_id: int | None) -> bool:
+        """Whether other organisations' versions among ``seen`` (those the poster sees) keep
+        ``org_id`` from posting a version that names ``creator`` (see :meth:`_conflict`).
+        Copies others made of the poster's own versions (it held that content first) do not."""
+        first: dict[tuple[int, str], int | None] = {}  # the first visible holder of each content
+        for v in seen:  # in the order stored
+            first.setdefault((v.version_us, v.content_hash), v.producer)
+        others = [v for v in seen if v.producer != org_id and first[v.version_us, v.content_hash] != org_id]
+        return bool(others) and not (creator is not None and (
+            all(v.creator == creator for v in others)
+            or any(v.creator == creator for v in seen if v.producer == org_id)))
 
     @staticmethod
     def _newest_read(seen: list[objects_repo.Stored], org_id: int | None) -> objects_repo.Stored:

@@ -151,7 +151,11 @@ class LifecycleService:
 
     def _stream(self, principal: Principal, community: CommunityRef, kind: str,
                 ceiling: Tlp = Tlp.RED) -> Iterable[Any]:
-        flt = ExportFilter(communities=(community.collection_id,), types=(kind,), tlp_ceiling=ceiling)
+        """The newest visible version of each object of ``kind``, revoked ones included: of
+        several copies, the one the caller reads (its own, else the first stored), as
+        TAXII and lookups give it, not the one an export's lifecycle filters would rank."""
+        flt = ExportFilter(communities=(community.collection_id,), types=(kind,), tlp_ceiling=ceiling,
+                           include_revoked=True, include_expired=True)
         return self._query.stream_latest(principal, flt)
 
     def last_sightings(self, principal: Principal, community: str, ceiling: Tlp = Tlp.RED) -> dict[str, int]:
@@ -168,16 +172,24 @@ class LifecycleService:
         last: dict[str, int] = {}
         for row in self._stream(principal, community, "sighting", ceiling):
             sighting = orjson.loads(row.raw)
+            if sighting.get("revoked") is True:  # withdrawn: it saw nothing
+                continue
             target, seen = sighting.get("sighting_of_ref"), sighting_time_us(sighting)
             if isinstance(target, str) and seen is not None and seen > last.get(target, seen - 1):
                 last[target] = seen
         return last
 
     def _own(self, principal: Principal, community: CommunityRef) -> dict[str, _Own]:
-        """The newest version of each indicator the caller's organisation produced."""
+        """The newest version of each indicator of the caller's organisation: those it
+        holds a copy of and may version (a copy of another member's indicator is not its
+        own: ingest would refuse its expiry)."""
         own = {row.stix_id: _Own(orjson.loads(row.raw))
                for row in self._stream(principal, community, "indicator")
                if row.producer_org_id == principal.org_id}
+        creators = {stix_id: c if isinstance(c := item.obj.get("created_by_ref"), str) else None
+                    for stix_id, item in own.items()}
+        mine = self._ingest.versionable(principal, community.collection_id, creators) if own else set()
+        own = {stix_id: item for stix_id, item in own.items() if stix_id in mine}
         for stix_id, seen in self._last_seen(principal, community).items():
             if stix_id in own:
                 own[stix_id].last_sighting_us = seen
