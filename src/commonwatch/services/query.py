@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.domain.markings import Tlp
@@ -468,32 +468,22 @@ class QueryService:
         key = 2 if by_added else 0  # the row's date_added_us or stix_id
         ceiling = int(flt.tlp_ceiling)
         name = community.name
-        until = None
-        if by_added:  # read the collection as it is now: later versions come round again
-            until = conn.scalar(select(sql.COMMUNITIES.c.last_added_us)
-                                .where(sql.COMMUNITIES.c.id == community.id))
         while True:
             shape = sql.ExportShape(
                 sight=sql.Sight.of(clearance), types=bool(flt.types),
                 sectors=bool(flt.producer_sectors), since=flt.since_us is not None,
                 cursor=after is not None, raw=raw, by_added=by_added, names=names, times=times,
-                row_ids=row_ids,
-                until=until is not None, live=not flt.include_revoked,
+                row_ids=row_ids, live=not flt.include_revoked,
                 current=not flt.include_expired and now_us is not None,
                 confident=flt.min_confidence is not None,
             )
             params = {
                 **sql.sight_params(clearance), "community": community.id, "ceiling": ceiling,
                 "types": list(flt.types), "sectors": list(flt.producer_sectors),
-                "since": flt.since_us, "after": after, "limit": batch, "until": until,
-                "now": now_us, "min_confidence": flt.min_confidence,
+                "since": flt.since_us, "after": after, "limit": batch, "now": now_us,
+                "min_confidence": flt.min_confidence,
             }
             rows = _driver_rows(conn, sql.export_query(shape), params)
-            if until is not None and rows and rows[-1][2] > until:  # added since the start
-                rows = rows[:next(i for i, r in enumerate(rows) if r[2] > until)]
-                if rows:
-                    yield name, rows
-                return
             if rows:
                 yield name, rows
             if len(rows) < batch:

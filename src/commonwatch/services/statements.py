@@ -102,15 +102,12 @@ class Shape:
     one_id: bool = False  # match[id] with one id (single-object GET): bound as a scalar
 
 
-def _other_version(o: Any, sight: Sight, newer: bool, *, until: bool = False) -> ColumnElement[bool]:
-    """EXISTS a version of the same id, newer (or older), that the caller can see
-    (``until``: among those added by ``:until``)."""
+def _other_version(o: Any, sight: Sight, newer: bool) -> ColumnElement[bool]:
+    """EXISTS a version of the same id, newer (or older), that the caller can see."""
     o2 = OBJECTS.alias("o2").c
     order = o2.version_us > o.version_us if newer else o2.version_us < o.version_us
-    terms = [o2.community_id == o.community_id, o2.stix_id == o.stix_id, order, visible(o2, sight)]
-    if until:
-        terms.append(o2.date_added_us <= bindparam("until"))
-    return exists().where(*terms)
+    return exists().where(o2.community_id == o.community_id, o2.stix_id == o.stix_id, order,
+                          visible(o2, sight))
 
 
 def one_copy(
@@ -323,10 +320,6 @@ class ExportShape:
     live: bool = False
     current: bool = False
     confident: bool = False
-    #: The newest version as of ``:until`` (the collection's last date_added when a
-    #: by_added export began; the caller stops at it): a version added during the export
-    #: would otherwise come round again in the stream.
-    until: bool = False
 
 
 @lru_cache(maxsize=256)
@@ -373,8 +366,7 @@ def export_query(shape: ExportShape) -> Select[Any]:
         o.community_id == bindparam("community"), visible(o, shape.sight),
         one_copy(o, shape.sight, chosen, lifecycle if shape.live or shape.current or shape.confident
                  else None), *chosen(o),
-        or_(o.is_latest == true(), ~_other_version(o, shape.sight, newer=True, until=True))
-        if shape.until else _version_clause(o, Shape(sight=shape.sight, last=True)),
+        _version_clause(o, Shape(sight=shape.sight, last=True)),
     )
     if shape.types:
         query = query.where(o.type.in_(bindparam("types", expanding=True)))
