@@ -256,3 +256,28 @@ def test_write_only_members_may_post_but_not_read(env, exchange):
     for suffix in ("objects/", "manifest/"):
         resp = env["http"].get(f"/taxii2/api/collections/{env['cid']}/{suffix}", headers=bearer(dropbox))
         assert_taxii_error(resp, 403)
+
+
+@pytest.mark.parametrize("failure", ["pool", "locked"])
+def test_a_busy_database_is_a_503_with_retry_after(exchange, monkeypatch, failure):
+    """Every pooled connection in use (streaming exports hold one each), or SQLite's write
+    lock held past its timeout: the client is told to retry, not that the server broke."""
+    import sqlalchemy.exc
+    from fastapi.testclient import TestClient
+
+    from commonwatch.web.app import create_app
+
+    member = make_member(exchange, "Busy")
+
+    def busy(*args, **kwargs):
+        if failure == "pool":
+            raise sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 40 reached")
+        raise sqlalchemy.exc.OperationalError("BEGIN", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(exchange.query, "collections", busy)
+    with TestClient(create_app(exchange), raise_server_exceptions=False) as client:
+        resp = client.get("/taxii2/api/collections/", headers={**bearer(member), "Accept": TAXII})
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
+    assert resp.headers["content-type"] == TAXII
+    assert resp.json() == {"title": "Service unavailable", "http_status": "503",
+                           "description": "the exchange is busy; retry in 5 seconds"}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -72,6 +74,24 @@ async def handle_request_validation(_request: Request, exc: Exception) -> Respon
     return error_response(400, "Bad request", "; ".join(parts) or "the request is not valid")
 
 
+#: How long a client is asked to wait before it retries a request the database was too busy for.
+RETRY_AFTER_S = 5
+
+
+def _busy(exc: Exception) -> bool:
+    """The database cannot serve now but will shortly: every pooled connection is in use
+    (streaming exports each hold one), or SQLite's write lock stayed held past the busy
+    timeout."""
+    return isinstance(exc, PoolTimeout) or (
+        isinstance(exc, OperationalError) and "database is locked" in str(exc.orig))
+
+
 async def handle_unexpected(_request: Request, exc: Exception) -> Response:
+    if _busy(exc):
+        log.warning("database busy: %s", type(exc).__name__)
+        response = error_response(503, "Service unavailable",
+                                  f"the exchange is busy; retry in {RETRY_AFTER_S} seconds")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
     log.exception("unexpected error", exc_info=exc)
     return error_response(500, "Server error", "the server could not complete the request")
