@@ -115,7 +115,8 @@ def test_a_row_deleted_during_an_export_is_not_remembered(exchange, svc, ring):
     in between still gets its sids, and nothing is remembered for it."""
     body = 'alert ip $HOME_NET any <> 45.77.9.9 any (msg:"x"; metadata:cw_id indicator--x; '
     row = suricata.RuleRow(987_654, 1, "indicator--x", (("ipv4-addr", "45.77.9.9"),), (body,))
-    ((sid, rev),) = svc._allocate_sids([row])[0]
+    with exchange.engine.connect() as conn:
+        ((sid, rev),) = svc._allocate_sids(conn, [row])[0]
     assert sid > suricata.SID_BASE and rev == 1
     assert count(exchange, "suricata_row_sids") == 0
 

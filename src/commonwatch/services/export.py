@@ -221,7 +221,7 @@ class ExportService:
     ) -> Iterator[str]:
         now = self._clock()
         if fmt == "suricata-rules":
-            return suricata.rules(items, self._allocate_sids, stats.skipped)
+            return self._rules(items, stats)
         if fmt.startswith("suricata-dataset-"):
             return suricata.dataset(items, fmt.removeprefix("suricata-dataset-"), stats.skipped)
         if fmt == "suricata-iprep":
@@ -324,7 +324,33 @@ class ExportService:
             return {i: n for i, n in s.execute(select(Organisation.id, Organisation.name))}
 
     # -- Suricata sids --------------------------------------------------------------------
-    def _allocate_sids(self, rows: Sequence[suricata.RuleRow]) -> list[list[tuple[int, int]]]:
+    def _rules(self, items: Iterator[ExportItem], stats: ExportStats) -> Iterator[str]:
+        """Suricata rules, their sids allocated on one connection held from the first
+        batch to the end of the export: taken alongside the export's snapshot before the
+        first chunk goes out, it cannot fail to come from the pool in the middle of the
+        body."""
+        conn: Connection | None = None
+
+        def allocate(rows: Sequence[suricata.RuleRow]) -> list[list[tuple[int, int]]]:
+            nonlocal conn
+            if conn is None:
+                conn = self._sessions.kw["bind"].connect()
+            return self._allocate_sids(conn, rows)
+
+        try:
+            yield from suricata.rules(items, allocate, stats.skipped)
+        finally:
+            # Also when the allocation failed (a pool run dry): the rows' snapshot goes at
+            # once, not whenever the traceback holding it is collected.
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+            if conn is not None:
+                conn.close()
+
+    def _allocate_sids(
+        self, conn: Connection, rows: Sequence[suricata.RuleRow]
+    ) -> list[list[tuple[int, int]]]:
         """The (sid, rev) of each rule of each row: a stable sid per rule key, its rev
         bumped when the rule's text changed.
 
@@ -333,50 +359,50 @@ class ExportService:
         rules read as they did at its last export (most rows of most exports) is answered
         from that, read by row id, without looking up any rule by key. The others go by
         key (:meth:`_sids_by_key`) and are then remembered (:meth:`_remember`). One batch
-        of rows (a few thousand rules) per call, in its own transaction.
+        of rows (a few thousand rules) per call, in its own transaction on ``conn``.
         """
         if not rows:
             return []
         missed: list[int] = []
-        with self._sessions() as s:
-            with s.begin():
-                conn = s.connection()
-                remembered = sids.remembered(conn, [row.row_id for row in rows if row.row_id])
-                out: list[list[tuple[int, int]]] = []
-                pairs_of = sids.sids_pairs
-                for row in rows:
-                    found = remembered.get(row.row_id)
-                    pairs = pairs_of(found[1]) if found is not None and found[0] == row.check else []
-                    if len(pairs) != len(row.bodies):
-                        missed.append(len(out))
-                    out.append(pairs)
-                if missed:
-                    allocated = self._sids_by_key(conn, [
-                        (key, suricata.rule_digest(body)) for k in missed
-                        for key, body in zip(rows[k].rule_keys(), rows[k].bodies, strict=True)])
-                    at = 0
-                    for k in missed:
-                        out[k] = allocated[at:at + len(rows[k].bodies)]
-                        at += len(rows[k].bodies)
+        with conn.begin():
+            remembered = sids.remembered(conn, [row.row_id for row in rows if row.row_id])
+            out: list[list[tuple[int, int]]] = []
+            pairs_of = sids.sids_pairs
+            for row in rows:
+                found = remembered.get(row.row_id)
+                pairs = pairs_of(found[1]) if found is not None and found[0] == row.check else []
+                if len(pairs) != len(row.bodies):
+                    missed.append(len(out))
+                out.append(pairs)
             if missed:
-                self._remember(s, [(rows[k].row_id, rows[k].check, out[k]) for k in missed if rows[k].row_id])
-            if s.get_bind().dialect.name == "sqlite":
-                # The batch's pages of the sid tables stay in SQLite's page cache (256 MiB,
-                # storage/db.py) after the commit: over 10^6 rules that is the whole table.
-                # Released after each batch, the export's memory stays flat.
-                s.connection().exec_driver_sql("PRAGMA shrink_memory")
+                allocated = self._sids_by_key(conn, [
+                    (key, suricata.rule_digest(body)) for k in missed
+                    for key, body in zip(rows[k].rule_keys(), rows[k].bodies, strict=True)])
+                at = 0
+                for k in missed:
+                    out[k] = allocated[at:at + len(rows[k].bodies)]
+                    at += len(rows[k].bodies)
+        if missed:
+            self._remember(conn, [(rows[k].row_id, rows[k].check, out[k])
+                                  for k in missed if rows[k].row_id])
+        if conn.dialect.name == "sqlite":
+            # The batch's pages of the sid tables stay in SQLite's page cache (256 MiB,
+            # storage/db.py) after the commit: over 10^6 rules that is the whole table.
+            # Released after each batch, the export's memory stays flat.
+            with conn.begin():
+                conn.exec_driver_sql("PRAGMA shrink_memory")
         return out
 
     @staticmethod
-    def _remember(s: Session, entries: list[tuple[int, int, list[tuple[int, int]]]]) -> None:
+    def _remember(conn: Connection, entries: list[tuple[int, int, list[tuple[int, int]]]]) -> None:
         """Remember the sids of rows just allocated, in a transaction of its own, after
         the allocation committed. Only an optimisation for the next export: if it fails
         (a deadlock with a concurrent writer, say), that export looks the rows up by key
         again, and this one goes on."""
-        dbapi_error = s.get_bind().dialect.loaded_dbapi.Error
+        dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
-            with s.begin():
-                sids.remember(s.connection(), entries)
+            with conn.begin():
+                sids.remember(conn, entries)
         except (dbapi_error, DBAPIError) as exc:
             log.info("Suricata sids of %d rows not remembered (%s): the next export looks them up",
                      len(entries), type(exc).__name__)

@@ -11,6 +11,7 @@ queries. A changed feed streams: rows are read, formatted and sent batch by batc
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from commonwatch.services.exchange import Exchange
@@ -91,6 +93,26 @@ def _any_etag(request: Request) -> bool:
                for t in line.split(","))
 
 
+class _ClosingStream(StreamingResponse):
+    """A streamed body whose iterator is closed however the response ends. When a client
+    disconnects mid-body, the server cancels the sending task and the iterator, left in
+    a reference cycle with it, would hold the export's database connection and snapshot
+    until a garbage collection: closing it gives them back at once."""
+
+    def __init__(self, content: Iterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._content = content
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self._content, "close", None)
+            if close is not None:
+                with contextlib.suppress(ValueError):  # still running in a worker thread
+                    await run_in_threadpool(close)
+
+
 def feeds_router(exchange: Exchange) -> APIRouter:
     """The routes of this module, bound to ``exchange``."""
     router = APIRouter()
@@ -111,12 +133,23 @@ def feeds_router(exchange: Exchange) -> APIRouter:
         # that the validators it answers are the ones the next GET finds stored.
         export, etag, last_modified = service.render_feed(principal, feed)
 
-        def body() -> Iterator[bytes]:
-            for chunk in export.chunks:
-                yield chunk.encode("utf-8")
+        chunks = iter(export.chunks)
+        # The first chunk is made before the status line goes out: the export's database
+        # connections are taken now, so a busy pool is a 503, not a 200 cut short.
+        first = next(chunks, "")
 
-        return StreamingResponse(body(), media_type=export.media_type,
-                                 headers=_validator_headers(etag, last_modified))
+        def body() -> Iterator[bytes]:
+            try:
+                yield first.encode("utf-8")
+                for chunk in chunks:
+                    yield chunk.encode("utf-8")
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+
+        return _ClosingStream(body(), media_type=export.media_type,
+                              headers=_validator_headers(etag, last_modified))
 
     @router.get("/api/feeds")
     def list_feeds(request: Request) -> list[dict[str, Any]]:
