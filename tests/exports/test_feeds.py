@@ -63,7 +63,10 @@ def test_validators_change_exactly_when_content_may(exchange, svc, fed, clock, t
     def changed() -> str:
         new = svc.validators(b, feed)
         assert not new[2] and new[0] != etag and new[1] > modified
-        return _read(svc, b, feed)[1]
+        clock.now += 1_000_000  # a change in another second than the last: a new date too
+        _, new_etag, new_modified = _read(svc, b, feed)
+        assert new_modified is not None and new_modified > modified
+        return new_etag
 
     obj = indicator("45.81.0.3", tlp=Tlp.GREEN, valid_until=ts(10**8))
     assert not exchange.ingest.add_objects(p, cid, [obj]).failures  # new object

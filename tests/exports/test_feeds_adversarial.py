@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
@@ -144,18 +145,86 @@ def test_future_if_modified_since_never_hides_a_change(world):
     assert r.status_code == 200 and "45.81.0.9" in r.text.split()
 
 
-def test_last_modified_moves_on_by_at_least_a_second(world):
+def test_a_change_within_the_same_second_drops_last_modified(world):
     w = world
     _make(w)
     first = _first(w)
-    m1 = parsedate_to_datetime(first.headers["last-modified"])
-    # a change within the same second: the new Last-Modified is still later
+    # a change within the same second: the new body cannot have a Last-Modified of its
+    # own (HTTP dates have whole seconds), so it goes without one
     w["clock"].now += 1000
     assert not w["ex"].ingest.add_objects(w["P"].principal, w["cid"], [indicator("45.81.0.9")]).failures
     second = _get(w, **{"If-Modified-Since": first.headers["last-modified"]})
     assert second.status_code == 200 and "45.81.0.9" in second.text
-    assert parsedate_to_datetime(second.headers["last-modified"]) > m1
+    assert "last-modified" not in second.headers
     assert second.headers["etag"] != first.headers["etag"]
+    # the older date stays no evidence of the newer body; the ETag is
+    again = _get(w, **{"If-Modified-Since": first.headers["last-modified"]})
+    assert again.status_code == 200 and "45.81.0.9" in again.text and "last-modified" not in again.headers
+    assert _get(w, **{"If-None-Match": second.headers["etag"]}).status_code == 304
+    head = w["client"].head("/feeds/ips", headers=_auth(w["B"]))
+    assert head.status_code == 200 and "last-modified" not in head.headers
+    # the next change in a later second has a date again
+    _tick(w)
+    assert not w["ex"].ingest.add_objects(w["P"].principal, w["cid"], [indicator("45.81.0.10")]).failures
+    third = _get(w)
+    assert parsedate_to_datetime(third.headers["last-modified"]) > parsedate_to_datetime(
+        first.headers["last-modified"])
+    assert _get(w, **{"If-Modified-Since": third.headers["last-modified"]}).status_code == 304
+
+
+@pytest.mark.parametrize("older_ends_first", [True, False])
+def test_overlapping_renders_never_share_a_last_modified(world, older_ends_first):
+    """Regression: two renders started within one second around a write took the same
+    Last-Modified; a client holding the older body was answered 304 on
+    If-Modified-Since and kept it."""
+    w = world
+    ex, b = w["ex"], w["B"].principal
+    _make(w)
+    feed = ex.export.get_feed(b, "ips")
+    older, older_etag, older_modified = ex.export.render_feed(b, feed)
+    older_chunks = iter(older.chunks)
+    older_body = next(older_chunks)  # read before the write
+    w["clock"].now += 300_000
+    assert not ex.ingest.add_objects(w["P"].principal, w["cid"], [indicator("45.81.0.9")]).failures
+    newer, newer_etag, newer_modified = ex.export.render_feed(b, feed)
+    assert older_modified is not None and newer_modified is None  # one second, two bodies
+    assert newer_etag != older_etag
+    if older_ends_first:
+        older_body += "".join(older_chunks)
+        newer_body = "".join(newer.chunks)
+    else:
+        newer_body = "".join(newer.chunks)
+        older_body += "".join(older_chunks)
+    assert "45.81.0.9" not in older_body.split() and "45.81.0.9" in newer_body.split()
+    since = format_datetime(dt.datetime.fromtimestamp(older_modified // 1_000_000, tz=dt.UTC), usegmt=True)
+    r = _get(w, **{"If-Modified-Since": since})
+    assert r.status_code == 200, "the older body's date was answered 304"
+    assert "45.81.0.9" in r.text.split()
+    assert _get(w, **{"If-None-Match": older_etag}).status_code == 200
+    assert _get(w, **{"If-None-Match": newer_etag}).status_code == 304
+
+
+def test_concurrent_reservations_take_distinct_anchors(world):
+    """Each render of a new generation reserves its anchor in one statement: threads
+    racing on one feed (the clock frozen) never get the same one."""
+    w = world
+    ex, b = w["ex"], w["B"].principal
+    _make(w)
+    feed = ex.export.get_feed(b, "ips")
+    taken: list[tuple[int, bool]] = []
+
+    def reserve() -> None:
+        for _ in range(25):
+            taken.append(ex.export._reserve(feed.id, b.user_id))
+
+    threads = [threading.Thread(target=reserve) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    anchors = [a for a, _ in taken]
+    assert len(anchors) == 100 and len(set(anchors)) == 100
+    assert sum(not shared for _, shared in taken) == 1  # only the first had its second alone
 
 
 def test_head_request(world):

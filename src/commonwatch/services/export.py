@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -476,61 +476,81 @@ class ExportService:
             s.execute(delete(Feed).where(Feed.id == feed.id))
 
     # -- pull feeds -----------------------------------------------------------------------
-    def validators(self, principal: Principal, feed: Feed) -> tuple[str, int, bool]:
+    def validators(self, principal: Principal, feed: Feed) -> tuple[str, int | None, bool]:
         """(ETag, Last-Modified µs, current) of ``feed`` for ``principal``, without rendering.
 
         ``current`` says the stored state still describes the content, so a matching
-        If-None-Match / If-Modified-Since may be answered 304.
+        If-None-Match / If-Modified-Since may be answered 304. Last-Modified is None when
+        its second also dated another render's body (see :meth:`render_feed`): the feed is
+        then answered without it, and If-Modified-Since is not evidence.
         """
         _, etag, anchor, current = self._validators(principal, feed)
         return etag, anchor, current
 
-    def _validators(self, principal: Principal, feed: Feed) -> tuple[str, str, int, bool]:
+    def _validators(self, principal: Principal, feed: Feed) -> tuple[str, str, int | None, bool]:
         base = self._base_digest(principal, feed)
         now = self._clock()
         with self._sessions() as s:
             state = s.get(FeedState, (feed.id, principal.user_id))
         if state is not None and state.base == base and (
                 state.next_change_us is None or now < state.next_change_us):
-            return base, _etag(base, state.anchor_us), state.anchor_us, True
-        # A new content generation: Last-Modified moves on by at least one second, so
-        # If-Modified-Since (one-second resolution) never hides the change.
-        anchor = now if state is None else max(now, state.anchor_us + 1_000_000)
+            return base, _etag(base, state.anchor_us), None if state.shared else state.anchor_us, True
+        # A new content generation; a render reserves its own anchor (:meth:`_reserve`).
+        last = None if state is None else state.reserved_us or state.anchor_us
+        anchor = now if last is None else max(now, last + 1)
         return base, _etag(base, anchor), anchor, False
 
-    def render_feed(self, principal: Principal, feed: Feed) -> tuple[Export, str, int]:
+    def render_feed(self, principal: Principal, feed: Feed) -> tuple[Export, str, int | None]:
         """The feed's export, ETag and Last-Modified; the state is saved when the stream ends.
 
         Saving at the end records the earliest ``valid_until`` seen, which only a full
         render can know; a render cut short saves nothing and the next request renders.
+        A render of a new content generation first reserves its anchor (the time its
+        ETag and Last-Modified are made of): anchors strictly increase per feed and user,
+        so no two bodies share an ETag; when two renders (overlapping, or one after the
+        other within a second) take anchors in the same second, Last-Modified is left
+        out, since If-Modified-Since (one-second resolution) could not tell their bodies
+        apart. Only the newest reservation saves its state.
         """
         flt, options = filter_from_json(feed.filter_json)
-        base, etag, anchor, _ = self._validators(principal, feed)
+        base, etag, modified, current = self._validators(principal, feed)
+        if not current:
+            anchor, shared = self._reserve(feed.id, principal.user_id)
+            etag, modified = _etag(base, anchor), None if shared else anchor
         # A feed's skip counts are never shown: the reasons are not worked out.
         export = self.export(principal, feed.format, flt, options, explain=False)
+        if current:  # the stored state describes this body already
+            return export, etag, modified
 
         def chunks() -> Iterator[str]:
             yield from export.chunks
-            self._save_state(feed.id, principal.user_id, base, anchor, export.stats.next_change_us)
+            self._save_state(feed.id, principal.user_id, base, anchor, shared, export.stats.next_change_us)
 
-        return replace(export, chunks=chunks()), etag, anchor
+        return replace(export, chunks=chunks()), etag, modified
 
-    def _save_state(
-        self, feed_id: int, user_id: int, base: str, anchor: int, next_change: int | None
-    ) -> None:
-        """Store what a full render found. Runs after the body was sent: a concurrent
-        first fetch that stored it already, or the feed deleted meanwhile, is no error
-        (the next request simply renders again)."""
+    def _reserve(self, feed_id: int, user_id: int) -> tuple[int, bool]:
+        """(anchor, shared) for a render of a new generation: the next anchor of this feed
+        and user (now, or just after the newest one taken), reserved in one statement, so
+        that overlapping renders never take the same one; ``shared`` when the newest one
+        taken before lay in the same second."""
+        now = self._clock()
         try:
             with self._sessions() as s, s.begin():
-                state = s.get(FeedState, (feed_id, user_id))
-                if state is None:
-                    s.add(FeedState(feed_id=feed_id, user_id=user_id, base=base, anchor_us=anchor,
-                                    next_change_us=next_change))
-                else:
-                    state.base, state.anchor_us, state.next_change_us = base, anchor, next_change
-        except IntegrityError:
-            pass
+                row = s.execute(_RESERVE, {"feed": feed_id, "user": user_id, "now": now}).one()
+        except IntegrityError:  # the feed was deleted meanwhile
+            raise NotFound("this feed was deleted") from None
+        return int(row[0]), bool(row[1])
+
+    def _save_state(
+        self, feed_id: int, user_id: int, base: str, anchor: int, shared: bool, next_change: int | None
+    ) -> None:
+        """Store what a full render found, if no newer render reserved an anchor since
+        (its body may be newer). Runs after the body was sent: the feed deleted
+        meanwhile is no error (the next request simply renders again)."""
+        with self._sessions() as s, s.begin():
+            s.execute(update(FeedState).where(
+                FeedState.feed_id == feed_id, FeedState.user_id == user_id, FeedState.reserved_us == anchor,
+            ).values(base=base, anchor_us=anchor, shared=shared, next_change_us=next_change))
 
     def _base_digest(self, principal: Principal, feed: Feed) -> str:
         """Digest of every cheap input of a feed's content (see docs/export.md, "ETags")."""
@@ -553,6 +573,22 @@ class ExportService:
                 principal.org_id, principal.org_identity, lists.digest)
         digest.update(repr(head).encode())
         return digest.hexdigest()
+
+
+#: The next anchor of a feed and user, taken in one statement (an upsert; its state
+#: row stays "no content yet", base '', until a render saves one). Integer division by
+#: 10^6 is the second on both dialects.
+_RESERVE = text("""
+INSERT INTO feed_states (feed_id, user_id, base, anchor_us, next_change_us, reserved_us, shared)
+VALUES (:feed, :user, '', :now, NULL, :now, false)
+ON CONFLICT (feed_id, user_id) DO UPDATE SET
+  reserved_us = CASE WHEN COALESCE(feed_states.reserved_us, feed_states.anchor_us) >= :now
+                     THEN COALESCE(feed_states.reserved_us, feed_states.anchor_us) + 1 ELSE :now END,
+  shared = (CASE WHEN COALESCE(feed_states.reserved_us, feed_states.anchor_us) >= :now
+                 THEN COALESCE(feed_states.reserved_us, feed_states.anchor_us) + 1 ELSE :now END) / 1000000
+           = COALESCE(feed_states.reserved_us, feed_states.anchor_us) / 1000000
+RETURNING reserved_us, shared
+""")
 
 
 def _etag(base: str, anchor: int) -> str:

@@ -226,6 +226,10 @@ class FeedState(Base):
     memberships, per-community change counters, warninglists); ``anchor_us`` is when
     this content generation began (Last-Modified); ``next_change_us`` is the earliest
     ``valid_until`` among exported indicators, after which the content changes by itself.
+    ``reserved_us`` is the newest Last-Modified a render took (strictly increasing: each
+    render of a new generation reserves its own in one statement); ``shared`` says that
+    the second of ``anchor_us`` was also taken by another render, whose body may differ,
+    so that second cannot answer ``If-Modified-Since``.
     """
 
     __tablename__ = "feed_states"
@@ -235,6 +239,8 @@ class FeedState(Base):
     base: Mapped[str] = mapped_column(String(64))
     anchor_us: Mapped[int] = mapped_column(BigInteger)
     next_change_us: Mapped[int | None] = mapped_column(BigInteger)
+    reserved_us: Mapped[int | None] = mapped_column(BigInteger)
+    shared: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class WarninglistStamp(Base):

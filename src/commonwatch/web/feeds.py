@@ -60,13 +60,17 @@ def _http_date(us: int) -> str:
     return format_datetime(dt.datetime.fromtimestamp(us // 1_000_000, tz=dt.UTC), usegmt=True)
 
 
-def _validator_headers(etag: str, last_modified_us: int) -> dict[str, str]:
+def _validator_headers(etag: str, last_modified_us: int | None) -> dict[str, str]:
     # private: the content depends on who asks; no-cache: caches must revalidate.
-    return {"ETag": etag, "Last-Modified": _http_date(last_modified_us), "Cache-Control": "private, no-cache"}
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if last_modified_us is not None:  # None: its second dated another body too
+        headers["Last-Modified"] = _http_date(last_modified_us)
+    return headers
 
 
-def _not_modified(request: Request, etag: str, last_modified_us: int) -> bool:
-    """RFC 9110 §13.1.2 / §13.1.3: If-None-Match wins; If-Modified-Since only without it.
+def _not_modified(request: Request, etag: str, last_modified_us: int | None) -> bool:
+    """RFC 9110 §13.1.2 / §13.1.3: If-None-Match wins; If-Modified-Since only without it,
+    and only when the feed has a Last-Modified.
 
     If-None-Match may come as several field lines: they form one list (§5.3).
     """
@@ -75,7 +79,7 @@ def _not_modified(request: Request, etag: str, last_modified_us: int) -> bool:
         tags = {t.strip().removeprefix("W/") for t in ",".join(lines).split(",")}
         return "*" in tags or etag in tags
     ims = request.headers.get("if-modified-since")
-    if ims is None:
+    if ims is None or last_modified_us is None:
         return False
     try:
         since = parsedate_to_datetime(ims)
