@@ -96,7 +96,9 @@ FORMATS: dict[str, str] = {
 #: every format reads (its values, TLP, community, producer and confidence). No format
 #: but the STIX bundle (:data:`RAW_ONLY`) reads the objects' JSON: what they print is in
 #: the export columns.
-NAMED = frozenset(["zeek-intel", "suricata-iprep", "suricata-rules", "csv", "misp"])
+NAMED = frozenset(["zeek-intel", "suricata-rules", "csv", "misp"])
+#: Formats that print the object's labels.
+LABELLED = frozenset(["suricata-iprep", "csv"])
 TIMED = frozenset(["suricata-rules", "csv"])
 #: Formats whose items carry the stored row's id (Suricata sids are remembered by row).
 ROWED = frozenset(["suricata-rules"])
@@ -197,7 +199,8 @@ class ExportService:
         stats = ExportStats()
         scorer = None if flt.min_score is None else self._scorer(principal, flt, chosen)
         items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
-                           raw=fmt in RAW_ONLY, named=fmt in NAMED, timed=fmt in TIMED, rowed=fmt in ROWED,
+                           raw=fmt in RAW_ONLY, named=fmt in NAMED, labelled=fmt in LABELLED,
+                           timed=fmt in TIMED, rowed=fmt in ROWED,
                            scorer=scorer)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
 
@@ -244,14 +247,15 @@ class ExportService:
 
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
-        explain: bool = True, raw: bool = True, named: bool = True, timed: bool = True,
+        explain: bool = True, raw: bool = True, named: bool = True, labelled: bool = True,
+        timed: bool = True,
         rowed: bool = False, scorer: ScoreFilter | None = None,
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
         ``whole_objects``: the object is sent as a whole (STIX bundle), so it is kept
         even without exportable values, and dropped if any of its values is warninglisted.
-        ``raw``: the item carries the stored JSON bytes; ``named``: its name and labels;
+        ``raw``: the item carries the stored JSON bytes; ``named``: its name; ``labelled``: its labels;
         ``timed``: its times (:func:`~commonwatch.services.export_rows.column_item`);
         ``rowed``: its row's id. Without them those columns are not even read.
 
@@ -273,7 +277,8 @@ class ExportService:
         loads = orjson.loads
         new_observable = tuple.__new__  # Observable without its generated __new__ frame
         batches = self._query.export_batches(
-            principal, flt, raw=raw or scorer is not None, names=named, times=timed, row_ids=rowed,
+            principal, flt, raw=raw or scorer is not None, names=named, labels=labelled, times=timed,
+            row_ids=rowed,
             now_us=now,
             fails=lambda row: accept(row[8], row[9], row[10]) is not None)
         for community, rows in batches:

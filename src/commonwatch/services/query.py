@@ -424,7 +424,8 @@ class QueryService:
 
     def export_batches(
         self, principal: Principal, flt: ExportFilter, *, batch: int = 2000, raw: bool = True,
-        by_added: bool = True, names: bool = True, times: bool = True, row_ids: bool = False,
+        by_added: bool = True, names: bool = True, labels: bool = True, times: bool = True,
+        row_ids: bool = False,
         now_us: int | None = None, fails: Callable[[tuple[Any, ...]], bool] | None = None,
     ) -> Iterator[RowBatch]:
         """The rows of :meth:`stream_latest` as (community name, batch of plain tuples).
@@ -434,9 +435,9 @@ class QueryService:
         id and merged by id; one community (the common case) is read, with ``by_added``,
         in the order its objects were added: the order rows are stored in, so the table
         is read sequentially instead of at random (at 10^6 objects a third of the
-        statement time). ``raw``, ``names``, ``times``, ``row_ids``: read the JSON; the name
-        and labels columns; the times column (else None in their place); the row's id
-        (else 0). ``now_us``: the time the caller filters expiry at
+        statement time). ``raw``, ``names``, ``labels``, ``times``, ``row_ids``: read the
+        JSON; the name column; the labels column; the times column (else None in their
+        place); the row's id (else 0). ``now_us``: the time the caller filters expiry at
         (:class:`~commonwatch.services.export_rows.RowFilter`); where several
         organisations hold a version, the copy chosen is one that passes the filter's
         lifecycle conditions (without it, expiry is left out of the choice).
@@ -451,7 +452,8 @@ class QueryService:
             chosen = self.export_communities(principal, flt, conn)
             by_added = by_added and len(chosen) == 1
             streams = [self._community_rows(conn, c, k, flt, batch, raw=raw, by_added=by_added,
-                                            names=names, times=times, row_ids=row_ids, now_us=now_us)
+                                            names=names, labels=labels, times=times, row_ids=row_ids,
+                                            now_us=now_us)
                        for c, k in chosen]
             if len(streams) == 1:
                 yield from streams[0]
@@ -461,8 +463,8 @@ class QueryService:
     @staticmethod
     def _community_rows(
         conn: Connection, community: CommunityRef, clearance: Clearance,
-        flt: ExportFilter, batch: int, *, raw: bool, by_added: bool, names: bool, times: bool,
-        row_ids: bool, now_us: int | None,
+        flt: ExportFilter, batch: int, *, raw: bool, by_added: bool, names: bool, labels: bool,
+        times: bool, row_ids: bool, now_us: int | None,
     ) -> Iterator[RowBatch]:
         after: str | int | None = None
         key = 2 if by_added else 0  # the row's date_added_us or stix_id
@@ -472,8 +474,8 @@ class QueryService:
             shape = sql.ExportShape(
                 sight=sql.Sight.of(clearance), types=bool(flt.types),
                 sectors=bool(flt.producer_sectors), since=flt.since_us is not None,
-                cursor=after is not None, raw=raw, by_added=by_added, names=names, times=times,
-                row_ids=row_ids, live=not flt.include_revoked,
+                cursor=after is not None, raw=raw, by_added=by_added, names=names, labels=labels,
+                times=times, row_ids=row_ids, live=not flt.include_revoked,
                 current=not flt.include_expired and now_us is not None,
                 confident=flt.min_confidence is not None,
             )

@@ -308,8 +308,10 @@ class ExportShape:
     raw: bool = True
     #: Keyset on date_added (the storage order) instead of the STIX id.
     by_added: bool = False
-    #: Read ``export_name`` and ``export_labels``; without it they read as NULL.
+    #: Read ``export_name``; without it it reads as NULL.
     names: bool = True
+    #: Read ``export_labels``; without it it reads as NULL.
+    labels: bool = True
     #: Read ``export_times``; without it it reads as NULL.
     times: bool = True
     #: Read the row's id; without it it reads as 0.
@@ -360,7 +362,8 @@ def export_query(shape: ExportShape) -> Select[Any]:
     query = select(o.stix_id, o.version_us, o.date_added_us, o.tlp, o.producer_org_id,
                    o.raw if shape.raw else null(), o.export_values, o.export_skip,
                    o.revoked, o.valid_until_us, o.confidence, o.export_listed,
-                   o.listed_stamp, *((o.export_name, o.export_labels) if shape.names else (null(), null())),
+                   o.listed_stamp, o.export_name if shape.names else null(),
+                   o.export_labels if shape.labels else null(),
                    o.export_times if shape.times else null(),
                    o.id if shape.row_ids else literal_column("0")).where(
         o.community_id == bindparam("community"), visible(o, shape.sight),
