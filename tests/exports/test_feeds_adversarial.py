@@ -234,6 +234,9 @@ def test_head_request(world):
     # HEAD answers the GET's validators without a body (RFC 9110 §9.3.2).
     assert r.status_code in (200, 304), r.status_code
     assert "etag" in r.headers and r.content == b""
+    # the HEAD of a feed not rendered yet rendered it: its validators are the stored ones
+    again = _get(w, **{"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304 and again.headers["etag"] == r.headers["etag"]
 
 
 # -- validators move whenever the content may ------------------------------------------

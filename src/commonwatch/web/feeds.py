@@ -11,7 +11,6 @@ queries. A changed feed streams: rows are read, formatted and sent batch by batc
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
@@ -20,7 +19,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import Field
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from commonwatch.services.exchange import Exchange
@@ -29,6 +27,7 @@ from commonwatch.services.export_filters import FormatOptions, build_filter, fil
 from commonwatch.storage.models import Feed
 from commonwatch.web.bodies import StrictBody
 from commonwatch.web.credentials import require_principal
+from commonwatch.web.spool import Spool
 
 
 class FeedIn(StrictBody):
@@ -98,23 +97,31 @@ def _any_etag(request: Request) -> bool:
 
 
 class _ClosingStream(StreamingResponse):
-    """A streamed body whose iterator is closed however the response ends. When a client
-    disconnects mid-body, the server cancels the sending task and the iterator, left in
-    a reference cycle with it, would hold the export's database connection and snapshot
-    until a garbage collection: closing it gives them back at once."""
+    """A spooled body (:class:`~commonwatch.web.spool.Spool`) closed however the
+    response ends. When a client disconnects mid-body, the server cancels the sending
+    task; closing the spool stops the render at once (and gives its database connection
+    back) instead of letting it run on for nobody."""
 
-    def __init__(self, content: Iterator[bytes], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._content = content
+    def __init__(self, spool: Spool, **kwargs: Any) -> None:
+        super().__init__(iter(spool), **kwargs)
+        self._spool = spool
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            close = getattr(self._content, "close", None)
-            if close is not None:
-                with contextlib.suppress(ValueError):  # still running in a worker thread
-                    await run_in_threadpool(close)
+            self._spool.close()
+
+
+def _prepend(first: str, chunks: Iterator[str]) -> Iterator[str]:
+    """``first``, then ``chunks``; closing it closes ``chunks``."""
+    try:
+        yield first
+        yield from chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def feeds_router(exchange: Exchange) -> APIRouter:
@@ -140,19 +147,16 @@ def feeds_router(exchange: Exchange) -> APIRouter:
         chunks = iter(export.chunks)
         # The first chunk is made before the status line goes out: the export's database
         # connections are taken now, so a busy pool is a 503, not a 200 cut short.
-        first = next(chunks, "")
-
-        def body() -> Iterator[bytes]:
-            try:
-                yield first.encode("utf-8")
-                for chunk in chunks:
-                    yield chunk.encode("utf-8")
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
-
-        return _ClosingStream(body(), media_type=export.media_type,
+        try:
+            first = next(chunks, "")
+            # The rest is rendered ahead of the client (a slow one holds no connection).
+            spool = Spool(_prepend(first, chunks))
+        except BaseException:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            raise
+        return _ClosingStream(spool, media_type=export.media_type,
                               headers=_validator_headers(etag, last_modified))
 
     @router.get("/api/feeds")
