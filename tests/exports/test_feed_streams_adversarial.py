@@ -299,7 +299,8 @@ def test_a_pool_run_dry_gives_a_503_never_a_hang(world):
         for path in ("/feeds/big", "/api/feeds", "/taxii2/api/collections/"):
             started = time.monotonic()
             resp = httpx.get(w["base"] + path, timeout=20, headers={
-                "Authorization": f"Bearer {w['alpha'].token}", "Accept": "application/taxii+json;version=2.1"})
+                "Authorization": f"Bearer {w['alpha'].token}",
+                "Accept": "application/taxii+json;version=2.1"})
             assert time.monotonic() - started < 1.0 + 2, path  # the pool timeout, not a hang
             assert resp.status_code == 503 and resp.headers["retry-after"] == "5", (path, resp.text)
             assert resp.headers["content-type"] == "application/taxii+json;version=2.1"

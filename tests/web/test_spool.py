@@ -100,3 +100,29 @@ def test_a_failing_render_ends_the_body_with_its_error_after_what_it_wrote():
 def test_a_reader_waits_for_a_slow_render_and_gets_everything():
     render = Render([f"{k}\n" for k in range(50)], delay=0.01)
     assert b"".join(Spool(iter(render))) == "".join(f"{k}\n" for k in range(50)).encode()
+
+
+def test_segments_are_freed_as_they_are_sent():
+    before = _open_fds()
+    chunks = [f"{k:07d}\n" * 100 for k in range(2000)]  # 1.6 MB
+    spool = Spool(iter(Render(chunks)), segment_bytes=64 << 10)
+    body = iter(spool)
+    got = [next(body)]
+    time.sleep(0.2)  # the render is done: about 25 segments written
+    most = _open_fds() - before
+    got.extend(body)
+    assert b"".join(got) == "".join(chunks).encode()
+    assert most > 10  # segments really were separate files...
+    assert _open_fds() == before  # ...and none is left
+
+
+def test_the_render_waits_when_it_is_far_ahead_of_its_client():
+    chunk = "x" * 1000 + "\n"
+    render = Render([chunk] * 5000)  # 5 MB
+    spool = Spool(iter(render), segment_bytes=32 << 10, ahead_bytes=100 << 10)
+    body = iter(spool)
+    first = next(body)
+    time.sleep(0.3)
+    assert render.made < 200, "the render ran on past its lead"
+    assert first + b"".join(body) == (chunk * 5000).encode()
+    assert render.closed.wait(5) and render.made == 5000
