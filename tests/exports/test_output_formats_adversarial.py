@@ -5,7 +5,7 @@ IDN domains, URLs whose paths hold every printable character, e-mail local parts
 RFC 5322 specials) and odd names; every output is then read as its consumer reads it:
 :mod:`csv`, orjson (MISP, STIX), dnspython (RPZ), idstools (Suricata rules), Zeek's
 Intel reader rules (tab-separated, ``#`` lines skipped), and line by line for datasets
-and plain lists. Tests marked ``# BUG:`` show real defects and are left failing.
+and plain lists. Comments marked "Regression" name defects these tests found, now fixed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import KINDS
-from commonwatch.formats import csv_export, rpz, suricata
+from commonwatch.formats import csv_export, rpz, suricata, zeek_intel
 from commonwatch.services.export import FORMATS
 from commonwatch.services.query import ExportFilter
 
@@ -256,11 +256,15 @@ def test_zeek_intel_email_starting_with_hash_is_read_by_zeek(exchange, svc):
     p, cid = _ring(exchange)
     values = ["#ops@hash-mail.top", "ops@hash-mail.top"]
     _post(exchange, p, cid, [indicator(pattern=_pattern(_cmp("email-addr:value", v))) for v in values])
-    text = _text(svc, p, "zeek-intel")
+    export = _export(svc, p, "zeek-intel")
+    text = "".join(export.chunks)
     read = [line.split("\t") for line in _zeek_lines(text)]
-    # BUG: Zeek's ASCII input reader skips every line starting with '#', and the Intel line
-    # of "#ops@hash-mail.top" starts with it unescaped (Zeek would read "\x23ops@..."): Zeek drops it.
-    assert len(read) == len(values), text
+    # Regression: Zeek's ASCII input reader skips every line starting with '#', and the Intel
+    # line of "#ops@hash-mail.top" started with it: Zeek silently dropped it. Such a value is
+    # now left out of the file and counted, so the export says so.
+    assert [r[0] for r in read] == ["ops@hash-mail.top"], text
+    assert all(not line.startswith("#") for line in text.splitlines()[1:])
+    assert export.stats.skipped[zeek_intel.SKIP_HASH_START] == 1
 
 
 def test_suricata_rules_from_scoped_ipv6_values_stay_one_rule(exchange, svc):
@@ -271,8 +275,8 @@ def test_suricata_rules_from_scoped_ipv6_values_stay_one_rule(exchange, svc):
     rules = _rules(_text(svc, p, "suricata-rules"))
     assert len(rules) >= 1
     options = [[o["name"] for o in r.options] for r in rules]
-    # BUG: ipaddress accepts any text after '%' as an IPv6 zone id and normalise_ip keeps it, so the
-    # value is written into the rule header verbatim: a producer injects its own options (a second sid).
+    # Regression: ipaddress accepts any text after '%' as an IPv6 zone id and normalise_ip kept it,
+    # so the value was written into the rule header verbatim: a producer injected its own options.
     assert all(names.count("sid") == 1 and names[0] == "msg" for names in options), options
     assert all(_ip_ok(r.dest_addr) for r in rules), [r.dest_addr for r in rules]
 
@@ -292,8 +296,8 @@ def test_ip_outputs_hold_only_addresses_their_consumers_parse(exchange, svc):
     }
     assert "2a03:b0c0:a::1" in found["plain-ip"] and "45.94.1.0/24" in found["plain-ip"]
     bad = {fmt: [v for v in values if not _ip_ok(v)] for fmt, values in found.items()}
-    # BUG: IPv6 zone ids ("%eth0") pass normalisation; no firewall list, Suricata dataset (which
-    # refuses the whole file on one bad line), iprep file or Zeek ADDR/SUBNET takes such a value.
+    # Regression: IPv6 zone ids ("%eth0") passed normalisation; no firewall list, Suricata dataset
+    # (which refuses the whole file on one bad line), iprep file or Zeek ADDR/SUBNET takes one.
     assert not any(bad.values()), bad
 
 
@@ -307,8 +311,8 @@ def test_scoped_addresses_are_warninglisted_like_the_address(exchange, svc):
     kept = _plain(_text(svc, p, "plain-ip")) + _plain(_text(svc, p, "plain-url"))
     everything = _plain(_text(svc, p, "plain-ip", include_warninglisted=True))
     assert set(listed) <= set(everything)
-    # BUG: the warninglists parse addresses with inet_pton, which refuses a zone id, so "::1%lo"
-    # (loopback) and "fe80::1%eth0" (link-local) hit no list and are exported where "::1" is not.
+    # Regression: the warninglists parse addresses with inet_pton, which refuses a zone id, so
+    # "::1%lo" and "fe80::1%eth0" hit no list and were exported where "::1" is not.
     assert kept == [], kept
 
 
@@ -333,9 +337,9 @@ def test_email_with_a_line_break_is_one_value_in_every_format(exchange, svc, sep
         zeek = _text(svc, p, "zeek-intel").split("\n")[1:-1]
         problems["zeek-intel"] = [line for line in zeek if len(line.split("\t")) != 5 or "\r" in line]
         problems = {k: v for k, v in problems.items() if v}
-    # BUG: normalise_email lets CR/LF into the local part, and the export columns hold values as
-    # "kind value" lines: with LF the value splits in two (MISP export raises KeyError, CSV gets a
-    # row of kind 'second@break-mail.top'); with CR it breaks the plain list and the Zeek line.
+    # Regression: normalise_email let CR/LF into the local part, and the export columns hold
+    # values as "kind value" lines: with LF the value split in two (MISP export raised KeyError,
+    # CSV got a row of kind 'second@break-mail.top'); with CR it broke the plain list and Zeek.
     assert problems == {}, problems
 
 
@@ -351,9 +355,9 @@ def test_values_with_control_characters_are_not_exported(exchange, svc, kind, va
     lists["zeek-intel"] = [line.split("\t")[0] for line in _zeek_lines(_text(svc, p, "zeek-intel"))]
     lists["csv"] = [r["value"] for r in _csv_dicts(_text(svc, p, "csv"))]
     bad = {fmt: [v for v in values if _has_control(v)] for fmt, values in lists.items()}
-    # BUG: normalise_url/normalise_email refuse " \t\r\n" but let other whitespace and control
-    # characters (VT, FF, NEL) through, so "one value per line" lists carry bytes no URL or address
-    # holds and that line-oriented readers (str.splitlines, many EDL parsers) take as line breaks.
+    # Regression: normalise_url/normalise_email refused " \t\r\n" but let other control characters
+    # (VT, FF, NEL) through, so "one value per line" lists carried bytes that line-oriented
+    # readers (str.splitlines, many EDL parsers) take as line breaks.
     assert not any(bad.values()), bad
 
 
@@ -369,8 +373,8 @@ def test_suricata_http_rule_of_an_ipv6_literal_url_matches_its_host(exchange, sv
     hosts = {_cw_id(r): _buffers(r)["http.host"] for r in rules}
     wanted = {oid: {(f"[{h}]".encode(), len(h) + 2), (h.encode(), len(h))} for oid, (_, h) in objs.items()}
     wrong = {oid: host for oid, host in hosts.items() if host not in wanted[oid]}
-    # BUG: _head cuts the port off with host.split(":")[0], which also cuts an IPv6 literal host:
-    # http.host is matched against '[2a03' (bsize 5), so the rule never fires.
+    # Regression: _head cut the port off with host.split(":")[0], which also cut an IPv6 literal
+    # host: http.host was matched against '[2a03' (bsize 5), so the rule never fired.
     assert wrong == {}, wrong
 
 
@@ -386,9 +390,9 @@ def test_rpz_domains_never_become_ip_or_nameserver_triggers(exchange, svc):
     triggers = sorted(str(n) for n, _ in zone.iterate_rdatasets(dns.rdatatype.CNAME)
                       if str(n).split(".")[-1] in specials)
     assert "plain-evil.top" in {str(n) for n, _ in zone.iterate_rdatasets(dns.rdatatype.CNAME)}
-    # BUG: a domain-name value whose last label is rpz-ip / rpz-nsdname / ... is written as a QNAME
-    # owner, which RPZ reads as an IP, NS or client trigger: "0.0.0.0.0.rpz-ip" rewrites every IPv4
-    # answer to NXDOMAIN. Only the IPv4 value's own trigger may have such a name.
+    # Regression: a domain-name value whose last label is rpz-ip / rpz-nsdname / ... was written as
+    # a QNAME owner, which RPZ reads as an IP, NS or client trigger: "0.0.0.0.0.rpz-ip" rewrote
+    # every IPv4 answer to NXDOMAIN. Only the IPv4 value's own trigger may have such a name.
     assert triggers == ["32.4.3.94.45.rpz-ip"], triggers
 
 
@@ -400,9 +404,9 @@ def test_misp_attribute_uuids_are_unique_in_the_event(exchange, svc):
     attributes = orjson.loads(_text(svc, p, "misp"))["Event"]["Attribute"]
     assert sorted(a["value"] for a in attributes) == ["45.94.4.1", "45.94.4.2", "45.94.4.3"]
     counts = Counter(a["uuid"] for a in attributes)
-    # BUG: a one-value object's attribute takes the uuid of its STIX id without the type, so
-    # ipv4-addr--U and indicator--U (MISP's own STIX export names them so) give two attributes one
-    # uuid: MISP treats the second as an edit of the first and one value is lost.
+    # Regression: a one-value object's attribute took the uuid of its STIX id without the type, so
+    # ipv4-addr--U and indicator--U gave two attributes one uuid: MISP treats the second as an
+    # edit of the first and one value is lost. Only indicators keep their own uuid now.
     assert max(counts.values()) == 1, counts
 
 
@@ -413,9 +417,10 @@ def test_suricata_skip_reasons_name_what_was_skipped(exchange, svc):
     export = _export(svc, p, "suricata-rules")
     assert "".join(export.chunks) == ""
     assert sum(export.stats.skipped.values()) == 2
-    # BUG: every URL without a rule form is counted as "https URL: the sensor sees only the host",
-    # ftp:// ones included; the summary then misreports why an ftp URL was left out.
+    # Regression: every URL without a rule form was counted as "https URL: the sensor sees only
+    # the host", ftp:// ones included.
     assert export.stats.skipped[suricata.SKIP_HTTPS] == 1, export.stats.skipped
+    assert export.stats.skipped[suricata.SKIP_URL_SCHEME] == 1, export.stats.skipped
 
 
 # -- what must hold (and does) ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from commonwatch.domain.markings import Tlp
-from commonwatch.domain.observables import SKIP_COMPLEX, SKIP_REASONS
+from commonwatch.domain.observables import KINDS, SKIP_COMPLEX, SKIP_INVALID_VALUE, SKIP_REASONS
 from commonwatch.storage.db import alembic_config
 
 from support.factories import indicator, ipv4, make_member, ts
@@ -100,3 +100,51 @@ def test_copies_migration_rebuilds_the_table_without_losing_a_row_or_reference(e
         assert not sa.inspect(conn).has_table("object_deletions")
         assert conn.scalar(sa.text("SELECT count(*) FROM object_recipients")) == 0
         assert conn.scalar(sa.text("SELECT count(*) FROM observables WHERE value = '198.51.100.8'")) == 0
+
+
+def test_values_older_code_let_through_are_extracted_again(exchange):
+    """0011: values stored with an IPv6 zone id or a line break (which normalisation used to
+    let through) are extracted again from the JSON, export columns and index alike; the
+    others are left as they are."""
+    member = make_member(exchange, "Org A")
+    exchange.admin.create_community("c", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership(member.org, "c", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("c").collection_id
+    scoped = indicator(pattern="[ipv6-addr:value = 'fe80::1%eth0 any (msg:\"x\"; sid:1;)']")
+    broken = indicator(pattern="[email-addr:value = 'first\nsecond@break-mail.top']")
+    good = indicator("198.51.100.7")
+    assert not exchange.ingest.add_objects(member.principal, cid, [scoped, broken, good]).failures
+    now = {row[0]: row[1:] for row in _export_columns(exchange)}
+    refused = (None, SKIP_REASONS.index(SKIP_INVALID_VALUE))  # no values, and why
+    assert now[scoped["id"]][:2] == now[broken["id"]][:2] == refused
+    # what the older code stored for them
+    old = {scoped["id"]: "ipv6-addr fe80::1%eth0 any (msg:\"x\"; sid:1;)",
+           broken["id"]: "email-addr first\nsecond@break-mail.top"}
+    with exchange.engine.begin() as conn:
+        for stix_id, values in old.items():
+            row_id = conn.scalar(sa.text("SELECT id FROM stix_objects WHERE stix_id = :s"), {"s": stix_id})
+            conn.execute(sa.text("UPDATE stix_objects SET export_values = :v, export_skip = NULL, "
+                                 "export_listed = '[]', listed_stamp = 1 WHERE id = :id"),
+                         {"v": values, "id": row_id})
+            conn.execute(sa.text("DELETE FROM observables WHERE object_id = :id"), {"id": row_id})
+            for line in values.split("\n"):
+                kind, _, value = line.partition(" ")
+                if kind not in KINDS:  # the broken line: not even PostgreSQL could index it
+                    continue
+                conn.execute(sa.text("INSERT INTO observables (object_id, community_id, kind, value) "
+                                     "SELECT id, community_id, :k, :v FROM stix_objects WHERE id = :id"),
+                             {"k": kind, "v": value, "id": row_id})
+    before = _snapshot(exchange)
+    config = alembic_config(exchange.engine)
+    command.downgrade(config, "0010_feed_reservations")
+    command.upgrade(config, "head")
+    assert {row[0]: row[1:] for row in _export_columns(exchange)} == now
+    after = _snapshot(exchange)
+    assert after["objects"] == before["objects"]
+    with exchange.engine.connect() as conn:
+        index = sorted(conn.execute(sa.text("SELECT o.stix_id, x.kind, x.value FROM observables x "
+                                            "JOIN stix_objects o ON o.id = x.object_id")))
+        listed = dict(conn.execute(sa.text("SELECT stix_id, listed_stamp FROM stix_objects")).all())
+    assert index == [(good["id"], "ipv4-addr", "198.51.100.7")]
+    assert listed[scoped["id"]] is None and listed[broken["id"]] is None  # verdicts to be checked again
+    assert listed[good["id"]] is not None  # a good row is untouched

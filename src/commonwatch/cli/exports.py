@@ -8,16 +8,22 @@ never see half a file. ``feed`` manages the named pull feeds served at
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import orjson
 import typer
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from commonwatch.cli.common import err, out, run, table
 from commonwatch.errors import InvalidParameter, StorageError
@@ -46,6 +52,11 @@ RpzTargetOpt = Annotated[str, typer.Option("--rpz-target", help="RPZ: '.' (NXDOM
 RpzWildOpt = Annotated[bool, typer.Option("--rpz-wildcard/--no-rpz-wildcard", help="RPZ: block subdomains.")]
 StripOpt = Annotated[bool, typer.Option("--url-strip-scheme", help="plain-url: write host/path entries.")]
 
+#: What ``-o`` refuses to write to, by ``stat.S_IFMT``.
+_SPECIAL = {stat.S_IFDIR: "a directory", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+#: A chown the process may not make: EINVAL is an id this user namespace cannot map.
+_NOT_PERMITTED = (errno.EPERM, errno.EACCES, errno.EINVAL)
+
 
 def _filter(
     community: list[str] | None, type_: list[str] | None, tlp: str, since: str | None,
@@ -60,20 +71,90 @@ def _filter(
     )
 
 
-def write_atomically(path: Path, chunks: Iterable[str]) -> None:
-    """Write ``chunks`` to ``path`` via a temporary file in the same directory, then rename.
+def _database_failures(chunks: Iterator[str]) -> Iterator[str]:
+    """``chunks``, with a database failure while they stream (a disk I/O error, a lost
+    server) raised as :class:`StorageError`: the export reads as it writes, after the
+    command has started, so the failure arrives here and not in the service call."""
+    try:
+        yield from chunks
+    except (OperationalError, InterfaceError) as exc:
+        cause = exc if exc.orig is None else exc.orig  # the driver's words, without the SQL
+        raise StorageError(f"the database failed during the export: {cause}") from exc
 
-    Readers see the old file or the new one, never a partial one; on any error the
-    old file is left untouched and the temporary file removed.
-    """
-    if path.is_symlink():  # write through a link (configuration often links rule files)
-        path = path.resolve()
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        why = "is not a directory" if directory.exists() else "does not exist"
-        raise InvalidParameter(f"cannot write {path}: directory {directory} {why}")
-    if path.is_dir():
-        raise InvalidParameter(f"cannot write {path}: it is a directory; name a file")
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second one must not interrupt the clean-up
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def _orderly_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP (systemd, ``timeout``, a closed terminal) end the process by
+    their default action, which runs no ``finally``: a half-written temporary file would
+    stay in the sensor's rules folder. While this is active they raise SystemExit
+    instead (exit status 128 + signal, as the shell reports a killed process); a handler
+    someone else set, or SIG_IGN (``nohup``), is left alone, and the previous one is
+    restored afterwards."""
+    replaced: dict[signal.Signals, Any] = {}  # signal -> the handler it had
+    if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                replaced[signum] = signal.signal(signum, _exit_on_signal)
+    try:
+        yield
+    finally:
+        for signum, previous in replaced.items():
+            signal.signal(signum, previous)
+
+
+def _existing(path: Path, given: Path) -> os.stat_result | None:
+    """What ``path`` is now (through links), or None if nothing is there yet."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # the directory checks say what is missing
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidParameter(f"cannot write {given}: its symbolic links form a loop (a link that "
+                                   "leads back to itself); fix or remove the link") from None
+        raise StorageError(f"cannot write {given}: {exc.strerror}") from None
+
+
+def _keep_owner_and_mode(fd: int, replaced: os.stat_result | None) -> None:
+    """Give the new file the owner, group and mode of the file it replaces: root:suricata
+    0640 rules stay so, and the sensor's group can still read them. The owner and group
+    are kept as far as the process may set them (root may set both, a member of the
+    group the group); a new file gets the mode the umask allows."""
+    if replaced is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        return
+    for uid in (replaced.st_uid, -1):  # both, else the group alone
+        try:
+            os.fchown(fd, uid, replaced.st_gid)  # before fchmod: a chown clears set-id bits
+            break
+        except OSError as exc:
+            if exc.errno not in _NOT_PERMITTED:
+                raise
+    os.fchmod(fd, stat.S_IMODE(replaced.st_mode))
+
+
+def _write_into(path: Path, chunks: Iterable[str]) -> None:
+    """Write into a character device or a FIFO as the shell's ``>`` does (``-o /dev/null``,
+    a pipe a reader holds open): there is no file to replace, and renaming a file over
+    the node would replace the node itself (as root, /dev/null)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)  # never O_CREAT: the node is there
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+    except OSError as exc:  # a reader that went away (EPIPE), a device that refuses writes...
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _replace(path: Path, directory: Path, replaced: os.stat_result | None, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to a temporary file in ``directory``, then rename it to ``path``."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
@@ -83,14 +164,8 @@ def write_atomically(path: Path, chunks: Iterable[str]) -> None:
             for chunk in chunks:
                 handle.write(chunk)
             handle.flush()
+            _keep_owner_and_mode(handle.fileno(), replaced)
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        try:  # a replaced file keeps its permissions (a 0640 rules file stays 0640)
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:  # a full disk, a quota, a directory put there meanwhile...
         Path(tmp).unlink(missing_ok=True)
@@ -103,6 +178,33 @@ def write_atomically(path: Path, chunks: Iterable[str]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_atomically(path: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to ``path`` via a temporary file in the same directory, then rename.
+
+    Readers see the old file or the new one, never a partial one; on any error, and on
+    SIGTERM or SIGHUP, the old file is left untouched and the temporary file removed. A link is
+    written through; a character device or a FIFO (``-o /dev/null``) is written into,
+    never replaced.
+    """
+    given = path
+    if path.is_symlink():  # write through a link (configuration often links rule files)
+        with suppress(RuntimeError):  # a loop, before Python 3.13: _existing names it
+            path = path.resolve()
+    found = _existing(path, given)
+    directory = path.parent if str(path.parent) else Path(".")
+    if found is None and not directory.is_dir():
+        why = "is not a directory" if directory.exists() else "does not exist"
+        raise InvalidParameter(f"cannot write {path}: directory {directory} {why}")
+    if found is None or stat.S_ISREG(found.st_mode):
+        with _orderly_termination():
+            _replace(path, directory, found, chunks)
+    elif stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode):
+        _write_into(path, chunks)  # no temporary file to clean up
+    else:  # a block device would be a disk overwritten; a socket cannot be opened
+        what = _SPECIAL.get(stat.S_IFMT(found.st_mode), "neither a file nor a device")
+        raise InvalidParameter(f"cannot write {path}: it is {what}; name a file")
 
 
 def _summary(export: Export, target: str) -> None:
@@ -138,11 +240,11 @@ def register(app: typer.Typer) -> None:
             options = FormatOptions(rpz_target, rpz_wildcard, url_strip_scheme)
             export = exchange.export.export(principal, fmt, flt, options)
             if output is None or str(output) == "-":  # "-" is stdout, as elsewhere
-                for chunk in export.chunks:
+                for chunk in _database_failures(export.chunks):
                     sys.stdout.write(chunk)
                 sys.stdout.flush()
             else:
-                write_atomically(output, export.chunks)
+                write_atomically(output, _database_failures(export.chunks))
             _summary(export, "stdout" if output is None or str(output) == "-" else str(output))
 
         run(action)

@@ -132,6 +132,8 @@ def normalise_ip(value: str) -> Observable | None:
     if _DOTTED.fullmatch(value):
         return Observable("ipv4-addr", value)  # already canonical: the common case, fast
     text = value.strip()
+    if "%" in text:  # a zone id ("fe80::1%eth0") names an interface of one host: no indicator
+        return None
     try:
         if "/" in text:
             net = ipaddress.ip_network(text, strict=False)
@@ -219,7 +221,9 @@ def normalise_hash(kind: str, value: str) -> str | None:
 
 def normalise(kind: str, value: str) -> Observable | None:
     """``value`` of ``kind`` normalised, or None when it is not a valid value of that kind."""
-    if len(value) > MAX_VALUE_LENGTH or "\x00" in value:  # no network value holds a NUL
+    if len(value) > MAX_VALUE_LENGTH or not value.strip().isprintable():
+        # No network value holds a control character or a line break of any kind (NUL,
+        # VT, FF, NEL, U+2028...): outputs are line-based, and sensors read them so.
         return None
     if kind in ("ipv4-addr", "ipv6-addr"):
         found = normalise_ip(value)

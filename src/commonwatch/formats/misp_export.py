@@ -2,11 +2,13 @@
 
 One event holding one attribute per (object, value), ``to_ids`` set, the TLP of
 each object as a ``tlp:*`` attribute tag (MISP taxonomy ``tlp``, TLP 2.0 names) and
-the source STIX id in the attribute comment. An object with one value gives its
+the source STIX id in the attribute comment. An indicator with one value gives its
 attribute its own uuid (the uuid of ``indicator--<uuid>``: MISP's STIX converters map
 attribute and indicator ids that way, so a round trip through MISP keeps the id, and a
-new version updates the attribute); an object with several values gives each a UUIDv5
-of the STIX id, kind and value. Re-exports keep them all. The attribute ``timestamp`` is
+new version updates the attribute); every other attribute (an indicator's values when
+it has several, an observable's value) gets a UUIDv5 of the STIX id, kind and value,
+so that ``ipv4-addr--<u>`` and ``indicator--<u>`` never share one. Re-exports keep
+them all. The attribute ``timestamp`` is
 when the object's version was made (its ``modified``; for objects without versions,
 when they were added). Distribution is 0 ("your organisation only"): the export is
 for the requester's own defences.
@@ -85,7 +87,7 @@ def render(items: Iterable[ExportItem], event_uuid: str, now_s: int, info: str) 
         stix_id = item.stix_id
         comment = _json_string(f"{stix_id} {item.name}".strip()[:1000])
         end = f',"comment":{comment},"timestamp":"{item.version_us // 1_000_000}"{_TLP_MEMBERS[item.tlp]}'
-        single = len(item.observables) == 1
+        single = len(item.observables) == 1 and stix_id.startswith("indicator--")
         for kind, value in item.observables:
             uuid_ = own_uuid(stix_id) if single else attribute_uuid(f"{stix_id}|{kind}|{value}")
             chunk.append(f'{{"uuid":"{uuid_}",{_KIND_MEMBERS[kind]}"value":{_json_string(value)}{end}')

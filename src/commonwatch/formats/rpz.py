@@ -20,6 +20,11 @@ from commonwatch.domain.observables import ExportItem, network_int, normalise_do
 BATCH = 2000
 SKIP_IPV6 = "IPv6 response-IP triggers are not written to RPZ"
 SKIP_LONG = "domain too long once the RPZ zone name is appended"
+SKIP_TRIGGER = "domain ending in an RPZ trigger label (rpz-ip, rpz-nsip, rpz-nsdname, rpz-client-ip)"
+#: Labels that make an owner name right above the zone's origin a trigger of another
+#: kind than a query name: written as a domain, "0.0.0.0.0.rpz-ip" would rewrite
+#: every IPv4 answer.
+_TRIGGER_LABELS = ("rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip")
 
 
 def header(serial: int, ttl: int = 300) -> str:
@@ -66,6 +71,9 @@ def render(
             if kind == "domain-name":
                 if len(value) > max_name:
                     skipped[SKIP_LONG] += 1
+                    continue
+                if value.rpartition(".")[2] in _TRIGGER_LABELS:
+                    skipped[SKIP_TRIGGER] += 1
                     continue
                 lines.append(f"{value} CNAME {target}")
                 if wildcard:

@@ -34,6 +34,7 @@ SID_BASE = 1_000_000_000
 BATCH = 2000
 SKIP_RULE_KIND = "no Suricata rule form for this kind (use a dataset)"
 SKIP_HTTPS = "https URL: the sensor sees only the host (use the domain)"
+SKIP_URL_SCHEME = "URL of a scheme other than http or https: no Suricata rule form (use a dataset)"
 SKIP_CIDR = "CIDR in a dataset of single addresses"
 
 
@@ -174,13 +175,22 @@ def _head(observable: Observable) -> tuple[str, str] | None:
                 f'dns.query; dotprefix; content:".{_content(value)}"; endswith; nocase; ')
     if kind == "url" and value.startswith("http://"):
         host, _, rest = value[7:].partition("/")
-        host = host.split(":")[0]
+        # http.host is the Host header without its port: "[v6 literal]" keeps its brackets
+        host = host[:host.index("]") + 1] if host.startswith("[") else host.partition(":")[0]
         path = "/" + rest
         return ("alert http $HOME_NET any -> any any",
                 f'flow:established,to_server; http.host; content:"{_content(host)}"; '
                 f'bsize:{len(host.encode())}; '
                 f'http.uri; content:"{_content(path)}"; bsize:{len(path.encode())}; ')
     return None
+
+
+def _skip_reason(observable: Observable) -> str:
+    """Why a value has no rule (:func:`_head` gave none)."""
+    kind, value = observable
+    if kind != "url":
+        return SKIP_RULE_KIND
+    return SKIP_HTTPS if value.startswith("https://") else SKIP_URL_SCHEME
 
 
 def rule_key(stix_id: str, kind: str, value: str) -> str:
@@ -216,7 +226,7 @@ def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[
         if len(observables) == 1:  # most objects: one value, one rule
             head = _head(observables[0])
             if head is None:
-                skipped[SKIP_HTTPS if observables[0][0] == "url" else SKIP_RULE_KIND] += 1
+                skipped[_skip_reason(observables[0])] += 1
                 continue
             opening, meta = bodies.tail(item)
             text = f"{head[0]} {opening}{head[1]}{meta}"
@@ -230,7 +240,7 @@ def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[
             for observable in observables:
                 head = _head(observable)
                 if head is None:
-                    skipped[SKIP_HTTPS if observable[0] == "url" else SKIP_RULE_KIND] += 1
+                    skipped[_skip_reason(observable)] += 1
                     continue
                 if tail is None:
                     tail = bodies.tail(item)

@@ -232,7 +232,7 @@ class ExportService:
         if fmt == "suricata-iprep-categories":
             return iter([suricata.iprep_categories()])
         if fmt == "zeek-intel":
-            return zeek_intel.render(items)
+            return zeek_intel.render(items, skipped=stats.skipped)
         if fmt == "rpz":
             return rpz.render(items, now // 1_000_000 % 2**32, stats.skipped,
                               target=options.rpz_target, wildcard=options.rpz_wildcard)
