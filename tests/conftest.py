@@ -109,13 +109,13 @@ class LiveServer:
 
         import uvicorn
 
-        from commonwatch.web.app import create_app
+        from commonwatch.web.app import SERVER_OPTIONS, create_app
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         config = uvicorn.Config(create_app(exchange), host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="off")
+                                log_level="warning", lifespan="off", **SERVER_OPTIONS)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

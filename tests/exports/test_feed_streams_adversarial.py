@@ -35,7 +35,7 @@ from commonwatch.services.exchange import Exchange
 from commonwatch.services.export_filters import build_filter
 from commonwatch.services.query import ObjectFilter, QueryService
 from commonwatch.storage import db
-from commonwatch.web.app import create_app
+from commonwatch.web.app import SERVER_OPTIONS, create_app
 from exports.conftest import Clock
 
 from support.factories import indicator, make_community, make_member
@@ -79,7 +79,8 @@ def world(small):
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)  # inherited by accepted sockets
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(small["ex"]), log_level="critical", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(create_app(small["ex"]), log_level="critical", lifespan="off",
+                                           **SERVER_OPTIONS))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

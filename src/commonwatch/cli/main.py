@@ -48,7 +48,7 @@ def serve(
     """Run the TAXII 2.1 server and the JSON API."""
     import uvicorn
 
-    from commonwatch.web.app import create_app
+    from commonwatch.web.app import SERVER_OPTIONS, create_app
 
     try:
         config = settings(host=host, port=port)
@@ -60,8 +60,7 @@ def serve(
     app = create_app(exchange)
     tune_for_throughput()  # a page of 1,000 rows allocates thousands of short-lived objects
     try:
-        uvicorn.run(app, host=config.host, port=config.port,
-                    log_level=config.log_level, server_header=False)
+        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, **SERVER_OPTIONS)
     finally:
         exchange.close()
 

@@ -184,6 +184,7 @@ class ExportService:
     def export(
         self, principal: Principal, fmt: str, flt: ExportFilter,
         options: FormatOptions = DEFAULT_OPTIONS, *, explain: bool = True,
+        on_snapshot: Callable[[Connection], None] | None = None,
     ) -> Export:
         """Start an export; nothing is read until ``chunks`` is iterated.
 
@@ -191,7 +192,8 @@ class ExportService:
         output is written. ``explain``: count why each object without an exportable
         value was left out; without it they are all counted as :data:`SKIP_NO_VALUES`.
         The output is the same either way. A minimum decay score reads the sightings the
-        caller sees in those communities first, and every object's JSON.
+        caller sees in those communities first, and every object's JSON. ``on_snapshot``
+        is called with the snapshot's connection once the export's snapshot is taken.
         """
         check_format(fmt)
         chosen = self._query.export_communities(principal, flt)
@@ -201,7 +203,7 @@ class ExportService:
         items = self.items(principal, flt, stats, whole_objects=fmt == "stix", explain=explain,
                            raw=fmt in RAW_ONLY, named=fmt in NAMED, labelled=fmt in LABELLED,
                            timed=fmt in TIMED, rowed=fmt in ROWED,
-                           scorer=scorer)
+                           scorer=scorer, on_snapshot=on_snapshot)
         return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
 
     def _scorer(self, principal: Principal, flt: ExportFilter, chosen: Sequence[Any]) -> ScoreFilter:
@@ -250,6 +252,7 @@ class ExportService:
         explain: bool = True, raw: bool = True, named: bool = True, labelled: bool = True,
         timed: bool = True,
         rowed: bool = False, scorer: ScoreFilter | None = None,
+        on_snapshot: Callable[[Connection], None] | None = None,
     ) -> Iterator[ExportItem]:
         """Visible, filtered objects with their exportable values, streamed.
 
@@ -280,7 +283,7 @@ class ExportService:
             principal, flt, raw=raw or scorer is not None, names=named, labels=labelled, times=timed,
             row_ids=rowed,
             now_us=now,
-            fails=lambda row: accept(row[8], row[9], row[10]) is not None)
+            fails=lambda row: accept(row[8], row[9], row[10]) is not None, on_snapshot=on_snapshot)
         for community, rows in batches:
             stats.objects_read += len(rows)
             for (stix_id, version_us, _, tlp, producer_id, document, values, skip, revoked, until, confidence,
@@ -494,44 +497,77 @@ class ExportService:
 
     def _validators(self, principal: Principal, feed: Feed) -> tuple[str, str, int | None, bool]:
         base = self._base_digest(principal, feed)
-        now = self._clock()
-        with self._sessions() as s:
-            state = s.get(FeedState, (feed.id, principal.user_id))
-        if state is not None and state.base == base and (
-                state.next_change_us is None or now < state.next_change_us):
+        state = self._state(feed.id, principal.user_id)
+        if self._current(state, base):
+            assert state is not None
             return base, _etag(base, state.anchor_us), None if state.shared else state.anchor_us, True
         # A new content generation; a render reserves its own anchor (:meth:`_reserve`).
         last = None if state is None else state.reserved_us or state.anchor_us
+        now = self._clock()
         anchor = now if last is None else max(now, last + 1)
         return base, _etag(base, anchor), anchor, False
+
+    def _state(self, feed_id: int, user_id: int) -> FeedState | None:
+        with self._sessions() as s:
+            return s.get(FeedState, (feed_id, user_id))
+
+    def _current(self, state: FeedState | None, base: str) -> bool:
+        """The stored state still describes the content of ``base``."""
+        return state is not None and state.base == base and (
+            state.next_change_us is None or self._clock() < state.next_change_us)
 
     def render_feed(self, principal: Principal, feed: Feed) -> tuple[Export, str, int | None]:
         """The feed's export, ETag and Last-Modified; the state is saved when the stream ends.
 
         Saving at the end records the earliest ``valid_until`` seen, which only a full
         render can know; a render cut short saves nothing and the next request renders.
-        A render of a new content generation first reserves its anchor (the time its
-        ETag and Last-Modified are made of): anchors strictly increase per feed and user,
-        so no two bodies share an ETag; when two renders (overlapping, or one after the
-        other within a second) take anchors in the same second, Last-Modified is left
-        out, since If-Modified-Since (one-second resolution) could not tell their bodies
-        apart. Only the newest reservation saves its state.
+
+        When the stored state is current, the body carries its validators only if the
+        export's snapshot has the same base (read in the snapshot itself): a write that
+        landed between the check and the snapshot makes it a new generation, so two
+        bodies never share an ETag. A new generation first reserves its anchor (the time
+        its ETag and Last-Modified are made of): anchors strictly increase per feed and
+        user; when two renders (overlapping, or one after the other within a second)
+        take anchors in the same second, Last-Modified is left out, since
+        If-Modified-Since (one-second resolution) could not tell their bodies apart.
+        Only the newest reservation saves its state, under the base read before the
+        snapshot (if a write came between, the next request simply renders again).
         """
         flt, options = filter_from_json(feed.filter_json)
-        base, etag, modified, current = self._validators(principal, feed)
-        if not current:
-            anchor, shared = self._reserve(feed.id, principal.user_id)
-            etag, modified = _etag(base, anchor), None if shared else anchor
-        # A feed's skip counts are never shown: the reasons are not worked out.
-        export = self.export(principal, feed.format, flt, options, explain=False)
-        if current:  # the stored state describes this body already
-            return export, etag, modified
+        base = self._base_digest(principal, feed)
+        state = self._state(feed.id, principal.user_id)
+        current = self._current(state, base)
+        anchor, shared = (0, False) if current else self._reserve(feed.id, principal.user_id)
+        steady: list[bool] = []
 
-        def chunks() -> Iterator[str]:
-            yield from export.chunks
+        def check(conn: Connection) -> None:
+            steady.append(not current or self._base_digest(principal, feed, conn) == base)
+
+        # A feed's skip counts are never shown: the reasons are not worked out.
+        export = self.export(principal, feed.format, flt, options, explain=False, on_snapshot=check)
+        chunks = iter(export.chunks)
+        head: list[str] = []
+        try:
+            while not steady and (chunk := next(chunks, None)) is not None:
+                head.append(chunk)  # a format's opening lines come before its first row
+            if current and not steady[0]:
+                current = False
+                anchor, shared = self._reserve(feed.id, principal.user_id)
+        except BaseException:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            raise
+        if current:
+            assert state is not None
+            modified = None if state.shared else state.anchor_us
+            return replace(export, chunks=_joined(head, chunks)), _etag(base, state.anchor_us), modified
+
+        def body() -> Iterator[str]:
+            yield from _joined(head, chunks)
             self._save_state(feed.id, principal.user_id, base, anchor, shared, export.stats.next_change_us)
 
-        return replace(export, chunks=chunks()), etag, modified
+        return replace(export, chunks=body()), _etag(base, anchor), None if shared else anchor
 
     def _reserve(self, feed_id: int, user_id: int) -> tuple[int, bool]:
         """(anchor, shared) for a render of a new generation: the next anchor of this feed
@@ -557,23 +593,25 @@ class ExportService:
                 FeedState.feed_id == feed_id, FeedState.user_id == user_id, FeedState.reserved_us == anchor,
             ).values(base=base, anchor_us=anchor, shared=shared, next_change_us=next_change))
 
-    def _base_digest(self, principal: Principal, feed: Feed) -> str:
-        """Digest of every cheap input of a feed's content (see docs/export.md, "ETags")."""
+    def _base_digest(self, principal: Principal, feed: Feed, conn: Connection | None = None) -> str:
+        """Digest of every cheap input of a feed's content (see docs/export.md, "ETags"),
+        read on ``conn`` when given (an export's snapshot)."""
+        if conn is None:
+            with self._sessions() as s:
+                return self._base_digest(principal, feed, s.connection())
         lists = self.warninglists()
         digest = hashlib.sha256()
         # The caller's standing in every community it may know about (gaining or losing
         # access changes the content), and what it can see happen in those it may read: a
         # write or delete it cannot see, or a community it may not know, must not move its
         # ETag (nor tell it that something happened).
-        for community, clearance, seen in self._query.activity(principal):
+        for community, clearance, seen in self._query.activity(principal, conn):
             standing = (community.id, community.public, clearance.can_read, int(clearance.max_tlp))
             digest.update(repr((*standing, *((community.name, community.collection_id, *seen)
                                               if seen is not None else ()))).encode())
-        with self._sessions() as s:
-            conn = s.connection()
-            orgs = select(Organisation.id, Organisation.name, Organisation.sector).order_by(Organisation.id)
-            for org in conn.execute(orgs):
-                digest.update(repr(tuple(org)).encode())
+        orgs = select(Organisation.id, Organisation.name, Organisation.sector).order_by(Organisation.id)
+        for org in conn.execute(orgs):
+            digest.update(repr(tuple(org)).encode())
         head = (__version__, feed.id, feed.format, feed.filter_json, feed.updated_us,
                 principal.org_id, principal.org_identity, lists.digest)
         digest.update(repr(head).encode())
@@ -594,6 +632,17 @@ ON CONFLICT (feed_id, user_id) DO UPDATE SET
            = COALESCE(feed_states.reserved_us, feed_states.anchor_us) / 1000000
 RETURNING reserved_us, shared
 """)
+
+
+def _joined(head: list[str], chunks: Iterator[str]) -> Iterator[str]:
+    """``head``, then ``chunks``; closing it closes ``chunks``."""
+    try:
+        yield from head
+        yield from chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def _etag(base: str, anchor: int) -> str:

@@ -376,21 +376,23 @@ class QueryService:
 
 
     def activity(
-        self, principal: Principal
+        self, principal: Principal, conn: Connection | None = None,
     ) -> list[tuple[CommunityRef, Clearance, tuple[Any, ...] | None]]:
         """The communities the caller may know about, with its clearance and, where it may
         read, (date_added of the newest version it can see, id of the newest tombstone it
-        can see); see :func:`statements.activity_query`."""
+        can see); see :func:`statements.activity_query`. Read on ``conn`` when given (an
+        export's snapshot), else in a session of its own."""
+        if conn is None:
+            with self._sessions() as s:
+                return self.activity(principal, s.connection())
         found: list[tuple[CommunityRef, Clearance, tuple[Any, ...] | None]] = []
-        with self._sessions() as s:
-            conn = s.connection()
-            for community, clearance in self.collections(principal, conn):
-                seen = None
-                if clearance.can_read or clearance.public:
-                    query = sql.activity_query(sql.Sight.of(clearance))
-                    params = {**sql.sight_params(clearance), "community": community.id}
-                    seen = tuple(conn.execute(query, params).one())
-                found.append((community, clearance, seen))
+        for community, clearance in self.collections(principal, conn):
+            seen = None
+            if clearance.can_read or clearance.public:
+                query = sql.activity_query(sql.Sight.of(clearance))
+                params = {**sql.sight_params(clearance), "community": community.id}
+                seen = tuple(conn.execute(query, params).one())
+            found.append((community, clearance, seen))
         return found
 
     # -- exports -------------------------------------------------------------------
@@ -427,6 +429,7 @@ class QueryService:
         by_added: bool = True, names: bool = True, labels: bool = True, times: bool = True,
         row_ids: bool = False,
         now_us: int | None = None, fails: Callable[[tuple[Any, ...]], bool] | None = None,
+        on_snapshot: Callable[[Connection], None] | None = None,
     ) -> Iterator[RowBatch]:
         """The rows of :meth:`stream_latest` as (community name, batch of plain tuples).
 
@@ -442,7 +445,8 @@ class QueryService:
         organisations hold a version, the copy chosen is one that passes the filter's
         lifecycle conditions (without it, expiry is left out of the choice).
         ``fails``: those conditions on a row, to choose likewise among the communities
-        that hold the same version of an id.
+        that hold the same version of an id. ``on_snapshot``: called with the snapshot's
+        connection once it is taken (its first statement has run), before any row is read.
         """
         with self._sessions() as s:
             # Every batch of every community is read in one snapshot of the database
@@ -450,6 +454,8 @@ class QueryService:
             # version, a changed membership) can neither repeat an object nor hide one.
             conn = snapshot(s)
             chosen = self.export_communities(principal, flt, conn)
+            if on_snapshot is not None:
+                on_snapshot(conn)
             by_added = by_added and len(chosen) == 1
             streams = [self._community_rows(conn, c, k, flt, batch, raw=raw, by_added=by_added,
                                             names=names, labels=labels, times=times, row_ids=row_ids,

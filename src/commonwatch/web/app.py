@@ -9,6 +9,8 @@ than a single-object TAXII GET spends in the database, so TAXII does not go thro
 
 from __future__ import annotations
 
+import time
+from email.utils import formatdate
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from commonwatch import __version__
 from commonwatch.errors import CommonWatchError
@@ -36,9 +38,23 @@ from commonwatch.web.lookup import lookup_router
 from commonwatch.web.sightings import sightings_router
 from commonwatch.web.taxii import TAXII_PREFIX, taxii_routes
 
+#: How the application is served with uvicorn (``uvicorn.Config(app, **SERVER_OPTIONS)``):
+#: it writes its own ``Date`` header (see :class:`CommonWatchApp`) and names no server.
+SERVER_OPTIONS: dict[str, Any] = {"date_header": False, "server_header": False}
+
+
+def _date_now() -> bytes:
+    """The HTTP date of this second."""
+    return formatdate(time.time(), usegmt=True).encode("ascii")
+
 
 class CommonWatchApp:
     """The ASGI entry point: ``/taxii2`` to the TAXII application, the rest to the API.
+
+    Every response gets its ``Date`` when its status line goes out. uvicorn's own is
+    refreshed once a second, so it can be up to a second older than the moment a feed
+    took its Last-Modified from, which RFC 9110 §8.8.2.1 forbids; hence
+    :data:`SERVER_OPTIONS`.
 
     Attributes not defined here (``state``, ``routes``, ...) are the API application's.
     """
@@ -48,11 +64,22 @@ class CommonWatchApp:
         self.taxii = taxii
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and (path == TAXII_PREFIX or path.startswith(TAXII_PREFIX + "/")):
-            await self.taxii(scope, receive, send)
-        else:
+        if scope["type"] != "http":
             await self.api(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"date" for name, _ in headers):
+                    message = {**message, "headers": [(b"date", _date_now()), *headers]}
+            await send(message)
+
+        path = scope.get("path", "")
+        if path == TAXII_PREFIX or path.startswith(TAXII_PREFIX + "/"):
+            await self.taxii(scope, receive, dated)
+        else:
+            await self.api(scope, receive, dated)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.api, name)
