@@ -215,8 +215,8 @@ def test_export_database_error_midway_is_one_line_and_keeps_the_file(cw, files, 
     assert result.exit_code != 0
     assert target.read_text() == "previous export\n"
     assert leftovers(files) == []
-    # BUG: a database error raised while the export streams is not a CommonWatchError; the CLI
-    # ends with an uncaught sqlalchemy OperationalError (a traceback) instead of one error line.
+    # Regression: a database error raised while the export streamed was not a CommonWatchError;
+    # the CLI ended with an uncaught sqlalchemy OperationalError (a traceback).
     one_error_line(result, "disk I/O error")
 
 
@@ -265,8 +265,8 @@ def test_export_terminated_midway_leaves_no_temporary_file(cw, files):
     assert proc.returncode != 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert target.read_text() == "previous export\n"
-    # BUG: SIGTERM (the usual way a run is stopped) kills the process before write_atomically's
-    # cleanup: the half-written '.cw.json.XXXX.tmp' stays in the sensor's rules folder.
+    # Regression: SIGTERM killed the process before write_atomically's cleanup: the
+    # half-written '.cw.json.XXXX.tmp' stayed in the sensor's rules folder.
     assert leftovers(files) == []
 
 
@@ -276,8 +276,8 @@ def test_export_onto_a_symlink_loop_is_a_clean_error(cw, files):
     result = cw(*EXPORT, "--format", "plain-ip", "-o", str(loop))
     assert result.exit_code != 0
     assert loop.is_symlink() and leftovers(files) == []
-    # BUG: `-o` naming a link that points to itself ends in an uncaught RuntimeError
-    # ("Symlink loop from ...", from Path.resolve()) instead of an error line.
+    # Regression: `-o` naming a link that points to itself ended in an uncaught RuntimeError
+    # ("Symlink loop from ...", from Path.resolve()).
     one_error_line(result, str(loop))
 
 
@@ -316,8 +316,8 @@ def test_export_onto_a_device_node_never_replaces_it(cw, files):
             os.close(reader)
     no_traceback(result)
     assert leftovers(files) == []
-    # BUG: the temporary file is renamed over the special file: `-o /dev/null` as root would
-    # replace /dev/null itself with a regular file holding the export.
+    # Regression: the temporary file was renamed over the special file: `-o /dev/null` as root
+    # would have replaced /dev/null itself with a regular file holding the export.
     assert kind(os.lstat(node).st_mode), stat.filemode(os.lstat(node).st_mode)
 
 
@@ -332,8 +332,8 @@ def test_export_keeps_the_owner_and_group_of_the_file_it_replaces(cw, files):
     assert result.exit_code == 0, result.output
     after = target.stat()
     assert stat.S_IMODE(after.st_mode) == 0o640 and "203.0.113.5\n" in target.read_text()
-    # BUG: the replacement is owned by the exporting user (root:root here): with the 0640 kept,
-    # the sensor's group (4343) can no longer read its rules after the first export.
+    # Regression: the replacement was owned by the exporting user (root:root here): with the
+    # 0640 kept, the sensor's group (4343) could no longer read its rules.
     assert (after.st_uid, after.st_gid) == (4242, 4343)
 
 
@@ -478,7 +478,7 @@ def test_import_directory_reports_entries_it_cannot_read(cw, files):
     result = cw(*IMPORT, "--json", str(root))
     body = summary(result)
     assert "entries-a-c2.top" in stored(cw, "plain-domain")
-    # BUG: a dangling link and a link loop inside an import folder are skipped without a word:
+    # Regression: a dangling link and a link loop inside an import folder were skipped without a word:
     # exit 0 and "ok": true, although both entries were named for import and neither was read.
     assert result.exit_code == 2 and {"rotated.txt", "loop.txt"} <= set(rejected_files(body))
 
@@ -493,7 +493,7 @@ def test_import_unreadable_subdirectory_is_reported(cw, files, monkeypatch):
     body = summary(result)
     monkeypatch.undo()
     assert body["inputs"][:1] == [str(root / "a.txt")]
-    # BUG: a subdirectory that cannot be listed (chmod 000, another owner) is skipped silently
+    # Regression: a subdirectory that cannot be listed (chmod 000, another owner) was skipped silently
     # (pathlib's rglob swallows the PermissionError): exit 0, "ok": true, its files never read.
     assert result.exit_code == 2 and "locked" in json.dumps(body["rejections"])
 
@@ -523,7 +523,7 @@ def test_import_path_inside_an_unreadable_directory(cw, files, monkeypatch):
     result = cw(*IMPORT, str(locked / "iocs.txt"))
     monkeypatch.undo()
     assert result.exit_code != 0
-    # BUG: Path.is_dir() re-raises EACCES in expand(): the import ends in an uncaught
+    # Regression: Path.is_dir() re-raised EACCES in expand(): the import ended in an uncaught
     # PermissionError (a traceback) instead of an error line or a listed rejection.
     one_error_line(result, "iocs.txt")
 
@@ -554,14 +554,14 @@ def test_import_from_a_fifo_is_not_called_missing(cw, files):
         writer.join(5)
         os.close(release)
     no_traceback(result)
-    # BUG: a path that exists but is neither a regular file nor a folder (a FIFO, /dev/fd/63
-    # from <(...)) is refused as "no such file or directory", which is false.
+    # Regression: a path that exists but is neither a regular file nor a folder (a FIFO, /dev/fd/63
+    # from <(...)) was refused as "no such file or directory", which was false.
     assert result.exit_code == 0 or "no such file" not in result.stderr, result.stderr
 
 
 def test_import_stdin_named_twice(cw):
     result = cw(*IMPORT, "--json", "--format", "text", "-", "-", input=b"twice-c2[.]top\n")
-    # BUG: the first '-' input closes sys.stdin; the second then raises "ValueError: I/O
+    # Regression: the first '-' input closed sys.stdin; the second then raised "ValueError: I/O
     # operation on closed file" out of the command (a traceback, exit 1).
     no_traceback(result)
     assert result.exit_code in (0, 2)
@@ -601,8 +601,8 @@ def test_import_latin1_text_never_yields_a_cut_domain(cw, files):
     result = cw(*IMPORT, "--json", str(files / "bericht.txt"))
     summary(result)
     assert "198.51.100.41" in stored(cw, "plain-ip")
-    # BUG: the undecodable byte becomes U+FFFD, which the extractor takes for a word boundary:
-    # an indicator for the unrelated domain 'cher.de' is stored, nothing is rejected, exit 0.
+    # Regression: the undecodable byte became U+FFFD, which the extractor took for a word boundary:
+    # an indicator for the unrelated domain 'cher.de' was stored, nothing was rejected, exit 0.
     assert "cher.de" not in stored(cw, "plain-domain")
 
 
@@ -612,7 +612,7 @@ def test_import_utf16_text_is_not_silently_empty(cw, files):
     (files / "iocs.txt").write_bytes(text)
     result = cw(*IMPORT, "--json", str(files / "iocs.txt"))
     body = summary(result)
-    # BUG: the file is decoded as UTF-8 with replacement, nothing is extracted and nothing is
+    # Regression: the file was decoded as UTF-8 with replacement, nothing was extracted and nothing was
     # rejected: exit 0, "ok": true, 0 stored, although the file holds two indicators.
     assert body["stored"] > 0 or "iocs.txt" in rejected_files(body), body
 
@@ -624,8 +624,8 @@ def test_import_text_line_over_the_limit_never_yields_a_cut_value(cw, files):
     result = cw(*IMPORT, "--json", str(files / "long.txt"))
     summary(result)
     ips = stored(cw, "plain-ip")
-    # BUG: the line is read in 1 MiB pieces and each piece is searched alone: '198.51.100.47'
-    # straddles the cut and '198.51.100.4' (another address) is stored, without any rejection.
+    # Regression: the line was read in 1 MiB pieces and each piece was searched alone: '198.51.100.47'
+    # straddles the cut and '198.51.100.4' (another address) was stored, without any rejection.
     assert "198.51.100.4" not in ips, sorted(ip for ip in ips if ip.startswith("198.51.100.4"))
 
 
@@ -633,7 +633,7 @@ def test_import_text_positions_after_a_long_line(cw, files):
     (files / "long.txt").write_text("word " * (MAX_LINE_CHARS // 4) + "\n" + "then 198.51.100.23\n")
     body = summary(cw(*IMPORT, "--json", str(files / "long.txt")))
     positions = [h["position"] for h in body["warninglist_hits"]["objects"]]
-    # BUG: each 1 MiB piece of the long line 1 counts as a line, so the address on line 2 is
+    # Regression: each 1 MiB piece of the long line 1 counted as a line, so the address on line 2 was
     # reported at 'line 3' (and further off after longer lines).
     assert positions == ["line 2"]
 
@@ -647,6 +647,6 @@ def test_import_csv_long_line_does_not_abort_the_rest_of_the_file(cw, files):
     assert result.exit_code == 2 and len(body["rejections"]) == 1
     domains = stored(cw, "plain-domain")
     assert "before-long-c2.top" in domains
-    # BUG: a CSV line over 4 MiB characters raises out of the reader and ends the file there
-    # ("records before this point were read"): the good rows after it are never read nor listed.
+    # Regression: a CSV line over 4 MiB characters raised out of the reader and ended the file there
+    # ("records before this point were read"): the good rows after it were never read nor listed.
     assert "after-long-c2.top" in domains

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +106,10 @@ def import_command(
 
 def _timestamp(path: Path | None) -> str:
     """Time for objects whose source has none: the file's mtime (stable across re-imports), else now."""
-    seconds = path.stat().st_mtime if path is not None and path.is_file() else datetime.now(UTC).timestamp()
+    seconds = datetime.now(UTC).timestamp()
+    with contextlib.suppress(OSError):  # a file that cannot be read is listed as rejected
+        if path is not None and path.is_file():
+            seconds = path.stat().st_mtime
     return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 

@@ -1,6 +1,8 @@
 """Indicators from free text (threat reports, e-mails, chat): refang, extract, filter.
 
-Text is read line by line (constant memory). Each line is refanged first: ``hxxp``,
+Text is read line by line (constant memory), as UTF-8, UTF-16 or Windows-1252 (see
+:func:`~commonwatch.formats.streams.open_text`); a line over :data:`MAX_LINE_CHARS` is
+rejected, never searched in pieces. Each line is refanged first: ``hxxp``,
 ``hxxps``, ``fxp``, ``[.]``, ``(.)``, ``{.}``, ``[dot]``, ``(dot)``, ``[@]``,
 ``(at)``, ``[at]``, ``[:]``, ``[://]``, ``[/]`` and ``\\.`` take their plain form.
 Then URLs, e-mail addresses, IPv6 and IPv4 addresses (with CIDR), domain names,
@@ -16,7 +18,9 @@ The false positives of free-text extraction are handled:
 * a dotted quad preceded by ``v``/``version``/``build``/``release``..., or that is part
   of a longer dotted number (``1.3.6.1.4.1``), is a version or OID, not an address;
 * hex runs are hashes only at exactly 32/40/64/128 digits with no hex or word
-  character glued on either side.
+  character glued on either side;
+* a name or e-mail address is never cut out of a longer word that non-ASCII letters,
+  marks or U+FFFD make (``cher.de`` out of ``b\\ufffdcher.de``): such a match is dropped.
 
 Every distinct value becomes an SCO and an indicator whose id is derived from the
 importing organisation and the value, so importing the same text again is a no-op.
@@ -25,9 +29,10 @@ CVE ids become vulnerabilities.
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import re
+import string
+import unicodedata
 from collections.abc import Iterator
 from typing import IO, NamedTuple
 
@@ -37,6 +42,7 @@ from commonwatch.domain.observables import normalise_domain
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
 from commonwatch.formats.records import Record, rejected
+from commonwatch.formats.streams import Lines, open_text
 
 MAX_LINE_CHARS = 1024 * 1024
 
@@ -72,6 +78,10 @@ _VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\bbuild|\brelease|\brev
 #: so that the check costs the same on a long line as on a short one.
 _VERSION_WINDOW = 64
 _HASH_BY_LEN = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+_LOCAL_PART_CHARS = frozenset(string.ascii_letters + string.digits + "._%+-")
+#: Characters outside letters, digits and marks that hold a word together: U+FFFD (a
+#: byte no decoder knew), soft hyphen, zero-width non-joiner and joiner, word joiner.
+_JOINING = frozenset("\ufffd\u00ad\u200c\u200d\u2060")
 
 #: Last labels that are file extensions far more often than TLDs in reports.
 FILE_EXTENSIONS = frozenset({
@@ -114,7 +124,14 @@ def _plausible_domain(value: str, defanged: bool) -> bool:
 
 
 def extract(line: str) -> list[Found]:
-    """Every indicator value in one line of text, in order of appearance, with its kind."""
+    """Every indicator value in one line of text, in order of appearance, with its kind.
+
+    A value is never cut out of a longer word: a name or address that a non-ASCII letter,
+    mark or U+FFFD touches is not taken (see :func:`_inside_word`), and text in
+    decomposed form (``bu\\u0308cher.de``, as macOS writes) is composed first (NFC).
+    """
+    if not line.isascii():
+        line = unicodedata.normalize("NFC", line)
     defanged_tokens = [refang(tok) for tok in line.split() if _DEFANG_MARK.search(tok)]
     text = refang(line) if defanged_tokens else line
     found: list[tuple[int, Found]] = []
@@ -136,7 +153,7 @@ def extract(line: str) -> list[Found]:
         if "://" in url and not url.endswith("://"):
             add("url", m, url)
     for m in _EMAIL.finditer(text):
-        if free(*m.span()):
+        if free(*m.span()) and not _inside_word(text, _local_part_start(text, m.start()), m.end()):
             add("email-addr", m)
     for m in _HASH.finditer(text):
         if free(*m.span()):
@@ -152,10 +169,39 @@ def extract(line: str) -> list[Found]:
         if free(*m.span()):
             add("cve", m, m.group(0).upper())
     for m in _DOMAIN.finditer(text):
-        if free(*m.span()) and _plausible_domain(m.group(0), was_defanged(m.group(0))) \
-                and _valid_domain(m.group(0)):
+        if free(*m.span()) and not _inside_word(text, *m.span()) \
+                and _plausible_domain(m.group(0), was_defanged(m.group(0))) and _valid_domain(m.group(0)):
             add("domain-name", m, m.group(0).lower())
     return [f for _, f in sorted(found, key=lambda pair: pair[0])]
+
+
+def _inside_word(text: str, start: int, end: int) -> bool:
+    """True when ``text[start:end]`` is part of a longer word, not a value of its own.
+
+    The patterns' ``\\b`` and ``\\w`` see a combining mark, a joiner or soft hyphen, a
+    C1 control (an unassigned byte of a legacy code page) or U+FFFD as a boundary, so
+    ``b\\ufffdcher.de`` (a byte no decoder knew) or ``میهن\\u200cسرا.ir`` would give a
+    name that is not in the text. Such a character, or a non-ASCII letter or digit, next
+    to the match refuses it; spaces, punctuation, symbols and the other format
+    characters (bidirectional marks around a name in Arabic text) do not.
+    """
+    return (start > 0 and _in_word(text[start - 1])) or (end < len(text) and _in_word(text[end]))
+
+
+def _in_word(char: str) -> bool:
+    if char.isascii():
+        return False
+    category = unicodedata.category(char)
+    return category[0] in "LMN" or (category[0] == "C" and category != "Cf") or char in _JOINING
+
+
+def _local_part_start(text: str, start: int) -> int:
+    """Where the run of e-mail local-part characters that ``start`` is in begins: ``\\b``
+    lets a match start after a non-ASCII letter plus ``.``/``+`` (``jür.gen@`` gives
+    ``.gen@``), and that word must be judged whole."""
+    while start > 0 and text[start - 1] in _LOCAL_PART_CHARS:
+        start -= 1
+    return start
 
 
 def _url_end(url: str) -> str:
@@ -214,15 +260,19 @@ def records_for(kind: str, value: str, ctx: ob.ImportContext, source: str, posit
 
 
 def read_text(stream: IO[bytes], source: str, ctx: ob.ImportContext) -> Iterator[Record]:
-    """Records for every distinct indicator value in a text."""
-    reader = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+    """Records for every distinct indicator value in a text (UTF-8, UTF-16 or Windows-1252).
+
+    A line over :data:`MAX_LINE_CHARS` is rejected whole: searched in pieces, it would
+    give values cut at the piece boundaries.
+    """
+    lines = Lines(open_text(stream), MAX_LINE_CHARS)
     seen: set[tuple[str, str]] = set()
-    number = 0
-    while True:
-        line = reader.readline(MAX_LINE_CHARS)
-        if not line:
-            break
-        number += 1
+    for number, line in enumerate(lines, 1):
+        if lines.too_long:
+            lines.too_long.clear()
+            yield rejected(source, f"line {number}", f"the line is longer than {MAX_LINE_CHARS} characters "
+                                                     "and was not read; break it into shorter lines")
+            continue
         for item in extract(line):
             key = (item.kind, item.value)
             if key in seen:

@@ -2,16 +2,20 @@
 
 A path argument expands to inputs: a file is one input; a directory holding a MISP
 feed ``manifest.json`` is one MISP feed; any other directory is every non-hidden
-file below it, in name order. Gzip input (by its magic bytes, whatever the name) is
-decompressed on the fly. Every input is read through a size limit counted after
-decompression. ``detect_format`` tells STIX, MISP, CSV and free text apart from the
-first bytes and the name.
+file below it, in name order, and each entry there that cannot be read is an input
+that says why (it is listed as rejected); a pipe (``<(zcat feed.gz)``) is a stream.
+Gzip input (by its magic bytes, whatever the name) is decompressed on the fly. Every
+input is read through a size limit counted after decompression. ``detect_format``
+tells STIX, MISP, CSV and free text apart from the first bytes and the name.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
+import os
+import stat
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,39 +33,125 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 @dataclass(frozen=True, slots=True)
 class Input:
-    """One thing to import: a name for messages, and how to open it (binary, limited)."""
+    """One thing to import: a name for messages, and how to open it (binary, limited).
+
+    ``error`` says why an entry of a folder cannot be read (a dangling link, a link loop,
+    a subfolder that cannot be listed): it is then one rejection, listed like a bad record.
+    """
 
     name: str
     kind: str  # "stream" or "misp-feed"
     path: Path | None
     opener: Callable[[], IO[bytes]]
+    error: str | None = None
 
 
 def expand(paths: Sequence[str], stdin: IO[bytes] | None = None) -> Iterator[Input]:
-    """The inputs named by command-line ``paths`` (``-`` is ``stdin``)."""
+    """The inputs named by command-line ``paths`` (``-`` is ``stdin``).
+
+    A path that cannot be used (missing, a dangling link, a link loop, behind a folder
+    that may not be searched) raises :class:`InputError`: nothing is imported. A path
+    that is neither a file nor a folder is read as a stream: ``<(zcat feed.gz)`` names a
+    pipe such as ``/dev/fd/63``.
+    """
+    stdin_named = False
     for arg in paths:
         if arg == "-":
             if stdin is None:
                 raise InputError("'-' names standard input, which is not available here")
+            if stdin_named:
+                raise InputError("'-' is named twice: standard input can be read only once")
+            stdin_named = True
             stream = stdin
             yield Input("<stdin>", "stream", None, lambda s=stream: s)  # type: ignore[misc]
             continue
         path = Path(arg)
-        if path.is_dir():
-            if (path / "manifest.json").is_file():
-                yield Input(str(path), "misp-feed", path, lambda: io.BytesIO())
-                continue
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if not any(part.startswith(".") for part in child.relative_to(path).parts):
-                    yield _file_input(child)
-        elif path.is_file():
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise InputError(f"{arg}: {_why_unusable(path, exc)}") from exc
+        if not stat.S_ISDIR(info.st_mode):
+            yield _file_input(path)
+        elif _is_file(path / "manifest.json"):
+            yield Input(str(path), "misp-feed", path, lambda: io.BytesIO())
+        else:
+            yield from _folder(path, {(info.st_dev, info.st_ino)})
+
+
+def _folder(root: Path, seen: set[tuple[int, int]]) -> Iterator[Input]:
+    """Every non-hidden file below ``root``, in name order, depth first.
+
+    Links are followed; a folder met again (a link to a folder above it, a second link
+    to one) is read once. An entry that cannot be read is yielded with its ``error``,
+    never skipped silently: a dangling link, a link loop, a subfolder that cannot be
+    listed, a pipe or device (which could block the import for ever).
+    """
+    levels: list[Iterator[os.DirEntry[str] | Input]] = [iter(_listing(root))]
+    while levels:
+        entry = next(levels[-1], None)
+        if entry is None:
+            levels.pop()
+            continue
+        if isinstance(entry, Input):  # a folder that could not be listed
+            yield entry
+            continue
+        path = Path(entry.path)
+        try:
+            info = entry.stat()
+        except OSError as exc:
+            yield _unreadable(path, _why_unusable(path, exc))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                levels.append(iter(_listing(path)))
+        elif stat.S_ISREG(info.st_mode):
             yield _file_input(path)
         else:
-            raise InputError(f"{arg}: no such file or directory")
+            yield _unreadable(path, "not a regular file (a pipe, socket or device), so not read from a "
+                                    "folder; name it on the command line to read it")
+
+
+def _listing(folder: Path) -> Sequence[os.DirEntry[str] | Input]:
+    """The non-hidden entries of ``folder`` in name order, or why it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as exc:
+        return [_unreadable(folder, f"the folder could not be listed: {_strerror(exc)}")]
+
+
+def _why_unusable(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link that loops (it leads back to itself)"
+    if exc.errno == errno.ENOENT:
+        try:
+            return f"a link to {os.readlink(path)!r}, which does not exist"
+        except OSError:
+            return "no such file or directory"
+    return _strerror(exc)
+
+
+def _strerror(exc: OSError) -> str:
+    reason = (exc.strerror or str(exc)).lower()
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        reason += " (check the permissions of the file and of the folders above it)"
+    return reason
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _file_input(path: Path) -> Input:
     return Input(str(path), "stream", path, lambda: path.open("rb"))
+
+
+def _unreadable(path: Path, why: str) -> Input:
+    return Input(str(path), "stream", path, lambda: path.open("rb"), error=why)
 
 
 def open_input(raw: IO[bytes], name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> io.BufferedReader:
@@ -123,9 +213,12 @@ def broken_off(stream: io.BufferedReader) -> str | None:
 
 def check_size(path: Path | None, max_bytes: int) -> None:
     """Refuse a plain file already known to exceed the limit, before reading any of it."""
-    if path is not None and path.stat().st_size > max_bytes and not _is_gzip(path):
+    if path is None:
+        return
+    info = path.stat()
+    if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes and not _is_gzip(path):
         raise InputTooLarge(
-            f"{path} is {path.stat().st_size} bytes, over the limit of {max_bytes}; split it, "
+            f"{path} is {info.st_size} bytes, over the limit of {max_bytes}; split it, "
             "or raise the limit with --max-bytes"
         )
 

@@ -18,13 +18,15 @@ indicator's ``created``/``valid_from``, ``last_seen`` its ``valid_until``,
 its labels, ``tlp`` (``amber``, ``TLP:RED``, ``amber+strict``...) its TLP marking (the
 stricter of it and ``--tlp`` when both are given; the community's default when
 neither). A row that cannot be read (an unknown TLP level included) is rejected with
-its line number.
+its line number, as is a line over :data:`MAX_LINE_CHARS`; the rows after it are read.
+The file is decoded as free text is: UTF-8, UTF-16 (Excel's "Unicode text") or
+Windows-1252.
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -37,8 +39,11 @@ from commonwatch.formats import observables as ob
 from commonwatch.formats.misp import ATTRIBUTE_KINDS
 from commonwatch.formats.normalise import fix_timestamp
 from commonwatch.formats.records import Record, rejected
+from commonwatch.formats.streams import Lines, open_text
 
 MAX_FIELD_CHARS = 1024 * 1024
+#: Longest line read; a longer one is rejected (rows are read a line at a time, memory stays flat).
+MAX_LINE_CHARS = 4 * MAX_FIELD_CHARS
 _HEADERS = {
     "value": ("value", "indicator", "ioc", "observable", "ioc_value", "indicator_value"),
     "type": ("type", "kind", "ioc_type", "indicator_type", "value_type"),
@@ -129,19 +134,25 @@ def _column(header: list[str], wanted: str | None, role: str) -> int | None:
 
 
 def read_csv(stream: IO[bytes], source: str, ctx: ob.ImportContext, mapping: Mapping) -> Iterator[Record]:
-    """Records for every row of a CSV file (first row: the header)."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-    sample = text.read(64 * 1024)
-    delimiter = mapping.delimiter or _sniff(sample, source)
-    lines = _chain(sample, text)
-    reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
+    """Records for every row of a CSV file (first row: the header).
+
+    Decoded as free text is (UTF-8, UTF-16 with a BOM, else Windows-1252). A line over
+    :data:`MAX_LINE_CHARS` is one rejection, and the rows after it are read.
+    """
+    lines = Lines(open_text(stream, newline=""), MAX_LINE_CHARS)
+    rows = iter(lines)
+    first = next(rows, None)
+    if first is None:
         yield rejected(source, "", "the file is empty")
         return
+    reader = csv.reader(itertools.chain([first], rows), delimiter=mapping.delimiter or _sniff(first, source))
+    try:
+        header = next(reader)
     except csv.Error as exc:
         yield rejected(source, "line 1", f"not readable as CSV: {exc}")
+        return
+    if lines.too_long:
+        yield _too_long(source, 1)
         return
     cols = {role: _column(header, getattr(mapping, role), role) for role in _HEADERS}
     if cols["value"] is None:
@@ -150,12 +161,14 @@ def read_csv(stream: IO[bytes], source: str, ctx: ob.ImportContext, mapping: Map
         return
     while True:
         try:
-            row = next(reader)
-        except StopIteration:
-            return
+            row = next(reader, None)
         except csv.Error as exc:
             yield rejected(source, f"line {reader.line_num}", f"not readable as CSV: {exc}")
             continue
+        yield from (_too_long(source, number) for number in lines.too_long)
+        lines.too_long.clear()
+        if row is None:
+            return
         if not any(cell.strip() for cell in row):
             continue
         position = f"line {reader.line_num}"
@@ -163,6 +176,11 @@ def read_csv(stream: IO[bytes], source: str, ctx: ob.ImportContext, mapping: Map
             yield from _row(row, cols, mapping, ctx, source, position)
         except InputError as exc:
             yield rejected(source, position, exc.message)
+
+
+def _too_long(source: str, number: int) -> Record:
+    return rejected(source, f"line {number}", f"the line is longer than {MAX_LINE_CHARS} characters and "
+                                              "was not read")
 
 
 def _cell(row: list[str], index: int | None) -> str:
@@ -207,26 +225,9 @@ def _row(row: list[str], cols: dict[str, int | None], mapping: Mapping, ctx: ob.
                                     valid_until=valid_until, confidence=confidence, labels=labels, tlp=tlp)
 
 
-def _sniff(sample: str, source: str) -> str:
+def _sniff(first_line: str, source: str) -> str:
     if source.lower().removesuffix(".gz").endswith(".tsv"):
         return "\t"
-    first = sample.split("\n", 1)[0]
-    counts = {d: first.count(d) for d in (",", "\t", ";", "|")}
+    counts = {d: first_line.count(d) for d in (",", "\t", ";", "|")}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
-
-
-def _chain(sample: str, rest: IO[str]) -> Iterator[str]:
-    """Lines of ``sample`` followed by the rest of the text, without holding it all."""
-    pending = ""
-    chunk = sample
-    while chunk:
-        pending += chunk
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            yield line + "\n"
-        if len(pending) > MAX_FIELD_CHARS * 4:
-            raise InputError(f"a line is longer than {MAX_FIELD_CHARS * 4} characters")
-        chunk = rest.read(1024 * 1024)
-    if pending:
-        yield pending

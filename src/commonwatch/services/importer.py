@@ -173,6 +173,9 @@ class ImportService:
         """Records of one input in format ``fmt`` (``auto`` detects it)."""
         if fmt not in FORMATS:
             raise InvalidParameter(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        if inp.error is not None:  # found unreadable while its folder was listed
+            yield rejected(inp.name, "", inp.error)
+            return
         try:
             if inp.kind == "misp-feed" and inp.path is not None:
                 yield from misp.read_feed(inp.path, ctx, max_bytes)
