@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 from commonwatch.cli.main import app
 from commonwatch.clock import now_us
 from commonwatch.domain.markings import Tlp
+from commonwatch.domain.timestamps import parse_timestamp
 from commonwatch.services.detect import DetectOptions, DetectService
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.query import ObjectFilter
+from commonwatch.services.query import ObjectFilter, VersionSelector
 
 from .test_telemetry import DATA
 from support.factories import Member, indicator, make_member, new_version, ts
@@ -133,6 +134,32 @@ def test_refresh_applies_new_revoked_and_expired_indicators(exchange: Exchange, 
     now[0] = base + 100_000_000  # fresh reaches its valid_until
     assert service.refresh(north.principal, community, iset, now_us()) == (0, 1)
     assert set(iset.entries) == {"indicator--00000000-0000-4000-8000-000000000002"}
+
+
+def test_refresh_follows_deleted_versions(exchange: Exchange, world: dict) -> None:
+    """A deleted newest version gives way to the version before it; a deleted object
+    leaves the set (neither makes a new version for the incremental read to see)."""
+    service = DetectService(exchange.query, exchange.ingest, lambda: {})
+    north, cert = world["north"], world["cert"]
+    community = service.community(north.principal, "isac")
+    first, second = world["objects"][0], world["objects"][6]
+    changed = new_version(first, 50, pattern="[domain-name:value = 'changed.example']")
+    assert not exchange.ingest.add_objects(cert.principal, world["cid"], [changed]).failures
+    watch = service.watch(north.principal, community)
+    indicators, _ = service.active_indicators(north.principal, community)
+    iset, _ = service.compile(indicators, [])
+    assert iset.entries[first["id"]].meta.pattern == changed["pattern"]
+    since = now_us()
+    last = ObjectFilter(versions=VersionSelector(last=False, timestamps=(parse_timestamp(changed["modified"]),)))
+    assert exchange.ingest.delete_object(cert.principal, world["cid"], first["id"], last) >= 1
+    left = exchange.query.objects(cert.principal, world["cid"], ObjectFilter(ids=(first["id"],)))
+    assert [orjson.loads(r.raw)["modified"] for r in left.rows] == [first["modified"]]
+    everything = ObjectFilter(versions=VersionSelector(last=False, all=True))
+    assert exchange.ingest.delete_object(cert.principal, world["cid"], second["id"], everything) >= 1
+    assert service.refresh(north.principal, community, iset, since, watch) == (1, 1)
+    assert iset.entries[first["id"]].meta.pattern == first["pattern"]  # the version before
+    assert second["id"] not in iset.entries
+    assert service.refresh(north.principal, community, iset, now_us(), watch) == (0, 0)  # read once
 
 
 def test_workers_give_the_same_alerts(exchange: Exchange, world: dict) -> None:

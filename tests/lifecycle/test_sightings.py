@@ -83,8 +83,9 @@ def test_anonymous_sightings_name_nobody_yet_count(world):
     assert world.op.identity not in text and "Operator" not in text
     answer = world.exchange.lookup.lookup(world.cert.principal, ["203.0.113.7"])[0].to_json()
     assert answer["sightings"] == {"count": 4, "reports": 1,
-                                   "by": [{"organisation": None, "sector": "operator"}]}
+                                   "by": [{"organisation": None, "sector": None}]}
     assert world.op.identity not in json.dumps(answer) and "Operator" not in json.dumps(answer)
+    assert "operator" not in json.dumps(answer["sightings"])  # not even the sector (one member has it)
     assert answer["reporters"] == [{"organisation": "CERT", "sector": "government"}]
 
 

@@ -85,7 +85,7 @@ def test_lookup_respects_tlp_and_counts_only_visible_sightings(exchange):
     as_vendor = exchange.lookup.lookup(vendor.principal, ["203.0.113.9"])[0].to_json()
     assert [m["id"] for m in as_vendor["matches"]] == [ind["id"]]  # AMBER indicator hidden
     assert as_vendor["sightings"] == {"count": 5, "reports": 1,  # AMBER sighting not counted
-                                      "by": [{"organisation": None, "sector": "operator"}]}
+                                      "by": [{"organisation": None, "sector": None}]}  # names nobody
     assert as_vendor["opinions"]["disagree"] == 1 and as_vendor["opinions"]["strongly-agree"] == 1
     assert as_vendor["opinions_by_sector"]["vendor"]["disagree"] == 1
     assert as_vendor["opinions_by_sector"]["operator"]["strongly-agree"] == 1

@@ -82,9 +82,20 @@ TLP_MARKING_IDS: Mapping[str, Tlp] = {**TLP1_IDS, **TLP2_IDS}
 TLP2_MARKING_BY_LEVEL: Mapping[Tlp, str] = {level: mid for mid, level in TLP2_IDS.items()}
 
 
+#: The ``tlp_2_0`` value of each TLP 2.0 level in the OASIS extension.
+TLP2_NAMES: Mapping[Tlp, str] = {level: level.name.lower().replace("_", "+") for level in Tlp}
+
+
+def tlp_of_marking(ref: str) -> Tlp | None:
+    """The TLP level a marking-definition id stands for, or None. The hex digits of a
+    UUID may come in either case (RFC 4122 §3): ``...--5E57C739-...`` is TLP:RED too."""
+    found = TLP_MARKING_IDS.get(ref)
+    return TLP_MARKING_IDS.get(ref.lower()) if found is None else found
+
+
 def effective_tlp(marking_refs: Iterable[str], default: Tlp) -> Tlp:
     """The most restrictive TLP named by ``marking_refs``, or ``default`` if none is."""
-    levels = [TLP_MARKING_IDS[ref] for ref in marking_refs if ref in TLP_MARKING_IDS]
+    levels = [level for ref in marking_refs if (level := tlp_of_marking(ref)) is not None]
     return max(levels) if levels else default
 
 

@@ -24,7 +24,11 @@ Decisions where the standard leaves room:
 * Unknown (custom) types are SDO-like when they carry ``created`` or ``modified`` and
   SCO-like otherwise, and get that category's common-property rules.
 * A marking-definition with one of the four predefined TLP ids must be that predefined
-  definition, and ``definition_type: "tlp"`` is reserved to them (§7.2.1.4).
+  definition, and ``definition_type: "tlp"`` is reserved to them (§7.2.1.4). Likewise
+  the OASIS TLP 2.0 extension is reserved to the five TLP 2.0 marking-definitions
+  OASIS published, each with its own level: a marking that reads as TLP but is not
+  one of the nine would be taken for no TLP at all (ids compare without regard to the
+  case of their hex digits).
 * Custom properties: top-level names match ``[a-z0-9_]{3,250}`` (§11.1); keys ending
   in ``_ref``/``_refs`` hold identifiers at any depth; values are otherwise free.
 """
@@ -36,6 +40,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from commonwatch.domain import stix_types as T
+from commonwatch.domain.markings import TLP2_EXTENSION_ID, TLP2_IDS, TLP2_NAMES
 from commonwatch.domain.patterns import object_types, parse_pattern
 from commonwatch.domain.stix_values import (
     ID_TYPES,
@@ -188,6 +193,27 @@ def _hook_observed_sco(obj: dict[str, Any]) -> None:
         raise Reject("must contain at least one SCO reference (STIX 2.1 §4.14)", "object_refs")
 
 
+def _check_tlp2(obj: dict[str, Any]) -> None:
+    """The TLP 2.0 extension only on the five TLP 2.0 definitions, each with its level."""
+    extensions = obj.get("extensions")
+    keys = {key.lower(): key for key in extensions} if type(extensions) is dict else {}
+    level = TLP2_IDS.get(obj["id"].lower())
+    if level is None and TLP2_EXTENSION_ID in keys:
+        raise Reject(
+            f"must not hold the TLP 2.0 extension ({TLP2_EXTENSION_ID}): it is reserved to the "
+            "five TLP 2.0 marking definitions published by OASIS; reference one of those instead",
+            "extensions",
+        )
+    if level is None:
+        return
+    found = extensions.get(keys[TLP2_EXTENSION_ID]) if TLP2_EXTENSION_ID in keys else None  # type: ignore[union-attr]
+    if type(found) is not dict or found.get("tlp_2_0") != TLP2_NAMES[level]:
+        raise Reject(
+            f'must hold the TLP 2.0 extension with "tlp_2_0": "{TLP2_NAMES[level]}": this id is '
+            f"the {level.label} marking definition published by OASIS", "extensions",
+        )
+
+
 def _hook_marking_definition(obj: dict[str, Any]) -> None:
     """``definition_type``+``definition`` unless ``extensions`` (§7.2.1); TLP 1.0 is
     the four predefined definitions only (§7.2.1.4); no self-marking."""
@@ -196,15 +222,16 @@ def _hook_marking_definition(obj: dict[str, Any]) -> None:
             if name not in obj:
                 raise Reject("is required unless 'extensions' is present (STIX 2.1 §7.2.1)", name)
     kind, definition = obj.get("definition_type"), obj.get("definition")
-    level = T.TLP_MARKINGS.get(obj["id"])
+    _check_tlp2(obj)
+    level = T.TLP_MARKINGS.get(obj["id"].lower())
     if level is not None and (kind != "tlp" or definition != {"tlp": level}):
         raise Reject(
             f'must be {{"tlp": "{level}"}} with definition_type "tlp": this id is the '
             f"predefined TLP:{level.upper()} marking definition (STIX 2.1 §7.2.1.4)",
             "definition",
         )
-    if level is not None and obj != T.TLP_DEFINITIONS[obj["id"]]:
-        expected = T.TLP_DEFINITIONS[obj["id"]]
+    if level is not None and obj != T.TLP_DEFINITIONS[obj["id"].lower()]:
+        expected = T.TLP_DEFINITIONS[obj["id"].lower()]
         name = next(k for k in sorted(expected.keys() | obj.keys()) if obj.get(k) != expected.get(k))
         want = f"must be {show(expected[name])}" if name in expected else "must not be present"
         raise Reject(

@@ -39,7 +39,7 @@ from commonwatch.errors import InvalidParameter, InvalidPattern, NotFound
 from commonwatch.formats.telemetry import Adapter, Problems, adapters_for, sniff
 from commonwatch.formats.telemetry.source import LineParser, batches, open_binary
 from commonwatch.services.ingest import IngestService
-from commonwatch.services.query import CommunityRef, ObjectFilter, QueryService
+from commonwatch.services.query import CommunityRef, ObjectFilter, QueryService, encode_cursor
 
 _SIGHTING_NS = uuid.UUID("5b1f0c3e-2d7a-4c1e-9f5e-8c4d2b7a9e61")
 _PAGE = 5000
@@ -79,6 +79,15 @@ class DetectOptions:
 
 
 @dataclass(slots=True)
+class Watch:
+    """What the refreshes of a run compare with: the caller's standing in the community
+    (readable, public, clearance) and the newest deletion it has seen there."""
+
+    standing: tuple[Any, ...] | None
+    deletions: str | None  # the deletions listing's cursor (None: from the first)
+
+
+@dataclass(slots=True)
 class DetectSummary:
     """What a run did, for the summary line and for tests."""
 
@@ -113,8 +122,8 @@ class DetectService:
         raise NotFound(f"no community {name!r} is readable by your organisation")
 
     def _visible(self, principal: Principal, community: CommunityRef, types: tuple[str, ...],
-                 since_us: int | None) -> Iterator[dict[str, Any]]:
-        flt = ObjectFilter(types=types, limit=_PAGE, added_after_us=since_us)
+                 since_us: int | None, ids: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+        flt = ObjectFilter(types=types, limit=_PAGE, added_after_us=since_us, ids=ids)
         while True:
             page = self._query.objects(principal, community.collection_id, flt)
             for row in page.rows:
@@ -136,22 +145,57 @@ class DetectService:
                 found.append(indicator)
         return found, skipped
 
+    def watch(self, principal: Principal, community: CommunityRef) -> Watch:
+        """The caller's standing and newest visible deletion now, for :meth:`refresh`."""
+        standing, newest_deletion = self._standing(principal, community)
+        return Watch(standing, None if newest_deletion is None else encode_cursor(newest_deletion))
+
+    def _standing(self, principal: Principal, community: CommunityRef) -> tuple[tuple[Any, ...] | None, Any]:
+        for ref, clearance, seen in self._query.activity(principal):
+            if ref.id == community.id:
+                standing = (clearance.can_read, ref.public, int(clearance.max_tlp))
+                return (standing if clearance.can_read else None), (seen[1] if seen else None)
+        return None, None
+
     def refresh(self, principal: Principal, community: CommunityRef, iset: IndicatorSet,
-                since_us: int) -> tuple[int, int]:
+                since_us: int, watch: Watch | None = None) -> tuple[int, int]:
         """Apply what changed since ``since_us``: (indicators added or replaced, removed).
 
         New and newer versions are compiled in; revoked ones, ones past ``valid_until``
         and ones no longer usable are taken out — in place, without recompiling the set.
+        With ``watch`` (:meth:`watch`), also what changed without a new version: when the
+        caller's standing in the community changed (its clearance lowered or raised, its
+        membership gone), every indicator is read again and what it may no longer see
+        is taken out, as if it had never been cleared; a deleted version gives way to
+        the newest one left that the caller can see (or to none).
         """
         added = removed = 0
-        for obj, indicator, _ in self._versions(principal, community, since_us):
-            if indicator is not None:
-                try:
-                    iset.add(indicator.id, indicator.pattern, indicator)
-                    added += 1
-                    continue
-                except InvalidPattern:
-                    pass
+        resync = False
+        newest_deletion = None
+        if watch is not None:
+            standing, newest_deletion = self._standing(principal, community)
+            resync = standing != watch.standing
+            watch.standing = standing
+        if watch is not None and resync:
+            keep: set[str] = set()
+            if standing is not None:
+                for _obj, indicator, _ in self._versions(principal, community, None):
+                    if indicator is not None and self._put(iset, indicator):
+                        keep.add(indicator.id)
+                        added += 1
+            for key in [k for k in iset.entries if k not in keep]:
+                removed += iset.remove(key)
+            if newest_deletion is not None:
+                watch.deletions = encode_cursor(newest_deletion)
+            return added, removed
+        changed = self._versions(principal, community, since_us)
+        if watch is not None:
+            changed = itertools.chain(changed, self._after_deletions(principal, community, watch,
+                                                                     newest_deletion))
+        for obj, indicator, _ in changed:
+            if indicator is not None and self._put(iset, indicator):
+                added += 1
+                continue
             removed += iset.remove(obj["id"])
         now = self._clock()
         for key, entry in list(iset.entries.items()):
@@ -160,14 +204,44 @@ class DetectService:
                 removed += iset.remove(key)
         return added, removed
 
-    def _versions(self, principal: Principal, community: CommunityRef, since_us: int | None
-                  ) -> Iterator[tuple[dict[str, Any], Indicator | None, str]]:
+    @staticmethod
+    def _put(iset: IndicatorSet, indicator: Indicator) -> bool:
+        """Compile ``indicator`` into the set (replacing its id's entry); False if its
+        pattern cannot be."""
+        try:
+            iset.add(indicator.id, indicator.pattern, indicator)
+        except InvalidPattern:
+            return False
+        return True
+
+    def _after_deletions(self, principal: Principal, community: CommunityRef, watch: Watch, newest: Any,
+                         ) -> Iterator[tuple[dict[str, Any], Indicator | None, str]]:
+        """For each id a version of which was deleted since ``watch`` last looked: the
+        newest visible version left, or the id alone (an object without a version) when
+        none is. ``newest``: the newest deletion seen before the listing is read (so none
+        is missed; what comes after it is read again next time)."""
+        ids: dict[str, None] = {}
+        cursor = watch.deletions
+        while True:
+            page = self._query.deletions(principal, community.collection_id, cursor)
+            ids.update(dict.fromkeys(t.stix_id for t in page.rows if t.stix_id.startswith("indicator--")))
+            if not page.more:
+                break
+            cursor = page.next
+        if newest is not None:
+            watch.deletions = encode_cursor(newest)
+        for stix_id in ids:
+            found = list(self._versions(principal, community, None, ids=(stix_id,)))
+            yield found[0] if found else ({"id": stix_id}, None, "deleted")
+
+    def _versions(self, principal: Principal, community: CommunityRef, since_us: int | None,
+                  ids: tuple[str, ...] = ()) -> Iterator[tuple[dict[str, Any], Indicator | None, str]]:
         """Each visible newest indicator version: (object, Indicator if active, why not)."""
         now = self._clock()
         names = {o["id"]: str(o.get("name", "")) for o in
                  self._visible(principal, community, ("identity",), None)}
         sectors = self._org_sectors()
-        for obj in self._visible(principal, community, ("indicator",), since_us):
+        for obj in self._visible(principal, community, ("indicator",), since_us, ids):
             reason = _inactive(obj, now)
             if reason:
                 yield obj, None, reason
@@ -207,6 +281,7 @@ class DetectService:
             raise InvalidParameter("--refresh must be at least one second")
         adapters = adapters_for(options.format, options.mapping)
         community = self.community(principal, options.community)
+        watch = self.watch(principal, community)  # before the indicators are read
         indicators, skipped = self.active_indicators(principal, community, options.since_us)
         kinds = [k for a in adapters.values() for k in a.kinds]
         iset, rejected = self.compile(indicators, kinds)
@@ -224,7 +299,7 @@ class DetectService:
                     # A version is dated when its writer takes the lock and seen when it
                     # commits: re-read a margin before the last refresh, so a long write
                     # committed after that refresh read is not missed (re-adding is harmless).
-                    self.refresh(principal, community, iset, refreshed - REFRESH_OVERLAP_US)
+                    self.refresh(principal, community, iset, refreshed - REFRESH_OVERLAP_US, watch)
                     refreshed = started
                 summary.lines += lines
                 summary.events += events

@@ -6,6 +6,8 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from commonwatch.clock import Clock, now_us
 from commonwatch.config import Settings
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
@@ -56,4 +58,13 @@ class Exchange:
         return load_warninglists(self.warninglist_dirs)
 
     def close(self) -> None:
+        """Close the database connections. On SQLite, first fold the write-ahead log
+        back into the database file and empty it, so that the file alone holds
+        everything (a backup may copy just the file once the exchange is closed)."""
+        if self.engine.dialect.name == "sqlite":
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            except DBAPIError:  # busy (a reader still open elsewhere): the last close does it
+                pass
         self.engine.dispose()

@@ -190,6 +190,9 @@ class IngestService:
                 oid, version = _describe(obj)
                 failures.append(FailureDetail(oid, version, exc.message))
                 failed_at.append(n)
+        refused = {f.id for f in failures if f.id.startswith("marking-definition--")}
+        if refused:
+            candidates, at = self._without_refused_markings(candidates, at, refused, failures, failed_at)
         verdicts = self._verdicts()
         with self._sessions.begin() as s:
             successes, rejected, stored = self._store(s, community.id, principal.org_id, candidates,
@@ -210,6 +213,33 @@ class IngestService:
             ))
         self._maybe_analyze(len(successes))
         return report
+
+    @staticmethod
+    def _without_refused_markings(
+        candidates: list[_Candidate], at: list[int], refused: set[str],
+        failures: list[FailureDetail], failed_at: list[int],
+    ) -> tuple[list[_Candidate], list[int]]:
+        """Refuse the objects marked with a marking-definition this envelope could not
+        store: stored, they would be shared under the community's default TLP instead of
+        the marking their producer meant."""
+        kept: list[_Candidate] = []
+        kept_at: list[int] = []
+        for candidate, n in zip(candidates, at, strict=True):
+            obj = candidate.obj
+            refs = set(obj.get("object_marking_refs") or ())
+            granular = obj.get("granular_markings") or ()
+            refs.update(g.get("marking_ref") for g in granular if isinstance(g, dict))
+            bad = sorted(ref for ref in refs & refused if isinstance(ref, str))
+            if not bad:
+                kept.append(candidate)
+                kept_at.append(n)
+                continue
+            oid, version = _describe(obj)
+            failures.append(FailureDetail(oid, version, (
+                f"is marked with {bad[0]}, which this envelope could not store (see its own "
+                "failure): refused too, so that it is never shared under another marking")))
+            failed_at.append(n)
+        return kept, kept_at
 
     def _maybe_analyze(self, stored: int) -> None:
         self._since_analyze += stored

@@ -345,7 +345,9 @@ def _tally(rows: list[Any], targets: dict[str, list[int]], tallies: dict[int, _T
         if relation == SIGHTING_OF:
             count = obj.get("count", 1)
             count = count if isinstance(count, int) else 1
-            sighter = _reporter(obj, orgs.get(producer))
+            # A sighting that names nobody (posted anonymously) shows nobody, not even a
+            # sector: where one member has that sector, it would name the member.
+            sighter = _reporter(obj, orgs.get(producer)) if "created_by_ref" in obj else _NOBODY
             span = (obj.get("first_seen"), obj.get("last_seen"))
             for g in targets[target]:
                 tally = tallies.get(g) or tallies.setdefault(g, _Tally())
@@ -360,6 +362,9 @@ def _tally(rows: list[Any], targets: dict[str, list[int]], tallies: dict[int, _T
                 tally = tallies.get(g) or tallies.setdefault(g, _Tally())
                 tally.opinions[opinion] += 1
                 tally.by_sector[sector][opinion] += 1
+
+
+_NOBODY: tuple[str | None, str | None] = (None, None)
 
 
 def _matches(plan: _Plan, g: int, communities: dict[int, str]) -> tuple[list[Match], list[Span]]:

@@ -9,9 +9,8 @@ matches them — and posts one ``sighting`` per indicator on the member's behalf
 
 Anonymous sightings (``anonymous=True``) name nobody: no ``created_by_ref``, no
 ``where_sighted_refs``. The exchange still records which organisation posted them (only
-it may add versions); no read path returns that record (lookup counts sightings without
-naming their reporters, and shows a producer by sector only when an object does not
-name it).
+it may add versions); no read path returns that record (lookup counts an anonymous
+sighting with neither an organisation nor a sector for its reporter).
 
 TLP: each sighting carries its own marking, chosen by the sighter (by default the TLP of
 the sighted indicator). The indicator's producer sees the count of a sighting exactly
