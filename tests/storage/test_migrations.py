@@ -148,3 +148,32 @@ def test_values_older_code_let_through_are_extracted_again(exchange):
     assert index == [(good["id"], "ipv4-addr", "198.51.100.7")]
     assert listed[scoped["id"]] is None and listed[broken["id"]] is None  # verdicts to be checked again
     assert listed[good["id"]] is not None  # a good row is untouched
+
+
+def test_tlp_ids_written_in_upper_case_count_on_upgrade(exchange):
+    """0012: a version marked with a TLP id in upper-case hex, stored by older code under
+    its community's default TLP, gets the TLP it names; others are left as they are."""
+    member = make_member(exchange, "Org A")
+    exchange.admin.create_community("c", default_tlp=Tlp.GREEN)
+    exchange.admin.set_membership(member.org, "c", True, True, Tlp.RED)
+    cid = exchange.admin.get_community("c").collection_id
+    red_upper = "marking-definition--5E57C739-391A-4EB3-B6BE-7D15CA92D5ED"  # TLP 1.0 RED
+    amber_mixed = "marking-definition--55D920B0-5e8b-4f79-9ee9-91f868d9b421"  # TLP 2.0 AMBER
+    red = indicator("198.51.100.20", object_marking_refs=[red_upper], name="RED, upper case")
+    amber = indicator("198.51.100.21", object_marking_refs=[amber_mixed])
+    plain = indicator("198.51.100.22", name="Upper Case Words In A Name")
+    assert not exchange.ingest.add_objects(member.principal, cid, [red, amber, plain]).failures
+
+    def tlps() -> dict[str, int]:
+        with exchange.engine.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT stix_id, tlp FROM stix_objects")).all())
+
+    now = tlps()
+    assert (now[red["id"]], now[amber["id"]], now[plain["id"]]) == (Tlp.RED, Tlp.AMBER, Tlp.GREEN)
+    with exchange.engine.begin() as conn:  # as older code stored them: the community default
+        conn.execute(sa.text("UPDATE stix_objects SET tlp = :t WHERE stix_id IN (:a, :b)"),
+                     {"t": int(Tlp.GREEN), "a": red["id"], "b": amber["id"]})
+    config = alembic_config(exchange.engine)
+    command.downgrade(config, "0011_revalue_unsafe_values")
+    command.upgrade(config, "head")
+    assert tlps() == now
