@@ -88,9 +88,17 @@ def taxii_routes(exchange: Exchange) -> Mount:
                 require_principal(request, exchange.auth)
         return principal
 
+    def anyone(request: Request) -> Principal | None:
+        """The caller; anonymous only while some community is public (so that a client
+        without credentials discovers the public collections), else 401."""
+        principal = principal_of(request, exchange.auth)
+        if principal is None and not query.collections(None):
+            require_principal(request, exchange.auth)
+        return principal
+
     @get("/")
     def discovery(request: Request) -> TaxiiResponse:
-        require_principal(request, exchange.auth)
+        anyone(request)
         root = str(request.base_url) + f"taxii2/{API_ROOT}/"
         return TaxiiResponse({
             "title": settings.title,
@@ -101,7 +109,7 @@ def taxii_routes(exchange: Exchange) -> Mount:
 
     @get(f"/{API_ROOT}/")
     def api_root(request: Request) -> TaxiiResponse:
-        require_principal(request, exchange.auth)
+        anyone(request)
         return TaxiiResponse({
             "title": settings.title,
             "description": "Each collection is one CommonWatch community.",
@@ -116,7 +124,7 @@ def taxii_routes(exchange: Exchange) -> Mount:
 
     @get(f"/{API_ROOT}/collections/")
     def collections(request: Request) -> TaxiiResponse:
-        principal = require_principal(request, exchange.auth)
+        principal = anyone(request)
         found = query.collections(principal)
         if not found:
             return TaxiiResponse({})
