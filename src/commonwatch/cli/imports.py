@@ -99,7 +99,7 @@ def import_command(
 
         sys.stdout.write(orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        _print_summary(summary)
+        _print_summary(summary, extra_lists=extra is not None)
     if not summary.ok:
         raise typer.Exit(EXIT_INCOMPLETE)
 
@@ -113,7 +113,7 @@ def _timestamp(path: Path | None) -> str:
     return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def _print_summary(summary: ImportSummary) -> None:
+def _print_summary(summary: ImportSummary, *, extra_lists: bool = False) -> None:
     rate = (summary.stored + summary.unchanged) / summary.seconds if summary.seconds else 0.0
     out.print(f"community {summary.community}: {summary.stored} stored, {summary.unchanged} unchanged, "
               f"{summary.rejected} rejected in {summary.seconds:.1f} s ({rate:,.0f} objects/s)",
@@ -124,7 +124,12 @@ def _print_summary(summary: ImportSummary) -> None:
             t.add_row(stype, str(counts["stored"]), str(counts["unchanged"]), str(counts["rejected"]))
         out.print(t)
     if summary.hit_total:
-        out.print(f"warninglist hits: {summary.hit_total} objects (stored, flagged, left out of exports):")
+        if extra_lists:  # exports, feeds and the server load only the configured lists
+            out.print(f"warninglist hits: {summary.hit_total} objects (stored, flagged; exports leave out "
+                      "the hits of the built-in lists and of COMMONWATCH_WARNINGLIST_DIRS, so add the "
+                      "--warninglists folders there for exports to leave these out too):")
+        else:
+            out.print(f"warninglist hits: {summary.hit_total} objects (stored, flagged, left out of exports):")
         for name, count in summary.hits_by_list().items():
             out.print(f"  {name}: {count}", highlight=False, markup=False)
         for hit in summary.hits[:SHOWN_HITS]:
