@@ -150,7 +150,8 @@ def test_refresh_follows_deleted_versions(exchange: Exchange, world: dict) -> No
     iset, _ = service.compile(indicators, [])
     assert iset.entries[first["id"]].meta.pattern == changed["pattern"]
     since = now_us()
-    last = ObjectFilter(versions=VersionSelector(last=False, timestamps=(parse_timestamp(changed["modified"]),)))
+    newest = parse_timestamp(changed["modified"])
+    last = ObjectFilter(versions=VersionSelector(last=False, timestamps=(newest,)))
     assert exchange.ingest.delete_object(cert.principal, world["cid"], first["id"], last) >= 1
     left = exchange.query.objects(cert.principal, world["cid"], ObjectFilter(ids=(first["id"],)))
     assert [orjson.loads(r.raw)["modified"] for r in left.rows] == [first["modified"]]

@@ -129,7 +129,8 @@ def _print_summary(summary: ImportSummary, *, extra_lists: bool = False) -> None
                       "the hits of the built-in lists and of COMMONWATCH_WARNINGLIST_DIRS, so add the "
                       "--warninglists folders there for exports to leave these out too):")
         else:
-            out.print(f"warninglist hits: {summary.hit_total} objects (stored, flagged, left out of exports):")
+            out.print(f"warninglist hits: {summary.hit_total} objects "
+                      "(stored, flagged, left out of exports):")
         for name, count in summary.hits_by_list().items():
             out.print(f"  {name}: {count}", highlight=False, markup=False)
         for hit in summary.hits[:SHOWN_HITS]:
