@@ -213,3 +213,17 @@ def test_objects_without_versions_export_in_every_format(exchange, svc, world):
                              "cw_producer Prod"]
     [row] = csv.DictReader(io.StringIO(run(svc, c, "csv", flt)[0]))
     assert (row["value"], row["stix_id"], row["created"], row["modified"]) == ("45.77.9.9", sco["id"], "", "")
+
+
+def test_misp_event_uuid_is_one_per_organisation_and_filter(svc, world):
+    """A scheduled MISP export (or a feed) updates one MISP event instead of adding a new
+    event each run: its uuid depends on who exports what, not on when."""
+
+    def event(member, flt=None) -> str:
+        return json.loads(run(svc, world[member].principal, "misp", flt)[0])["Event"]["uuid"]
+
+    first = event("B")
+    assert event("B") == first  # again: the same event
+    assert event("B", ExportFilter(tlp_ceiling=Tlp.GREEN)) != first  # another filter, another event
+    assert event("C") != first  # another organisation's own event
+    assert len(first) == 36 and first[14] == "5"  # a UUIDv5

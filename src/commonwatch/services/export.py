@@ -204,7 +204,8 @@ class ExportService:
                            raw=fmt in RAW_ONLY, named=fmt in NAMED, labelled=fmt in LABELLED,
                            timed=fmt in TIMED, rowed=fmt in ROWED,
                            scorer=scorer, on_snapshot=on_snapshot)
-        return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options), stats)
+        event = misp_event_uuid(principal, fmt, filter_to_json(flt, options)) if fmt == "misp" else ""
+        return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options, event), stats)
 
     def _scorer(self, principal: Principal, flt: ExportFilter, chosen: Sequence[Any]) -> ScoreFilter:
         """The score filter: the newest sighting of each indicator over the exported
@@ -222,7 +223,8 @@ class ExportService:
         return ScoreFilter(flt.min_score, last, self._lifecycle.policy, self._clock())
 
     def _render(
-        self, fmt: str, items: Iterator[ExportItem], stats: ExportStats, options: FormatOptions
+        self, fmt: str, items: Iterator[ExportItem], stats: ExportStats, options: FormatOptions,
+        event_uuid: str = "",
     ) -> Iterator[str]:
         now = self._clock()
         if fmt == "suricata-rules":
@@ -245,7 +247,8 @@ class ExportService:
             return csv_export.render(items)
         if fmt == "stix":
             return stix_export.render(items, f"bundle--{self._new_uuid()}")
-        return misp_export.render(items, self._new_uuid(), now // 1_000_000, "CommonWatch export")
+        event = event_uuid or self._new_uuid()
+        return misp_export.render(items, event, now // 1_000_000, "CommonWatch export")
 
     def items(
         self, principal: Principal, flt: ExportFilter, stats: ExportStats, *, whole_objects: bool = False,
@@ -643,6 +646,17 @@ def _joined(head: list[str], chunks: Iterator[str]) -> Iterator[str]:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
+
+
+#: The namespace of the MISP event uuids of exports (UUIDv5).
+_MISP_EVENTS = uuid.UUID("5b0c7a43-0f8e-5c2e-9a51-6d3f2e1b7c90")
+
+
+def misp_event_uuid(principal: Principal, fmt: str, filter_json: str) -> str:
+    """The uuid of the MISP event an export is: the same for every export of one
+    organisation with one filter (a feed, or a scheduled export), so that MISP updates
+    that event instead of adding a new one each time."""
+    return str(uuid.uuid5(_MISP_EVENTS, f"{principal.org_identity}|{fmt}|{filter_json}"))
 
 
 def _etag(base: str, anchor: int) -> str:
