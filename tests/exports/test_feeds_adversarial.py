@@ -237,6 +237,11 @@ def test_head_request(world):
     # the HEAD of a feed not rendered yet rendered it: its validators are the stored ones
     again = _get(w, **{"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304 and again.headers["etag"] == r.headers["etag"]
+    # a HEAD answered from the stored state has the GET's headers: no length (a GET streams)
+    current = w["client"].head("/feeds/ips", headers=_auth(w["B"]))
+    assert current.status_code == 200 and current.headers["etag"] == r.headers["etag"]
+    assert "content-length" not in current.headers, current.headers
+    assert current.headers["content-type"] == _get(w).headers["content-type"]
 
 
 # -- validators move whenever the content may ------------------------------------------

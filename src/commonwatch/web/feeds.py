@@ -138,8 +138,10 @@ def feeds_router(exchange: Exchange) -> APIRouter:
         if (current or _any_etag(request)) and _not_modified(request, etag, last_modified):
             return Response(status_code=304, headers=_validator_headers(etag, last_modified))
         if current and request.method == "HEAD":  # the stored validators are the GET's
-            return Response(status_code=200, media_type=FORMATS[feed.format],
+            head = Response(status_code=200, media_type=FORMATS[feed.format],
                             headers=_validator_headers(etag, last_modified))
+            del head.headers["content-length"]  # a GET streams its body: no length to tell
+            return head
         # A HEAD of a changed feed renders it like a GET (the server sends no body), so
         # that the validators it answers are the ones the next GET finds stored.
         export, etag, last_modified = service.render_feed(principal, feed)
