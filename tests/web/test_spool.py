@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from commonwatch.web.spool import READ_BYTES, Spool
+from commonwatch.web.spool import READ_BYTES, Budget, Spool
 
 
 def _open_fds() -> int:
@@ -126,3 +126,20 @@ def test_the_render_waits_when_it_is_far_ahead_of_its_client():
     assert render.made < 200, "the render ran on past its lead"
     assert first + b"".join(body) == (chunk * 5000).encode()
     assert render.closed.wait(5) and render.made == 5000
+
+
+def test_renders_together_stay_within_their_budget():
+    budget = Budget(200 << 10)
+    chunk = "y" * 1000 + "\n"
+    first, second = Render([chunk] * 2000), Render([chunk] * 2000)  # 2 MB each
+    a = Spool(iter(first), segment_bytes=64 << 10, budget=budget)
+    time.sleep(0.2)
+    b = Spool(iter(second), segment_bytes=64 << 10, budget=budget)
+    time.sleep(0.2)
+    assert budget.ahead <= (200 << 10) + 1001  # one chunk past the limit at most
+    assert second.made <= 1, "the second render ran although the budget was spent"
+    a.close()  # the first client went away: what it left unread is no longer ahead
+    assert first.closed.wait(2)
+    body = b"".join(b)  # the second render goes on as its client reads
+    assert body == (chunk * 2000).encode() and second.made == 2000
+    assert budget.ahead == 0

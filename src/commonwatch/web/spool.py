@@ -11,8 +11,9 @@ pace: the connection goes back to the pool when the render ends, memory stays at
 one chunk, and the first bytes go out at once.
 
 Disk stays bounded: the body is written in segments, each file closed (and so freed)
-once it is sent, and the render runs at most ``ahead`` bytes ahead of its client;
-past that it waits for the client, as a plain stream would.
+once it is sent; a render runs at most ``ahead`` bytes ahead of its client, and all
+renders together at most :data:`BUDGET_BYTES` ahead of theirs (a :class:`Budget`
+they share). Past either, a render waits for its client, as a plain stream would.
 """
 
 from __future__ import annotations
@@ -30,9 +31,25 @@ log = logging.getLogger(__name__)
 #: The most read from a file per chunk sent.
 READ_BYTES = 1 << 20
 #: Bytes per segment file.
-SEGMENT_BYTES = 16 << 20
+SEGMENT_BYTES = 4 << 20
 #: How far a render may run ahead of its client (a feed up to this size never waits).
 AHEAD_BYTES = 256 << 20
+#: How far all renders together may run ahead of their clients.
+BUDGET_BYTES = 1 << 30
+
+
+class Budget:
+    """Bytes written and not yet sent, over every spool that shares it. Its condition
+    is the lock of those spools too: a client reading wakes renders waiting on it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.ahead = 0
+        self.lock = threading.Condition()
+
+
+#: The budget of the spools of this process.
+BUDGET = Budget(BUDGET_BYTES)
 
 
 class _Segment:
@@ -54,8 +71,10 @@ class Spool:
     """
 
     def __init__(self, chunks: Iterator[str], folder: Path | None = None, *,
-                 segment_bytes: int = SEGMENT_BYTES, ahead_bytes: int = AHEAD_BYTES) -> None:
+                 segment_bytes: int = SEGMENT_BYTES, ahead_bytes: int = AHEAD_BYTES,
+                 budget: Budget = BUDGET) -> None:
         self._chunks = chunks
+        self._budget = budget
         self._folder = folder
         self._segment_bytes, self._ahead_bytes = segment_bytes, ahead_bytes
         self._segments = deque([_Segment(folder)])  # oldest unread first, the one written last
@@ -63,7 +82,7 @@ class Spool:
         self._users = 2  # the writer thread and the reader: the last one closes what is left
         self._done = self._stopped = False
         self._error: BaseException | None = None
-        self._lock = threading.Condition()
+        self._lock = budget.lock
         threading.Thread(target=self._write, name="feed-spool", daemon=True).start()
 
     # -- the writer's thread ---------------------------------------------------------------
@@ -92,9 +111,11 @@ class Spool:
             self._release()
 
     def _append(self, data: bytes) -> None:
+        budget = self._budget
         with self._lock:
-            while self._written - self._read > self._ahead_bytes and not self._stopped:
-                self._lock.wait()  # the client is far behind: wait for it
+            while (self._written - self._read > self._ahead_bytes or budget.ahead > budget.limit) \
+                    and not self._stopped:
+                self._lock.wait()  # the client (or every client) is far behind: wait
             segment = self._segments[-1]
         if segment.size >= self._segment_bytes:
             fresh = _Segment(self._folder)
@@ -109,6 +130,7 @@ class Spool:
         with self._lock:
             segment.size = at + len(data)
             self._written += len(data)
+            budget.ahead += len(data)
             self._lock.notify_all()
 
     # -- the reader ------------------------------------------------------------------------
@@ -132,6 +154,7 @@ class Spool:
                     at += len(data)
                     with self._lock:
                         self._read += len(data)
+                        self._budget.ahead -= len(data)
                         self._lock.notify_all()
                     yield data
                 elif error is not None:
@@ -156,5 +179,8 @@ class Spool:
             if self._users:
                 return
             segments, self._segments = self._segments, deque()
+            self._budget.ahead -= self._written - self._read  # what no one will read now
+            self._read = self._written
+            self._lock.notify_all()
         for segment in segments:
             os.close(segment.fd)
