@@ -7,20 +7,25 @@ REST API wrapper), a list of events, and feed directories (``manifest.json`` plu
 * an attribute becomes its SCO (deterministic id, STIX 2.1 §2.9); with ``to_ids`` also
   an indicator ``indicator--<attribute uuid>`` whose times are the attribute's
   ``timestamp`` (so re-importing is a no-op); ``vulnerability`` attributes become
-  vulnerabilities, ``link`` attributes external references of the report, and any
-  other attribute (free text, comments...) a ``note`` so nothing is lost;
+  vulnerabilities, ``link`` attributes external references of the report (a ``note``
+  when narrower than the report), ``EventReport`` entries and any other attribute (free
+  text, comments...) a ``note`` so nothing is lost;
 * a ``file`` object becomes one ``file`` SCO with all its hashes (its other attributes
   as ``x_misp_*`` properties) and, with any ``to_ids`` attribute, one indicator
   ``indicator--<object uuid>``; other objects are converted attribute by attribute;
   object references become relationships ``relationship--<reference uuid>``;
 * galaxy clusters of threat actors, intrusion sets, malware, tools and attack patterns
-  (``Galaxy`` blocks, or ``misp-galaxy:`` tags without one) become those SDOs, signed
-  by a "MISP Project" identity and unmarked: the galaxies are public knowledge;
+  (``Galaxy`` blocks of the event and its attributes, ``Event.GalaxyCluster``, or
+  ``misp-galaxy:`` tags without one) become those SDOs: a MISP-published cluster signed
+  by a "MISP Project" identity and unmarked (public knowledge), a custom one signed by
+  the producer and marked by its holder and its own distribution;
 * sightings of indicators (on attributes, inside objects too) become ``sighting``
   objects (``where_sighted_refs`` the sighting organisation); false-positive sightings
   become an ``opinion`` of ``strongly-disagree``; sightings of non-indicators and
   expiration sightings have no STIX form and are rejected with that reason;
-* the event becomes a ``report`` (``report--<event uuid>``) referring to all of it.
+* the event becomes a ``report`` (``report--<event uuid>``) referring to all of it that
+  is at most as restrictive as the report: an SCO id is derived from its value, so a
+  report naming narrower content would let its readers confirm a guessed value.
 
 A block MISP writes as a list (tags, attributes, galaxy clusters, sightings...) is also
 read when it holds one entry given bare; an entry that is not a JSON object is rejected
@@ -35,7 +40,10 @@ community; 2 (connected communities) -> at least TLP:GREEN, which federation may
 to peer exchanges; 3 (all) -> the tags alone; 5 inherits. Where a floor applies and no
 tag does, the community's default TLP is the floor if it is stricter. Distribution 4
 (a sharing group) names a set of organisations a community cannot express: such
-records are rejected, never shared wider.
+records are rejected, never shared wider. Local tags never leave the importer: only a
+local ``tlp:*`` tag is read (it can only narrow). Identities (``Orgc``, a sighting's
+organisation) are unmarked, so they are stored only with what is at most as
+restrictive as the community's default. docs/import.md explains each choice.
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from commonwatch.domain.markings import Tlp
+from commonwatch.domain.defang import refang
+from commonwatch.domain.markings import TLP_MARKING_IDS, Tlp
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
 from commonwatch.formats.normalise import fix_timestamp
@@ -58,6 +67,7 @@ TLP_TAGS = {"tlp:white": Tlp.CLEAR, "tlp:clear": Tlp.CLEAR, "tlp:green": Tlp.GRE
             "tlp:amber": Tlp.AMBER, "tlp:amber+strict": Tlp.AMBER_STRICT, "tlp:red": Tlp.RED}
 DISTRIBUTION_FLOOR: dict[int, Tlp | None] = {0: Tlp.RED, 1: Tlp.AMBER, 2: Tlp.GREEN, 3: None}
 SHARING_GROUP = 4
+_TAG_KEYS = ("Tag", "EventTag", "AttributeTag")
 _REJECT_SG = ("MISP distribution 4 (a sharing group) names organisations a community cannot "
               "express; not imported rather than shared wider")
 
@@ -117,21 +127,51 @@ def _entries(block: Any) -> list[Any]:
 
 
 def _tags(holder: dict[str, Any]) -> list[str]:
-    """Tag names of an event, object or attribute: ``{"name": ...}`` objects or bare names.
+    """Tag names of an event, object or attribute, in every form MISP writes them.
 
-    A ``Tag`` of no readable shape may hide a ``tlp:`` tag, so it is an error (its holder
-    is rejected) rather than ignored, which would mark the content wider than its source.
+    ``Tag: [{"name": ...}]`` (event views, feeds), bare names (hand-made events), and the
+    REST API's ``EventTag`` / ``AttributeTag: [{"local": ..., "Tag": {"name": ...}}]``.
+    A tag of no readable shape may hide a ``tlp:`` tag, so it is an error (its holder is
+    rejected) rather than ignored, which would mark the content wider than its source.
+    A local tag (``"local": 1``, or a ``local_only`` tag) is the importing organisation's
+    own annotation, never synchronised beyond it: only a local TLP tag is kept (it can
+    only narrow); the others never become labels or galaxies others read.
     """
-    block = holder.get("Tag")
-    if not isinstance(block, (list, dict, str, type(None))):
-        raise InputError(f"'Tag' is {block!r}, not a list of tags: its TLP cannot be read, so this "
-                         "is not imported rather than shared wider; give tags as [{\"name\": ...}]")
-    names = [t.get("name") if isinstance(t, dict) else t for t in _entries(block)]
-    return [n.strip() for n in names if isinstance(n, str) and n.strip()]
+    names: list[str] = []
+    for key in _TAG_KEYS:
+        block = holder.get(key)
+        if block is None:
+            continue
+        if not isinstance(block, (list, dict, str)):
+            raise InputError(f"{key!r} is {block!r}, not a list of tags: its TLP cannot be read, so this "
+                             "is not imported rather than shared wider; give tags as [{\"name\": ...}]")
+        for entry in _entries(block):
+            local = False
+            if key != "Tag" and isinstance(entry, dict) and "Tag" in entry:
+                local, entry = _flag(entry.get("local")), entry["Tag"]
+                if not isinstance(entry, (dict, str)):
+                    raise InputError(f"a {key} entry holds {entry!r}, not a tag: its TLP cannot be read, so "
+                                     "this is not imported rather than shared wider")
+            if isinstance(entry, dict):
+                local = local or _flag(entry.get("local")) or _flag(entry.get("local_only"))
+                entry = entry.get("name")
+            name = entry.strip() if isinstance(entry, str) else ""
+            if name and (not local or _tlp_key(name) in TLP_TAGS):
+                names.append(name)
+    return names
+
+
+def _tlp_key(tag: str) -> str:
+    """A tag as looked up in :data:`TLP_TAGS`: ``"TLP: Amber + Strict"`` -> ``"tlp:amber+strict"``."""
+    return "".join(tag.lower().split())
 
 
 def _tag_tlps(tags: list[str]) -> list[Tlp]:
-    return [TLP_TAGS[t.lower()] for t in tags if t.lower() in TLP_TAGS]
+    return [level for t in tags if (level := TLP_TAGS.get(_tlp_key(t))) is not None]
+
+
+def _labels(tags: list[str]) -> list[str]:
+    return [t for t in tags if _tlp_key(t) not in TLP_TAGS]
 
 
 def _distribution(holder: dict[str, Any]) -> int | None:
@@ -163,17 +203,24 @@ class EventConverter:
         self.ev = event
         self.source = source
         self.ctx = ctx
-        self.uuid = _uuid(event.get("uuid")) or ob.stable_uuid(source, str(event.get("info", "")))
+        # Without a uuid, the event's content names it: the same event read from another
+        # path (or again) gets the same ids, so re-importing it stores nothing new.
+        self.uuid = _uuid(event.get("uuid")) or ob.stable_uuid(
+            "misp-event", json.dumps(event, sort_keys=True, default=str))
         self.report_id = f"report--{self.uuid}"
         self.position = f"event {self.uuid}"
         self.tags = _tags(event)
+        self.event_tlps = _tag_tlps(self.tags)
         self.dist = _distribution(event)
+        self.report_tlp: Tlp | None = None  # set by convert(): the event's own TLP
         self.timestamp = ob.epoch_to_stix(event.get("timestamp") or 0)
         self.refs: list[str] = []
         self.main: dict[str, str] = {}  # MISP uuid -> STIX id that stands for it
         self.tlp_of: dict[str, Tlp | None] = {}
         self.links: list[dict[str, str]] = []
         self.emitted: set[str] = set()
+        self.level: dict[str, Tlp] = {}  # id -> effective TLP of what self.refs names
+        self.galaxy_holders: list[tuple[list[Any], list[str], Tlp | None]] = []
         self.creator = ctx.own_identity
 
     # -- markings ----------------------------------------------------------------
@@ -186,7 +233,7 @@ class EventConverter:
         return min(chain) if chain else None
 
     def tlp(self, tags: list[str], dist: int | None) -> Tlp | None:
-        tagged = _tag_tlps(self.tags) + _tag_tlps(tags)
+        tagged = self.event_tlps + _tag_tlps(tags) if tags else self.event_tlps
         floor = DISTRIBUTION_FLOOR.get(dist) if dist is not None else None
         levels = tagged + ([floor] if floor is not None else [])
         if not levels:
@@ -196,11 +243,31 @@ class EventConverter:
         return max(levels)
 
     # -- output --------------------------------------------------------------------
+    def effective(self, tlp: Tlp | None) -> Tlp:
+        """The TLP readers apply: an unmarked object takes the community's default."""
+        return self.ctx.default_tlp if tlp is None else tlp
+
     def emit(self, obj: dict[str, Any], position: str, hits: tuple[str, ...] = (),
-             ref: bool = True) -> Iterator[Record]:
-        if ref and obj["id"] not in self.emitted:
-            self.refs.append(obj["id"])
-        self.emitted.add(obj["id"])
+             ref: bool = True, level: Tlp | None = None) -> Iterator[Record]:
+        """Yield ``obj``; with ``ref``, note it for the report with its effective TLP.
+
+        ``level`` overrides the TLP taken from the object's marking (a public galaxy is
+        unmarked, but naming it from the report says what a narrower attribute is about).
+        A versioned object keeps the level of its first version here (a second one of the
+        same id and time is refused by ingest); an SCO is stored once per marking, so the
+        widest counts.
+        """
+        oid = obj["id"]
+        if ref:
+            if level is None:
+                marks = obj.get("object_marking_refs")
+                level = self.effective(TLP_MARKING_IDS.get(marks[0]) if marks else None)
+            if oid not in self.emitted:
+                self.refs.append(oid)
+                self.level[oid] = level
+            elif "created" not in obj and oid in self.level:
+                self.level[oid] = min(self.level[oid], level)
+        self.emitted.add(oid)
         yield Record(self.source, position, obj, hits=hits)
 
     def convert(self) -> Iterator[Record]:
@@ -208,6 +275,7 @@ class EventConverter:
         if event_dist == SHARING_GROUP:  # checked first: a rejected event stores nothing at all
             yield rejected(self.source, self.position, _REJECT_SG)
             return
+        self.report_tlp = self.tlp([], event_dist)
         yield from self.producer()
         for attr in _entries(self.ev.get("Attribute")):
             yield from self.attribute(attr, None, [])
@@ -216,17 +284,25 @@ class EventConverter:
             yield from self.misp_object(mobj)
         for mobj in objects:
             yield from self.references(mobj)
+        yield from self.event_reports()
         yield from self.galaxies()
         yield from self.sightings()
         yield from self.report(event_dist)
 
     def producer(self) -> Iterator[Record]:
-        """The event's ``Orgc`` as the creator of what follows, unless it is this exchange itself."""
+        """The event's ``Orgc`` as the creator of what follows, unless it is this exchange itself.
+
+        The identity is stored (unmarked: one producer has one identity whatever the TLP
+        of what it gave) only with an event at most as restrictive as the community's
+        default; otherwise members who may not read the event would learn from it who gave
+        the importer something. The report still names it in ``created_by_ref``.
+        """
         orgc: dict[str, Any] = self.ev["Orgc"] if isinstance(self.ev.get("Orgc"), dict) else {}
         org_uuid = _uuid(orgc.get("uuid"))
         if org_uuid and not self.ctx.own_identity.endswith(org_uuid):
             self.creator = f"identity--{org_uuid}"
-            yield from self.emit(identity(org_uuid, str(orgc.get("name", ""))), self.position, ref=False)
+            if self.effective(self.report_tlp) <= self.ctx.default_tlp:
+                yield from self.emit(identity(org_uuid, str(orgc.get("name", ""))), self.position, ref=False)
 
     # -- attributes ----------------------------------------------------------------
     def attribute(self, attr: Any, parent_dist: int | None, parent_tags: list[str],
@@ -251,6 +327,9 @@ class EventConverter:
             yield from self._attribute_objects(attr, auuid, where, tlp, when, tags)
         except InputError as exc:
             yield rejected(self.source, where, exc.message)
+            return
+        if tags or attr.get("Galaxy"):  # read by galaxies(), at this attribute's TLP
+            self.galaxy_holders.append((_entries(attr.get("Galaxy")), tags, tlp))
 
     def _attribute_objects(self, attr: dict[str, Any], auuid: str, where: str, tlp: Tlp | None, when: str,
                            tags: list[str]) -> Iterator[Record]:
@@ -259,6 +338,9 @@ class EventConverter:
         if mtype == "link":
             if not isinstance(attr.get("value"), str) or not value.strip():
                 raise InputError("the link attribute has no URL as its value")
+            if self.effective(tlp) > self.effective(self.report_tlp):  # kept, at its own TLP
+                yield from self._note(attr, auuid, where, tlp, when)
+                return
             self.links.append({"source_name": "misp-link", "url": value})
             self.main[auuid] = self.report_id
             return
@@ -266,7 +348,8 @@ class EventConverter:
             vuln = ob.vulnerability(ob.clean_value("cve", value), oid=f"vulnerability--{auuid}", created=when,
                                     modified=when, created_by=self.creator, tlp=tlp,
                                     description=attr.get("comment") or None)
-            self.main[auuid], self.tlp_of[vuln["id"]] = vuln["id"], tlp
+            self.main[auuid] = vuln["id"]
+            self.tlp_of.setdefault(vuln["id"], tlp)
             yield from self.emit(vuln, where)
             return
         kinds = ATTRIBUTE_KINDS.get(mtype)
@@ -284,11 +367,12 @@ class EventConverter:
                 name=value, description=attr.get("comment") or None,
                 valid_from=self._seen(attr.get("first_seen")) or when,
                 valid_until=self._seen(attr.get("last_seen")),
-                labels=[t for t in tags if t.lower() not in TLP_TAGS],
+                labels=_labels(tags),
             )
             main = ind["id"]
             yield from self.emit(ind, where, hits)
-        self.main[auuid], self.tlp_of[main] = main, tlp
+        self.main[auuid] = main
+        self.tlp_of.setdefault(main, tlp)  # the first version of an id is the one stored
 
     def _scos(self, kinds: tuple[str, ...], value: str,
               marking: dict[str, Any]) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
@@ -302,6 +386,9 @@ class EventConverter:
                 continue
             if kind == "ip":
                 kind = ob.ip_kind(part.strip())
+            elif kind == "url" and refang(part) != part:
+                raise InputError(f"{part.strip()!r} is a defanged URL; MISP values are stored as they are "
+                                 "meant (a defanged one would never match), so give the URL itself")
             cleaned[kind] = ob.clean_value(kind, part)
         hits: tuple[str, ...] = ()
         for kind, val in cleaned.items():
@@ -327,7 +414,8 @@ class EventConverter:
                 "abstract": f"MISP {attr.get('category', 'attribute')}: {attr.get('type', '?')}",
                 "content": str(attr.get("value", "")) + (f"\n\n{comment}" if comment else ""),
                 "object_refs": [self.report_id], **ob.marking_refs(tlp)}
-        self.main[auuid], self.tlp_of[note["id"]] = note["id"], tlp
+        self.main[auuid] = note["id"]
+        self.tlp_of.setdefault(note["id"], tlp)
         yield from self.emit(note, where)
 
     # -- objects -------------------------------------------------------------------
@@ -350,8 +438,17 @@ class EventConverter:
             return
         for _ in range(len(entries) - len(attrs)):
             yield rejected(self.source, where, "an Attribute entry of the object is not a JSON object")
-        if mobj.get("name") == "file" and any(a.get("object_relation") in _FILE_HASHES for a in attrs):
-            yield from self._file_object(mobj, ouuid, where, odist, attrs)
+        if _flag(mobj.get("deleted")):
+            yield rejected(self.source, where, "the object is marked deleted in MISP")
+            return
+        live = [a for a in attrs if not _flag(a.get("deleted"))]
+        if mobj.get("name") == "file" and any(a.get("object_relation") in _FILE_HASHES for a in live):
+            for a in attrs:
+                if _flag(a.get("deleted")):
+                    yield rejected(self.source, f"{self.position} attribute {a.get('uuid')} "
+                                                f"({a.get('object_relation')})", "the attribute is marked "
+                                                                                  "deleted in MISP")
+            yield from self._file_object(mobj, ouuid, where, odist, otags, live)
             return
         first = None
         for attr in attrs:
@@ -362,12 +459,12 @@ class EventConverter:
             self.main[ouuid] = first
 
     def _file_object(self, mobj: dict[str, Any], ouuid: str, where: str, odist: int | None,
-                     attrs: list[dict[str, Any]]) -> Iterator[Record]:
+                     otags: list[str], attrs: list[dict[str, Any]]) -> Iterator[Record]:
         try:
             dist = self.effective_distribution(odist, *(_distribution(a) for a in attrs))
             if dist == SHARING_GROUP:
                 raise InputError(_REJECT_SG)
-            tags = _tags(mobj) + [t for a in attrs for t in _tags(a)]
+            tags = otags + [t for a in attrs for t in _tags(a)]
             tlp = self.tlp(tags, dist)
             when = ob.epoch_to_stix(mobj.get("timestamp") or self.ev.get("timestamp") or 0)
             props: dict[str, Any] = {"hashes": {}}
@@ -407,13 +504,18 @@ class EventConverter:
                 created=when, modified=when, created_by=self.creator, tlp=tlp,
                 name=props.get("name") or next(iter(props["hashes"].values())),
                 description=mobj.get("comment") or None,
-                labels=[t for t in tags if t.lower() not in TLP_TAGS])
+                labels=_labels(tags))
             main = ind["id"]
             yield from self.emit(ind, where, hits)
-        self.main[ouuid], self.tlp_of[main] = main, tlp
+        self.main[ouuid] = main
+        self.tlp_of.setdefault(main, tlp)
         for attr in attrs:
             if (auuid := _uuid(attr.get("uuid"))) is not None:
                 self.main[auuid] = main
+            if attr.get("Galaxy"):
+                self.galaxy_holders.append((_entries(attr.get("Galaxy")), [], tlp))
+        if tags:
+            self.galaxy_holders.append(([], tags, tlp))
 
     def references(self, mobj: Any) -> Iterator[Record]:
         if not isinstance(mobj, dict):
@@ -445,35 +547,77 @@ class EventConverter:
 
     # -- galaxies, sightings, the report -------------------------------------------
     def galaxies(self) -> Iterator[Record]:
-        clusters: dict[str, tuple[str, dict[str, Any]]] = {}
-        blocks = _entries(self.ev.get("Galaxy"))
-        for attr in _entries(self.ev.get("Attribute")):
-            if isinstance(attr, dict):
-                blocks.extend(_entries(attr.get("Galaxy")))
+        """Galaxy clusters of the event (``Galaxy``, ``GalaxyCluster``, ``misp-galaxy:`` tags) and
+        of its attributes (inside objects too), each read at the TLP of what holds it.
+
+        A MISP-published cluster is public knowledge: its SDO is unmarked, but the report
+        names it only when something at most as restrictive as the report holds it (that
+        an attribute of ours is about it is not public). A custom cluster (``"default":
+        false``) is the producer's own knowledge: it is signed by the event's producer and
+        marked with the stricter of its holder's TLP and its own distribution floor.
+        """
+        holders = [(_entries(self.ev.get("Galaxy")) + _entries(self.ev.get("GalaxyCluster")), self.tags,
+                    self.report_tlp), *self.galaxy_holders]
+        found: dict[str, tuple[str, dict[str, Any], Tlp, Tlp | None]] = {}  # id -> type, cluster, level, tlp
         covered: set[str] = set()
-        for galaxy in blocks:
-            entries = _entries(galaxy.get("GalaxyCluster")) if isinstance(galaxy, dict) else [galaxy]
-            for cluster in entries:
-                if not isinstance(cluster, dict):
-                    yield rejected(self.source, f"{self.position} galaxy",
-                                   "a Galaxy or GalaxyCluster entry is not a JSON object")
-                    continue
-                stype = GALAXY_TYPES.get(str(galaxy.get("type") or cluster.get("type")))
-                cuuid = _uuid(cluster.get("uuid"))
-                if stype and cuuid and cluster.get("value"):
-                    clusters[f"{stype}--{cuuid}"] = (stype, cluster)
-                    covered.add(str(cluster.get("tag_name", "")))
-        for tag in self.tags:
+        tagged: list[tuple[str, Tlp | None]] = []
+        for blocks, tags, tlp in holders:
+            for galaxy in blocks:
+                yield from self._clusters(galaxy, tlp, found, covered)
+            tagged.extend((t, tlp) for t in tags if t.startswith("misp-galaxy:"))
+        for tag, tlp in tagged:
             m = _GALAXY_TAG.fullmatch(tag)
             if m and tag not in covered and m.group(1) in GALAXY_TYPES:
                 stype = GALAXY_TYPES[m.group(1)]
-                clusters[f"{stype}--{ob.stable_uuid('misp-galaxy', m.group(1), m.group(2))}"] = (
-                    stype, {"value": m.group(2)})
-        if clusters:
+                oid = f"{stype}--{ob.stable_uuid('misp-galaxy', m.group(1), m.group(2))}"
+                self._found(found, oid, stype, {"value": m.group(2)}, self.effective(tlp), None)
+        if any(tlp is None for _, _, _, tlp in found.values()):
             yield from self.emit(misp_identity(), self.position, ref=False)
-        for oid, (stype, cluster) in sorted(clusters.items()):
+        for oid, (stype, cluster, level, tlp) in sorted(found.items()):
             where = f"{self.position} galaxy {cluster['value']}"
-            yield from self.emit(_galaxy_sdo(oid, stype, cluster), where)
+            yield from self.emit(_galaxy_sdo(oid, stype, cluster, tlp, self.creator), where, level=level)
+
+    def _clusters(self, galaxy: Any, tlp: Tlp | None, found: dict[str, Any],
+                  covered: set[str]) -> Iterator[Record]:
+        """The clusters of one ``Galaxy`` block, or one cluster (``Event.GalaxyCluster`` entries
+        hold their galaxy in ``Galaxy``), held at ``tlp``."""
+        block = isinstance(galaxy, dict) and "GalaxyCluster" in galaxy
+        entries = _entries(galaxy["GalaxyCluster"]) if block else [galaxy]
+        gtype = galaxy.get("type") if block else None
+        for cluster in entries:
+            if not isinstance(cluster, dict):
+                yield rejected(self.source, f"{self.position} galaxy",
+                               "a Galaxy or GalaxyCluster entry is not a JSON object")
+                continue
+            inner = cluster["Galaxy"] if isinstance(cluster.get("Galaxy"), dict) else {}
+            stype = GALAXY_TYPES.get(str(gtype or cluster.get("type") or inner.get("type")))
+            cuuid = _uuid(cluster.get("uuid"))
+            if not (stype and cuuid and cluster.get("value")):
+                continue
+            level, marking = self.effective(tlp), None
+            if "default" in cluster and not _flag(cluster.get("default")):  # a custom cluster
+                try:
+                    dist = _distribution(cluster)
+                    if dist == SHARING_GROUP:
+                        raise InputError(_REJECT_SG)
+                except InputError as exc:
+                    yield rejected(self.source, f"{self.position} galaxy {cluster.get('value')}", exc.message)
+                    continue
+                floor = DISTRIBUTION_FLOOR.get(dist) if dist is not None else None
+                marking = level if floor is None else max(level, floor, self.ctx.default_tlp)
+                level = marking
+            self._found(found, f"{stype}--{cuuid}", stype, cluster, level, marking)
+            covered.add(str(cluster.get("tag_name", "")))
+
+    @staticmethod
+    def _found(found: dict[str, Any], oid: str, stype: str, cluster: dict[str, Any], level: Tlp,
+               tlp: Tlp | None) -> None:
+        """Record a cluster; held more than once, the widest holder counts (each is true)."""
+        if oid in found:
+            _, _, was_level, was_tlp = found[oid]
+            level = min(level, was_level)
+            tlp = None if tlp is None or was_tlp is None else min(tlp, was_tlp)
+        found[oid] = (stype, cluster, level, tlp)
 
     def sightings(self) -> Iterator[Record]:
         """The event's sightings and those of its attributes, inside objects too."""
@@ -510,12 +654,15 @@ class EventConverter:
         org: dict[str, Any] = s["Organisation"] if isinstance(s.get("Organisation"), dict) else {}
         org_uuid = _uuid(org.get("uuid"))
         who = self.creator
+        tlp = self.tlp_of.get(target)
         if org_uuid and not self.ctx.own_identity.endswith(org_uuid):
             who = f"identity--{org_uuid}"
-            yield from self.emit(identity(org_uuid, str(org.get("name", ""))), where, ref=False)
+            # stored unmarked, so only with a sighting no stricter than that (see producer())
+            if self.effective(tlp) <= self.ctx.default_tlp:
+                yield from self.emit(identity(org_uuid, str(org.get("name", ""))), where, ref=False)
         elif org_uuid:
             who = self.ctx.own_identity
-        marking = ob.marking_refs(self.tlp_of.get(target))
+        marking = ob.marking_refs(tlp)
         if kind == "1":
             obj = {"type": "opinion", "spec_version": "2.1", "id": f"opinion--{suuid}", "created": when,
                    "modified": when, "created_by_ref": who, "opinion": "strongly-disagree",
@@ -529,8 +676,49 @@ class EventConverter:
                 obj["description"] = f"source: {s['source']}"
         yield from self.emit(obj, where)
 
+    def event_reports(self) -> Iterator[Record]:
+        """Each ``EventReport`` (MISP >= 2.4.134: a Markdown write-up) as a ``note`` on the report,
+        at the TLP of its own distribution."""
+        for entry in _entries(self.ev.get("EventReport")):
+            if not isinstance(entry, dict):
+                yield rejected(self.source, f"{self.position} event report",
+                               "an EventReport entry is not a JSON object")
+                continue
+            ruuid = _uuid(entry.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(entry, sort_keys=True))
+            where = f"{self.position} event report {ruuid}"
+            try:
+                if _flag(entry.get("deleted")):
+                    raise InputError("the event report is marked deleted in MISP")
+                if not isinstance(entry.get("content"), str) or not entry["content"].strip():
+                    raise InputError("the event report has no content")
+                dist = self.effective_distribution(_distribution(entry))
+                if dist == SHARING_GROUP:
+                    raise InputError(_REJECT_SG)
+                when = ob.epoch_to_stix(entry.get("timestamp") or self.ev.get("timestamp") or 0)
+            except InputError as exc:
+                yield rejected(self.source, where, exc.message)
+                continue
+            note = {"type": "note", "spec_version": "2.1", "id": f"note--{ruuid}", "created": when,
+                    "modified": when, "created_by_ref": self.creator,
+                    "abstract": str(entry.get("name") or "MISP event report"), "content": entry["content"],
+                    "object_refs": [self.report_id], **ob.marking_refs(self.tlp(_tags(entry), dist))}
+            yield from self.emit(note, where)
+
     def report(self, dist: int | None) -> Iterator[Record]:
-        if not self.refs:
+        """The event as a report naming only what is at most as restrictive as itself.
+
+        Every id the report names is readable by whoever reads the report, and SCO ids
+        are derived from values (anyone can confirm a guess), so narrower content is left
+        out of ``object_refs`` rather than the report made narrower (which would hide the
+        event's shared content from those cleared for it). When all of the content is
+        narrower, the report takes the least restrictive TLP among it and names that.
+        """
+        tlp = self.report_tlp
+        refs = [r for r in self.refs if self.level[r] <= self.effective(tlp)]
+        if self.refs and not refs:
+            tlp = min(self.level[r] for r in self.refs)
+            refs = [r for r in self.refs if self.level[r] <= tlp]
+        if not refs:
             yield rejected(self.source, self.position, "the event has no content that could be imported")
             return
         day = ob.fix_day(self.ev.get("date")) or self.timestamp
@@ -541,20 +729,23 @@ class EventConverter:
             "name": str(self.ev.get("info") or f"MISP event {self.uuid}"), "report_types": ["threat-report"],
             "published": (ob.epoch_to_stix(published) if str(published or "0") != "0"
                           else min(day, self.timestamp)),
-            "object_refs": list(self.refs), **ob.marking_refs(self.tlp([], dist)),
+            "object_refs": refs, **ob.marking_refs(tlp),
         }
-        labels = [t for t in self.tags if t.lower() not in TLP_TAGS]
+        labels = _labels(self.tags)
         if labels:
             report["labels"] = labels
         report["external_references"] = [{"source_name": "misp", "external_id": self.uuid}, *self.links]
         yield Record(self.source, self.position, report)
 
 
-def _galaxy_sdo(oid: str, stype: str, cluster: dict[str, Any]) -> dict[str, Any]:
+def _galaxy_sdo(oid: str, stype: str, cluster: dict[str, Any], tlp: Tlp | None,
+                creator: str) -> dict[str, Any]:
+    """A galaxy cluster as its SDO: a public one (``tlp`` None) unmarked and signed by the MISP
+    Project, a custom one marked ``tlp`` and signed by ``creator``, the event's producer."""
     meta: dict[str, Any] = cluster["meta"] if isinstance(cluster.get("meta"), dict) else {}
+    by = MISP_IDENTITY if tlp is None else creator
     obj: dict[str, Any] = {"type": stype, "spec_version": "2.1", "id": oid, "created": ob.FIXED_EPOCH,
-                           "modified": ob.FIXED_EPOCH, "created_by_ref": MISP_IDENTITY,
-                           "name": str(cluster["value"])}
+                           "modified": ob.FIXED_EPOCH, "created_by_ref": by, "name": str(cluster["value"])}
     if cluster.get("description"):
         obj["description"] = str(cluster["description"])
     synonyms = [str(s) for s in _entries(meta.get("synonyms")) if s]
@@ -565,6 +756,7 @@ def _galaxy_sdo(oid: str, stype: str, cluster: dict[str, Any]) -> dict[str, Any]
     refs = [{"source_name": "misp-galaxy", "url": str(u)} for u in _entries(meta.get("refs")) if u]
     if refs:
         obj["external_references"] = refs
+    obj.update(ob.marking_refs(tlp))
     return obj
 
 
@@ -619,7 +811,13 @@ def read_misp(stream: IO[bytes], source: str, ctx: ob.ImportContext) -> Iterator
 
 
 def read_feed(directory: Path, ctx: ob.ImportContext, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Record]:
-    """Records of every event listed in a MISP feed's ``manifest.json``, in uuid order."""
+    """Records of every event listed in a MISP feed's ``manifest.json``, in uuid order.
+
+    Each event file is read on its own: one that cannot be read (over the size limit, not
+    there) is one rejection and the feed goes on. An event file the manifest does not list
+    is listed as rejected, not imported: a feed withdraws an event by dropping it from its
+    manifest, and an unlisted file may be such a stale one (name the file to import it).
+    """
     manifest_path = directory / "manifest.json"
     try:
         with manifest_path.open("rb") as raw:
@@ -636,5 +834,16 @@ def read_feed(directory: Path, ctx: ob.ImportContext, max_bytes: int = DEFAULT_M
             yield rejected(str(manifest_path), f"event {event_uuid}",
                            f"the manifest lists this event but {path.name} is not in the feed")
             continue
-        with path.open("rb") as raw:
-            yield from read_misp(open_input(raw, str(path), max_bytes), str(path), ctx)
+        try:
+            with path.open("rb") as raw:
+                yield from read_misp(open_input(raw, str(path), max_bytes), str(path), ctx)
+        except InputError as exc:  # over the size limit: this event only
+            yield rejected(str(path), "", exc.message)
+        except OSError as exc:
+            yield rejected(str(path), "", f"could not be read: {exc.strerror or exc}")
+    listed = {f"{name}.json" for name in manifest}
+    for path in sorted(directory.glob("*.json")):
+        if path.name != "manifest.json" and path.name not in listed and not path.name.startswith("."):
+            yield rejected(str(path), f"event {path.stem}",
+                           "this event file is not listed in the feed's manifest.json, so it is not imported "
+                           "(a feed withdraws an event from its manifest); name the file to import it")
