@@ -290,9 +290,10 @@ class IngestService:
             conn = s.connection()
             # Queued behind this community's writers, as ingest is: a new version racing
             # the delete of the newest one must not leave two versions marked latest.
-            objects_repo.lock_community(conn, community.id)
-            chosen = [(row_id, producer) for row_id, producer, version in self._query.visible_versions(
-                conn, clearance, community.id, object_id) if version in wanted]
+            last_added = objects_repo.lock_community(conn, community.id)
+            visible = [row for row in self._query.visible_versions(conn, clearance, community.id, object_id)
+                       if row[2] in wanted]
+            chosen = [(row_id, producer) for row_id, producer, _ in visible]
             if not chosen:  # deleted meanwhile (a concurrent DELETE): gone, like a missing one
                 raise NotFound("no object with this id is available to you")
             mine = [row_id for row_id, producer in chosen if producer == principal.org_id]
@@ -303,6 +304,19 @@ class IngestService:
                 )
             tombstones.bury(conn, mine, self._clock())
             done = objects_repo.delete_rows(conn, mine)
+            # Another member's copy of a deleted version is now what some readers are
+            # served in its place. It is added anew (a new date_added), so that a reader
+            # that synchronises by added_after, and was given the deleted copy, is sent it.
+            gone = {version for row_id, _, version in visible if row_id in mine}
+            survivors = objects_repo.copies_of(conn, community.id, object_id, gone)
+            if survivors:
+                now = self._clock()
+                redated = []
+                for row_id in survivors:
+                    last_added = max(now, last_added + 1)
+                    redated.append((row_id, last_added))
+                objects_repo.redate(conn, redated)
+                objects_repo.set_last_added(conn, community.id, last_added)
             objects_repo.refresh_latest(conn, community.id, object_id)
             return done
 

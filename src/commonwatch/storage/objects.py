@@ -214,6 +214,20 @@ def delete_rows(conn: Connection, row_ids: Sequence[int]) -> int:
     return int(done.rowcount)
 
 
+def copies_of(conn: Connection, community_id: int, stix_id: str, versions: Collection[int]) -> list[int]:
+    """Row ids of the copies of ``stix_id`` at ``versions`` left in the community."""
+    t = StixObject.__table__.c
+    return sorted(conn.scalars(select(t.id).where(
+        t.community_id == community_id, t.stix_id == stix_id, t.version_us.in_(list(versions)))))
+
+
+def redate(conn: Connection, rows: Sequence[tuple[int, int]]) -> None:
+    """Give rows (row id, new date_added) a new date_added."""
+    t = StixObject.__table__.c
+    conn.execute(update(StixObject).where(t.id == bindparam("row")).values(date_added_us=bindparam("added")),
+                 [{"row": row, "added": added} for row, added in rows])
+
+
 def refresh_statistics(conn: Connection) -> None:
     """Let the planner see the table as it is now (SQLite ANALYZE, sampled; PostgreSQL
     ANALYZE). Without statistics both planners can walk a whole community for a page or

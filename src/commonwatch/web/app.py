@@ -15,6 +15,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -37,6 +39,11 @@ from commonwatch.web.imports import imports_router
 from commonwatch.web.lookup import lookup_router
 from commonwatch.web.sightings import sightings_router
 from commonwatch.web.taxii import TAXII_PREFIX, taxii_routes
+
+#: Database errors answered like other errors (a busy database: 503). Handled by class,
+#: not as the catch-all ``Exception``: Starlette answers that one and then raises it
+#: again, and the server closes the connection under the response.
+DATABASE_ERRORS: dict[Any, Any] = {OperationalError: handle_unexpected, PoolTimeout: handle_unexpected}
 
 #: How the application is served with uvicorn (``uvicorn.Config(app, **SERVER_OPTIONS)``):
 #: it writes its own ``Date`` header (see :class:`CommonWatchApp`) and names no server.
@@ -93,6 +100,7 @@ def create_app(exchange: Exchange) -> CommonWatchApp:
         exception_handlers={
             CommonWatchError: handle_commonwatch_error,
             HTTPException: handle_http_exception,
+            **DATABASE_ERRORS,
             Exception: handle_unexpected,
         },
     )
@@ -110,6 +118,8 @@ def create_app(exchange: Exchange) -> CommonWatchApp:
     app.add_exception_handler(CommonWatchError, handle_commonwatch_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_request_validation)
+    for error, handler in DATABASE_ERRORS.items():
+        app.add_exception_handler(error, handler)
     app.add_exception_handler(Exception, handle_unexpected)
     app.add_middleware(RequestGuard, max_body_bytes=exchange.settings.max_body_bytes)
     taxii.state.exchange = exchange

@@ -78,12 +78,24 @@ async def handle_request_validation(_request: Request, exc: Exception) -> Respon
 RETRY_AFTER_S = 5
 
 
+#: PostgreSQL refusing a connection for now: too many connections (for the server or
+#: the role), insufficient resources, starting up or shutting down. A refusal while
+#: connecting carries no SQLSTATE in the driver's error, only the server's words.
+_BUSY_STATES = frozenset({"53300", "53000", "57P03"})
+_BUSY_WORDS = ("database is locked", "too many connections", "remaining connection slots are reserved",
+               "the database system is starting up", "the database system is shutting down")
+
+
 def _busy(exc: Exception) -> bool:
     """The database cannot serve now but will shortly: every pooled connection is in use
-    (streaming exports each hold one), or SQLite's write lock stayed held past the busy
-    timeout."""
-    return isinstance(exc, PoolTimeout) or (
-        isinstance(exc, OperationalError) and "database is locked" in str(exc.orig))
+    (streaming exports each hold one), SQLite's write lock stayed held past the busy
+    timeout, or PostgreSQL refuses a new connection for now."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    words = str(exc.orig)
+    return getattr(exc.orig, "sqlstate", None) in _BUSY_STATES or any(w in words for w in _BUSY_WORDS)
 
 
 async def handle_unexpected(_request: Request, exc: Exception) -> Response:
