@@ -242,7 +242,8 @@ def test_email_values_and_names_keep_every_format_well_formed(exchange, svc, loc
     assert [value, "Intel::EMAIL"] in [f[:2] for f in fields]
 
     event = orjson.loads(_text(svc, p, "misp"))["Event"]
-    [attribute] = [a for a in event["Attribute"] if a["comment"].startswith(obj["id"] + " ")]
+    [attribute] = [a for a in event["Attribute"]  # a blank name leaves the id alone
+                   if a["comment"] == obj["id"] or a["comment"].startswith(obj["id"] + " ")]
     assert (attribute["type"], attribute["value"]) == ("email-src", value)
     assert attribute["comment"] == f"{obj['id']} {stored_name}".strip()[:1000]
 
