@@ -227,3 +227,20 @@ def test_misp_event_uuid_is_one_per_organisation_and_filter(svc, world):
     assert event("B", ExportFilter(tlp_ceiling=Tlp.GREEN)) != first  # another filter, another event
     assert event("C") != first  # another organisation's own event
     assert len(first) == 36 and first[14] == "5"  # a UUIDv5
+
+
+def test_stix_bundle_leaves_out_objects_whose_values_no_output_may_hold(exchange, svc, world):
+    """A STIX bundle passes objects on whole, values or not; but an indicator whose pattern
+    holds a value no output may hold (an IPv6 zone id, a control character) is not passed
+    on, whole or in part: downstream converters would write it where it does harm."""
+    p, cid = world["P"], world["cid"]
+    zone = "[ipv6-addr:value = 'fe80::2%eth0; sid:1;'] OR [domain-name:value = 'ok.example']"
+    bad = [indicator(pattern=zone, tlp=Tlp.GREEN),
+           indicator(pattern="[url:value = 'http://vt.example/a\x0bb']", tlp=Tlp.GREEN)]
+    fine = indicator(pattern="[ipv4-addr:value = '45.77.9.1'] AND [domain-name:value = 'x.example']",
+                     tlp=Tlp.GREEN)  # no exportable value, but nothing wrong with it
+    assert not exchange.ingest.add_objects(p.principal, cid, [*bad, fine]).failures
+    text, stats = run(svc, world["B"].principal, "stix")
+    ids = {o["id"] for o in json.loads(text)["objects"]}
+    assert fine["id"] in ids and not ids & {o["id"] for o in bad}
+    assert stats.skipped["pattern value is not a valid address, domain, URL, e-mail or hash"] == 2

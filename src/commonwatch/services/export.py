@@ -31,7 +31,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch import __version__
 from commonwatch.clock import Clock, now_us
-from commonwatch.domain.observables import SKIP_REASONS, ExportItem, Observable, normalise_domain
+from commonwatch.domain.observables import (
+    SKIP_INVALID_VALUE,
+    SKIP_REASONS,
+    ExportItem,
+    Observable,
+    normalise_domain,
+)
 from commonwatch.domain.visibility import WRITE_ROLES, Principal
 from commonwatch.domain.warninglists import Warninglists, load_warninglists
 from commonwatch.errors import (
@@ -104,6 +110,7 @@ TIMED = frozenset(["suricata-rules", "csv"])
 ROWED = frozenset(["suricata-rules"])
 #: Formats that write the stored JSON as it is.
 RAW_ONLY = frozenset(["stix"])
+_INVALID_VALUE = SKIP_REASONS.index(SKIP_INVALID_VALUE)
 SKIP_NO_VALUES = "object states no exportable value"
 SKIP_ALL_LISTED = "every value of the object is on a warninglist"
 SKIP_OBJECT_LISTED = "object has a value on a warninglist"
@@ -300,6 +307,11 @@ class ExportService:
                     skipped[reason] += 1
                     continue
                 if not values:
+                    if whole_objects and skip == _INVALID_VALUE:
+                        # A value no output may hold (a control character, a zone id...):
+                        # the object is not passed on whole either.
+                        skipped[SKIP_REASONS[skip]] += 1
+                        continue
                     observables, hits = NOTHING
                 elif row_stamp == stamp:  # verdicts stored under the lists loaded now
                     if listed is None and "\n" not in values:  # one value, on no list: most rows
