@@ -145,6 +145,15 @@ def feeds_router(exchange: Exchange) -> APIRouter:
         # A HEAD of a changed feed renders it like a GET (the server sends no body), so
         # that the validators it answers are the ones the next GET finds stored.
         export, etag, last_modified = service.render_feed(principal, feed)
+        if request.method == "HEAD":
+            # Rendered whole here, the body dropped: the state is stored before the answer,
+            # so the next GET finds these validators even if this client hangs up at once.
+            for _ in export.chunks:
+                pass
+            head = Response(status_code=200, media_type=export.media_type,
+                            headers=_validator_headers(etag, last_modified))
+            del head.headers["content-length"]
+            return head
 
         chunks = iter(export.chunks)
         # The first chunk is made before the status line goes out: the export's database

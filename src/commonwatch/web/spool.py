@@ -38,6 +38,10 @@ AHEAD_BYTES = 256 << 20
 BUDGET_BYTES = 1 << 30
 
 
+class RenderFailed(Exception):
+    """A spooled render ended with an error (logged where it happened)."""
+
+
 class Budget:
     """Bytes written and not yet sent, over every spool that shares it. Its condition
     is the lock of those spools too: a client reading wakes renders waiting on it."""
@@ -93,11 +97,15 @@ class Spool:
                 if self._stopped:
                     break
                 self._append(chunk.encode("utf-8"))
-        except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
+        except BaseException as exc:  # noqa: BLE001 - the reader ends the body with it
             if not self._stopped:
-                log.warning("a feed render failed: %s", type(exc).__name__)
+                log.warning("a feed render failed", exc_info=True)
+            # Handed over without its traceback: the traceback's frames hold the render's
+            # suspended generators, and with them its database connection and snapshot,
+            # until a garbage collection; closing them now gives both back.
+            failure = RenderFailed(f"the feed render failed: {type(exc).__name__}")
             with self._lock:
-                self._error = exc
+                self._error = failure
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
@@ -113,9 +121,12 @@ class Spool:
     def _append(self, data: bytes) -> None:
         budget = self._budget
         with self._lock:
-            while (self._written - self._read > self._ahead_bytes or budget.ahead > budget.limit) \
-                    and not self._stopped:
-                self._lock.wait()  # the client (or every client) is far behind: wait
+            # Far ahead of its own client, or past the shared budget with its own client
+            # behind: wait. A client that has read everything is never kept waiting by
+            # others that have not (past the budget, its render goes a chunk at a time).
+            while not self._stopped and (self._written - self._read > self._ahead_bytes or (
+                    budget.ahead > budget.limit and self._written > self._read)):
+                self._lock.wait()
             segment = self._segments[-1]
         if segment.size >= self._segment_bytes:
             fresh = _Segment(self._folder)
