@@ -576,10 +576,10 @@ class ExportService:
         if current:
             assert state is not None
             modified = None if state.shared else state.anchor_us
-            return replace(export, chunks=_joined(head, chunks)), _etag(base, state.anchor_us), modified
+            return replace(export, chunks=prepended(head, chunks)), _etag(base, state.anchor_us), modified
 
         def body() -> Iterator[str]:
-            yield from _joined(head, chunks)
+            yield from prepended(head, chunks)
             self._save_state(feed.id, principal.user_id, base, anchor, shared, export.stats.next_change_us)
 
         return replace(export, chunks=body()), _etag(base, anchor), None if shared else anchor
@@ -649,7 +649,7 @@ RETURNING reserved_us, shared
 """)
 
 
-def _joined(head: list[str], chunks: Iterator[str]) -> Iterator[str]:
+def prepended(head: Sequence[str], chunks: Iterator[str]) -> Iterator[str]:
     """``head``, then ``chunks``; closing it closes ``chunks``."""
     try:
         yield from head

@@ -12,7 +12,6 @@ queries. A changed feed streams: rows are read, formatted and sent batch by batc
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
@@ -22,7 +21,7 @@ from pydantic import Field
 from starlette.responses import Response, StreamingResponse
 
 from commonwatch.services.exchange import Exchange
-from commonwatch.services.export import FORMATS
+from commonwatch.services.export import FORMATS, prepended
 from commonwatch.services.export_filters import FormatOptions, build_filter, filter_from_json
 from commonwatch.storage.models import Feed
 from commonwatch.web.bodies import StrictBody
@@ -113,15 +112,12 @@ class _ClosingStream(StreamingResponse):
             self._spool.close()
 
 
-def _prepend(first: str, chunks: Iterator[str]) -> Iterator[str]:
-    """``first``, then ``chunks``; closing it closes ``chunks``."""
-    try:
-        yield first
-        yield from chunks
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+def _head_answer(media_type: str, etag: str, last_modified_us: int | None) -> Response:
+    """The headers of the GET without its body: no length either (a GET streams)."""
+    head = Response(status_code=200, media_type=media_type,
+                    headers=_validator_headers(etag, last_modified_us))
+    del head.headers["content-length"]
+    return head
 
 
 def feeds_router(exchange: Exchange) -> APIRouter:
@@ -138,10 +134,7 @@ def feeds_router(exchange: Exchange) -> APIRouter:
         if (current or _any_etag(request)) and _not_modified(request, etag, last_modified):
             return Response(status_code=304, headers=_validator_headers(etag, last_modified))
         if current and request.method == "HEAD":  # the stored validators are the GET's
-            head = Response(status_code=200, media_type=FORMATS[feed.format],
-                            headers=_validator_headers(etag, last_modified))
-            del head.headers["content-length"]  # a GET streams its body: no length to tell
-            return head
+            return _head_answer(FORMATS[feed.format], etag, last_modified)
         # A HEAD of a changed feed renders it like a GET (the server sends no body), so
         # that the validators it answers are the ones the next GET finds stored.
         export, etag, last_modified = service.render_feed(principal, feed)
@@ -150,10 +143,7 @@ def feeds_router(exchange: Exchange) -> APIRouter:
             # so the next GET finds these validators even if this client hangs up at once.
             for _ in export.chunks:
                 pass
-            head = Response(status_code=200, media_type=export.media_type,
-                            headers=_validator_headers(etag, last_modified))
-            del head.headers["content-length"]
-            return head
+            return _head_answer(export.media_type, etag, last_modified)
 
         chunks = iter(export.chunks)
         # The first chunk is made before the status line goes out: the export's database
@@ -161,7 +151,7 @@ def feeds_router(exchange: Exchange) -> APIRouter:
         try:
             first = next(chunks, "")
             # The rest is rendered ahead of the client (a slow one holds no connection).
-            spool = Spool(_prepend(first, chunks))
+            spool = Spool(prepended([first], chunks))
         except BaseException:
             close = getattr(chunks, "close", None)
             if close is not None:
