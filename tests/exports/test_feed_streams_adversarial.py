@@ -16,29 +16,25 @@ import gc
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
-import uvicorn
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.formats import csv_export, misp_export, plain_lists, rpz, stix_export, suricata, zeek_intel
-from commonwatch.process import tune_for_throughput
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.export_filters import build_filter
 from commonwatch.services.query import ObjectFilter, QueryService
 from commonwatch.storage import db
-from commonwatch.web.app import SERVER_OPTIONS, create_app
+from commonwatch.web.app import create_app
 from exports.conftest import Clock
 
 from support.factories import indicator, make_community, make_member
+from support.serving import as_served, open_read_transactions, uvicorn_on_loopback
 
 N = 1200  # objects in community "one": about 520 kB of STIX, far more than the socket buffers
 POOL = 4  # 2 + 2 connections
@@ -76,26 +72,13 @@ def small(settings, monkeypatch):
 
 @pytest.fixture
 def world(small):
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)  # inherited by accepted sockets
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(small["ex"]), log_level="critical", lifespan="off",
-                                           **SERVER_OPTIONS))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    small.update(port=sock.getsockname()[1], slow=[], base=f"http://127.0.0.1:{sock.getsockname()[1]}")
-    yield small
-    for slow in small["slow"]:  # the readers a failed test left open
-        slow.sock.close()
-    gc.collect()  # streams a defect left to the garbage collector end while the server runs
-    held(small, 0)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with uvicorn_on_loopback(create_app(small["ex"]), send_buffer=8192) as port:
+        small.update(port=port, slow=[], base=f"http://127.0.0.1:{port}")
+        yield small
+        for slow in small["slow"]:  # the readers a failed test left open
+            slow.sock.close()
+        gc.collect()  # streams a defect left to the garbage collector end while the server runs
+        held(small, 0)
 
 
 class Slow:
@@ -152,31 +135,6 @@ def held(w, want: int, within: float = 2.0, at_least: bool = False) -> int:
         if now == want or (at_least and now > want) or time.monotonic() > deadline:
             return now
         time.sleep(0.05)
-
-
-def open_read_transactions(url: str) -> int:
-    """SQLite: 1 if a reader keeps the WAL from being checkpointed; PostgreSQL: the
-    sessions of the test database idle in a transaction. Seen from outside the pool."""
-    if url.startswith("sqlite"):
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
-            return int(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.NullPool)
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")).scalar_one())
-
-
-@contextlib.contextmanager
-def as_served():
-    """The garbage collector as ``commonwatch serve`` sets it (process.tune_for_throughput)."""
-    before = gc.get_threshold()
-    tune_for_throughput()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 def post(w, values: list[str]) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import socket
 import threading
 import time
 from collections import Counter
@@ -32,17 +31,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.export import ExportService
 from commonwatch.services.export_filters import build_filter, filter_from_json
 from commonwatch.services.query import ObjectFilter
-from commonwatch.web.app import SERVER_OPTIONS, create_app
+from commonwatch.web.app import create_app
 from exports.conftest import ring
 
 from support.factories import indicator, new_version
+from support.serving import uvicorn_on_loopback
 
 INF = float("inf")
 Lines = tuple[str, ...]
@@ -60,24 +59,8 @@ def ip(n: int) -> str:
 def serving(ex: Exchange, phase: float | None = None) -> Iterator[str]:
     """A real uvicorn server (the settings ``commonwatch serve`` uses) on a loopback port.
     ``phase``: start it at that fraction of a wall-clock second."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(ex), log_level="warning", lifespan="off",
-                                           **SERVER_OPTIONS))
-    if phase is not None:
-        time.sleep((phase - time.time()) % 1.0)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.005)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with uvicorn_on_loopback(create_app(ex), log_level="warning", phase=phase) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ import os
 import random
 import re
 import socket
-import sqlite3
 import tempfile
 import threading
 import time
@@ -32,21 +31,19 @@ import uuid
 
 import httpx
 import pytest
-import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 
 from commonwatch.domain.markings import TLP2_MARKING_BY_LEVEL, Tlp
 from commonwatch.formats import stix_export
-from commonwatch.process import tune_for_throughput
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.export_filters import build_filter
 from commonwatch.services.query import ObjectFilter, QueryService
 from commonwatch.web import spool
-from commonwatch.web.app import SERVER_OPTIONS, create_app
+from commonwatch.web.app import create_app
 from exports.conftest import Clock
 
 from support.factories import indicator, make_community, make_member, new_version, ts
+from support.serving import as_served, open_read_transactions, uvicorn_on_loopback
 
 TAXII = "application/taxii+json;version=2.1"
 ACCEPT = {"Accept": TAXII}
@@ -435,28 +432,14 @@ def served(settings, monkeypatch, tmp_path):
     ex.export.create_feed(alpha.principal, "big", "stix", build_filter(communities=["one"]))
     ex.export.create_feed(alpha.principal, "ips", "plain-ip", build_filter(communities=["one"]))
     ex.export.create_feed(alpha.principal, "few", "plain-ip", build_filter(communities=["two"]))
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)  # inherited by accepted sockets
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(ex), log_level="critical", lifespan="off",
-                                           **SERVER_OPTIONS))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    port = sock.getsockname()[1]
-    w = {"ex": ex, "alpha": alpha, "one": one, "port": port, "base": f"http://127.0.0.1:{port}",
-         "folder": folder, "slow": [], "url": settings.database_url}
-    yield w
-    for slow in w["slow"]:
-        slow.sock.close()
-    gc.collect()
-    quiet(w)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with uvicorn_on_loopback(create_app(ex), send_buffer=8192) as port:
+        w = {"ex": ex, "alpha": alpha, "one": one, "port": port, "base": f"http://127.0.0.1:{port}",
+             "folder": folder, "slow": [], "url": settings.database_url}
+        yield w
+        for slow in w["slow"]:
+            slow.sock.close()
+        gc.collect()
+        quiet(w)
     ex.close()
 
 
@@ -581,31 +564,6 @@ def rendered(w, within: float = 20.0) -> int:
     while (now := int(w["ex"].engine.pool.checkedout())) and time.monotonic() < deadline:
         time.sleep(0.02)
     return now
-
-
-def open_read_transactions(url: str) -> int:
-    """SQLite: 1 if a reader keeps the WAL from being checkpointed; PostgreSQL: the
-    sessions of the test database idle in a transaction. Seen from outside the pool."""
-    if url.startswith("sqlite"):
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
-            return int(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.NullPool)
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")).scalar_one())
-
-
-@contextlib.contextmanager
-def as_served():
-    """The garbage collector as ``commonwatch serve`` sets it (process.tune_for_throughput)."""
-    before = gc.get_threshold()
-    tune_for_throughput()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 def _warm(w) -> None:

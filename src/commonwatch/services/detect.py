@@ -151,7 +151,7 @@ class DetectService:
         return Watch(standing, None if newest_deletion is None else encode_cursor(newest_deletion))
 
     def _standing(self, principal: Principal, community: CommunityRef) -> tuple[tuple[Any, ...] | None, Any]:
-        for ref, clearance, seen in self._query.activity(principal):
+        for ref, clearance, seen in self._query.activity(principal, community_id=community.id):
             if ref.id == community.id:
                 standing = (clearance.can_read, ref.public, int(clearance.max_tlp))
                 return (standing if clearance.can_read else None), (seen[1] if seen else None)

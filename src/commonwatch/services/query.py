@@ -376,17 +376,19 @@ class QueryService:
 
 
     def activity(
-        self, principal: Principal, conn: Connection | None = None,
+        self, principal: Principal, conn: Connection | None = None, community_id: int | None = None,
     ) -> list[tuple[CommunityRef, Clearance, tuple[Any, ...] | None]]:
-        """The communities the caller may know about, with its clearance and, where it may
-        read, (date_added of the newest version it can see, id of the newest tombstone it
-        can see); see :func:`statements.activity_query`. Read on ``conn`` when given (an
-        export's snapshot), else in a session of its own."""
+        """The communities the caller may know about (or only ``community_id``), with its
+        clearance and, where it may read, (date_added of the newest version it can see, id
+        of the newest tombstone it can see); see :func:`statements.activity_query`. Read on
+        ``conn`` when given (an export's snapshot), else in a session of its own."""
         if conn is None:
             with self._sessions() as s:
-                return self.activity(principal, s.connection())
+                return self.activity(principal, s.connection(), community_id)
         found: list[tuple[CommunityRef, Clearance, tuple[Any, ...] | None]] = []
         for community, clearance in self.collections(principal, conn):
+            if community_id is not None and community.id != community_id:
+                continue
             seen = None
             if clearance.can_read or clearance.public:
                 query = sql.activity_query(sql.Sight.of(clearance))

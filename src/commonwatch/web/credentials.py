@@ -8,8 +8,9 @@ import binascii
 from starlette.requests import Request
 
 from commonwatch.domain.visibility import Principal
-from commonwatch.errors import AuthenticationRequired
+from commonwatch.errors import AuthenticationRequired, NotFound
 from commonwatch.services.auth import AuthService
+from commonwatch.services.query import QueryService
 
 _MALFORMED = (
     "the Authorization header is malformed; use 'Bearer <token>' or HTTP Basic with "
@@ -46,4 +47,21 @@ def require_principal(request: Request, auth: AuthService) -> Principal:
             "this resource needs credentials: send 'Authorization: Bearer <token>' or HTTP "
             "Basic with your user name and token"
         )
+    return principal
+
+
+def collection_caller(
+    request: Request, auth: AuthService, query: QueryService, collection_id: str
+) -> Principal | None:
+    """The caller of a collection's resource; anonymous (None) only on a public
+    collection, else 401, whether the collection is private or missing (which must not
+    be told apart)."""
+    principal = principal_of(request, auth)
+    if principal is None:
+        try:
+            _, clearance = query.collection(None, collection_id)
+        except NotFound:
+            clearance = None
+        if clearance is None or not clearance.public:
+            require_principal(request, auth)
     return principal

@@ -14,16 +14,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from commonwatch.domain.stix import format_timestamp
-from commonwatch.errors import NotFound
 from commonwatch.services.exchange import Exchange
-from commonwatch.web.credentials import principal_of, require_principal
-
-
-def _public(exchange: Exchange, collection_id: str) -> bool:
-    try:
-        return exchange.query.collection(None, collection_id)[1].public
-    except NotFound:
-        return False
+from commonwatch.web.credentials import collection_caller
 
 
 def deletions_router(exchange: Exchange) -> APIRouter:
@@ -36,11 +28,8 @@ def deletions_router(exchange: Exchange) -> APIRouter:
         next: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> dict[str, Any]:
-        principal = await run_in_threadpool(principal_of, request, exchange.auth)
-        if principal is None and not await run_in_threadpool(_public, exchange, collection_id):
-            # Without credentials as TAXII answers: 401 (which could help), whether the
-            # collection is private or missing (which must not be told apart).
-            await run_in_threadpool(require_principal, request, exchange.auth)
+        principal = await run_in_threadpool(collection_caller, request, exchange.auth, exchange.query,
+                                            collection_id)
         page = await run_in_threadpool(exchange.query.deletions, principal, collection_id, next, limit)
         body: dict[str, Any] = {"more": page.more, "deletions": [
             {"id": t.stix_id, "version": format_timestamp(t.version_us),

@@ -22,7 +22,7 @@ from commonwatch.errors import InvalidParameter, NotFound
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.query import CommunityRef, Envelope, ObjectFilter, Page
 from commonwatch.web import params
-from commonwatch.web.credentials import principal_of, require_principal
+from commonwatch.web.credentials import collection_caller, principal_of, require_principal
 from commonwatch.web.media import STIX_MEDIA_TYPE, TAXII_MEDIA_TYPE, TaxiiResponse
 
 API_ROOT = "api"
@@ -78,15 +78,7 @@ def taxii_routes(exchange: Exchange) -> Mount:
 
     def caller(request: Request, collection_id: str) -> Principal | None:
         """The caller; anonymous only on public collections (else 401, leaking nothing)."""
-        principal = principal_of(request, exchange.auth)
-        if principal is None:
-            try:
-                _, clearance = query.collection(None, collection_id)
-            except NotFound:
-                clearance = None
-            if clearance is None or not clearance.public:
-                require_principal(request, exchange.auth)
-        return principal
+        return collection_caller(request, exchange.auth, query, collection_id)
 
     def anyone(request: Request) -> Principal | None:
         """The caller; anonymous only while some community is public (so that a client
