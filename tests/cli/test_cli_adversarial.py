@@ -160,6 +160,11 @@ def test_sqlite_in_missing_directory_is_created(cw, tmp_path):
     result = cw("db", "upgrade", url=f"sqlite:///{path}")
     assert result.exit_code == 0, result.output
     assert path.is_file()
+    # Regression: said "schema is up to date" also when it had just created or migrated it.
+    assert "schema migrated from revision none (new database) to 00" in result.stdout, result.output
+    again = cw("db", "upgrade", url=f"sqlite:///{path}")
+    head = result.stdout.split()[-1]
+    assert again.exit_code == 0 and f"schema is up to date (revision {head})" in again.stdout, again.output
 
 
 def test_sqlite_in_unwritable_existing_directory(cw):

@@ -103,6 +103,40 @@ def test_a_wrong_remembered_check_is_answered_by_key(exchange, svc, ring):
         assert stale.scalar_one() == 0
 
 
+@pytest.mark.parametrize("change", ["rule writer", "schema revision"])
+def test_a_changed_context_looks_every_row_up_again_and_keeps_sids_and_revs(exchange, svc, ring, monkeypatch,
+                                                                            change):
+    """A new rule writer or a migration that may have rewritten stored rows' export
+    columns changes every row's check: rows are looked up by key once, revs bumped only
+    where a text changed (here none)."""
+    first = rules(svc, ring["R"].principal)
+    if change == "rule writer":
+        monkeypatch.setattr(suricata, "writer_fingerprint", lambda: "another writer")
+    else:
+        monkeypatch.setattr("commonwatch.services.export.schema_revision", lambda conn: "9999_next")
+    lookups = []
+    real = sids_repo.known_sids
+    monkeypatch.setattr(sids_repo, "known_sids", lambda conn, keys: lookups.append(keys) or real(conn, keys))
+    again = rules(svc, ring["R"].principal)
+    assert sum(map(len, lookups)) == 8
+    assert {k: (r.sid, r.rev, r.raw) for k, r in again.items()} == {
+        k: (r.sid, r.rev, r.raw) for k, r in first.items()}
+    lookups.clear()
+    rules(svc, ring["R"].principal)
+    assert lookups == []  # remembered under the new context
+
+
+def test_the_writer_fingerprint_follows_the_rule_text(monkeypatch):
+    before = suricata.writer_fingerprint()
+    suricata.writer_fingerprint.cache_clear()
+    assert suricata.writer_fingerprint() == before  # stable
+    suricata.writer_fingerprint.cache_clear()
+    monkeypatch.setattr(suricata, "_date_word", lambda timestamp: "1999_01_01")
+    changed = suricata.writer_fingerprint()
+    suricata.writer_fingerprint.cache_clear()
+    assert changed != before
+
+
 def test_remembered_sids_go_with_their_row(exchange, svc, ring):
     rules(svc, ring["R"].principal)
     assert count(exchange, "suricata_row_sids") == 7

@@ -108,7 +108,16 @@ def demo(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest version."""
-    run(lambda exchange: out.print("schema is up to date"))
+    def action(exchange: Exchange) -> None:
+        assert exchange.migrated is not None
+        before, after = exchange.migrated
+        if before == after:
+            out.print(f"schema is up to date (revision {after})", highlight=False)
+        else:
+            out.print(f"schema migrated from revision {before or 'none (new database)'} to {after}",
+                      highlight=False)
+
+    run(action)
 
 
 @db_app.command("restamp-warninglists")

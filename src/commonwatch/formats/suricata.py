@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -42,9 +43,9 @@ class RuleRow(NamedTuple):
     """The rules of one exported object, before their sids are known.
 
     ``row_id``: the stored version they come from (0 when there is none): the
-    allocator remembers a row's sids and revs by it. ``check``: a digest of the
-    ``values`` and ``bodies`` (:func:`rules_check`): while it is unchanged the
-    remembered sids and revs are still right.
+    allocator remembers a row's sids and revs by it. ``check``: a digest of what the
+    rules' texts depend on besides the stored row (:class:`RuleContext`): while it is
+    unchanged the remembered sids and revs are still right.
     ``values``: the (kind, value) of each rule (:func:`rule_key`); ``bodies``: each
     rule's text up to its ``sid`` (:func:`rule_digest`).
     """
@@ -102,23 +103,43 @@ def _meta_value(value: str) -> str:
 _SID_REV = "sid:{sid}; rev:{rev};)"
 
 
+class RuleContext(NamedTuple):
+    """What the rules of a stored row depend on besides the row, which is never changed
+    once stored (only a schema migration rewrites stored rows' export columns).
+
+    ``stored``: names what the rows' columns were written by (the database's schema
+    revision); ``lists``: the warninglists screening the values and whether listed
+    values are dropped, which decide the values kept of a row with a value on a list.
+    Each row's ``check`` (:class:`RuleRow`) digests these with the names of the row's
+    TLP, community and producer and a fingerprint of this module's rule writer
+    (:func:`writer_fingerprint`): a remembered check that differs means a text may
+    differ, so the row's rules are looked up by key again (their revs bumped where the
+    text did change). Computed once per (TLP, community, producer), not per row.
+    """
+
+    stored: str
+    lists: str
+
+
 class _Rules:
     """Rule bodies of the items of one export.
 
     What a rule says about its object (``msg`` and ``metadata``) is built once per
     object, from the parts every object of one (TLP, community, producer) shares, built
-    once per export, and the metadata words of a day once per export.
+    once per export, and the metadata words of a day once per export. Without a
+    ``context`` every row's check is 0 (texts for the writer's own fingerprint).
     """
 
-    __slots__ = ("_groups", "_days")
+    __slots__ = ("_groups", "_days", "_context")
 
-    def __init__(self) -> None:
-        self._groups: dict[tuple[int, str, str], tuple[str, str]] = {}
+    def __init__(self, context: RuleContext | None = None) -> None:
+        self._groups: dict[tuple[int, str, str], tuple[str, str, int, int]] = {}
         self._days: dict[str, str] = {}
+        self._context = context
 
-    def tail(self, item: ExportItem) -> tuple[str, str]:
+    def tail(self, item: ExportItem) -> tuple[str, str, int]:
         """``(msg:"..."; `` and ``metadata:...; ``: what comes before and after the match
-        options of each of the item's rules."""
+        options of each of the item's rules; and the check of its row (:class:`RuleRow`)."""
         group = self._groups.get((item.tlp, item.community, item.producer))
         if group is None:
             group = self._group(item.tlp, item.community, item.producer)
@@ -136,18 +157,24 @@ class _Rules:
                     f"updated_at {days.get(modified) or self._day(modified)}; ")
         else:
             meta = f"metadata:cw_id {item.stix_id}{group[1]}; "
-        return f'(msg:"{msg}"; ', meta
+        return f'(msg:"{msg}"; ', meta, group[3] if item.warninglists else group[2]
 
-    def _group(self, tlp: int, community: str, producer: str) -> tuple[str, str]:
-        """The msg's start and the metadata's TLP, community and producer words."""
+    def _group(self, tlp: int, community: str, producer: str) -> tuple[str, str, int, int]:
+        """The msg's start, the metadata's TLP, community and producer words, and the
+        checks of rows without and with a value on a warninglist."""
         groups = self._groups
         if len(groups) >= 4096:  # names are few; stay bounded all the same
             groups.clear()
         label = _TLP_LABELS[tlp]
+        plain = listed = 0
+        context = self._context
+        if context is not None:
+            words = f"{writer_fingerprint()}\x00{context.stored}\x00{tlp}\x00{community}\x00{producer}"
+            plain, listed = _check(words), _check(f"{words}\x00{context.lists}")
         found = groups[tlp, community, producer] = (
             f"CommonWatch {label} {community}/{producer}: ",
             f", cw_tlp {_meta_value(label)}, cw_community {_meta_value(community)}, "
-            f"cw_producer {_meta_value(producer)}")
+            f"cw_producer {_meta_value(producer)}", plain, listed)
         return found
 
     def _day(self, day: str) -> str:
@@ -205,21 +232,45 @@ def rule_digest(body: str) -> str:
     return hashlib.sha256((body + _SID_REV).encode()).hexdigest()[:32]
 
 
-def rules_check(values: str, bodies: str) -> int:
-    """64 bits of SHA-256 of a row's rule values and texts (``\n``-joined): a different
-    text under a remembered (sid, rev), or a value under another value's sid, would
-    need a collision. Both count: two values can give one text (``http.host`` carries
-    no port), and a name or a warninglist change alters the texts."""
-    digest = hashlib.sha256(f"{values}\x00{bodies}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)  # a signed 64-bit column
+def _check(text: str) -> int:
+    """64 bits of SHA-256 of ``text``, as a signed 64-bit column holds them."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
-def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[str]) -> Iterator[str]:
-    """Rules text, one chunk per batch of rules, sids and revs from ``allocate``."""
+#: Objects whose rules exercise every form of rule text (:func:`writer_fingerprint`).
+_SAMPLE = tuple(
+    ExportItem(f"indicator--{n:08d}-0000-4000-8000-000000000000", "", name, tlp, community, "Org \u00e9",
+               None, created, created, None, (), tuple(Observable(*o) for o in observables), b"", hits, 0, n)
+    for n, (name, tlp, community, created, observables, hits) in enumerate([
+        ("C2 server", 1, "cert", "2024-03-01T12:00:00.000Z", (("ipv4-addr", "198.51.100.7"),), ()),
+        ('a "quoted"; name, with | bars \\ and  spaces ', 3, "ops team", "", (
+            ("ipv6-addr", "2001:db8::/32"), ("domain-name", "xn--bcher-kva.example"),
+            ("url", "http://[2001:db8::1]:8080/a b?c=\u00e9"), ("url", "https://example.org/x"),
+            ("md5", "0" * 32)), ("list",)),
+        ("", 4, "r", "not a date", (("url", "http://example.com:81/"), ("url", "ftp://x.example/")), ()),
+        ("x" * 300, 0, "c" * 90, "2024-03-01T12:00:00Z", (("domain-name", "a.example"),), ()),
+    ]))
+
+
+@functools.cache
+def writer_fingerprint() -> str:
+    """A digest of the rules this module writes for :data:`_SAMPLE`: a change to the
+    rule writer changes it, so rows remembered under the old writer are looked up by
+    key again and their revs follow their texts (:class:`RuleContext`)."""
+    fixed: SidAllocator = lambda rows: [[(1, 1)] * len(row.bodies) for row in rows]  # noqa: E731
+    text = "".join(rules(_SAMPLE, fixed, Counter(), None))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rules(
+    items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[str],
+    context: RuleContext | None = None,
+) -> Iterator[str]:
+    """Rules text, one chunk per batch of rules, sids and revs from ``allocate``; the
+    rows' checks from ``context`` (none: every check is 0)."""
     pending: list[RuleRow] = []
     count = 0
-    bodies = _Rules()
-    check = rules_check
+    bodies = _Rules(context)
     new_row = tuple.__new__  # RuleRow without its generated __new__'s Python frame
     for item in items:
         observables = item.observables
@@ -228,15 +279,13 @@ def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[
             if head is None:
                 skipped[_skip_reason(observables[0])] += 1
                 continue
-            opening, meta = bodies.tail(item)
-            text = f"{head[0]} {opening}{head[1]}{meta}"
+            opening, meta, check = bodies.tail(item)
             kept: tuple[Observable, ...] = observables
-            texts: tuple[str, ...] = (text,)
-            values = f"{observables[0][0]} {observables[0][1]}"
+            texts: tuple[str, ...] = (f"{head[0]} {opening}{head[1]}{meta}",)
         else:
             kept_list: list[Observable] = []
             text_list: list[str] = []
-            tail: tuple[str, str] | None = None
+            tail: tuple[str, str, int] | None = None
             for observable in observables:
                 head = _head(observable)
                 if head is None:
@@ -248,10 +297,8 @@ def rules(items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[
                 text_list.append(f"{head[0]} {tail[0]}{head[1]}{tail[1]}")
             if not text_list:
                 continue
-            kept, texts = tuple(kept_list), tuple(text_list)
-            text = "\n".join(texts)
-            values = "\n".join([f"{kind} {value}" for kind, value in kept])
-        pending.append(new_row(RuleRow, (item.row_id, check(values, text), item.stix_id, kept, texts)))
+            kept, texts, check = tuple(kept_list), tuple(text_list), tail[2]  # type: ignore[index]
+        pending.append(new_row(RuleRow, (item.row_id, check, item.stix_id, kept, texts)))
         count += len(texts)
         if count >= BATCH:
             yield _fill(pending, allocate)

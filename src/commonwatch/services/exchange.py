@@ -29,8 +29,8 @@ class Exchange:
     def __init__(self, settings: Settings, *, migrate: bool = True, clock: Clock = now_us):
         self.settings = settings
         self.engine = make_engine(settings.database_url)
-        if migrate:
-            upgrade(self.engine)
+        #: The schema's revisions before and after this exchange migrated it (None: not migrated).
+        self.migrated = upgrade(self.engine) if migrate else None
         sessions = session_factory(self.engine)
         self.query = QueryService(sessions)
         self.ingest = IngestService(

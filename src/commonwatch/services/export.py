@@ -72,6 +72,7 @@ from commonwatch.services.export_rows import (
 from commonwatch.services.query import ExportFilter, QueryService
 from commonwatch.storage import objects as objects_repo
 from commonwatch.storage import sids
+from commonwatch.storage.db import schema_revision
 from commonwatch.storage.models import (
     Feed,
     FeedState,
@@ -212,7 +213,10 @@ class ExportService:
                            timed=fmt in TIMED, rowed=fmt in ROWED,
                            scorer=scorer, on_snapshot=on_snapshot)
         event = misp_event_uuid(principal, fmt, filter_to_json(flt, options)) if fmt == "misp" else ""
-        return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options, event), stats)
+        # Listed values are dropped unless asked for: which values a row keeps, so which
+        # rules it has, depends on the lists and on that.
+        lists = f"{self.warninglists().digest}|{'kept' if flt.include_warninglisted else 'dropped'}"
+        return Export(fmt, FORMATS[fmt], self._render(fmt, items, stats, options, event, lists), stats)
 
     def _scorer(self, principal: Principal, flt: ExportFilter, chosen: Sequence[Any]) -> ScoreFilter:
         """The score filter: the newest sighting of each indicator over the exported
@@ -231,11 +235,11 @@ class ExportService:
 
     def _render(
         self, fmt: str, items: Iterator[ExportItem], stats: ExportStats, options: FormatOptions,
-        event_uuid: str = "",
+        event_uuid: str = "", lists: str = "",
     ) -> Iterator[str]:
         now = self._clock()
         if fmt == "suricata-rules":
-            return self._rules(items, stats)
+            return self._rules(items, stats, lists)
         if fmt.startswith("suricata-dataset-"):
             return suricata.dataset(items, fmt.removeprefix("suricata-dataset-"), stats.skipped)
         if fmt == "suricata-iprep":
@@ -347,12 +351,15 @@ class ExportService:
             return {i: n for i, n in s.execute(select(Organisation.id, Organisation.name))}
 
     # -- Suricata sids --------------------------------------------------------------------
-    def _rules(self, items: Iterator[ExportItem], stats: ExportStats) -> Iterator[str]:
+    def _rules(self, items: Iterator[ExportItem], stats: ExportStats, lists: str) -> Iterator[str]:
         """Suricata rules, their sids allocated on one connection held from the first
         batch to the end of the export: taken alongside the export's snapshot before the
         first chunk goes out, it cannot fail to come from the pool in the middle of the
-        body."""
+        body. ``lists``: the warninglists' part of the rows'
+        :class:`~commonwatch.formats.suricata.RuleContext`."""
         conn: Connection | None = None
+        with self._sessions() as s:
+            context = suricata.RuleContext(schema_revision(s.connection()) or "", lists)
 
         def allocate(rows: Sequence[suricata.RuleRow]) -> list[list[tuple[int, int]]]:
             nonlocal conn
@@ -361,7 +368,7 @@ class ExportService:
             return self._allocate_sids(conn, rows)
 
         try:
-            yield from suricata.rules(items, allocate, stats.skipped)
+            yield from suricata.rules(items, allocate, stats.skipped, context)
         finally:
             # Also when the allocation failed (a pool run dry): the rows' snapshot goes at
             # once, not whenever the traceback holding it is collected.
@@ -377,10 +384,10 @@ class ExportService:
         """The (sid, rev) of each rule of each row: a stable sid per rule key, its rev
         bumped when the rule's text changed.
 
-        The sids and revs of a stored row's rules are remembered with a digest of their
-        values and texts (:func:`~commonwatch.formats.suricata.rules_check`): a row whose
-        rules read as they did at its last export (most rows of most exports) is answered
-        from that, read by row id, without looking up any rule by key. The others go by
+        The sids and revs of a stored row's rules are remembered with the check of what
+        their texts depend on besides the row (:class:`~commonwatch.formats.suricata.RuleContext`):
+        a row whose check is unchanged since its last export (most rows of most exports)
+        is answered from that, read by row id, without looking up any rule by key. The others go by
         key (:meth:`_sids_by_key`) and are then remembered (:meth:`_remember`). One batch
         of rows (a few thousand rules) per call, in its own transaction on ``conn``.
         """

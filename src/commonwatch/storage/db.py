@@ -13,6 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -100,9 +101,19 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+def schema_revision(conn: Connection) -> str | None:
+    """The migration the database's schema is at (None: no schema yet)."""
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest migration (idempotent): the revisions before and
+    after."""
     try:
+        with engine.connect() as conn:
+            before = schema_revision(conn)
         command.upgrade(alembic_config(engine), "head")
+        with engine.connect() as conn:
+            return before, schema_revision(conn)
     except OperationalError as exc:
         raise StorageError(f"cannot migrate the database: {exc.orig}") from exc

@@ -272,9 +272,10 @@ class SuricataSid(Base):
 class SuricataRowSids(Base):
     """The sids and revs of the Suricata rules of one stored version, as last exported.
 
-    ``rules_check`` digests the rules' texts then: while a new export writes the same
-    texts for the row, its sids and revs are read here, by row, instead of looking each
-    rule up by key in ``suricata_sids``. Goes with the row.
+    ``rules_check`` digests what the rules' texts depended on then besides the row
+    (:class:`~commonwatch.formats.suricata.RuleContext`): while it is unchanged, a new
+    export reads the row's sids and revs here, by row, instead of looking each rule up
+    by key in ``suricata_sids``. Goes with the row.
     """
 
     __tablename__ = "suricata_row_sids"

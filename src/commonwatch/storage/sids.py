@@ -25,6 +25,7 @@ BUMP_SIDS = f"UPDATE {_SIDS} SET rev = rev + 1, digest = ? WHERE id = ?"
 _SELECT_SIDS = f"SELECT id, rule_key, rev, digest FROM {_SIDS} WHERE rule_key "
 _ROWS = SuricataRowSids.__tablename__
 _SELECT_ROWS = f"SELECT object_id, rules_check, sids FROM {_ROWS} WHERE object_id "
+_RANGE_ROWS = _SELECT_ROWS + "BETWEEN ? AND ?"
 # Only for a row still stored: an export may outlive a version deleted meanwhile. On
 # PostgreSQL a row a concurrent transaction is deleting (locked) is skipped rather than
 # waited for: its entry would go with it.
@@ -68,12 +69,20 @@ def known_sids(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, in
 
 
 def remembered(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
-    """row id -> (rules check, sids text) of the rows whose rules were exported before."""
+    """row id -> (rules check, sids text) of the rows whose rules were exported before
+    (and maybe of other rows between them)."""
     if not row_ids:
         return {}
     cursor = _driver(conn)
     try:
-        _select(conn, cursor, _SELECT_ROWS, row_ids)
+        low, high = min(row_ids), max(row_ids)
+        if high - low < 4 * len(row_ids):
+            # Ids close together (an export of one community reads rows in the order
+            # they were stored): one range of the primary key, without a list to parse.
+            cursor.execute(_RANGE_ROWS if conn.dialect.paramstyle == "qmark"
+                           else _RANGE_ROWS.replace("?", "%s"), (low, high))
+        else:
+            _select(conn, cursor, _SELECT_ROWS, row_ids)
         return {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
     finally:
         cursor.close()
