@@ -61,6 +61,15 @@ def test_agrees_with_stix2(stype: str, value: str) -> None:
     assert deterministic_id({"type": stype, prop: value}) == cls(**{prop: value}).id
 
 
+@pytest.mark.parametrize("value", [
+    'a"b.example', "a\\b", "tab\there", "line\u2028sep", "\x7f", "b\u00fccher.de"])
+def test_values_json_escapes_agree_with_stix2(value: str) -> None:
+    """The written-out {"value": ...} form and the general canonical JSON agree, also
+    where JSON escapes a character or Python calls one unprintable."""
+    test_agrees_with_stix2.hypothesis.inner_test("domain-name", value)  # type: ignore[attr-defined]
+    test_agrees_with_stix2.hypothesis.inner_test("url", value)  # type: ignore[attr-defined]
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.sets(st.sampled_from(["MD5", "SHA-1", "SHA-256", "SHA-512"]), min_size=1),
        st.text("0123456789abcdef", min_size=128, max_size=128), st.one_of(st.none(), _TEXT))

@@ -15,6 +15,7 @@ says.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -66,9 +67,31 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_PREFIX = hashlib.sha1(STIX_NAMESPACE.bytes)  # noqa: S324 - UUIDv5 is SHA-1 (RFC 4122 §4.3)
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(STIX_NAMESPACE, name))`` without the :class:`uuid.UUID` object:
+    SHA-1 of the namespace and the name, version 5, variant RFC 4122."""
+    h = _PREFIX.copy()
+    h.update(name.encode())
+    x = h.hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+def _plain(text: str) -> bool:
+    """Whether JSON writes ``text`` between its quotes as it is (no character to escape)."""
+    return text.isprintable() and '"' not in text and "\\" not in text
+
+
 def deterministic_id(obj: Mapping[str, Any]) -> str:
     """The STIX 2.1 §2.9 id of the SCO ``obj`` (its ``id``, if any, is ignored)."""
     stype = str(obj["type"])
+    value = obj.get("value")
+    if type(value) is str and _plain(value) and ID_CONTRIBUTING.get(stype) == ("value",):
+        # Addresses, domains, URLs: {"value":"..."} is the canonical form, written directly.
+        return stype + "--" + uuid5_text('{"value":"' + value + '"}')
     contributing: dict[str, Any] = {}
     for name in ID_CONTRIBUTING.get(stype, ()):
         if name not in obj:
@@ -81,7 +104,7 @@ def deterministic_id(obj: Mapping[str, Any]) -> str:
         contributing[name] = value
     if not contributing:
         return f"{stype}--{uuid.uuid4()}"
-    return f"{stype}--{uuid.uuid5(STIX_NAMESPACE, canonical_json(contributing))}"
+    return f"{stype}--{uuid5_text(canonical_json(contributing))}"
 
 
 def sco(stype: str, **props: Any) -> dict[str, Any]:

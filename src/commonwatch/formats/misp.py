@@ -247,7 +247,7 @@ class EventConverter:
         """The TLP readers apply: an unmarked object takes the community's default."""
         return self.ctx.default_tlp if tlp is None else tlp
 
-    def emit(self, obj: dict[str, Any], position: str, hits: tuple[str, ...] = (),
+    def emit(self, obj: dict[str, Any], position: str, hits: tuple[str, ...] | None = None,
              ref: bool = True, level: Tlp | None = None) -> Iterator[Record]:
         """Yield ``obj``; with ``ref``, note it for the report with its effective TLP.
 

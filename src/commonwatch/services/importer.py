@@ -307,6 +307,6 @@ class ImportService:
         for record in to_send:
             if id(record) in failed or record.obj is None:
                 continue
-            lists = record.hits or stix_hits(record.obj, self._warninglists)
+            lists = record.hits if record.hits is not None else stix_hits(record.obj, self._warninglists)
             if lists:
                 summary.add_hit(WarninglistHit(record.source, record.position, str(record.obj["id"]), lists))
