@@ -50,6 +50,24 @@ def test_admin_commands_script_a_federation(cli, exchange):
     assert exchange.admin.get_user("root").role == "admin"
 
 
+def test_organisations_and_communities_are_changed_and_deleted_by_script(cli, exchange):
+    cli("org", "create", "Nrthern Telecom", "--sector", "vendor")
+    out = cli("org", "set", "Nrthern Telecom", "--name", "Northern Telecom", "--sector", "operator",
+              "--country", "LU")
+    assert "'Northern Telecom': sector operator, country LU" in out
+    assert "already exists" in cli("org", "create", "Northern Telecom", "--sector", "operator", code=3)
+    cli("community", "create", "isac")
+    out = cli("community", "set", "isac", "--name", "telco-isac", "--title", "Telco ISAC", "--public")
+    assert "'telco-isac'" in out and "public=True" in out
+    assert exchange.admin.get_community("telco-isac").title == "Telco ISAC"
+    assert "public=False" in cli("community", "set", "telco-isac", "--private")
+    cli("member", "set", "telco-isac", "Northern Telecom")
+    cli("community", "delete", "telco-isac")
+    assert "no community named 'telco-isac'" in cli("community", "delete", "telco-isac", code=3)
+    cli("org", "delete", "Northern Telecom")
+    assert "Northern Telecom" not in cli("org", "list")
+
+
 def test_errors_say_what_is_wrong_with_exit_codes(cli):
     out = cli("org", "create", "X", "--sector", "pirates", code=2)
     assert "sector" in out

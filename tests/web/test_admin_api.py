@@ -120,3 +120,35 @@ def test_the_last_admin_stays(api, exchange):
 def _user_token(exchange, org: str, name: str, role: str) -> str:
     exchange.admin.create_user(org, name, role)
     return exchange.admin.create_token(name).secret
+
+
+def test_admin_changes_and_deletes_organisations_and_communities(api, exchange):
+    api.post("/api/admin/orgs", json={"name": "Acme", "sector": "vendor"})
+    changed = api.patch("/api/admin/orgs/Acme", json={"name": "Acme Networks", "country": "DE"})
+    assert changed.status_code == 200 and changed.json()["name"] == "Acme Networks"
+    assert changed.json()["country"] == "DE" and changed.json()["sector"] == "vendor"
+    assert api.patch("/api/admin/orgs/Acme", json={"sector": "vendor"}).status_code == 404
+    assert api.patch("/api/admin/orgs/Acme%20Networks", json={"sector": "pirates"}).status_code == 400
+    assert api.patch("/api/admin/orgs/Acme%20Networks", json={"name": "Operators"}).status_code == 409
+    assert api.patch("/api/admin/orgs/Acme%20Networks", json={"colour": "red"}).status_code == 400
+    api.post("/api/admin/communities", json={"name": "c1"})
+    changed = api.patch("/api/admin/communities/c1", json={"name": "c2", "public": True})
+    assert changed.status_code == 200 and changed.json()["name"] == "c2" and changed.json()["public"] is True
+    assert api.delete("/api/admin/communities/c2").json() == {"deleted": True}
+    assert api.delete("/api/admin/communities/c2").status_code == 404
+    assert api.delete("/api/admin/orgs/Acme%20Networks").json() == {"deleted": True}
+    assert "Acme Networks" not in {o["name"] for o in api.get("/api/admin/orgs").json()}
+
+
+def test_only_an_instance_admin_changes_organisations_and_communities(api, exchange):
+    org_admin = make_member(exchange, "Managed Org", role="org-admin")
+    api.post("/api/admin/communities", json={"name": "c1"})
+    as_org_admin = {"Authorization": f"Bearer {org_admin.token}"}
+    for method, path, body in (("PATCH", "/api/admin/orgs/Managed%20Org", {"name": "Mine"}),
+                               ("DELETE", "/api/admin/orgs/Operators", None),
+                               ("PATCH", "/api/admin/communities/c1", {"public": True}),
+                               ("DELETE", "/api/admin/communities/c1", None)):
+        resp = api.request(method, path, json=body, headers=as_org_admin)
+        assert resp.status_code == 403, (method, path)
+    assert exchange.admin.get_org("Managed Org").name == "Managed Org"
+    assert exchange.admin.get_community("c1").public is False

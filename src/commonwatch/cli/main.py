@@ -152,6 +152,27 @@ def org_list() -> None:
     out.print(rows)
 
 
+@org_app.command("set")
+def org_set(
+    name: str,
+    new_name: Annotated[str | None, typer.Option("--name", help="New name")] = None,
+    sector: Annotated[str | None, typer.Option(help="New sector")] = None,
+    country: Annotated[str | None, typer.Option(help="ISO 3166 alpha-2 code ('' for none)")] = None,
+) -> None:
+    """Rename an organisation or change its sector or country (its STIX identity stays)."""
+    org = run(lambda x: x.admin.update_org(name, new_name=new_name, sector=sector, country=country))
+    out.print(f"organisation {org.name!r}: sector {org.sector}, country {org.country or 'none'}",
+              highlight=False)
+
+
+@org_app.command("delete")
+def org_delete(name: str) -> None:
+    """Delete an organisation that never shared anything, with its users, tokens and
+    feeds (one that did: remove its memberships and disable its users instead)."""
+    run(lambda x: x.admin.delete_org(name))
+    out.print(f"deleted organisation {name!r}", highlight=False)
+
+
 # -- users ---------------------------------------------------------------------------
 @user_app.command("create")
 def user_create(
@@ -256,6 +277,28 @@ def community_list() -> None:
     for c in run(lambda x: x.admin.list_communities()):
         rows.add_row(c.name, c.collection_id, Tlp(c.default_tlp).label, "yes" if c.public else "no")
     out.print(rows)
+
+
+@community_app.command("set")
+def community_set(
+    name: str,
+    new_name: Annotated[str | None, typer.Option("--name", help="New name (the collection id stays)")] = None,
+    title: Annotated[str | None, typer.Option(help="Human title")] = None,
+    description: Annotated[str | None, typer.Option(help="Description")] = None,
+    public: Annotated[bool | None, typer.Option(
+        "--public/--private", help="Show TLP:CLEAR to anonymous readers, or stop")] = None,
+) -> None:
+    """Rename a community or change its title, description or public flag."""
+    c = run(lambda x: x.admin.update_community(name, new_name=new_name, title=title,
+                                               description=description, public=public))
+    out.print(f"community {c.name!r} collection {c.collection_id}: public={c.public}", highlight=False)
+
+
+@community_app.command("delete")
+def community_delete(name: str) -> None:
+    """Delete a community no member shared anything in and no feed reads."""
+    run(lambda x: x.admin.delete_community(name))
+    out.print(f"deleted community {name!r}", highlight=False)
 
 
 # -- memberships -----------------------------------------------------------------------

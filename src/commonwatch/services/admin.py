@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select, true, update
+import orjson
+from sqlalchemy import delete, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +24,17 @@ from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import ROLES, SECTORS, Principal
 from commonwatch.errors import Conflict, InvalidParameter, NotFound, PermissionDenied
 from commonwatch.services.ingest import IngestService
-from commonwatch.storage.models import ApiToken, Community, Membership, Organisation, User
+from commonwatch.storage import objects as objects_repo
+from commonwatch.storage.models import (
+    ApiToken,
+    Community,
+    Feed,
+    Membership,
+    Organisation,
+    StixObject,
+    User,
+)
+from commonwatch.storage.tombstones import TOMBSTONES
 
 TOKEN_PREFIX = "cw_"
 #: Organisation and user names: no leading or trailing space ("Acme " would look like "Acme").
@@ -95,6 +106,57 @@ class AdminService:
     def get_org(self, name: str) -> Organisation:
         with self._sessions() as s:
             return self._org(s, name)
+
+    def update_org(
+        self, name: str, *, new_name: str | None = None, sector: str | None = None,
+        country: str | None = None,
+    ) -> Organisation:
+        """Rename an organisation and/or change its sector or country (``""``: none).
+
+        Its STIX identity id stays: what it shared stays attributed to it. Exports and
+        feeds name producers by their current name (feeds' ETags change with it)."""
+        if new_name is not None:
+            _check_name(new_name, "organisation name")
+        if sector is not None and sector not in SECTORS:
+            raise InvalidParameter(f"sector {sector!r} is not one of {', '.join(SECTORS)}")
+        if country and not _COUNTRY.match(country):
+            raise InvalidParameter(f"country {country!r} must be an ISO 3166 alpha-2 code")
+        try:
+            with self._sessions.begin() as s:
+                org = self._org(s, name)
+                if new_name is not None:
+                    org.name = new_name
+                if sector is not None:
+                    org.sector = sector
+                if country is not None:
+                    org.country = country or None
+                s.flush()
+                return org
+        except IntegrityError as exc:
+            raise Conflict(f"an organisation named {new_name!r} already exists") from exc
+
+    def delete_org(self, name: str) -> None:
+        """Delete an organisation that never shared anything, with its users, tokens,
+        memberships and feeds (a name created by mistake). One that shared objects stays:
+        they are attributed to it; remove its memberships and disable its users instead."""
+        with self._sessions.begin() as s:
+            org = self._org(s, name)
+            shared = s.scalar(select(func.count()).select_from(StixObject)
+                              .where(StixObject.producer_org_id == org.id)) or 0
+            # Deleted versions keep their producer (tombstones): SQLite may give a later
+            # organisation this id, which must not inherit them.
+            shared += s.scalar(select(func.count()).select_from(TOMBSTONES)
+                               .where(TOMBSTONES.c.producer_org_id == org.id)) or 0
+            if shared:
+                raise Conflict(f"{name!r} shared {shared:,} object versions, which stay attributed to it; "
+                               "remove its memberships (`commonwatch member remove`) and disable its "
+                               "users (`commonwatch user disable`) instead")
+            users = select(User.id).where(User.org_id == org.id)
+            s.execute(delete(ApiToken).where(ApiToken.user_id.in_(users)))
+            s.execute(delete(User).where(User.org_id == org.id))
+            s.execute(delete(Feed).where(Feed.org_id == org.id))
+            s.execute(delete(Membership).where(Membership.org_id == org.id))
+            s.delete(org)
 
     def org_name(self, org_id: int) -> str:
         """The name of an organisation known by id (a principal's own)."""
@@ -257,6 +319,64 @@ class AdminService:
     def get_community(self, name: str) -> Community:
         with self._sessions() as s:
             return self._community(s, name)
+
+    def update_community(
+        self, name: str, *, new_name: str | None = None, title: str | None = None,
+        description: str | None = None, public: bool | None = None,
+    ) -> Community:
+        """Rename a community and/or change its title, description or public flag.
+
+        Its TAXII collection id stays, so clients keep their URLs; feeds that name it by
+        its old name are changed to the new one in the same transaction. A community's
+        default TLP is not changed here: the TLP of every unmarked object was settled
+        with it when the object was stored."""
+        if new_name is not None and not _COMMUNITY_NAME.fullmatch(new_name):
+            raise InvalidParameter(
+                f"community name {new_name!r} must be 1-100 lowercase letters, digits or hyphens")
+        _check_text(title or "", "community title", 200)
+        _check_text(description or "", "community description", 10_000)
+        try:
+            with self._sessions.begin() as s:
+                community = self._community(s, name)
+                if new_name is not None and new_name != name:
+                    self._rename_in_feeds(s, name, new_name)
+                    community.name = new_name
+                if title is not None:
+                    community.title = title or community.name
+                if description is not None:
+                    community.description = description
+                if public is not None:
+                    community.public = public
+                s.flush()
+                return community
+        except IntegrityError as exc:
+            raise Conflict(f"a community named {new_name!r} already exists") from exc
+
+    def _rename_in_feeds(self, s: Session, old: str, new: str) -> None:
+        """Feed filters that name community ``old`` name ``new`` instead (their ETags change)."""
+        for feed in s.scalars(select(Feed).where(Feed.filter_json.contains(f'"{old}"'))):
+            flt = orjson.loads(feed.filter_json)
+            if old in flt.get("communities", ()):
+                flt["communities"] = [new if c == old else c for c in flt["communities"]]
+                feed.filter_json = orjson.dumps(flt).decode()
+                feed.updated_us = self._clock()
+
+    def delete_community(self, name: str) -> None:
+        """Delete a community no member shared anything in, with its memberships (one
+        created by mistake). Refused while objects or feeds depend on it."""
+        with self._sessions.begin() as s:
+            community = self._community(s, name)
+            shared = s.scalar(select(func.count()).select_from(StixObject).where(
+                StixObject.community_id == community.id, StixObject.producer_org_id.is_not(None)))
+            if shared:
+                raise Conflict(f"community {name!r} holds {shared:,} object versions shared by members; "
+                               "remove its memberships instead to close it")
+            naming = sorted(f.name for f in s.scalars(select(Feed)) if {name, community.collection_id}
+                            & set(orjson.loads(f.filter_json).get("communities", ())))
+            if naming:
+                raise Conflict(f"feeds {', '.join(map(repr, naming))} read community {name!r}; "
+                               "delete them or change their communities first")
+            objects_repo.purge_community(s.connection(), community.id)
 
     # -- memberships -------------------------------------------------------------
     def set_membership(

@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, or_, select, text, update
 
 from commonwatch.storage.index import insert_missing
-from commonwatch.storage.models import Community, ObjectRecipient, StixObject, WarninglistStamp
+from commonwatch.storage.models import Base, Community, ObjectRecipient, StixObject, WarninglistStamp
 
 
 @dataclass(slots=True)
@@ -253,3 +253,16 @@ def insert_recipients(
         {"object_id": ids[added], "identity_id": identity}
         for added, identities in red for identity in sorted(identities)
     ])
+
+
+def purge_community(conn: Connection, community_id: int) -> None:
+    """Delete every row kept for a community, in every table that has a
+    ``community_id`` (objects, index entries, tombstones, counters, statuses...), then the
+    community. SQLite may give a later community the same id: nothing of this one may be
+    found under it."""
+    from commonwatch.storage import tombstones  # noqa: F401  (its tables join the metadata)
+
+    for table in reversed(Base.metadata.sorted_tables):
+        if "community_id" in table.c:
+            conn.execute(delete(table).where(table.c.community_id == community_id))
+    conn.execute(delete(Community).where(Community.id == community_id))

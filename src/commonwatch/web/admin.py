@@ -27,6 +27,12 @@ class OrgIn(StrictBody):
     country: str | None = None
 
 
+class OrgChange(StrictBody):
+    name: str | None = Field(default=None, max_length=200)
+    sector: str | None = None
+    country: str | None = Field(default=None, max_length=2)
+
+
 class UserIn(StrictBody):
     org: str
     name: str = Field(max_length=200)
@@ -49,6 +55,13 @@ class CommunityIn(StrictBody):
     description: str = Field(default="", max_length=10_000)
     default_tlp: str = "amber"
     public: bool = False
+
+
+class CommunityChange(StrictBody):
+    name: str | None = Field(default=None, max_length=100)
+    title: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    public: bool | None = None
 
 
 class MemberIn(StrictBody):
@@ -100,6 +113,17 @@ def admin_router(exchange: Exchange) -> APIRouter:
     def create_org(request: Request, body: OrgIn) -> dict[str, Any]:
         instance_admin(request)
         return org_json(admin.create_org(body.name, body.sector, body.country))
+
+    @router.patch("/orgs/{org}")
+    def update_org(request: Request, org: str, body: OrgChange) -> dict[str, Any]:
+        instance_admin(request)
+        return org_json(admin.update_org(org, new_name=body.name, sector=body.sector, country=body.country))
+
+    @router.delete("/orgs/{org}")
+    def delete_org(request: Request, org: str) -> dict[str, Any]:
+        instance_admin(request)
+        admin.delete_org(org)
+        return {"deleted": True}
 
     def user_manager(request: Request) -> Principal:
         """An admin or org-admin, checked before any name is looked up: who may not manage
@@ -157,6 +181,19 @@ def admin_router(exchange: Exchange) -> APIRouter:
         instance_admin(request)
         return community_json(admin.create_community(
             body.name, body.title, body.description, parse_tlp(body.default_tlp), body.public))
+
+    @router.patch("/communities/{community}")
+    def update_community(request: Request, community: str, body: CommunityChange) -> dict[str, Any]:
+        instance_admin(request)
+        return community_json(admin.update_community(
+            community, new_name=body.name, title=body.title, description=body.description,
+            public=body.public))
+
+    @router.delete("/communities/{community}")
+    def delete_community(request: Request, community: str) -> dict[str, Any]:
+        instance_admin(request)
+        admin.delete_community(community)
+        return {"deleted": True}
 
     @router.get("/communities/{community}/members")
     def list_members(request: Request, community: str) -> list[dict[str, Any]]:
