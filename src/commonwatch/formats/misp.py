@@ -44,13 +44,16 @@ records are rejected, never shared wider. Local tags never leave the importer: o
 local ``tlp:*`` tag is read (it can only narrow). Identities (``Orgc``, a sighting's
 organisation) are unmarked, so they are stored only with what is at most as
 restrictive as the community's default. docs/import.md explains each choice.
+
+This module reads MISP documents and feeds and holds the converter's core: the marking
+rules, attributes and the report. Its other parts sit beside it: ``misp_tags`` reads
+tags, distribution and organisations; ``misp_objects``, ``misp_galaxies`` and
+``misp_sightings`` convert those parts of an event.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -59,17 +62,26 @@ from commonwatch.domain.defang import refang
 from commonwatch.domain.markings import TLP_MARKING_IDS, Tlp
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
+from commonwatch.formats.misp_galaxies import MISP_IDENTITY as MISP_IDENTITY  # re-exported
+from commonwatch.formats.misp_galaxies import GalaxiesMixin
+from commonwatch.formats.misp_objects import ObjectsMixin
+from commonwatch.formats.misp_sightings import SightingsMixin
+from commonwatch.formats.misp_tags import (
+    _REJECT_SG,
+    DISTRIBUTION_FLOOR,
+    SHARING_GROUP,
+    _distribution,
+    _entries,
+    _flag,
+    _labels,
+    _tag_tlps,
+    _tags,
+    _uuid,
+    identity,
+)
 from commonwatch.formats.normalise import fix_timestamp
 from commonwatch.formats.records import Record, rejected
 from commonwatch.formats.sources import DEFAULT_MAX_BYTES, open_input
-
-TLP_TAGS = {"tlp:white": Tlp.CLEAR, "tlp:clear": Tlp.CLEAR, "tlp:green": Tlp.GREEN,
-            "tlp:amber": Tlp.AMBER, "tlp:amber+strict": Tlp.AMBER_STRICT, "tlp:red": Tlp.RED}
-DISTRIBUTION_FLOOR: dict[int, Tlp | None] = {0: Tlp.RED, 1: Tlp.AMBER, 2: Tlp.GREEN, 3: None}
-SHARING_GROUP = 4
-_TAG_KEYS = ("Tag", "EventTag", "AttributeTag")
-_REJECT_SG = ("MISP distribution 4 (a sharing group) names organisations a community cannot "
-              "express; not imported rather than shared wider")
 
 #: MISP attribute type -> value kind(s) of formats.observables ("a|b" types split on '|').
 ATTRIBUTE_KINDS: dict[str, tuple[str, ...]] = {
@@ -85,118 +97,9 @@ ATTRIBUTE_KINDS: dict[str, tuple[str, ...]] = {
     "mac-address": ("mac-addr",), "regkey": ("windows-registry-key",),
     "regkey|value": ("windows-registry-key", "ignore"),
 }
-_FILE_HASHES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512",
-                "ssdeep": "SSDEEP", "tlsh": "TLSH", "sha3-256": "SHA3-256", "sha3-512": "SHA3-512"}
-GALAXY_TYPES = {
-    "threat-actor": "threat-actor", "mitre-intrusion-set": "intrusion-set", "intrusion-set": "intrusion-set",
-    "mitre-malware": "malware", "malpedia": "malware", "banker": "malware", "botnet": "malware",
-    "ransomware": "malware", "rat": "malware", "stealer": "malware", "backdoor": "malware",
-    "android": "malware", "mitre-enterprise-attack-malware": "malware",
-    "tool": "tool", "mitre-tool": "tool", "mitre-enterprise-attack-tool": "tool",
-    "mitre-attack-pattern": "attack-pattern", "mitre-enterprise-attack-attack-pattern": "attack-pattern",
-}
-MISP_IDENTITY = f"identity--{ob.stable_uuid('misp-project')}"
-_GALAXY_TAG = re.compile(r'misp-galaxy:([a-z0-9-]+)="(.+)"')
 
 
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
-
-
-def _uuid(value: Any) -> str | None:
-    if value.__class__ is str and _CANONICAL_UUID(value):
-        return str(value)
-    try:
-        return str(uuidlib.UUID(str(value)))
-    except ValueError:
-        return None
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).lower() in ("1", "true")
-
-
-def _entries(block: Any) -> list[Any]:
-    """A MISP block (tags, attributes, clusters, sightings...) as a list of its entries.
-
-    MISP writes a list, but hand-made and converted events often give a single entry as a
-    bare object or string; iterating that would walk its keys or characters instead.
-    """
-    if isinstance(block, list):
-        return list(block)
-    return [] if block is None or block in ("", {}) else [block]
-
-
-def _tags(holder: dict[str, Any]) -> list[str]:
-    """Tag names of an event, object or attribute, in every form MISP writes them.
-
-    ``Tag: [{"name": ...}]`` (event views, feeds), bare names (hand-made events), and the
-    REST API's ``EventTag`` / ``AttributeTag: [{"local": ..., "Tag": {"name": ...}}]``.
-    A tag of no readable shape may hide a ``tlp:`` tag, so it is an error (its holder is
-    rejected) rather than ignored, which would mark the content wider than its source.
-    A local tag (``"local": 1``, or a ``local_only`` tag) is the importing organisation's
-    own annotation, never synchronised beyond it: only a local TLP tag is kept (it can
-    only narrow); the others never become labels or galaxies others read.
-    """
-    names: list[str] = []
-    for key in _TAG_KEYS:
-        block = holder.get(key)
-        if block is None:
-            continue
-        if not isinstance(block, (list, dict, str)):
-            raise InputError(f"{key!r} is {block!r}, not a list of tags: its TLP cannot be read, so this "
-                             "is not imported rather than shared wider; give tags as [{\"name\": ...}]")
-        for entry in _entries(block):
-            local = False
-            if key != "Tag" and isinstance(entry, dict) and "Tag" in entry:
-                local, entry = _flag(entry.get("local")), entry["Tag"]
-                if not isinstance(entry, (dict, str)):
-                    raise InputError(f"a {key} entry holds {entry!r}, not a tag: its TLP cannot be read, so "
-                                     "this is not imported rather than shared wider")
-            if isinstance(entry, dict):
-                local = local or _flag(entry.get("local")) or _flag(entry.get("local_only"))
-                entry = entry.get("name")
-            name = entry.strip() if isinstance(entry, str) else ""
-            if name and (not local or _tlp_key(name) in TLP_TAGS):
-                names.append(name)
-    return names
-
-
-def _tlp_key(tag: str) -> str:
-    """A tag as looked up in :data:`TLP_TAGS`: ``"TLP: Amber + Strict"`` -> ``"tlp:amber+strict"``."""
-    return "".join(tag.lower().split())
-
-
-def _tag_tlps(tags: list[str]) -> list[Tlp]:
-    return [level for t in tags if (level := TLP_TAGS.get(_tlp_key(t))) is not None]
-
-
-def _labels(tags: list[str]) -> list[str]:
-    return [t for t in tags if _tlp_key(t) not in TLP_TAGS]
-
-
-def _distribution(holder: dict[str, Any]) -> int | None:
-    raw = holder.get("distribution")
-    if raw is None or raw == "":
-        return None
-    value = int(raw) if str(raw).isdigit() else -1
-    if not 0 <= value <= 5:
-        raise InputError(f"unknown MISP distribution {raw!r} (0-5 are defined)")
-    return None if value == 5 else value
-
-
-def identity(uuid: str, name: str) -> dict[str, Any]:
-    """An organisation named by MISP (``Orgc``, a sighting's organisation) as an identity."""
-    return {"type": "identity", "spec_version": "2.1", "id": f"identity--{uuid}", "created": ob.FIXED_EPOCH,
-            "modified": ob.FIXED_EPOCH, "name": name or "unnamed MISP organisation",
-            "identity_class": "organization"}
-
-
-def misp_identity() -> dict[str, Any]:
-    return {**identity(MISP_IDENTITY.removeprefix("identity--"), "MISP Project"),
-            "description": "Publisher of the MISP galaxies (github.com/MISP/misp-galaxy)"}
-
-
-class EventConverter:
+class EventConverter(ObjectsMixin, GalaxiesMixin, SightingsMixin):
     """One MISP event -> records; see the module docstring for the mapping."""
 
     def __init__(self, event: dict[str, Any], source: str, ctx: ob.ImportContext) -> None:
@@ -418,264 +321,7 @@ class EventConverter:
         self.tlp_of.setdefault(note["id"], tlp)
         yield from self.emit(note, where)
 
-    # -- objects -------------------------------------------------------------------
-    def misp_object(self, mobj: Any) -> Iterator[Record]:
-        if not isinstance(mobj, dict):
-            yield rejected(self.source, self.position, "an Object entry is not a JSON object")
-            return
-        ouuid = _uuid(mobj.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(mobj, sort_keys=True)[:2000])
-        where = f"{self.position} object {ouuid} ({mobj.get('name', '?')})"
-        try:
-            odist, otags = _distribution(mobj), _tags(mobj)
-        except InputError as exc:
-            yield rejected(self.source, where, exc.message)
-            return
-        entries = _entries(mobj.get("Attribute"))
-        attrs = [a for a in entries if isinstance(a, dict)]
-        if not any(a.get("type") for a in attrs):
-            yield rejected(self.source, where, "the object has no attribute (a JSON object with a 'type') "
-                                               "in its 'Attribute' list, so nothing of it can be imported")
-            return
-        for _ in range(len(entries) - len(attrs)):
-            yield rejected(self.source, where, "an Attribute entry of the object is not a JSON object")
-        if _flag(mobj.get("deleted")):
-            yield rejected(self.source, where, "the object is marked deleted in MISP")
-            return
-        live = [a for a in attrs if not _flag(a.get("deleted"))]
-        if mobj.get("name") == "file" and any(a.get("object_relation") in _FILE_HASHES for a in live):
-            for a in attrs:
-                if _flag(a.get("deleted")):
-                    yield rejected(self.source, f"{self.position} attribute {a.get('uuid')} "
-                                                f"({a.get('object_relation')})", "the attribute is marked "
-                                                                                  "deleted in MISP")
-            yield from self._file_object(mobj, ouuid, where, odist, otags, live)
-            return
-        first = None
-        for attr in attrs:
-            yield from self.attribute(attr, odist, otags, str(attr.get("object_relation", "")))
-            auuid = _uuid(attr.get("uuid"))
-            first = first or (self.main.get(auuid) if auuid else None)
-        if first:
-            self.main[ouuid] = first
-
-    def _file_object(self, mobj: dict[str, Any], ouuid: str, where: str, odist: int | None,
-                     otags: list[str], attrs: list[dict[str, Any]]) -> Iterator[Record]:
-        try:
-            dist = self.effective_distribution(odist, *(_distribution(a) for a in attrs))
-            if dist == SHARING_GROUP:
-                raise InputError(_REJECT_SG)
-            tags = otags + [t for a in attrs for t in _tags(a)]
-            tlp = self.tlp(tags, dist)
-            when = ob.epoch_to_stix(mobj.get("timestamp") or self.ev.get("timestamp") or 0)
-            props: dict[str, Any] = {"hashes": {}}
-            indicated: dict[str, Any] = {"hashes": {}}
-            hits: tuple[str, ...] = ()
-            for attr in attrs:
-                rel, value = str(attr.get("object_relation", "")), str(attr.get("value", "")).strip()
-                if rel in _FILE_HASHES:
-                    if rel in ob.HASH_KEYS:
-                        value = ob.clean_value(rel, value)
-                        hits += self.ctx.hits(rel, value)
-                    props["hashes"][_FILE_HASHES[rel]] = value
-                    if _flag(attr.get("to_ids")):
-                        indicated["hashes"][_FILE_HASHES[rel]] = value
-                elif rel == "filename" and "name" not in props:
-                    props["name"] = value
-                    if _flag(attr.get("to_ids")):
-                        indicated["name"] = value
-                elif rel == "size-in-bytes" and value.isdigit():
-                    props["size"] = int(value)
-                elif rel == "mimetype":
-                    props["mime_type"] = value
-                else:
-                    key = "x_misp_" + re.sub(r"[^a-z0-9_]", "_", rel.lower())
-                    props.setdefault(key, value)
-        except InputError as exc:
-            yield rejected(self.source, where, exc.message)
-            return
-        file_sco = ob.sco("file", **props, **ob.marking_refs(tlp))
-        hits = tuple(sorted(set(hits)))
-        main = file_sco["id"]
-        indicated = {k: v for k, v in indicated.items() if v}
-        yield from self.emit(file_sco, where)
-        if indicated:
-            ind = ob.indicator(
-                oid=f"indicator--{ouuid}", pattern=ob.pattern_of([{"type": "file", **indicated}]),
-                created=when, modified=when, created_by=self.creator, tlp=tlp,
-                name=props.get("name") or next(iter(props["hashes"].values())),
-                description=mobj.get("comment") or None,
-                labels=_labels(tags))
-            main = ind["id"]
-            yield from self.emit(ind, where, hits)
-        self.main[ouuid] = main
-        self.tlp_of.setdefault(main, tlp)
-        for attr in attrs:
-            if (auuid := _uuid(attr.get("uuid"))) is not None:
-                self.main[auuid] = main
-            if attr.get("Galaxy"):
-                self.galaxy_holders.append((_entries(attr.get("Galaxy")), [], tlp))
-        if tags:
-            self.galaxy_holders.append(([], tags, tlp))
-
-    def references(self, mobj: Any) -> Iterator[Record]:
-        if not isinstance(mobj, dict):
-            return
-        source_id = self.main.get(_uuid(mobj.get("uuid")) or "")
-        for ref in _entries(mobj.get("ObjectReference")):
-            if not isinstance(ref, dict):
-                yield rejected(self.source, f"{self.position} object {mobj.get('uuid')} reference",
-                               "an ObjectReference entry is not a JSON object")
-                continue
-            ruuid = _uuid(ref.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(ref, sort_keys=True))
-            where = f"{self.position} reference {ruuid}"
-            target = self.main.get(_uuid(ref.get("referenced_uuid")) or "")
-            if source_id is None or target is None or source_id == target:
-                yield rejected(self.source, where, "the reference joins objects or attributes that were "
-                                                   "not imported (see their own entries) or are not in "
-                                                   "this event")
-                continue
-            rtype = re.sub(r"[^a-z0-9]+", "-", str(ref.get("relationship_type", "related-to")).lower())
-            rtype = rtype.strip("-")
-            when = ob.epoch_to_stix(
-                ref.get("timestamp") or mobj.get("timestamp") or self.ev.get("timestamp") or 0)
-            levels = [t for t in (self.tlp_of.get(source_id), self.tlp_of.get(target)) if t is not None]
-            rel = {"type": "relationship", "spec_version": "2.1", "id": f"relationship--{ruuid}",
-                   "created": when, "modified": when, "created_by_ref": self.creator,
-                   "relationship_type": rtype or "related-to", "source_ref": source_id, "target_ref": target,
-                   **ob.marking_refs(max(levels) if levels else None)}
-            yield from self.emit(rel, where)
-
-    # -- galaxies, sightings, the report -------------------------------------------
-    def galaxies(self) -> Iterator[Record]:
-        """Galaxy clusters of the event (``Galaxy``, ``GalaxyCluster``, ``misp-galaxy:`` tags) and
-        of its attributes (inside objects too), each read at the TLP of what holds it.
-
-        A MISP-published cluster is public knowledge: its SDO is unmarked, but the report
-        names it only when something at most as restrictive as the report holds it (that
-        an attribute of ours is about it is not public). A custom cluster (``"default":
-        false``) is the producer's own knowledge: it is signed by the event's producer and
-        marked with the stricter of its holder's TLP and its own distribution floor.
-        """
-        holders = [(_entries(self.ev.get("Galaxy")) + _entries(self.ev.get("GalaxyCluster")), self.tags,
-                    self.report_tlp), *self.galaxy_holders]
-        found: dict[str, tuple[str, dict[str, Any], Tlp, Tlp | None]] = {}  # id -> type, cluster, level, tlp
-        covered: set[str] = set()
-        tagged: list[tuple[str, Tlp | None]] = []
-        for blocks, tags, tlp in holders:
-            for galaxy in blocks:
-                yield from self._clusters(galaxy, tlp, found, covered)
-            tagged.extend((t, tlp) for t in tags if t.startswith("misp-galaxy:"))
-        for tag, tlp in tagged:
-            m = _GALAXY_TAG.fullmatch(tag)
-            if m and tag not in covered and m.group(1) in GALAXY_TYPES:
-                stype = GALAXY_TYPES[m.group(1)]
-                oid = f"{stype}--{ob.stable_uuid('misp-galaxy', m.group(1), m.group(2))}"
-                self._found(found, oid, stype, {"value": m.group(2)}, self.effective(tlp), None)
-        if any(tlp is None for _, _, _, tlp in found.values()):
-            yield from self.emit(misp_identity(), self.position, ref=False)
-        for oid, (stype, cluster, level, tlp) in sorted(found.items()):
-            where = f"{self.position} galaxy {cluster['value']}"
-            yield from self.emit(_galaxy_sdo(oid, stype, cluster, tlp, self.creator), where, level=level)
-
-    def _clusters(self, galaxy: Any, tlp: Tlp | None, found: dict[str, Any],
-                  covered: set[str]) -> Iterator[Record]:
-        """The clusters of one ``Galaxy`` block, or one cluster (``Event.GalaxyCluster`` entries
-        hold their galaxy in ``Galaxy``), held at ``tlp``."""
-        block = isinstance(galaxy, dict) and "GalaxyCluster" in galaxy
-        entries = _entries(galaxy["GalaxyCluster"]) if block else [galaxy]
-        gtype = galaxy.get("type") if block else None
-        for cluster in entries:
-            if not isinstance(cluster, dict):
-                yield rejected(self.source, f"{self.position} galaxy",
-                               "a Galaxy or GalaxyCluster entry is not a JSON object")
-                continue
-            inner = cluster["Galaxy"] if isinstance(cluster.get("Galaxy"), dict) else {}
-            stype = GALAXY_TYPES.get(str(gtype or cluster.get("type") or inner.get("type")))
-            cuuid = _uuid(cluster.get("uuid"))
-            if not (stype and cuuid and cluster.get("value")):
-                continue
-            level, marking = self.effective(tlp), None
-            if "default" in cluster and not _flag(cluster.get("default")):  # a custom cluster
-                try:
-                    dist = _distribution(cluster)
-                    if dist == SHARING_GROUP:
-                        raise InputError(_REJECT_SG)
-                except InputError as exc:
-                    yield rejected(self.source, f"{self.position} galaxy {cluster.get('value')}", exc.message)
-                    continue
-                floor = DISTRIBUTION_FLOOR.get(dist) if dist is not None else None
-                marking = level if floor is None else max(level, floor, self.ctx.default_tlp)
-                level = marking
-            self._found(found, f"{stype}--{cuuid}", stype, cluster, level, marking)
-            covered.add(str(cluster.get("tag_name", "")))
-
-    @staticmethod
-    def _found(found: dict[str, Any], oid: str, stype: str, cluster: dict[str, Any], level: Tlp,
-               tlp: Tlp | None) -> None:
-        """Record a cluster; held more than once, the widest holder counts (each is true)."""
-        if oid in found:
-            _, _, was_level, was_tlp = found[oid]
-            level = min(level, was_level)
-            tlp = None if tlp is None or was_tlp is None else min(tlp, was_tlp)
-        found[oid] = (stype, cluster, level, tlp)
-
-    def sightings(self) -> Iterator[Record]:
-        """The event's sightings and those of its attributes, inside objects too."""
-        in_objects = [a for o in _entries(self.ev.get("Object")) if isinstance(o, dict)
-                      for a in _entries(o.get("Attribute"))]
-        found = _entries(self.ev.get("Sighting"))
-        for attr in _entries(self.ev.get("Attribute")) + in_objects:
-            if isinstance(attr, dict):
-                found.extend({**s, "attribute_uuid": s.get("attribute_uuid") or attr.get("uuid")}
-                             if isinstance(s, dict) else s for s in _entries(attr.get("Sighting")))
-        for s in found:
-            yield from self._sighting(s)
-
-    def _sighting(self, s: Any) -> Iterator[Record]:
-        if not isinstance(s, dict):
-            yield rejected(self.source, f"{self.position} sighting", "a Sighting entry is not a JSON object")
-            return
-        suuid = _uuid(s.get("uuid")) or ob.stable_uuid(self.uuid, json.dumps(s, sort_keys=True))
-        where = f"{self.position} sighting {suuid}"
-        target = self.main.get(_uuid(s.get("attribute_uuid")) or "")
-        kind = str(s.get("type", "0"))
-        if target is None or not target.startswith("indicator--"):
-            yield rejected(self.source, where, "a sighting of an attribute that is not an indicator (to_ids "
-                                               "off) has no STIX 2.1 form (a sighting needs an SDO)")
-            return
-        if kind == "2":
-            yield rejected(self.source, where, "MISP expiration sightings have no STIX 2.1 form")
-            return
-        try:
-            when = ob.epoch_to_stix(s.get("date_sighting"))
-        except InputError as exc:
-            yield rejected(self.source, where, exc.message)
-            return
-        org: dict[str, Any] = s["Organisation"] if isinstance(s.get("Organisation"), dict) else {}
-        org_uuid = _uuid(org.get("uuid"))
-        who = self.creator
-        tlp = self.tlp_of.get(target)
-        if org_uuid and not self.ctx.own_identity.endswith(org_uuid):
-            who = f"identity--{org_uuid}"
-            # stored unmarked, so only with a sighting no stricter than that (see producer())
-            if self.effective(tlp) <= self.ctx.default_tlp:
-                yield from self.emit(identity(org_uuid, str(org.get("name", ""))), where, ref=False)
-        elif org_uuid:
-            who = self.ctx.own_identity
-        marking = ob.marking_refs(tlp)
-        if kind == "1":
-            obj = {"type": "opinion", "spec_version": "2.1", "id": f"opinion--{suuid}", "created": when,
-                   "modified": when, "created_by_ref": who, "opinion": "strongly-disagree",
-                   "explanation": "reported as a false positive (MISP sighting type 1)",
-                   "object_refs": [target], **marking}
-        else:
-            obj = {"type": "sighting", "spec_version": "2.1", "id": f"sighting--{suuid}", "created": when,
-                   "modified": when, "created_by_ref": who, "first_seen": when, "last_seen": when, "count": 1,
-                   "sighting_of_ref": target, "where_sighted_refs": [who], **marking}
-            if s.get("source"):
-                obj["description"] = f"source: {s['source']}"
-        yield from self.emit(obj, where)
-
+    # -- event reports, the report -------------------------------------------------
     def event_reports(self) -> Iterator[Record]:
         """Each ``EventReport`` (MISP >= 2.4.134: a Markdown write-up) as a ``note`` on the report,
         at the TLP of its own distribution."""
@@ -736,28 +382,6 @@ class EventConverter:
             report["labels"] = labels
         report["external_references"] = [{"source_name": "misp", "external_id": self.uuid}, *self.links]
         yield Record(self.source, self.position, report)
-
-
-def _galaxy_sdo(oid: str, stype: str, cluster: dict[str, Any], tlp: Tlp | None,
-                creator: str) -> dict[str, Any]:
-    """A galaxy cluster as its SDO: a public one (``tlp`` None) unmarked and signed by the MISP
-    Project, a custom one marked ``tlp`` and signed by ``creator``, the event's producer."""
-    meta: dict[str, Any] = cluster["meta"] if isinstance(cluster.get("meta"), dict) else {}
-    by = MISP_IDENTITY if tlp is None else creator
-    obj: dict[str, Any] = {"type": stype, "spec_version": "2.1", "id": oid, "created": ob.FIXED_EPOCH,
-                           "modified": ob.FIXED_EPOCH, "created_by_ref": by, "name": str(cluster["value"])}
-    if cluster.get("description"):
-        obj["description"] = str(cluster["description"])
-    synonyms = [str(s) for s in _entries(meta.get("synonyms")) if s]
-    if synonyms and stype in ("threat-actor", "intrusion-set", "malware", "tool"):
-        obj["aliases"] = synonyms
-    if stype == "malware":
-        obj["is_family"] = True
-    refs = [{"source_name": "misp-galaxy", "url": str(u)} for u in _entries(meta.get("refs")) if u]
-    if refs:
-        obj["external_references"] = refs
-    obj.update(ob.marking_refs(tlp))
-    return obj
 
 
 def _events(doc: Any) -> Iterator[tuple[str, Any]]:
