@@ -127,6 +127,11 @@ def network_int(kind: str, value: str) -> tuple[int, int] | None:
     return (n >> host_bits) << host_bits, int(plen)
 
 
+def is_canonical_ipv4(text: str) -> bool:
+    """Whether ``text`` is an IPv4 address already in canonical dotted form."""
+    return _DOTTED.fullmatch(text) is not None
+
+
 def normalise_ip(value: str) -> Observable | None:
     """An address or CIDR, canonical; None if it is neither."""
     if _DOTTED.fullmatch(value):

@@ -85,6 +85,10 @@ def _plain(text: str) -> bool:
     return text.isprintable() and '"' not in text and "\\" not in text
 
 
+#: The properties of a file SCO known by its hashes alone (none else contributes).
+_FILE_BY_HASH = frozenset(("type", "spec_version", "id", "hashes", "object_marking_refs", "defanged"))
+
+
 def deterministic_id(obj: Mapping[str, Any]) -> str:
     """The STIX 2.1 §2.9 id of the SCO ``obj`` (its ``id``, if any, is ignored)."""
     stype = str(obj["type"])
@@ -92,6 +96,12 @@ def deterministic_id(obj: Mapping[str, Any]) -> str:
     if type(value) is str and _plain(value) and ID_CONTRIBUTING.get(stype) == ("value",):
         # Addresses, domains, URLs: {"value":"..."} is the canonical form, written directly.
         return stype + "--" + uuid5_text('{"value":"' + value + '"}')
+    hashes = obj.get("hashes")
+    if stype == "file" and type(hashes) is dict and len(hashes) == 1 and obj.keys() <= _FILE_BY_HASH:
+        (algorithm, digest), = hashes.items()
+        if type(algorithm) is str and type(digest) is str and _plain(algorithm) and _plain(digest):
+            # A file known by one hash: {"hashes":{"<algorithm>":"<digest>"}}, written directly.
+            return "file--" + uuid5_text('{"hashes":{"' + algorithm + '":"' + digest + '"}}')
     contributing: dict[str, Any] = {}
     for name in ID_CONTRIBUTING.get(stype, ()):
         if name not in obj:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from commonwatch.domain.markings import TLP2_MARKING_BY_LEVEL, Tlp
+from commonwatch.domain.observables import is_canonical_ipv4
 from commonwatch.domain.sco_ids import STIX_NAMESPACE, sco
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.errors import InputError
@@ -77,6 +78,8 @@ def marking_refs(tlp: Tlp | None) -> dict[str, Any]:
 
 def ip_kind(value: str) -> str:
     """``ipv4-addr`` or ``ipv6-addr`` for an address or CIDR; InputError otherwise."""
+    if is_canonical_ipv4(value):  # the common case, without building an address object
+        return "ipv4-addr"
     try:
         net = ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -92,6 +95,8 @@ def clean_value(kind: str, raw: str) -> str:
     if kind in ("ipv4-addr", "ipv6-addr"):
         if ip_kind(value) != kind:
             raise InputError(f"{value!r} is not an {kind} value")
+        if is_canonical_ipv4(value):
+            return value
         if "/" in value:
             net = ipaddress.ip_network(value, strict=False)
             return str(net.network_address) if net.num_addresses == 1 else str(net)
