@@ -40,7 +40,8 @@ TOKEN_PREFIX = "cw_"
 #: Organisation and user names: no leading or trailing space ("Acme " would look like "Acme").
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ._@+-]{0,198}[A-Za-z0-9._@+-])?$")
 _COMMUNITY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def hash_token(token: str) -> str:
@@ -62,6 +63,15 @@ def _check_text(value: str, what: str, limit: int) -> None:
         raise InvalidParameter(f"{what} must be at most {limit} characters")
     if "\x00" in value:
         raise InvalidParameter(f"{what} must not contain a NUL character")
+
+
+def _check_community_name(name: str) -> None:
+    if not _COMMUNITY_NAME.fullmatch(name):
+        raise InvalidParameter(f"community name {name!r} must be 1-100 lowercase letters, digits or hyphens")
+    if _UUID.fullmatch(name):
+        # Filters and feeds name a community by its name or its collection id (a UUID):
+        # a name of that form could stand for another community.
+        raise InvalidParameter(f"community name {name!r} has the form of a collection id; choose another")
 
 
 def _check_name(value: str, what: str) -> str:
@@ -90,7 +100,7 @@ class AdminService:
         _check_name(name, "organisation name")
         if sector not in SECTORS:
             raise InvalidParameter(f"sector {sector!r} is not one of {', '.join(SECTORS)}")
-        if country is not None and not _COUNTRY.match(country):
+        if country is not None and not _COUNTRY.fullmatch(country):
             raise InvalidParameter(f"country {country!r} must be an ISO 3166 alpha-2 code")
         org = Organisation(
             name=name, sector=sector, country=country,
@@ -119,11 +129,11 @@ class AdminService:
             _check_name(new_name, "organisation name")
         if sector is not None and sector not in SECTORS:
             raise InvalidParameter(f"sector {sector!r} is not one of {', '.join(SECTORS)}")
-        if country and not _COUNTRY.match(country):
+        if country and not _COUNTRY.fullmatch(country):
             raise InvalidParameter(f"country {country!r} must be an ISO 3166 alpha-2 code")
         try:
             with self._sessions.begin() as s:
-                org = self._org(s, name)
+                org = self._locked_org(s, name)
                 if new_name is not None:
                     org.name = new_name
                 if sector is not None:
@@ -140,7 +150,7 @@ class AdminService:
         memberships and feeds (a name created by mistake). One that shared objects stays:
         they are attributed to it; remove its memberships and disable its users instead."""
         with self._sessions.begin() as s:
-            org = self._org(s, name)
+            org = self._locked_org(s, name)
             shared = s.scalar(select(func.count()).select_from(StixObject)
                               .where(StixObject.producer_org_id == org.id)) or 0
             # Deleted versions keep their producer (tombstones): SQLite may give a later
@@ -151,6 +161,7 @@ class AdminService:
                 raise Conflict(f"{name!r} shared {shared:,} object versions, which stay attributed to it; "
                                "remove its memberships (`commonwatch member remove`) and disable its "
                                "users (`commonwatch user disable`) instead")
+            self._keep_an_admin_outside(s, org)
             users = select(User.id).where(User.org_id == org.id)
             s.execute(delete(ApiToken).where(ApiToken.user_id.in_(users)))
             s.execute(delete(User).where(User.org_id == org.id))
@@ -297,10 +308,7 @@ class AdminService:
         self, name: str, title: str | None = None, description: str = "",
         default_tlp: Tlp = Tlp.AMBER, public: bool = False,
     ) -> Community:
-        if not _COMMUNITY_NAME.fullmatch(name):
-            raise InvalidParameter(
-                f"community name {name!r} must be 1-100 lowercase letters, digits or hyphens"
-            )
+        _check_community_name(name)
         _check_text(title or "", "community title", 200)
         _check_text(description, "community description", 10_000)
         community = Community(
@@ -330,14 +338,13 @@ class AdminService:
         its old name are changed to the new one in the same transaction. A community's
         default TLP is not changed here: the TLP of every unmarked object was settled
         with it when the object was stored."""
-        if new_name is not None and not _COMMUNITY_NAME.fullmatch(new_name):
-            raise InvalidParameter(
-                f"community name {new_name!r} must be 1-100 lowercase letters, digits or hyphens")
+        if new_name is not None:
+            _check_community_name(new_name)
         _check_text(title or "", "community title", 200)
         _check_text(description or "", "community description", 10_000)
         try:
             with self._sessions.begin() as s:
-                community = self._community(s, name)
+                community = self._locked_community(s, name)
                 if new_name is not None and new_name != name:
                     self._rename_in_feeds(s, name, new_name)
                     community.name = new_name
@@ -365,7 +372,7 @@ class AdminService:
         """Delete a community no member shared anything in, with its memberships (one
         created by mistake). Refused while objects or feeds depend on it."""
         with self._sessions.begin() as s:
-            community = self._community(s, name)
+            community = self._locked_community(s, name)
             shared = s.scalar(select(func.count()).select_from(StixObject).where(
                 StixObject.community_id == community.id, StixObject.producer_org_id.is_not(None)))
             if shared:
@@ -426,6 +433,39 @@ class AdminService:
                 s.add(row)
         except IntegrityError as exc:
             raise Conflict(conflict) from exc
+
+    @classmethod
+    def _locked_org(cls, s: Session, name: str) -> Organisation:
+        """The organisation ``name``, held until the transaction ends, as the
+        transaction's first statement: SQLite's write lock (a no-op UPDATE), and on
+        PostgreSQL a row lock that shares into it (whose foreign key checks take a key
+        share lock) wait for. Changes and deletes are then decided on what is committed."""
+        s.execute(update(Organisation).where(Organisation.name == name)
+                  .values(name=Organisation.name).execution_options(synchronize_session=False))
+        org = s.scalar(select(Organisation).where(Organisation.name == name).with_for_update())
+        if org is None:
+            raise NotFound(f"no organisation named {name!r}; see `commonwatch org list`")
+        return org
+
+    @classmethod
+    def _locked_community(cls, s: Session, name: str) -> Community:
+        """The community ``name``, held like :meth:`_locked_org`: ingest into it
+        (:func:`~commonwatch.storage.objects.lock_community`) and feed definitions that
+        name it wait for the change to commit."""
+        s.execute(update(Community).where(Community.name == name)
+                  .values(name=Community.name).execution_options(synchronize_session=False))
+        community = s.scalar(select(Community).where(Community.name == name).with_for_update())
+        if community is None:
+            raise NotFound(f"no community named {name!r}; see `commonwatch community list`")
+        return community
+
+    @staticmethod
+    def _keep_an_admin_outside(s: Session, org: Organisation) -> None:
+        """Refuse to delete the organisation of every active instance admin."""
+        admins = s.scalars(select(User.org_id).where(User.role == "admin", User.active == true())).all()
+        if admins and set(admins) == {org.id}:
+            raise Conflict(f"{org.name!r} holds the last active instance admin; "
+                           "make a user of another organisation admin first")
 
     @staticmethod
     def _org(s: Session, name: str) -> Organisation:

@@ -473,12 +473,15 @@ class ExportService:
             raise InputTooLarge("a feed description is at most 2000 characters")
         if "\x00" in description:
             raise InvalidParameter("a feed description must not contain a NUL character")
-        self._query.export_communities(principal, flt)
         now = self._clock()
         feed = Feed(org_id=principal.org_id, name=name, format=fmt, description=description,
                     filter_json=filter_to_json(flt, options), created_us=now, updated_us=now)
         try:
             with self._sessions() as s, s.begin():
+                # The communities it names are held first (a rename or delete of one waits,
+                # or has committed): the feed never names a community that is gone.
+                objects_repo.hold_communities(s.connection(), flt.communities)
+                self._query.export_communities(principal, flt, s.connection())
                 s.add(feed)
         except IntegrityError:
             raise Conflict(f"your organisation already has a feed named {name!r}") from None

@@ -433,6 +433,8 @@ class IngestService:
         """
         conn = s.connection()
         last_added = objects_repo.lock_community(conn, community_id)
+        if org_id is not None:
+            objects_repo.lock_producer(conn, org_id)
         known = objects_repo.existing_versions(conn, community_id, {c.stix_id for c in candidates})
         # Only versioned objects are weighed against others' versions (an SCO posting is
         # always its own version): re-posting observables many members hold costs nothing.

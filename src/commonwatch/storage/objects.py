@@ -15,8 +15,16 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, or_, select, text, update
 
+from commonwatch.errors import AuthenticationRequired, NotFound
 from commonwatch.storage.index import insert_missing
-from commonwatch.storage.models import Base, Community, ObjectRecipient, StixObject, WarninglistStamp
+from commonwatch.storage.models import (
+    Base,
+    Community,
+    ObjectRecipient,
+    Organisation,
+    StixObject,
+    WarninglistStamp,
+)
 
 
 @dataclass(slots=True)
@@ -61,8 +69,28 @@ def lock_community(conn: Connection, community_id: int) -> int:
     conn.execute(update(Community).where(Community.id == community_id)
                  .values(last_added_us=Community.last_added_us))
     last = conn.scalar(select(Community.last_added_us).where(Community.id == community_id))
-    assert last is not None
+    if last is None:  # deleted since the caller looked it up
+        raise NotFound("this collection no longer exists")
     return int(last)
+
+
+def hold_communities(conn: Connection, keys: Sequence[str]) -> None:
+    """Hold the communities named by ``keys`` (names or collection ids) until the
+    transaction ends, as its first statement (SQLite: the write lock; PostgreSQL: their
+    rows): a concurrent rename or delete of one commits before or after, never between."""
+    if keys:
+        conn.execute(update(Community).where(or_(Community.name.in_(keys), Community.collection_id.in_(keys)))
+                     .values(name=Community.name))
+
+
+def lock_producer(conn: Connection, org_id: int) -> None:
+    """Hold the producing organisation until the transaction ends (PostgreSQL: a key
+    share lock, which its deletion waits for; SQLite: the caller holds the write lock
+    already), or refuse if it was deleted since its credentials were checked."""
+    found = conn.scalar(select(Organisation.id).where(Organisation.id == org_id)
+                        .with_for_update(read=True, key_share=True))
+    if found is None:
+        raise AuthenticationRequired("your organisation no longer exists on this exchange")
 
 
 def set_last_added(conn: Connection, community_id: int, last_added_us: int) -> None:
