@@ -81,6 +81,11 @@ def test_feed_commands(cli, member):
     shown = cli("feed", "show", "edl", "--user", member.user)
     assert '"format": "plain-domain"' in shown and '"tlp": "amber"' in shown
     assert "already has a feed" in cli("feed", "create", "edl", "--user", member.user, "-f", "csv", code=3)
+    out = cli("feed", "update", "edl", "--user", member.user, "-f", "rpz", "--tlp", "green")
+    assert "redefined feed 'edl' (rpz): GET /feeds/edl" in out
+    shown = cli("feed", "show", "edl", "--user", member.user)
+    assert '"format": "rpz"' in shown and '"tlp": "green"' in shown and '"description": ""' in shown
+    assert "no feed named 'nope'" in cli("feed", "update", "nope", "--user", member.user, "-f", "csv", code=3)
     cli("feed", "delete", "edl", "--user", member.user)
     cli("feed", "show", "edl", "--user", member.user, code=3)
 

@@ -144,6 +144,34 @@ def test_http_feed(client, fed):
     assert client.get("/feeds/dns", headers=bearer).status_code == 404
 
 
+def test_a_redefined_feed_keeps_its_url_and_serves_the_new_content_at_once(client, svc, fed):
+    b, bearer = fed["B"].principal, {"Authorization": f"Bearer {fed['B'].token}"}
+    feed = svc.create_feed(b, "edge", "plain-ip", build_filter(communities=["ring"]), description="fw")
+    first = client.get("/feeds/edge", headers=bearer)
+    assert sorted(first.text.split()) == ["45.81.0.1", "45.81.0.2"]
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    put = client.put("/api/feeds/edge", headers=bearer, json={"format": "csv", "description": "soc",
+                                                             "communities": [fed["cid"]]})
+    assert put.status_code == 200, put.text
+    assert put.json()["format"] == "csv" and put.json()["url"] == "/feeds/edge"
+    stale = client.get("/feeds/edge", headers={**bearer, "If-None-Match": etag, "If-Modified-Since": modified})
+    assert stale.status_code == 200 and stale.text.startswith("value,kind,")
+    assert stale.headers["etag"] != etag
+    again = svc.get_feed(b, "edge")
+    assert (again.id, again.created_us, again.description) == (feed.id, feed.created_us, "soc")
+    assert again.updated_us > feed.updated_us
+    # What a definition may not say is refused, and changes nothing.
+    for body, code in (({"format": "pdf"}, 400), ({"format": "csv", "communities": ["nope"]}, 404),
+                       ({"format": "csv", "name": "other"}, 400), ({"format": "csv", "tlp": "purple"}, 400)):
+        assert client.put("/api/feeds/edge", headers=bearer, json=body).status_code == code, body
+    assert client.put("/api/feeds/nope", headers=bearer, json={"format": "csv"}).status_code == 404
+    reader = {"Authorization": f"Bearer {fed['R'].token}"}
+    assert client.put("/api/feeds/edge", headers=reader, json={"format": "csv"}).status_code in (403, 404)
+    with pytest.raises(PermissionDenied):
+        svc.redefine_feed(fed["R"].principal, "edge", "csv", build_filter())
+    assert svc.get_feed(b, "edge").updated_us == again.updated_us
+
+
 def test_feed_uses_the_callers_visibility(client, exchange, fed):
     """A feed is evaluated with the requesting user's own clearance, never its creator's."""
     b2 = exchange.admin.create_user("Bee", "bee-2", "reader")

@@ -15,7 +15,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
@@ -249,27 +249,38 @@ def register(app: typer.Typer) -> None:
 
         run(action)
 
-    @feed_app.command("create")
-    def feed_create(
-        name: str, user: UserOpt, fmt: FormatOpt,
-        description: Annotated[str, typer.Option(help="What the feed is for.")] = "",
-        community: CommunityOpt = None, type_: TypeOpt = None, tlp: TlpOpt = "amber",
-        since: SinceOpt = None, sector: SectorOpt = None, min_confidence: ConfOpt = None,
-        min_score: ScoreOpt = None, include_warninglisted: WlOpt = False,
-        include_revoked: RevokedOpt = False, include_expired: ExpiredOpt = False,
-        rpz_target: RpzTargetOpt = ".", rpz_wildcard: RpzWildOpt = True, url_strip_scheme: StripOpt = False,
-    ) -> None:
-        """Define a feed of USER's organisation; each caller gets it with their own visibility."""
+    def _definition_command(redefine: bool) -> Callable[..., None]:
+        """``feed create`` or, with ``redefine``, ``feed update``: the same options."""
 
-        def action(exchange: Exchange) -> None:
-            flt = _filter(community, type_, tlp, since, sector, min_confidence, min_score,
-                          include_warninglisted, include_revoked, include_expired)
-            principal = exchange.auth.principal_for_user(user)
-            options = FormatOptions(rpz_target, rpz_wildcard, url_strip_scheme)
-            feed = exchange.export.create_feed(principal, name, fmt, flt, options, description)
-            out.print(f"created feed {feed.name!r} ({feed.format}): GET /feeds/{feed.name}", highlight=False)
+        def command(
+            name: str, user: UserOpt, fmt: FormatOpt,
+            description: Annotated[str, typer.Option(help="What the feed is for.")] = "",
+            community: CommunityOpt = None, type_: TypeOpt = None, tlp: TlpOpt = "amber",
+            since: SinceOpt = None, sector: SectorOpt = None, min_confidence: ConfOpt = None,
+            min_score: ScoreOpt = None, include_warninglisted: WlOpt = False,
+            include_revoked: RevokedOpt = False, include_expired: ExpiredOpt = False,
+            rpz_target: RpzTargetOpt = ".", rpz_wildcard: RpzWildOpt = True,
+            url_strip_scheme: StripOpt = False,
+        ) -> None:
+            def action(exchange: Exchange) -> None:
+                flt = _filter(community, type_, tlp, since, sector, min_confidence, min_score,
+                              include_warninglisted, include_revoked, include_expired)
+                principal = exchange.auth.principal_for_user(user)
+                options = FormatOptions(rpz_target, rpz_wildcard, url_strip_scheme)
+                define = exchange.export.redefine_feed if redefine else exchange.export.create_feed
+                feed = define(principal, name, fmt, flt, options, description)
+                done = "redefined" if redefine else "created"
+                out.print(f"{done} feed {feed.name!r} ({feed.format}): GET /feeds/{feed.name}",
+                          highlight=False)
 
-        run(action)
+            run(action)
+
+        return command
+
+    feed_app.command("create", help="Define a feed of USER's organisation; each caller gets it with "
+                     "their own visibility.")(_definition_command(False))
+    feed_app.command("update", help="Redefine a feed whole (the options of `feed create`); its URL "
+                     "stays, and sensors get the new content at their next fetch.")(_definition_command(True))
 
     @feed_app.command("list")
     def feed_list(user: UserOpt) -> None:

@@ -461,18 +461,7 @@ class ExportService:
         self, principal: Principal, name: str, fmt: str, flt: ExportFilter,
         options: FormatOptions = DEFAULT_OPTIONS, description: str = "",
     ) -> Feed:
-        if principal.role not in WRITE_ROLES:
-            raise PermissionDenied("creating a feed needs a role that may write (analyst or above)")
-        if not _NAME.fullmatch(name):
-            raise InvalidParameter(
-                f"feed name {name!r} is not valid: 1-100 of a-z, 0-9, '.', '_', '-', "
-                "starting with a letter or digit")
-        check_format(fmt)
-        check_options(options)
-        if len(description) > 2000:
-            raise InputTooLarge("a feed description is at most 2000 characters")
-        if "\x00" in description:
-            raise InvalidParameter("a feed description must not contain a NUL character")
+        self._check_definition(principal, "creating", name, fmt, options, description)
         now = self._clock()
         feed = Feed(org_id=principal.org_id, name=name, format=fmt, description=description,
                     filter_json=filter_to_json(flt, options), created_us=now, updated_us=now)
@@ -486,6 +475,44 @@ class ExportService:
         except IntegrityError:
             raise Conflict(f"your organisation already has a feed named {name!r}") from None
         return feed
+
+    def redefine_feed(
+        self, principal: Principal, name: str, fmt: str, flt: ExportFilter,
+        options: FormatOptions = DEFAULT_OPTIONS, description: str = "",
+    ) -> Feed:
+        """Replace a feed's definition (format, filter, options, description) at once; its
+        name, so the URL sensors fetch, stays. Its ETag and Last-Modified change, so the
+        next conditional GET of every caller gets the new content."""
+        self._check_definition(principal, "changing", name, fmt, options, description)
+        with self._sessions() as s, s.begin():
+            objects_repo.hold_communities(s.connection(), flt.communities)
+            feed = s.scalar(select(Feed).where(Feed.org_id == principal.org_id, Feed.name == name)
+                            .with_for_update())
+            if feed is None:
+                raise NotFound(f"your organisation has no feed named {name!r}")
+            self._query.export_communities(principal, flt, s.connection())
+            feed.format, feed.description = fmt, description
+            feed.filter_json = filter_to_json(flt, options)
+            feed.updated_us = max(self._clock(), feed.updated_us + 1)
+            s.flush()
+            return feed
+
+    @staticmethod
+    def _check_definition(
+        principal: Principal, doing: str, name: str, fmt: str, options: FormatOptions, description: str,
+    ) -> None:
+        if principal.role not in WRITE_ROLES:
+            raise PermissionDenied(f"{doing} a feed needs a role that may write (analyst or above)")
+        if not _NAME.fullmatch(name):
+            raise InvalidParameter(
+                f"feed name {name!r} is not valid: 1-100 of a-z, 0-9, '.', '_', '-', "
+                "starting with a letter or digit")
+        check_format(fmt)
+        check_options(options)
+        if len(description) > 2000:
+            raise InputTooLarge("a feed description is at most 2000 characters")
+        if "\x00" in description:
+            raise InvalidParameter("a feed description must not contain a NUL character")
 
     def list_feeds(self, principal: Principal) -> list[Feed]:
         with self._sessions() as s:

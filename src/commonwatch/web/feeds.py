@@ -23,14 +23,16 @@ from starlette.responses import Response, StreamingResponse
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.export import FORMATS, prepended
 from commonwatch.services.export_filters import FormatOptions, build_filter, filter_from_json
+from commonwatch.services.query import ExportFilter
 from commonwatch.storage.models import Feed
 from commonwatch.web.bodies import StrictBody
 from commonwatch.web.credentials import require_principal
 from commonwatch.web.spool import Spool
 
 
-class FeedIn(StrictBody):
-    name: str = Field(max_length=100)
+class FeedDefinition(StrictBody):
+    """What a feed exports: ``PUT /api/feeds/{name}`` replaces it whole."""
+
     format: str = Field(max_length=40)
     description: str = Field(default="", max_length=2000)
     communities: list[str] = Field(default_factory=list, max_length=100)
@@ -46,6 +48,22 @@ class FeedIn(StrictBody):
     rpz_target: str = Field(default=".", max_length=253)
     rpz_wildcard: bool = True
     url_strip_scheme: bool = False
+
+    def parts(self) -> tuple[ExportFilter, FormatOptions]:
+        """The export filter and format options this definition states."""
+        flt = build_filter(
+            communities=self.communities, types=self.types, tlp=self.tlp, since=self.since,
+            sectors=self.sectors, min_confidence=self.min_confidence, min_score=self.min_score,
+            include_warninglisted=self.include_warninglisted, include_revoked=self.include_revoked,
+            include_expired=self.include_expired,
+        )
+        return flt, FormatOptions(self.rpz_target, self.rpz_wildcard, self.url_strip_scheme)
+
+
+class FeedIn(FeedDefinition):
+    """A new feed: its name and definition."""
+
+    name: str = Field(max_length=100)
 
 
 def feed_json(feed: Feed) -> dict[str, Any]:
@@ -168,15 +186,15 @@ def feeds_router(exchange: Exchange) -> APIRouter:
     @router.post("/api/feeds", status_code=201)
     def create_feed(request: Request, body: FeedIn) -> dict[str, Any]:
         principal = require_principal(request, exchange.auth)
-        flt = build_filter(
-            communities=body.communities, types=body.types, tlp=body.tlp, since=body.since,
-            sectors=body.sectors, min_confidence=body.min_confidence, min_score=body.min_score,
-            include_warninglisted=body.include_warninglisted, include_revoked=body.include_revoked,
-            include_expired=body.include_expired,
-        )
-        options = FormatOptions(body.rpz_target, body.rpz_wildcard, body.url_strip_scheme)
+        flt, options = body.parts()
         feed = service.create_feed(principal, body.name, body.format, flt, options, body.description)
         return feed_json(feed)
+
+    @router.put("/api/feeds/{name}")
+    def redefine_feed(request: Request, name: str, body: FeedDefinition) -> dict[str, Any]:
+        principal = require_principal(request, exchange.auth)
+        flt, options = body.parts()
+        return feed_json(service.redefine_feed(principal, name, body.format, flt, options, body.description))
 
     @router.get("/api/feeds/{name}")
     def show_feed(request: Request, name: str) -> dict[str, Any]:
