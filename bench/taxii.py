@@ -744,7 +744,10 @@ def target_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str
             continue
         raw = raws.get(p.name)
         position = p.positions["last"] / p.positions["first"]
-        share = p.walk.rate / raw.join_rate if raw else float("nan")
+        # The issue's raw limit is a raw scan of the same rows dumped with orjson; the
+        # stricter one joins the stored text without re-encoding it (as CommonWatch does).
+        share = p.walk.rate / raw.orjson_rate if raw and raw.orjson_rate else float("nan")
+        strict = p.walk.rate / raw.join_rate if raw else float("nan")
         ingest_cpu = sum(p.envelope_sizes) / p.ingest_cpu if p.ingest_cpu else 0.0
         read_cpu = p.walk.objects / p.walk_cpu if p.walk_cpu else 0.0
         sqlite = "SQLite" in p.name
@@ -754,8 +757,10 @@ def target_table(peers: Sequence[PeerResult], raws: dict[str, RawResult]) -> str
              met(p.ingest_rate(), ingest_cpu, 20_000)],
             ["", f"paged read >= 100,000 objects/s at {p.walk.objects:,}", rate(p.walk.rate),
              rate(read_cpu), met(p.walk.rate, read_cpu, 100_000)],
-            ["", ">= 30% of the raw limit (join)", f"{100 * share:.0f}%", "-",
+            ["", ">= 30% of the raw limit (orjson, as the issue defines it)", f"{100 * share:.0f}%", "-",
              met(share, 0.0, 0.30)],
+            ["", "the same against the stricter limit (join)", f"{100 * strict:.0f}%", "-",
+             met(strict, 0.0, 0.30)],
             ["", "page cost independent of position (last/first <= 1.5)", f"{position:.2f}", "-",
              met(-position, 0.0, -1.5)],
         ]
