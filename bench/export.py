@@ -236,7 +236,7 @@ def feed_latency(db: Path, work: Path, requests: int) -> dict[str, float]:
     ex = Exchange(load_settings(environ={}, database_url=f"sqlite:///{db}"), migrate=False)
     principal = ex.auth.principal_for_user("bench-reader")
     token = ex.admin.create_token("bench-reader").secret
-    service = ex.export
+    service = ex.feeds
     if not any(f.name == "bench-ips" for f in service.list_feeds(principal)):
         service.create_feed(principal, "bench-ips", "plain-ip", build_filter())
     ex.close()

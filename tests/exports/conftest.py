@@ -1,4 +1,4 @@
-"""Fixtures of the export tests: an export service with a frozen clock and uuids."""
+"""Fixtures of the export tests: an export service with a frozen clock and uuids, and its feeds."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.services.export import ExportService
+from commonwatch.services.feeds import FeedService
 from commonwatch.storage.db import session_factory
 
 from support.factories import indicator, make_community, make_member
@@ -33,6 +34,12 @@ def svc(exchange, clock) -> ExportService:
     counter = itertools.count(1)
     return ExportService(session_factory(exchange.engine), exchange.query, clock=clock,
                          new_uuid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}")
+
+
+@pytest.fixture
+def feeds(exchange, svc, clock) -> FeedService:
+    """The pull feeds of ``svc``, on the same frozen clock."""
+    return FeedService(session_factory(exchange.engine), exchange.query, svc, clock=clock)
 
 
 def ring(exchange) -> dict:

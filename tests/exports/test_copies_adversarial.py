@@ -794,24 +794,24 @@ def _feed_copy(w: dict[str, Any], value: str, tlp: Tlp) -> dict[str, Any]:
 class FeedReader:
     """One organisation's feed, fetched like a client that keeps the last ETag."""
 
-    def __init__(self, svc, clock, member, name: str, **filters: Any) -> None:
-        self.svc, self.clock, self.member = svc, clock, member
-        self.feed = svc.create_feed(member.principal, name, "plain-ip", build_filter(**filters))
+    def __init__(self, feeds, clock, member, name: str, **filters: Any) -> None:
+        self.feeds, self.clock, self.member = feeds, clock, member
+        self.feed = feeds.create_feed(member.principal, name, "plain-ip", build_filter(**filters))
         self.etag = ""
         self.fetch()
 
     def fetch(self) -> list[str]:
-        export, etag, _ = self.svc.render_feed(self.member.principal, self.feed)
+        export, etag, _ = self.feeds.render_feed(self.member.principal, self.feed)
         body = "".join(export.chunks).split()
         self.etag = etag
-        assert self.svc.validators(self.member.principal, self.feed)[::2] == (etag, True)
+        assert self.feeds.validators(self.member.principal, self.feed)[::2] == (etag, True)
         return body
 
     def changed(self, body: list[str]) -> None:
         """The content changed: the stored validators are stale, and a new ETag comes."""
         self.clock.now += 2_000_000
         old = self.etag
-        etag, _, current = self.svc.validators(self.member.principal, self.feed)
+        etag, _, current = self.feeds.validators(self.member.principal, self.feed)
         assert not current and etag != old
         assert self.fetch() == body
         assert self.etag != old
@@ -822,11 +822,11 @@ class FeedReader:
         assert self.fetch() == body
 
 
-def test_feed_etags_move_when_the_copy_a_reader_gets_changes(exchange, svc, clock):
+def test_feed_etags_move_when_the_copy_a_reader_gets_changes(exchange, feeds, clock):
     w = _feed_world(exchange)
     m, cid = w["m"], w["cid"]
-    g = FeedReader(svc, clock, m["G"], "ips", communities=["fed"])
-    r = FeedReader(svc, clock, m["R"], "green-ips", communities=["fed"], tlp="green")
+    g = FeedReader(feeds, clock, m["G"], "ips", communities=["fed"])
+    r = FeedReader(feeds, clock, m["R"], "green-ips", communities=["fed"], tlp="green")
     both = (g, r)
     assert g.fetch() == r.fetch() == []
     # A's AMBER copy: G cannot see it; it is above R's ceiling
@@ -862,19 +862,19 @@ def test_feed_etags_move_when_the_copy_a_reader_gets_changes(exchange, svc, cloc
         f.changed([])
 
 
-def test_a_copy_the_reader_cannot_see_never_moves_its_etag(exchange, svc, clock):
+def test_a_copy_the_reader_cannot_see_never_moves_its_etag(exchange, feeds, clock):
     w = _feed_world(exchange)
     m, cid = w["m"], w["cid"]
     _post(exchange, m["B"], cid, _feed_copy(w, "45.66.41.2", Tlp.GREEN))
-    g = FeedReader(svc, clock, m["G"], "ips", communities=["fed"])
+    g = FeedReader(feeds, clock, m["G"], "ips", communities=["fed"])
     assert g.fetch() == ["45.66.41.2"]
-    before = svc.validators(m["G"].principal, g.feed)
+    before = feeds.validators(m["G"].principal, g.feed)
     clock.now += 2_000_000
     _post(exchange, m["A"], cid, _feed_copy(w, "45.66.41.1", Tlp.AMBER))  # invisible to G
     assert g.fetch() == ["45.66.41.2"]  # the content is the same ...
     # ... and so are the validators: a post the reader cannot see must not tell it, by a
     # new ETag, that something happened above its clearance.
-    assert svc.validators(m["G"].principal, g.feed) == before
+    assert feeds.validators(m["G"].principal, g.feed) == before
 
 
 # -- 6. deletions --------------------------------------------------------------------------------------

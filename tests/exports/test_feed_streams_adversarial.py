@@ -65,7 +65,7 @@ def small(settings, monkeypatch):
     assert not ex.ingest.add_objects(alpha.principal, one, objs).failures
     assert not ex.ingest.add_objects(alpha.principal, two, [
         indicator(ip(N + i), tlp=Tlp.GREEN) for i in range(40)]).failures
-    ex.export.create_feed(alpha.principal, "big", "stix", build_filter(communities=["one"]))
+    ex.feeds.create_feed(alpha.principal, "big", "stix", build_filter(communities=["one"]))
     yield {"ex": ex, "alpha": alpha, "one": one, "ids": {o["id"] for o in objs}, "url": settings.database_url}
     ex.close()
 
@@ -189,13 +189,13 @@ def test_service_exports_closed_or_dropped_mid_stream_end_their_snapshot(small):
                 export.chunks.close()
             del export
             assert pool.checkedout() == 0, formats[k % len(formats)]
-        feed = ex.export.get_feed(alpha, "big")
-        render, _, _ = ex.export.render_feed(alpha, feed)
+        feed = ex.feeds.get_feed(alpha, "big")
+        render, _, _ = ex.feeds.render_feed(alpha, feed)
         next(render.chunks), next(render.chunks)
         assert pool.checkedout() == 1
         render.chunks.close()
         assert pool.checkedout() == 0
-        assert ex.export.validators(alpha, feed)[2] is False  # a render cut short stores nothing
+        assert ex.feeds.validators(alpha, feed)[2] is False  # a render cut short stores nothing
         assert open_read_transactions(small["url"]) == 0
         assert len(bundle_ids("".join(ex.export.export(alpha, "stix", build_filter()).chunks)
                               .encode())) == N + 40
@@ -275,7 +275,7 @@ def test_suricata_feed_under_pool_pressure_is_a_503_or_a_whole_200(world):
     # for each batch: with the pool nearly empty the stream broke off mid-body. The feed now
     # makes its first chunk before answering, and the sid connection is held to the end.
     w = world
-    w["ex"].export.create_feed(w["alpha"].principal, "rules", "suricata-rules",
+    w["ex"].feeds.create_feed(w["alpha"].principal, "rules", "suricata-rules",
                                build_filter(communities=["one"]))
     for taken in (POOL - 1, POOL - 2):
         started, cut = time.monotonic(), None

@@ -173,7 +173,7 @@ def test_concurrent_conditional_fetches_never_get_a_stale_304_nor_a_5xx(world):
     users = list(w["principals"])
     with serving(ex) as base:
         define(base, w["B"].token)
-        flt, _ = filter_from_json(ex.export.get_feed(w["B"].principal, "ips").filter_json)
+        flt, _ = filter_from_json(ex.feeds.get_feed(w["B"].principal, "ips").filter_json)
         assert flt == build_filter(tlp="amber")  # what ``content`` exports
 
         # (start, end, content per user) of each write; the first is the state before any

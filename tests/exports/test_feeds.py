@@ -13,6 +13,7 @@ from commonwatch.domain.markings import Tlp
 from commonwatch.errors import Conflict, InvalidParameter, NotFound, PermissionDenied
 from commonwatch.services.export import ExportService
 from commonwatch.services.export_filters import build_filter
+from commonwatch.services.feeds import FeedService
 from commonwatch.storage.db import session_factory
 from commonwatch.web.app import create_app
 from exports.conftest import ring
@@ -25,74 +26,75 @@ def fed(exchange):
     return ring(exchange)
 
 
-def _read(svc, principal, feed) -> tuple[str, str, int]:
-    export, etag, modified = svc.render_feed(principal, feed)
+def _read(feeds, principal, feed) -> tuple[str, str, int]:
+    export, etag, modified = feeds.render_feed(principal, feed)
     return "".join(export.chunks), etag, modified
 
 
-def test_feed_definitions(svc, fed):
+def test_feed_definitions(feeds, fed):
     b = fed["B"].principal
-    feed = svc.create_feed(b, "fw-ips", "plain-ip", build_filter(communities=["ring"]), description="edge")
-    assert [f.name for f in svc.list_feeds(b)] == ["fw-ips"]
-    assert svc.list_feeds(fed["P"].principal) == []  # feeds belong to an organisation
+    feed = feeds.create_feed(b, "fw-ips", "plain-ip", build_filter(communities=["ring"]), description="edge")
+    assert [f.name for f in feeds.list_feeds(b)] == ["fw-ips"]
+    assert feeds.list_feeds(fed["P"].principal) == []  # feeds belong to an organisation
     with pytest.raises(Conflict):
-        svc.create_feed(b, "fw-ips", "plain-ip", build_filter())
+        feeds.create_feed(b, "fw-ips", "plain-ip", build_filter())
     with pytest.raises(InvalidParameter, match="feed name"):
-        svc.create_feed(b, "Bad Name!", "plain-ip", build_filter())
+        feeds.create_feed(b, "Bad Name!", "plain-ip", build_filter())
     with pytest.raises(InvalidParameter, match="format"):
-        svc.create_feed(b, "x", "pdf", build_filter())
+        feeds.create_feed(b, "x", "pdf", build_filter())
     with pytest.raises(NotFound):
-        svc.create_feed(b, "x", "csv", build_filter(communities=["nope"]))
+        feeds.create_feed(b, "x", "csv", build_filter(communities=["nope"]))
     with pytest.raises(PermissionDenied):
-        svc.create_feed(fed["R"].principal, "mine", "csv", build_filter())
+        feeds.create_feed(fed["R"].principal, "mine", "csv", build_filter())
     with pytest.raises(NotFound):
-        svc.get_feed(fed["P"].principal, "fw-ips")
-    svc.delete_feed(b, feed.name)
-    assert svc.list_feeds(b) == []
+        feeds.get_feed(fed["P"].principal, "fw-ips")
+    feeds.delete_feed(b, feed.name)
+    assert feeds.list_feeds(b) == []
 
 
-def test_validators_change_exactly_when_content_may(exchange, svc, fed, clock, tmp_path):
+def test_validators_change_exactly_when_content_may(exchange, feeds, fed, clock, tmp_path):
     b, p, cid = fed["B"].principal, fed["P"].principal, fed["cid"]
-    feed = svc.create_feed(b, "ips", "plain-ip", build_filter())
-    body, etag, modified = _read(svc, b, feed)
+    feed = feeds.create_feed(b, "ips", "plain-ip", build_filter())
+    body, etag, modified = _read(feeds, b, feed)
     assert sorted(body.split()) == ["45.81.0.1", "45.81.0.2"]
-    assert svc.validators(b, feed) == (etag, modified, True)  # unchanged: 304 without rendering
+    assert feeds.validators(b, feed) == (etag, modified, True)  # unchanged: 304 without rendering
     clock.now += 10_000_000
-    assert svc.validators(b, feed) == (etag, modified, True)  # time alone changes nothing
+    assert feeds.validators(b, feed) == (etag, modified, True)  # time alone changes nothing
 
     def changed() -> str:
-        new = svc.validators(b, feed)
+        new = feeds.validators(b, feed)
         assert not new[2] and new[0] != etag and new[1] > modified
         clock.now += 1_000_000  # a change in another second than the last: a new date too
-        _, new_etag, new_modified = _read(svc, b, feed)
+        _, new_etag, new_modified = _read(feeds, b, feed)
         assert new_modified is not None and new_modified > modified
         return new_etag
 
     obj = indicator("45.81.0.3", tlp=Tlp.GREEN, valid_until=ts(10**8))
     assert not exchange.ingest.add_objects(p, cid, [obj]).failures  # new object
     etag = changed()
-    modified = svc.validators(b, feed)[1]
+    modified = feeds.validators(b, feed)[1]
     exchange.ingest.delete_object(p, cid, obj["id"], _all())  # delete
     etag = changed()
-    modified = svc.validators(b, feed)[1]
+    modified = feeds.validators(b, feed)[1]
     exchange.admin.set_membership("Bee", "ring", True, False, Tlp.GREEN)  # clearance change
     etag = changed()
-    body = _read(svc, b, feed)[0]
+    body = _read(feeds, b, feed)[0]
     assert body.split() == ["45.81.0.1"]
-    modified = svc.validators(b, feed)[1]
+    modified = feeds.validators(b, feed)[1]
     # expiry: an exported indicator's valid_until passing changes the content by itself
     assert not exchange.ingest.add_objects(p, cid, [indicator("45.81.0.4", tlp=Tlp.GREEN,
                                                               valid_until=ts(10**8))]).failures
     etag = changed()
-    modified = svc.validators(b, feed)[1]
+    modified = feeds.validators(b, feed)[1]
     clock.now = 1_767_225_600_000_000 + 10**14 + 1
-    assert not svc.validators(b, feed)[2]
+    assert not feeds.validators(b, feed)[2]
     # warninglists: another set of lists is another content
     (tmp_path / "l.json").write_text(json.dumps({"name": "n", "description": "d", "source": "s",
                                                  "licence": "l", "values": {"ipv4-addr": ["45.81.0.1"]}}))
-    other = ExportService(session_factory(exchange.engine), exchange.query, warninglist_dirs=[tmp_path],
-                          clock=clock)
-    assert other.validators(b, feed)[0] != svc.validators(b, feed)[0]
+    listed = ExportService(session_factory(exchange.engine), exchange.query, warninglist_dirs=[tmp_path],
+                           clock=clock)
+    other = FeedService(session_factory(exchange.engine), exchange.query, listed, clock=clock)
+    assert other.validators(b, feed)[0] != feeds.validators(b, feed)[0]
 
 
 def _all():
@@ -144,9 +146,9 @@ def test_http_feed(client, fed):
     assert client.get("/feeds/dns", headers=bearer).status_code == 404
 
 
-def test_a_redefined_feed_keeps_its_url_and_serves_the_new_content_at_once(client, svc, fed):
+def test_a_redefined_feed_keeps_its_url_and_serves_the_new_content_at_once(client, feeds, fed):
     b, bearer = fed["B"].principal, {"Authorization": f"Bearer {fed['B'].token}"}
-    feed = svc.create_feed(b, "edge", "plain-ip", build_filter(communities=["ring"]), description="fw")
+    feed = feeds.create_feed(b, "edge", "plain-ip", build_filter(communities=["ring"]), description="fw")
     first = client.get("/feeds/edge", headers=bearer)
     assert sorted(first.text.split()) == ["45.81.0.1", "45.81.0.2"]
     etag, modified = first.headers["etag"], first.headers["last-modified"]
@@ -154,10 +156,11 @@ def test_a_redefined_feed_keeps_its_url_and_serves_the_new_content_at_once(clien
                                                              "communities": [fed["cid"]]})
     assert put.status_code == 200, put.text
     assert put.json()["format"] == "csv" and put.json()["url"] == "/feeds/edge"
-    stale = client.get("/feeds/edge", headers={**bearer, "If-None-Match": etag, "If-Modified-Since": modified})
+    stale = client.get("/feeds/edge",
+                       headers={**bearer, "If-None-Match": etag, "If-Modified-Since": modified})
     assert stale.status_code == 200 and stale.text.startswith("value,kind,")
     assert stale.headers["etag"] != etag
-    again = svc.get_feed(b, "edge")
+    again = feeds.get_feed(b, "edge")
     assert (again.id, again.created_us, again.description) == (feed.id, feed.created_us, "soc")
     assert again.updated_us > feed.updated_us
     # What a definition may not say is refused, and changes nothing.
@@ -168,8 +171,8 @@ def test_a_redefined_feed_keeps_its_url_and_serves_the_new_content_at_once(clien
     reader = {"Authorization": f"Bearer {fed['R'].token}"}
     assert client.put("/api/feeds/edge", headers=reader, json={"format": "csv"}).status_code in (403, 404)
     with pytest.raises(PermissionDenied):
-        svc.redefine_feed(fed["R"].principal, "edge", "csv", build_filter())
-    assert svc.get_feed(b, "edge").updated_us == again.updated_us
+        feeds.redefine_feed(fed["R"].principal, "edge", "csv", build_filter())
+    assert feeds.get_feed(b, "edge").updated_us == again.updated_us
 
 
 def test_feed_uses_the_callers_visibility(client, exchange, fed):

@@ -180,13 +180,13 @@ def test_overlapping_renders_never_share_a_last_modified(world, older_ends_first
     w = world
     ex, b = w["ex"], w["B"].principal
     _make(w)
-    feed = ex.export.get_feed(b, "ips")
-    older, older_etag, older_modified = ex.export.render_feed(b, feed)
+    feed = ex.feeds.get_feed(b, "ips")
+    older, older_etag, older_modified = ex.feeds.render_feed(b, feed)
     older_chunks = iter(older.chunks)
     older_body = next(older_chunks)  # read before the write
     w["clock"].now += 300_000
     assert not ex.ingest.add_objects(w["P"].principal, w["cid"], [indicator("45.81.0.9")]).failures
-    newer, newer_etag, newer_modified = ex.export.render_feed(b, feed)
+    newer, newer_etag, newer_modified = ex.feeds.render_feed(b, feed)
     assert older_modified is not None and newer_modified is None  # one second, two bodies
     assert newer_etag != older_etag
     if older_ends_first:
@@ -210,12 +210,12 @@ def test_concurrent_reservations_take_distinct_anchors(world):
     w = world
     ex, b = w["ex"], w["B"].principal
     _make(w)
-    feed = ex.export.get_feed(b, "ips")
+    feed = ex.feeds.get_feed(b, "ips")
     taken: list[tuple[int, bool]] = []
 
     def reserve() -> None:
         for _ in range(25):
-            taken.append(ex.export._reserve(feed.id, b.user_id))
+            taken.append(ex.feeds._reserve(feed.id, b.user_id))
 
     threads = [threading.Thread(target=reserve) for _ in range(4)]
     for t in threads:

@@ -20,6 +20,7 @@ from commonwatch.services.export_filters import (
     filter_from_json,
     filter_to_json,
 )
+from commonwatch.services.feeds import FeedService
 from commonwatch.services.query import ExportFilter
 from commonwatch.storage.db import session_factory
 
@@ -82,18 +83,19 @@ def test_min_score_keeps_fresh_and_visibly_sighted_indicators(scored, clock):
     assert "45.77.6.1" in csv_text and "45.77.6.2" not in csv_text
 
 
-def test_score_crossing_is_the_next_content_change(scored, clock):
+def test_score_crossing_is_the_next_content_change(exchange, scored, clock):
     svc, _, reader = scored
-    feed = svc.create_feed(reader.principal, "scored", "plain-ip", build_filter(min_score=30))
-    export, _, _ = svc.render_feed(reader.principal, feed)
+    feeds = FeedService(session_factory(exchange.engine), exchange.query, svc, clock=clock)
+    feed = feeds.create_feed(reader.principal, "scored", "plain-ip", build_filter(min_score=30))
+    export, _, _ = feeds.render_feed(reader.principal, feed)
     assert sorted("".join(export.chunks).split()) == ["45.77.6.1", "45.77.6.3"]
     crossing = export.stats.next_change_us
     assert crossing is not None and crossing > NOW
-    assert svc.validators(reader.principal, feed)[2]  # current until the first score falls
+    assert feeds.validators(reader.principal, feed)[2]  # current until the first score falls
     clock.now = crossing
-    assert not svc.validators(reader.principal, feed)[2]
+    assert not feeds.validators(reader.principal, feed)[2]
     clock.now = crossing + 1_000_000  # just past it: the score is below the minimum
-    again, _, _ = svc.render_feed(reader.principal, feed)
+    again, _, _ = feeds.render_feed(reader.principal, feed)
     assert len("".join(again.chunks).split()) == 1  # one of the two fell below 30
 
 

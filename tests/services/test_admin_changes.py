@@ -48,10 +48,10 @@ def test_a_renamed_organisation_keeps_its_identity_and_is_named_anew_in_exports(
 
 def test_a_rename_changes_the_etag_of_a_feed_that_names_the_producer(exchange, ring):
     reader = ring["R"].principal
-    feed = exchange.export.create_feed(reader, "mine", "csv", ExportFilter())
-    etag, *_ = exchange.export.validators(reader, feed)
+    feed = exchange.feeds.create_feed(reader, "mine", "csv", ExportFilter())
+    etag, *_ = exchange.feeds.validators(reader, feed)
     exchange.admin.update_org("Prod", new_name="Prod Renamed")
-    assert exchange.export.validators(reader, exchange.export.get_feed(reader, "mine"))[0] != etag
+    assert exchange.feeds.validators(reader, exchange.feeds.get_feed(reader, "mine"))[0] != etag
 
 
 @pytest.mark.parametrize("change", [
@@ -68,7 +68,7 @@ def test_bad_or_clashing_organisation_changes_are_refused_and_change_nothing(exc
 def test_an_organisation_that_never_shared_is_deleted_with_its_users_tokens_and_feeds(exchange, ring):
     extra = make_member(exchange, "Typo Org")
     exchange.admin.set_membership("Typo Org", "ring", True, False, Tlp.GREEN)
-    exchange.export.create_feed(extra.principal, "f", "plain-ip", ExportFilter())
+    exchange.feeds.create_feed(extra.principal, "f", "plain-ip", ExportFilter())
     exchange.admin.delete_org("Typo Org")
     assert "Typo Org" not in {o.name for o in exchange.admin.list_orgs()}
     with pytest.raises(AuthenticationRequired):
@@ -95,20 +95,20 @@ def test_an_organisation_whose_shared_objects_were_deleted_is_not_deleted_either
 
 def test_a_renamed_community_keeps_its_collection_and_its_feeds(exchange, ring):
     reader = ring["R"].principal
-    by_name = exchange.export.create_feed(reader, "by-name", "plain-ip", ExportFilter(communities=("ring",)))
-    by_id = exchange.export.create_feed(reader, "by-id", "plain-ip", ExportFilter(communities=(ring["cid"],)))
-    etag = exchange.export.validators(reader, by_name)[0]
+    by_name = exchange.feeds.create_feed(reader, "by-name", "plain-ip", ExportFilter(communities=("ring",)))
+    by_id = exchange.feeds.create_feed(reader, "by-id", "plain-ip", ExportFilter(communities=(ring["cid"],)))
+    etag = exchange.feeds.validators(reader, by_name)[0]
     community = exchange.admin.update_community("ring", new_name="ring-two", title="Ring Two",
                                                 description="d", public=True)
     assert (community.name, community.collection_id, community.title, community.public) == (
         "ring-two", ring["cid"], "Ring Two", True)
     for name in ("by-name", "by-id"):
-        feed = exchange.export.get_feed(reader, name)
-        export, _, _ = exchange.export.render_feed(reader, feed)
+        feed = exchange.feeds.get_feed(reader, name)
+        export, _, _ = exchange.feeds.render_feed(reader, feed)
         assert "".join(export.chunks) == "45.77.1.9\n"
-    assert exchange.export.get_feed(reader, "by-name").filter_json != by_name.filter_json
-    assert exchange.export.get_feed(reader, "by-id").filter_json == by_id.filter_json
-    assert exchange.export.validators(reader, exchange.export.get_feed(reader, "by-name"))[0] != etag
+    assert exchange.feeds.get_feed(reader, "by-name").filter_json != by_name.filter_json
+    assert exchange.feeds.get_feed(reader, "by-id").filter_json == by_id.filter_json
+    assert exchange.feeds.validators(reader, exchange.feeds.get_feed(reader, "by-name"))[0] != etag
     assert ",ring-two," in csv_rows(exchange, reader)[0]
 
 
@@ -153,7 +153,7 @@ def test_a_community_with_shared_objects_or_a_feed_reading_it_is_not_deleted(exc
     with pytest.raises(Conflict, match="1 object versions"):
         exchange.admin.delete_community("ring")
     make_community(exchange, "quiet", Tlp.AMBER, {"Reader": (False, Tlp.AMBER)})
-    exchange.export.create_feed(ring["R"].principal, "q", "csv", ExportFilter(communities=("quiet",)))
+    exchange.feeds.create_feed(ring["R"].principal, "q", "csv", ExportFilter(communities=("quiet",)))
     with pytest.raises(Conflict, match="'q'"):
         exchange.admin.delete_community("quiet")
     assert exchange.admin.get_community("quiet").name == "quiet"

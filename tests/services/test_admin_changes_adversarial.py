@@ -85,8 +85,8 @@ def share(exchange, member: Member, cid: str, *objects: dict[str, Any]) -> None:
 
 
 def render(exchange, member: Member, feed_name: str) -> str:
-    feed = exchange.export.get_feed(member.principal, feed_name)
-    export, _, _ = exchange.export.render_feed(member.principal, feed)
+    feed = exchange.feeds.get_feed(member.principal, feed_name)
+    export, _, _ = exchange.feeds.render_feed(member.principal, feed)
     return "".join(export.chunks)
 
 
@@ -151,9 +151,9 @@ def test_an_organisation_on_a_reused_id_inherits_no_status_membership_feed_state
     exchange.admin.set_membership("Ghost", "ring", True, True, Tlp.AMBER)
     report = exchange.ingest.add_objects(ghost.principal, ring.cid, [{"type": "indicator", "id": "bad"}])
     assert report.failures and not report.successes  # nothing shared: deletable, a status kept
-    exchange.export.create_feed(ghost.principal, "f", "csv", ExportFilter())
+    exchange.feeds.create_feed(ghost.principal, "f", "csv", ExportFilter())
     old_body = render(exchange, ghost, "f")
-    old_etag = exchange.export.validators(ghost.principal, exchange.export.get_feed(ghost.principal, "f"))[0]
+    old_etag = exchange.feeds.validators(ghost.principal, exchange.feeds.get_feed(ghost.principal, "f"))[0]
     exchange.admin.delete_org("Ghost")
 
 
@@ -166,9 +166,9 @@ def test_an_organisation_on_a_reused_id_inherits_no_status_membership_feed_state
                             if k.can_read or k.can_write}
     assert rows(exchange, "SELECT count(*) FROM memberships WHERE org_id = :o",
                 o=heir.principal.org_id) == [(0,)]
-    exchange.export.create_feed(heir.principal, "f", "csv", ExportFilter())
-    feed = exchange.export.get_feed(heir.principal, "f")
-    etag, _, current = exchange.export.validators(heir.principal, feed)
+    exchange.feeds.create_feed(heir.principal, "f", "csv", ExportFilter())
+    feed = exchange.feeds.get_feed(heir.principal, "f")
+    etag, _, current = exchange.feeds.validators(heir.principal, feed)
     assert not current and etag != old_etag  # no 304 to the ghost's body
     body = render(exchange, heir, "f")
     assert "45.77.1.9" in old_body and "45.77.1.9" not in body
@@ -218,7 +218,7 @@ def test_a_taxii_client_paging_a_deleted_community_gets_not_found_not_its_succes
 
 def test_feed_etags_and_last_modified_move_on_every_rename_and_public_flip_over_http(
         exchange, ring, admin_api):
-    exchange.export.create_feed(ring.R.principal, "mine", "csv", ExportFilter(communities=("ring",)))
+    exchange.feeds.create_feed(ring.R.principal, "mine", "csv", ExportFilter(communities=("ring",)))
     reader = {"Authorization": f"Bearer {ring.R.token}"}
     first = admin_api.get("/feeds/mine", headers=reader)
     assert first.status_code == 200 and ",ring," in first.text and ",Prod," in first.text
@@ -250,8 +250,8 @@ def test_renaming_a_community_to_another_communitys_collection_id_captures_no_fe
     b_cid = make_community(exchange, "bravo", Tlp.GREEN, members)
     share(exchange, ring.P, exchange.admin.get_community("alpha").collection_id, indicator("45.77.3.1"))
     share(exchange, ring.P, b_cid, indicator("45.77.3.2"))
-    exchange.export.create_feed(ring.R.principal, "fa", "plain-ip", ExportFilter(communities=("alpha",)))
-    exchange.export.create_feed(ring.R.principal, "fb", "plain-ip", ExportFilter(communities=(b_cid,)))
+    exchange.feeds.create_feed(ring.R.principal, "fa", "plain-ip", ExportFilter(communities=("alpha",)))
+    exchange.feeds.create_feed(ring.R.principal, "fb", "plain-ip", ExportFilter(communities=(b_cid,)))
     # Regression: a community could be renamed to another community's collection id (a
     # lowercase UUID passed the name pattern), and feeds and exports name a community by
     # name or collection id in one namespace: feed 'fa' then read bravo's objects. Names
@@ -266,37 +266,37 @@ def test_a_rename_rewrites_exactly_the_feeds_that_name_it_and_a_freed_name_captu
     make_community(exchange, "ring-two", Tlp.GREEN, {"Prod": (True, Tlp.AMBER), "Reader": (False, Tlp.AMBER)})
     two_cid = exchange.admin.get_community("ring-two").collection_id
     share(exchange, ring.P, two_cid, indicator("45.77.5.2"))
-    both = exchange.export.create_feed(ring.R.principal, "both", "plain-ip",
+    both = exchange.feeds.create_feed(ring.R.principal, "both", "plain-ip",
                                        ExportFilter(communities=("ring", ring.cid)))
-    other = exchange.export.create_feed(ring.R.principal, "other", "plain-ip",
+    other = exchange.feeds.create_feed(ring.R.principal, "other", "plain-ip",
                                         ExportFilter(communities=("ring-two",), types=("indicator", "ring")))
     exchange.admin.update_community("ring", new_name="ring-one")
-    assert orjson.loads(exchange.export.get_feed(ring.R.principal, "both").filter_json)["communities"] == [
+    assert orjson.loads(exchange.feeds.get_feed(ring.R.principal, "both").filter_json)["communities"] == [
         "ring-one", ring.cid]
-    unchanged = exchange.export.get_feed(ring.R.principal, "other")
+    unchanged = exchange.feeds.get_feed(ring.R.principal, "other")
     assert (unchanged.filter_json, unchanged.updated_us) == (other.filter_json, other.updated_us)
     # the old name given to the other community: the feeds keep reading what they read
     exchange.admin.update_community("ring-two", new_name="ring")
     assert render(exchange, ring.R, "both") == "45.77.1.9\n"
     assert render(exchange, ring.R, "other") == "45.77.5.2\n"
-    assert both.filter_json != exchange.export.get_feed(ring.R.principal, "both").filter_json
+    assert both.filter_json != exchange.feeds.get_feed(ring.R.principal, "both").filter_json
     assert dangling_feeds(exchange) == []
 
 
 def test_a_refused_community_rename_leaves_feeds_and_their_validators_as_they_were(exchange, ring):
     exchange.admin.create_community("taken")
-    exchange.export.create_feed(ring.R.principal, "mine", "csv", ExportFilter(communities=("ring",)))
+    exchange.feeds.create_feed(ring.R.principal, "mine", "csv", ExportFilter(communities=("ring",)))
     render(exchange, ring.R, "mine")
-    before = exchange.export.get_feed(ring.R.principal, "mine")
-    etag, _, current = exchange.export.validators(ring.R.principal, before)
+    before = exchange.feeds.get_feed(ring.R.principal, "mine")
+    etag, _, current = exchange.feeds.validators(ring.R.principal, before)
     assert current
     for change in ({"new_name": "taken"}, {"new_name": "taken", "title": "x" * 201},
                    {"new_name": "ring-x", "description": "bad\x00"}):
         with pytest.raises((Conflict, InvalidParameter)):
             exchange.admin.update_community("ring", **change)
-    after = exchange.export.get_feed(ring.R.principal, "mine")
+    after = exchange.feeds.get_feed(ring.R.principal, "mine")
     assert (after.filter_json, after.updated_us) == (before.filter_json, before.updated_us)
-    assert exchange.export.validators(ring.R.principal, after) == (etag, _, True)
+    assert exchange.feeds.validators(ring.R.principal, after) == (etag, _, True)
     community = exchange.admin.get_community("ring")
     assert (community.name, community.title, community.description) == ("ring", "ring", "")
 
@@ -335,8 +335,8 @@ def test_a_case_only_rename_of_an_organisation_is_a_rename(exchange, ring):
 
 
 def test_renaming_a_community_to_its_own_collection_id_keeps_its_feeds_and_collection(exchange, ring):
-    exchange.export.create_feed(ring.R.principal, "by-name", "plain-ip", ExportFilter(communities=("ring",)))
-    exchange.export.create_feed(ring.R.principal, "by-id", "plain-ip", ExportFilter(communities=(ring.cid,)))
+    exchange.feeds.create_feed(ring.R.principal, "by-name", "plain-ip", ExportFilter(communities=("ring",)))
+    exchange.feeds.create_feed(ring.R.principal, "by-id", "plain-ip", ExportFilter(communities=(ring.cid,)))
     with contextlib.suppress(Conflict, InvalidParameter):
         exchange.admin.update_community("ring", new_name=ring.cid)
     assert render(exchange, ring.R, "by-name") == render(exchange, ring.R, "by-id") == "45.77.1.9\n"
@@ -350,16 +350,16 @@ def test_renaming_a_community_to_its_own_collection_id_keeps_its_feeds_and_colle
 
 def test_a_feed_rendered_while_names_change_sends_one_generation_and_no_stale_304(exchange, ring):
     share(exchange, ring.P, ring.cid, indicator("45.77.1.10"), indicator("45.77.1.11"))
-    exchange.export.create_feed(ring.R.principal, "all", "csv", ExportFilter())  # every readable community
+    exchange.feeds.create_feed(ring.R.principal, "all", "csv", ExportFilter())  # every readable community
     render(exchange, ring.R, "all")  # a stored state: the next render is of the current generation
 
     def renames() -> None:
         exchange.admin.update_org("Prod", new_name="Prod Two")
         exchange.admin.update_community("ring", new_name="ring-two")
 
-    feed = exchange.export.get_feed(ring.R.principal, "all")
+    feed = exchange.feeds.get_feed(ring.R.principal, "all")
     with interleaved(exchange.engine, r"o\.export_values", renames) as raced:
-        export, etag, _ = exchange.export.render_feed(ring.R.principal, feed)
+        export, etag, _ = exchange.feeds.render_feed(ring.R.principal, feed)
         body = "".join(export.chunks)
     assert raced["fired"] and "error" not in raced, raced.get("error")
     lines = body.splitlines()[1:]
@@ -367,8 +367,8 @@ def test_a_feed_rendered_while_names_change_sends_one_generation_and_no_stale_30
     generations = {(",ring," in line, ",Prod," in line, ",ring-two," in line, ",Prod Two," in line)
                    for line in lines}
     assert generations in ({(True, True, False, False)}, {(False, False, True, True)}), body
-    stored = exchange.export.get_feed(ring.R.principal, "all")
-    again, _, current = exchange.export.validators(ring.R.principal, stored)
+    stored = exchange.feeds.get_feed(ring.R.principal, "all")
+    again, _, current = exchange.feeds.validators(ring.R.principal, stored)
     if ",Prod," in body:  # the body from before the renames: its ETag must not be current any more
         assert not (current and again == etag)
     after = render(exchange, ring.R, "all")
@@ -442,7 +442,7 @@ def test_admin_api_errors_say_what_is_wrong_and_what_to_do(exchange, ring, admin
     assert admin_api.delete("/api/admin/communities/ring").status_code == 409
     admin_api.post("/api/admin/communities", json={"name": "quiet"})
     exchange.admin.set_membership("Reader", "quiet", True, False, Tlp.AMBER)
-    exchange.export.create_feed(ring.R.principal, "q", "csv", ExportFilter(communities=("quiet",)))
+    exchange.feeds.create_feed(ring.R.principal, "q", "csv", ExportFilter(communities=("quiet",)))
     busy = admin_api.delete("/api/admin/communities/quiet")
     assert busy.status_code == 409 and "'q'" in busy.json()["description"]
     clash = admin_api.patch("/api/admin/communities/quiet", json={"name": "ring"})
@@ -453,7 +453,7 @@ def test_admin_api_errors_say_what_is_wrong_and_what_to_do(exchange, ring, admin
     # nothing of the refused changes happened
     assert exchange.admin.get_community("quiet").name == "quiet"
     assert exchange.admin.get_org("Prod").country is None
-    assert exchange.export.get_feed(ring.R.principal, "q").name == "q"
+    assert exchange.feeds.get_feed(ring.R.principal, "q").name == "q"
 
 
 def test_the_instance_admin_cannot_delete_the_organisation_of_the_last_admin(exchange, admin_api):
@@ -465,7 +465,7 @@ def test_the_instance_admin_cannot_delete_the_organisation_of_the_last_admin(exc
 
 
 def test_refused_deletes_change_nothing(exchange, ring):
-    exchange.export.create_feed(ring.P.principal, "pf", "csv", ExportFilter())
+    exchange.feeds.create_feed(ring.P.principal, "pf", "csv", ExportFilter())
     tables = ("organisations", "users", "api_tokens", "memberships", "feeds", "stix_objects",
               "observables", "ingest_statuses", "communities")
     before = {t: rows(exchange, f"SELECT count(*) FROM {t}") for t in tables}
@@ -545,7 +545,7 @@ def test_a_feed_created_while_its_community_is_deleted_is_not_left_dangling(exch
     make_community(exchange, "quiet", Tlp.GREEN, {"Reader": (False, Tlp.AMBER)})
     feed = ExportFilter(communities=("quiet",))
     with (interleaved(exchange.engine, "^DELETE FROM",
-                      lambda: exchange.export.create_feed(ring.R.principal, "late", "csv", feed)) as raced,
+                      lambda: exchange.feeds.create_feed(ring.R.principal, "late", "csv", feed)) as raced,
           contextlib.suppress(Conflict)):
         exchange.admin.delete_community("quiet")
     assert raced["fired"]
@@ -558,7 +558,7 @@ def test_a_feed_created_while_its_community_is_renamed_follows_the_rename(exchan
     make_community(exchange, "quiet", Tlp.GREEN, {"Reader": (False, Tlp.AMBER)})
     feed = ExportFilter(communities=("quiet",))
     with interleaved(exchange.engine, "^UPDATE communities SET name",
-                     lambda: exchange.export.create_feed(ring.R.principal, "late", "csv", feed)) as raced:
+                     lambda: exchange.feeds.create_feed(ring.R.principal, "late", "csv", feed)) as raced:
         exchange.admin.update_community("quiet", new_name="calm")
     assert raced["fired"] and "error" not in raced, raced.get("error")
     # Regression: a feed created during a rename kept naming the old name.

@@ -223,7 +223,7 @@ def test_feed_etag_ignores_writes_in_a_community_the_caller_cannot_know(exchange
     exchange.admin.create_community("secret")
     exchange.admin.set_membership(a.org, "secret", True, True, Tlp.RED)
     secret = exchange.admin.get_community("secret").collection_id
-    exchange.export.create_feed(b.principal, "edge", "plain-ip", ExportFilter())
+    exchange.feeds.create_feed(b.principal, "edge", "plain-ip", ExportFilter())
     first = client.get("/feeds/edge", headers=auth(b.token))
     assert first.status_code == 200
     etag = first.headers["ETag"]

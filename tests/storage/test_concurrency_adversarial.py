@@ -372,7 +372,7 @@ def test_concurrent_first_fetches_of_a_feed_all_complete(exchange, web):
     broken = []
     for n in range(12):  # racy by nature: several rounds so one run reliably shows it
         name = f"feed-{n}"
-        exchange.export.create_feed(a.principal, name, "plain-ipv4", build_filter(tlp="red"))
+        exchange.feeds.create_feed(a.principal, name, "plain-ipv4", build_filter(tlp="red"))
 
         def fetch():
             with httpx.Client(base_url=url, timeout=30) as c:
@@ -392,11 +392,11 @@ def test_feed_deleted_while_it_streams(exchange, fed):
     a, _, cid = fed
     assert not exchange.ingest.add_objects(a.principal, cid,
                                            [indicator(f"81.6.0.{i}") for i in range(20)]).failures
-    exchange.export.create_feed(a.principal, "doomed", "plain-ipv4", build_filter(tlp="red"))
-    feed = exchange.export.get_feed(a.principal, "doomed")
-    export, _, _ = exchange.export.render_feed(a.principal, feed)
+    exchange.feeds.create_feed(a.principal, "doomed", "plain-ipv4", build_filter(tlp="red"))
+    feed = exchange.feeds.get_feed(a.principal, "doomed")
+    export, _, _ = exchange.feeds.render_feed(a.principal, feed)
     first = next(export.chunks)
-    exchange.export.delete_feed(a.principal, "doomed")
+    exchange.feeds.delete_feed(a.principal, "doomed")
     rest = "".join(export.chunks)
     assert len((first + rest).split()) == 20
 
@@ -424,7 +424,7 @@ def test_feed_fetched_while_objects_added_and_deleted(exchange, web):
     a, _, cid, url, path = web
     base = [indicator(f"81.4.0.{i}") for i in range(100)]
     assert http_post(url, path, a, base).status_code == 202
-    exchange.export.create_feed(a.principal, "live", "plain-ipv4", build_filter(tlp="red"))
+    exchange.feeds.create_feed(a.principal, "live", "plain-ipv4", build_filter(tlp="red"))
     stop = threading.Event()
 
     def writer():

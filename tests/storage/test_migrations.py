@@ -174,13 +174,13 @@ def test_tlp_ids_written_in_upper_case_count_on_upgrade(exchange):
     with exchange.engine.begin() as conn:  # as older code stored them: the community default
         conn.execute(sa.text("UPDATE stix_objects SET tlp = :t WHERE stix_id IN (:a, :b)"),
                      {"t": int(Tlp.GREEN), "a": red["id"], "b": amber["id"]})
-    feed = exchange.export.create_feed(member.principal, "ips", "plain-ip", build_filter())
-    export, etag, _ = exchange.export.render_feed(member.principal, feed)
+    feed = exchange.feeds.create_feed(member.principal, "ips", "plain-ip", build_filter())
+    export, etag, _ = exchange.feeds.render_feed(member.principal, feed)
     "".join(export.chunks)
-    assert exchange.export.validators(member.principal, feed)[:3:2] == (etag, True)
+    assert exchange.feeds.validators(member.principal, feed)[:3:2] == (etag, True)
     config = alembic_config(exchange.engine)
     command.downgrade(config, "0011_revalue_unsafe_values")
     command.upgrade(config, "head")
     assert tlps() == now
     # what feeds hold changed without a write: their stored validators are gone
-    assert exchange.export.validators(member.principal, feed)[2] is False
+    assert exchange.feeds.validators(member.principal, feed)[2] is False

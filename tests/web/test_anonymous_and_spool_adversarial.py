@@ -342,7 +342,7 @@ def test_bad_credentials_never_fall_back_to_anonymous(settings):
 
 def test_anonymous_json_api_and_feeds(pub):
     ex, client, producer = pub["ex"], pub["client"], pub["producer"]
-    ex.export.create_feed(producer.principal, "mine", "plain-ip", build_filter())
+    ex.feeds.create_feed(producer.principal, "mine", "plain-ip", build_filter())
     assert client.get("/feeds/mine", headers={"Authorization": f"Bearer {producer.token}"}).status_code == 200
     # feeds and the rest of the JSON API want credentials, whatever the name
     nothing = _comparable(client.get("/feeds/no-such-feed"))
@@ -429,9 +429,9 @@ def served(settings, monkeypatch, tmp_path):
         indicator(_ip(i), tlp=Tlp.GREEN) for i in range(N)]).failures
     assert not ex.ingest.add_objects(alpha.principal, two, [
         indicator(_ip(N + i), tlp=Tlp.GREEN) for i in range(40)]).failures
-    ex.export.create_feed(alpha.principal, "big", "stix", build_filter(communities=["one"]))
-    ex.export.create_feed(alpha.principal, "ips", "plain-ip", build_filter(communities=["one"]))
-    ex.export.create_feed(alpha.principal, "few", "plain-ip", build_filter(communities=["two"]))
+    ex.feeds.create_feed(alpha.principal, "big", "stix", build_filter(communities=["one"]))
+    ex.feeds.create_feed(alpha.principal, "ips", "plain-ip", build_filter(communities=["one"]))
+    ex.feeds.create_feed(alpha.principal, "few", "plain-ip", build_filter(communities=["two"]))
     with uvicorn_on_loopback(create_app(ex), send_buffer=8192) as port:
         w = {"ex": ex, "alpha": alpha, "one": one, "port": port, "base": f"http://127.0.0.1:{port}",
              "folder": folder, "slow": [], "url": settings.database_url}

@@ -39,6 +39,6 @@ def test_misspelt_options_and_lax_types_are_refused(api, exchange, path):
     field, value = LAX[path]
     lax = api.post(path, json={**GOOD[path], field: value})
     assert lax.status_code == 400 and field in lax.json()["description"]
-    assert exchange.export.list_feeds(exchange.auth.principal_for_user("org-a-user")) == []
+    assert exchange.feeds.list_feeds(exchange.auth.principal_for_user("org-a-user")) == []
     # the good body is read (a sighting of a value no indicator states: 404)
     assert api.post(path, json=GOOD[path]).status_code != 400

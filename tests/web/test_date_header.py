@@ -17,7 +17,7 @@ from support.factories import indicator, make_community, make_member
 def test_one_date_per_response_and_never_before_last_modified(exchange, live_server):
     member = make_member(exchange, "Org A")
     cid = make_community(exchange, "c", Tlp.GREEN, {"Org A": (True, Tlp.RED)})
-    exchange.export.create_feed(member.principal, "ips", "plain-ip", build_filter())
+    exchange.feeds.create_feed(member.principal, "ips", "plain-ip", build_filter())
     auth = {"Authorization": f"Bearer {member.token}"}
     with httpx.Client(base_url=live_server.url, headers=auth, timeout=20) as client:
         for path in ("/taxii2/", "/api/feeds", "/no/such/path"):

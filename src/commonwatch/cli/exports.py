@@ -267,7 +267,7 @@ def register(app: typer.Typer) -> None:
                               include_warninglisted, include_revoked, include_expired)
                 principal = exchange.auth.principal_for_user(user)
                 options = FormatOptions(rpz_target, rpz_wildcard, url_strip_scheme)
-                define = exchange.export.redefine_feed if redefine else exchange.export.create_feed
+                define = exchange.feeds.redefine_feed if redefine else exchange.feeds.create_feed
                 feed = define(principal, name, fmt, flt, options, description)
                 done = "redefined" if redefine else "created"
                 out.print(f"{done} feed {feed.name!r} ({feed.format}): GET /feeds/{feed.name}",
@@ -289,7 +289,7 @@ def register(app: typer.Typer) -> None:
 
         def action(exchange: Exchange) -> None:
             principal = exchange.auth.principal_for_user(user)
-            for feed in exchange.export.list_feeds(principal):
+            for feed in exchange.feeds.list_feeds(principal):
                 rows.add_row(feed.name, feed.format, feed.description)
 
         run(action)
@@ -300,7 +300,7 @@ def register(app: typer.Typer) -> None:
         """Show one feed's definition (format and filter) as JSON."""
 
         def action(exchange: Exchange) -> None:
-            feed = exchange.export.get_feed(exchange.auth.principal_for_user(user), name)
+            feed = exchange.feeds.get_feed(exchange.auth.principal_for_user(user), name)
             filter_from_json(feed.filter_json)  # refuses a definition this version cannot read
             doc = {"name": feed.name, "format": feed.format, "description": feed.description,
                    "filter": orjson.loads(feed.filter_json)}
@@ -311,5 +311,5 @@ def register(app: typer.Typer) -> None:
     @feed_app.command("delete")
     def feed_delete(name: str, user: UserOpt) -> None:
         """Delete a feed of USER's organisation."""
-        run(lambda x: x.export.delete_feed(x.auth.principal_for_user(user), name))
+        run(lambda x: x.feeds.delete_feed(x.auth.principal_for_user(user), name))
         out.print(f"deleted feed {name!r}", highlight=False)

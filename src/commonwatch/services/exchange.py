@@ -15,6 +15,7 @@ from commonwatch.services.admin import AdminService
 from commonwatch.services.auth import AuthService
 from commonwatch.services.detect import DetectService
 from commonwatch.services.export import ExportService
+from commonwatch.services.feeds import FeedService
 from commonwatch.services.ingest import IngestService
 from commonwatch.services.lifecycle import LifecycleService
 from commonwatch.services.lookup import LookupService
@@ -44,6 +45,7 @@ class Exchange:
         self.lifecycle = LifecycleService(self.query, self.ingest, clock=clock)
         self.export = ExportService(sessions, self.query, warninglists=lambda: self.warninglists,
                                     clock=clock, lifecycle=self.lifecycle)
+        self.feeds = FeedService(sessions, self.query, self.export, clock=clock)
         self.detect = DetectService(self.query, self.ingest, lambda: {
             o.identity_id: (o.name, o.sector) for o in self.admin.list_orgs()}, clock=clock)
 

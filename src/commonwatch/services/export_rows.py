@@ -1,6 +1,6 @@
 """Per-row work of an export: the lifecycle predicates, warninglist screening, the item.
 
-Kept apart from :mod:`commonwatch.services.export` (the service, formats and feeds):
+Kept apart from :mod:`commonwatch.services.export` (the service and its formats):
 this is the hot path every exported object goes through once.
 """
 

@@ -141,7 +141,7 @@ def _head_answer(media_type: str, etag: str, last_modified_us: int | None) -> Re
 def feeds_router(exchange: Exchange) -> APIRouter:
     """The routes of this module, bound to ``exchange``."""
     router = APIRouter()
-    service = exchange.export
+    service = exchange.feeds
 
     @router.api_route("/feeds/{name}", methods=["GET", "HEAD"], response_model=None)
     def get_feed(request: Request, name: str) -> Response:
