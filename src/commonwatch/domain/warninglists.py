@@ -160,6 +160,12 @@ class Warninglists:
     def _add(self, meta: Warninglist, kind: str, raw: str,
              ranges: dict[str, dict[str, list[tuple[int, int]]]]) -> None:
         bad = ConfigError(f"warninglist {meta.path}: {raw!r} is not a valid {kind} value; fix or remove it")
+        stripped = raw.strip(" ")
+        if not stripped or " " in stripped or not stripped.isprintable():
+            # No value of any kind holds a space, a line break or a control character;
+            # refusing them also keeps the lists' digest unambiguous (entries are joined
+            # by line breaks there).
+            raise bad
         if kind in ADDRESS_FAMILIES:
             span = _parse_ip(kind, raw)
             if span is None:

@@ -361,7 +361,9 @@ class AdminService:
 
     def _rename_in_feeds(self, s: Session, old: str, new: str) -> None:
         """Feed filters that name community ``old`` name ``new`` instead (their ETags change)."""
-        for feed in s.scalars(select(Feed).where(Feed.filter_json.contains(f'"{old}"'))):
+        # Held and read as committed (a redefinition meanwhile is rewritten, not undone).
+        naming = select(Feed).where(Feed.filter_json.contains(f'"{old}"')).order_by(Feed.id)
+        for feed in s.scalars(naming.with_for_update()):
             flt = orjson.loads(feed.filter_json)
             if old in flt.get("communities", ()):
                 flt["communities"] = [new if c == old else c for c in flt["communities"]]

@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +196,13 @@ class ExportService:
                            raw=fmt in RAW_ONLY, named=fmt in NAMED, labelled=fmt in LABELLED,
                            timed=fmt in TIMED, rowed=fmt in ROWED,
                            scorer=scorer, on_snapshot=on_snapshot)
-        event = misp_event_uuid(principal, fmt, filter_to_json(flt, options)) if fmt == "misp" else ""
+        event = ""
+        if fmt == "misp":
+            # Named communities by their collection ids: a rename, or naming one by its id
+            # instead of its name, keeps the event MISP updates.
+            named = replace(flt, communities=tuple(sorted(c.collection_id for c, _ in chosen))
+                            if flt.communities else ())
+            event = misp_event_uuid(principal, fmt, filter_to_json(named, options))
         # Listed values are dropped unless asked for: which values a row keeps, so which
         # rules it has, depends on the lists and on that.
         lists = f"{self.warninglists().digest}|{'kept' if flt.include_warninglisted else 'dropped'}"

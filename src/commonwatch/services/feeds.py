@@ -88,9 +88,15 @@ class FeedService:
         next conditional GET of every caller gets the new content."""
         self._check_definition(principal, "changing", name, fmt, options, description)
         with self._sessions() as s, s.begin():
+            # The communities it will name, then the feed itself, are held before it is
+            # read (SQLite: the write lock; PostgreSQL: their rows, in the order a community
+            # rename takes them): two redefinitions, a rename or a delete of the feed
+            # meanwhile commit wholly before or after this one.
             objects_repo.hold_communities(s.connection(), flt.communities)
-            feed = s.scalar(select(Feed).where(Feed.org_id == principal.org_id, Feed.name == name)
-                            .with_for_update())
+            mine = (Feed.org_id == principal.org_id, Feed.name == name)
+            s.execute(update(Feed).where(*mine).values(name=Feed.name)
+                      .execution_options(synchronize_session=False))
+            feed = s.scalar(select(Feed).where(*mine).with_for_update())
             if feed is None:
                 raise NotFound(f"your organisation has no feed named {name!r}")
             self._query.export_communities(principal, flt, s.connection())
