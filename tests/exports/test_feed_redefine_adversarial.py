@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import idstools.rule
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -42,6 +41,7 @@ from commonwatch.storage.models import StixObject
 from commonwatch.web.app import create_app
 
 from support.factories import indicator, make_member
+from support.suricata import Ledger
 
 OBJECTS = StixObject.__tablename__
 
@@ -171,30 +171,6 @@ def wait_blocked(ex: Exchange, thread: threading.Thread, seconds: float = 1.0) -
 
 
 # -- Suricata helpers ---------------------------------------------------------------------------
-
-class Ledger:
-    """Every rule seen so far: the text of each (sid, rev), the sid of each match."""
-
-    def __init__(self) -> None:
-        self.texts: dict[tuple[int, int], str] = {}
-        self.sid_of: dict[tuple[str, str], int] = {}
-
-    def record(self, output: str) -> dict[tuple[str, str], Any]:
-        out: dict[tuple[str, str], Any] = {}
-        for line in output.splitlines():
-            rule = idstools.rule.parse(line)
-            assert rule is not None, line
-            body = line[:line.rindex("sid:")]
-            contents = "".join(o["value"] or "" for o in rule.options if o["name"] == "content")
-            match = (dict(m.split(" ", 1) for m in rule.metadata)["cw_id"], f"{rule.header}|{contents}")
-            assert match not in out, f"one match twice in one output: {match}"
-            assert rule.sid not in {r.sid for r in out.values()}, f"sid {rule.sid} twice in one output"
-            seen = self.texts.setdefault((rule.sid, rule.rev), body)
-            assert seen == body, f"(sid, rev) {(rule.sid, rule.rev)} names two texts:\n{seen}\n{body}"
-            assert self.sid_of.setdefault(match, rule.sid) == rule.sid, f"{match} changed its sid"
-            out[match] = rule
-        return out
-
 
 def rules_text(svc: ExportService, principal: Any, flt: ExportFilter | None = None) -> str:
     return "".join(svc.export(principal, "suricata-rules", flt or ExportFilter()).chunks)

@@ -48,7 +48,8 @@ restrictive as the community's default. docs/import.md explains each choice.
 This module reads MISP documents and feeds and holds the converter's core: the marking
 rules, attributes and the report. Its other parts sit beside it: ``misp_tags`` reads
 tags, distribution and organisations; ``misp_objects``, ``misp_galaxies`` and
-``misp_sightings`` convert those parts of an event.
+``misp_sightings`` convert those parts of an event, as steps over ``misp_parts`` (the
+state and core operations they share).
 """
 
 from __future__ import annotations

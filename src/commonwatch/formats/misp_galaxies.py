@@ -21,6 +21,7 @@ from typing import Any
 from commonwatch.domain.markings import Tlp
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
+from commonwatch.formats.misp_parts import ConverterParts
 from commonwatch.formats.misp_tags import (
     _REJECT_SG,
     DISTRIBUTION_FLOOR,
@@ -72,25 +73,8 @@ def _galaxy_sdo(oid: str, stype: str, cluster: dict[str, Any], tlp: Tlp | None,
     return obj
 
 
-class GalaxiesMixin:
+class GalaxiesMixin(ConverterParts):
     """The galaxy step of :class:`~commonwatch.formats.misp.EventConverter`."""
-
-    # Provided by EventConverter (formats/misp.py), which mixes this class in.
-    ev: dict[str, Any]
-    source: str
-    position: str
-    ctx: ob.ImportContext
-    creator: str
-    tags: list[str]
-    report_tlp: Tlp | None
-    galaxy_holders: list[tuple[list[Any], list[str], Tlp | None]]
-
-    def effective(self, tlp: Tlp | None) -> Tlp:
-        raise NotImplementedError
-
-    def emit(self, obj: dict[str, Any], position: str, hits: tuple[str, ...] | None = None,
-             ref: bool = True, level: Tlp | None = None) -> Iterator[Record]:
-        raise NotImplementedError
 
     def galaxies(self) -> Iterator[Record]:
         """Galaxy clusters of the event (``Galaxy``, ``GalaxyCluster``, ``misp-galaxy:`` tags) and

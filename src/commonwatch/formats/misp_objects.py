@@ -17,9 +17,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from commonwatch.domain.markings import Tlp
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
+from commonwatch.formats.misp_parts import ConverterParts
 from commonwatch.formats.misp_tags import (
     _REJECT_SG,
     SHARING_GROUP,
@@ -36,33 +36,8 @@ _FILE_HASHES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "S
                 "ssdeep": "SSDEEP", "tlsh": "TLSH", "sha3-256": "SHA3-256", "sha3-512": "SHA3-512"}
 
 
-class ObjectsMixin:
+class ObjectsMixin(ConverterParts):
     """The MISP object step of :class:`~commonwatch.formats.misp.EventConverter`."""
-
-    # Provided by EventConverter (formats/misp.py), which mixes this class in.
-    ev: dict[str, Any]
-    uuid: str
-    source: str
-    position: str
-    ctx: ob.ImportContext
-    creator: str
-    main: dict[str, str]
-    tlp_of: dict[str, Tlp | None]
-    galaxy_holders: list[tuple[list[Any], list[str], Tlp | None]]
-
-    def effective_distribution(self, *levels: int | None) -> int | None:
-        raise NotImplementedError
-
-    def tlp(self, tags: list[str], dist: int | None) -> Tlp | None:
-        raise NotImplementedError
-
-    def emit(self, obj: dict[str, Any], position: str, hits: tuple[str, ...] | None = None,
-             ref: bool = True, level: Tlp | None = None) -> Iterator[Record]:
-        raise NotImplementedError
-
-    def attribute(self, attr: Any, parent_dist: int | None, parent_tags: list[str],
-                  relation: str = "") -> Iterator[Record]:
-        raise NotImplementedError
 
     def misp_object(self, mobj: Any) -> Iterator[Record]:
         if not isinstance(mobj, dict):

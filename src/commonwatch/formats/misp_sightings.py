@@ -17,32 +17,15 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from commonwatch.domain.markings import Tlp
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
+from commonwatch.formats.misp_parts import ConverterParts
 from commonwatch.formats.misp_tags import _entries, _uuid, identity
 from commonwatch.formats.records import Record, rejected
 
 
-class SightingsMixin:
+class SightingsMixin(ConverterParts):
     """The sighting step of :class:`~commonwatch.formats.misp.EventConverter`."""
-
-    # Provided by EventConverter (formats/misp.py), which mixes this class in.
-    ev: dict[str, Any]
-    uuid: str
-    source: str
-    position: str
-    ctx: ob.ImportContext
-    creator: str
-    main: dict[str, str]
-    tlp_of: dict[str, Tlp | None]
-
-    def effective(self, tlp: Tlp | None) -> Tlp:
-        raise NotImplementedError
-
-    def emit(self, obj: dict[str, Any], position: str, hits: tuple[str, ...] | None = None,
-             ref: bool = True, level: Tlp | None = None) -> Iterator[Record]:
-        raise NotImplementedError
 
     def sightings(self) -> Iterator[Record]:
         """The event's sightings and those of its attributes, inside objects too."""

@@ -13,6 +13,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 from sqlalchemy import delete, func, or_, select, true, update
@@ -83,6 +84,7 @@ def _check_name(value: str, what: str) -> str:
 
 
 _NEEDS_ADMIN = "this operation needs the instance 'admin' role"
+_Named = TypeVar("_Named", Organisation, Community)
 
 
 class AdminService:
@@ -438,28 +440,30 @@ class AdminService:
 
     @classmethod
     def _locked_org(cls, s: Session, name: str) -> Organisation:
-        """The organisation ``name``, held until the transaction ends, as the
-        transaction's first statement: SQLite's write lock (a no-op UPDATE), and on
-        PostgreSQL a row lock that shares into it (whose foreign key checks take a key
-        share lock) wait for. Changes and deletes are then decided on what is committed."""
-        s.execute(update(Organisation).where(Organisation.name == name)
-                  .values(name=Organisation.name).execution_options(synchronize_session=False))
-        org = s.scalar(select(Organisation).where(Organisation.name == name).with_for_update())
-        if org is None:
-            raise NotFound(f"no organisation named {name!r}; see `commonwatch org list`")
-        return org
+        """The organisation ``name``, held until the transaction ends (:meth:`_locked`):
+        shares into it (whose foreign key checks take a key share lock) wait for it."""
+        return cls._locked(s, Organisation, name,
+                           f"no organisation named {name!r}; see `commonwatch org list`")
 
     @classmethod
     def _locked_community(cls, s: Session, name: str) -> Community:
-        """The community ``name``, held like :meth:`_locked_org`: ingest into it
-        (:func:`~commonwatch.storage.objects.lock_community`) and feed definitions that
-        name it wait for the change to commit."""
-        s.execute(update(Community).where(Community.name == name)
-                  .values(name=Community.name).execution_options(synchronize_session=False))
-        community = s.scalar(select(Community).where(Community.name == name).with_for_update())
-        if community is None:
-            raise NotFound(f"no community named {name!r}; see `commonwatch community list`")
-        return community
+        """The community ``name``, held until the transaction ends (:meth:`_locked`):
+        ingest into it (:func:`~commonwatch.storage.objects.lock_community`) and feed
+        definitions that name it wait for the change to commit."""
+        return cls._locked(s, Community, name,
+                           f"no community named {name!r}; see `commonwatch community list`")
+
+    @staticmethod
+    def _locked(s: Session, model: type[_Named], name: str, missing: str) -> _Named:
+        """The row of ``model`` named ``name``, held as the transaction's first statement:
+        SQLite's write lock (a no-op UPDATE), and on PostgreSQL a row lock. Changes and
+        deletes are then decided on what is committed."""
+        s.execute(update(model).where(model.name == name).values(name=model.name)
+                  .execution_options(synchronize_session=False))
+        row = s.scalar(select(model).where(model.name == name).with_for_update())
+        if row is None:
+            raise NotFound(missing)
+        return row
 
     @staticmethod
     def _keep_an_admin_outside(s: Session, org: Organisation) -> None:
