@@ -8,19 +8,21 @@ nothing new.
 Ownership: every organisation holds its own copy of what it posts (two members who
 import the same public source each keep theirs); reads give each caller one copy per
 version. Whether a posting is accepted depends only on the versions the poster can
-see (:meth:`IngestService._conflict`): an object is versioned by its creator. An
-unversioned cyber-observable (deterministic id, no ``created``/``modified``) may be
-posted by anyone and each distinct posting is its own version (its TAXII version is
-its date_added, TAXII 2.1 §3.4.1).
+see (:func:`~commonwatch.services.ingest_candidates.conflict`): an object is versioned
+by its creator. An unversioned cyber-observable (deterministic id, no
+``created``/``modified``) may be posted by anyone and each distinct posting is its own
+version (its TAXII version is its date_added, TAXII 2.1 §3.4.1).
 
 date_added is strictly increasing per community and assigned while the community
 row is locked, so commit order equals date_added order and paging with
 ``added_after`` never skips or repeats an object.
+
+Preparing each posted object and the rules that accept or refuse it are in
+:mod:`commonwatch.services.ingest_candidates`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,24 +34,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
 from commonwatch.domain.indexing import indexed, value_pairs
-from commonwatch.domain.markings import (
-    Tlp,
-    effective_tlp,
-    recipients_extension_definition,
-    red_recipients,
-    system_identity,
-)
-from commonwatch.domain.stix import format_timestamp, validate_object
+from commonwatch.domain.markings import Tlp, recipients_extension_definition, system_identity
+from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Clearance, Principal, is_visible
 from commonwatch.domain.warninglists import Warninglists
-from commonwatch.errors import (
-    InputError,
-    InputTooLarge,
-    InvalidStixObject,
-    NotFound,
-    PermissionDenied,
+from commonwatch.errors import InputError, InputTooLarge, NotFound, PermissionDenied
+from commonwatch.services.ingest_candidates import (
+    Candidate,
+    conflict,
+    describe,
+    prepare,
+    prepare_trusted,
+    theirs,
+    version_text,
 )
-from commonwatch.services.query import CommunityRef, ObjectFilter, QueryService
+from commonwatch.services.query import ObjectFilter, QueryService
 from commonwatch.storage import index as index_repo
 from commonwatch.storage import objects as objects_repo
 from commonwatch.storage import tombstones
@@ -60,20 +59,6 @@ _LATEST = objects_repo.COLUMNS.index("is_latest")
 _REVOKED = objects_repo.COLUMNS.index("revoked")
 _UNLISTED = (None, None)  # export_listed, listed_stamp of a version without verdicts
 _ANALYZE_MIN_ROWS = 20_000
-
-
-@dataclass(slots=True)
-class _Candidate:
-    obj: dict[str, Any]
-    stix_id: str
-    type: str
-    spec_version: str
-    versioned_us: int | None
-    tlp: int
-    recipients: frozenset[str]
-    content_hash: str
-    raw: bytes
-    creator: str | None  # created_by_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +116,6 @@ class StatusReport:
         }
 
 
-def _describe(obj: object) -> tuple[str, str]:
-    """Best-effort id and version of an object for a failure entry."""
-    if not isinstance(obj, dict):
-        return "", ""
-    oid = obj.get("id") if isinstance(obj.get("id"), str) else ""
-    version = obj.get("modified") or obj.get("created") or ""
-    return str(oid), version if isinstance(version, str) else ""
-
-
 class IngestService:
     """Validates and stores objects posted by members."""
 
@@ -178,16 +154,16 @@ class IngestService:
                 "does not grant write access)"
             )
         identities = self._member_identities()
-        candidates: list[_Candidate] = []
+        candidates: list[Candidate] = []
         at: list[int] = []  # each candidate's position in the envelope
         failures: list[FailureDetail] = []
         failed_at: list[int] = []
         for n, obj in enumerate(objects):
             try:
-                candidates.append(self._prepare(obj, community, principal, identities))
+                candidates.append(prepare(obj, community, principal, identities))
                 at.append(n)
             except InputError as exc:
-                oid, version = _describe(obj)
+                oid, version = describe(obj)
                 failures.append(FailureDetail(oid, version, exc.message))
                 failed_at.append(n)
         refused = {f.id for f in failures if f.id.startswith("marking-definition--")}
@@ -216,13 +192,13 @@ class IngestService:
 
     @staticmethod
     def _without_refused_markings(
-        candidates: list[_Candidate], at: list[int], refused: set[str],
+        candidates: list[Candidate], at: list[int], refused: set[str],
         failures: list[FailureDetail], failed_at: list[int],
-    ) -> tuple[list[_Candidate], list[int]]:
+    ) -> tuple[list[Candidate], list[int]]:
         """Refuse the objects marked with a marking-definition this envelope could not
         store: stored, they would be shared under the community's default TLP instead of
         the marking their producer meant."""
-        kept: list[_Candidate] = []
+        kept: list[Candidate] = []
         kept_at: list[int] = []
         for candidate, n in zip(candidates, at, strict=True):
             obj = candidate.obj
@@ -234,7 +210,7 @@ class IngestService:
                 kept.append(candidate)
                 kept_at.append(n)
                 continue
-            oid, version = _describe(obj)
+            oid, version = describe(obj)
             failures.append(FailureDetail(oid, version, (
                 f"is marked with {bad[0]}, which this envelope could not store (see its own "
                 "failure): refused too, so that it is never shared under another marking")))
@@ -254,7 +230,7 @@ class IngestService:
         """Publish the exchange's identity and the TLP:RED recipient extension (CLEAR)."""
         with self._sessions.begin() as s:
             candidates = [
-                self._prepare_trusted(obj) for obj in
+                prepare_trusted(obj) for obj in
                 (system_identity(), recipients_extension_definition())
             ]
             self._store(s, community_id, None, candidates, None, None)
@@ -325,7 +301,7 @@ class IngestService:
     ) -> set[str]:
         """Of ``heads`` (id -> the ``created_by_ref`` its new versions name), the ids that are
         ``principal``'s to version: no other organisation's visible versions forbid it
-        (:meth:`_theirs`, as :meth:`_conflict` decides a posting), whether or not the newest
+        (:func:`theirs`, as :func:`conflict` decides a posting), whether or not the newest
         is revoked. Nothing is stored."""
         community, clearance = self._query.collection(principal, collection_id)
         with self._sessions() as s:
@@ -333,53 +309,7 @@ class IngestService:
             known = objects_repo.existing_versions(conn, community.id, set(heads))
             self._weigh(conn, known, principal.org_id, clearance)
         return {stix_id for stix_id, creator in heads.items()
-                if not self._theirs(creator, [v for v in known.get(stix_id, []) if v.seen], principal.org_id)}
-
-    # -- preparation (no database) -----------------------------------------------
-    def _prepare(
-        self, obj: object, community: CommunityRef, principal: Principal,
-        identities: dict[str, int],
-    ) -> _Candidate:
-        meta = validate_object(obj)
-        assert isinstance(obj, dict)  # validate_object guarantees it
-        creator = meta.created_by_ref
-        if creator is not None and identities.get(creator, principal.org_id) != principal.org_id:
-            raise InvalidStixObject(
-                f"'created_by_ref' names {creator}, the identity of another member "
-                "organisation; post objects as your own organisation", meta.id,
-            )
-        if meta.type == "identity" and identities.get(meta.id, principal.org_id) != principal.org_id:
-            # Readers name a producer after its identity object: only the member says who it is.
-            raise InvalidStixObject(
-                f"{meta.id} is the identity of another member organisation; only that "
-                "organisation may post it", meta.id,
-            )
-        recipients = red_recipients(obj)
-        tlp = effective_tlp(meta.marking_refs, Tlp(community.default_tlp))
-        return self._candidate(obj, meta.id, meta.type, meta.spec_version,
-                               meta.modified_us or meta.created_us, tlp, recipients)
-
-    def _prepare_trusted(self, obj: dict[str, Any]) -> _Candidate:
-        meta = validate_object(obj)
-        return self._candidate(obj, meta.id, meta.type, meta.spec_version,
-                               meta.modified_us or meta.created_us, Tlp.CLEAR, frozenset())
-
-    @staticmethod
-    def _candidate(
-        obj: dict[str, Any], stix_id: str, type_: str, spec_version: str,
-        versioned_us: int | None, tlp: Tlp, recipients: frozenset[str],
-    ) -> _Candidate:
-        try:
-            canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-        except TypeError as exc:  # an integer beyond 64 bits, a value JSON cannot hold
-            raise InvalidStixObject(f"the object cannot be stored as JSON: {exc}", stix_id) from None
-        return _Candidate(
-            obj=obj, stix_id=stix_id, type=type_, spec_version=spec_version,
-            versioned_us=versioned_us, tlp=int(tlp), recipients=recipients,
-            creator=creator if isinstance(creator := obj.get("created_by_ref"), str) else None,
-            content_hash=hashlib.sha256(canonical).hexdigest(),
-            raw=orjson.dumps(obj),
-        )
+                if not theirs(creator, [v for v in known.get(stix_id, []) if v.seen], principal.org_id)}
 
     def _member_identities(self) -> dict[str, int]:
         with self._sessions() as s:
@@ -423,7 +353,7 @@ class IngestService:
 
     def _store(
         self, s: Session, community_id: int, org_id: int | None,
-        candidates: list[_Candidate], verdicts: tuple[Warninglists, int] | None,
+        candidates: list[Candidate], verdicts: tuple[Warninglists, int] | None,
         clearance: Clearance | None,
     ) -> tuple[list[StatusDetail], list[tuple[int, FailureDetail]], list[bool]]:
         """Store what is new; (successes, (candidate index, failure)s, per success: stored anew).
@@ -454,13 +384,13 @@ class IngestService:
         now = self._clock()
         for k, c in enumerate(candidates):
             versions = known.setdefault(c.stix_id, [])
-            problem = self._conflict(c, versions, org_id)
+            problem = conflict(c, versions, org_id)
             if problem == "":
-                successes.append(StatusDetail(c.stix_id, self._version_text(c, versions, org_id)))
+                successes.append(StatusDetail(c.stix_id, version_text(c, versions, org_id)))
                 stored.append(False)
                 continue
             if problem is not None:
-                failures.append((k, FailureDetail(c.stix_id, self._version_text(c, []), problem)))
+                failures.append((k, FailureDetail(c.stix_id, version_text(c, []), problem)))
                 continue
             last_added = max(now, last_added + 1)
             version_us = c.versioned_us if c.versioned_us is not None else last_added
@@ -537,72 +467,3 @@ class IngestService:
         row[_LATEST] = True
         newest[stix_id] = version_us
         pending[stix_id] = row
-
-    @staticmethod
-    def _conflict(c: _Candidate, versions: list[objects_repo.Stored], org_id: int | None) -> str | None:
-        """None to store, "" for an identical re-post, else the failure message.
-
-        Each organisation holds its own copy of what it posts, and only the versions
-        the poster can see count (``seen``). Among them:
-
-        - the poster's own identical version makes an identical re-post (matching
-          another organisation's would say that it exists: SCO ids are derived from the
-          value, anyone can name one);
-        - a version of the poster's own is never replaced by other content;
-        - nothing follows a revoked version (STIX 2.1 §3.6);
-        - where another organisation's versions are visible, the poster may post a copy
-          of one of them, or versions that name the same ``created_by_ref`` as theirs
-          (both relay one source, such as MITRE ATT&CK) or as a version it holds itself
-          (its own object, posted while it could not see theirs). The creator of a
-          version is who may version it (STIX 2.1 §3.6); an object without one is its
-          producer's only (:meth:`_theirs`).
-        """
-        if any(v.content_hash == c.content_hash and v.producer == org_id for v in versions):
-            return ""
-        seen = [v for v in versions if v.seen]
-        if c.versioned_us is None or not seen:
-            return None
-        if any(v.version_us == c.versioned_us and v.producer == org_id for v in seen):
-            return (f"version {format_timestamp(c.versioned_us)} of {c.stix_id} already "
-                    "exists with different content; a new version needs a later 'modified'")
-        copy = any(v.content_hash == c.content_hash for v in seen)
-        if not copy and IngestService._newest_read(seen, org_id).revoked:
-            return (f"{c.stix_id} is revoked; a revoked object cannot be updated "
-                    "(STIX 2.1 §3.6): create a new object instead")
-        if copy or not IngestService._theirs(c.creator, seen, org_id):
-            return None
-        return (f"{c.stix_id} is an object another organisation produced in this collection; "
-                "only its creator may add versions of it (a member relaying the same source "
-                "posts it with the same 'created_by_ref')")
-
-    @staticmethod
-    def _theirs(creator: str | None, seen: list[objects_repo.Stored], org_id: int | None) -> bool:
-        """Whether other organisations' versions among ``seen`` (those the poster sees) keep
-        ``org_id`` from posting a version that names ``creator`` (see :meth:`_conflict`).
-        Copies others made of the poster's own versions (it held that content first) do not."""
-        first: dict[tuple[int, str], int | None] = {}  # the first visible holder of each content
-        for v in seen:  # in the order stored
-            first.setdefault((v.version_us, v.content_hash), v.producer)
-        others = [v for v in seen if v.producer != org_id and first[v.version_us, v.content_hash] != org_id]
-        return bool(others) and not (creator is not None and (
-            all(v.creator == creator for v in others)
-            or any(v.creator == creator for v in seen if v.producer == org_id)))
-
-    @staticmethod
-    def _newest_read(seen: list[objects_repo.Stored], org_id: int | None) -> objects_repo.Stored:
-        """The newest version the poster reads (``match[version]=last``): of the copies of
-        the newest version, its own, else the first stored (``seen`` is in that order)."""
-        newest = max(v.version_us for v in seen)
-        copies = [v for v in seen if v.version_us == newest]
-        return next((v for v in copies if v.producer == org_id), copies[0])
-
-    @staticmethod
-    def _version_text(c: _Candidate, versions: list[objects_repo.Stored],
-                      org_id: int | None = None) -> str:
-        """The version a status entry names: ``modified``, else the poster's identical version."""
-        if c.versioned_us is not None:
-            return format_timestamp(c.versioned_us)
-        for v in versions:
-            if v.content_hash == c.content_hash and v.producer == org_id:
-                return format_timestamp(v.version_us)
-        return ""
