@@ -15,10 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from operator import itemgetter
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, bindparam
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,146 +26,31 @@ from commonwatch.domain.markings import Tlp
 from commonwatch.domain.visibility import Clearance, Principal
 from commonwatch.errors import InvalidParameter, NotFound, PermissionDenied
 from commonwatch.services import statements as sql
+from commonwatch.services.query_types import (
+    CommunityRef,
+    Envelope,
+    ExportFilter,
+    ExportRow,
+    ObjectFilter,
+    ObjectRow,
+    Page,
+    RawRow,
+    RowBatch,
+    RowT,
+    Tombstone,
+    VersionSelector,
+)
 from commonwatch.storage.db import snapshot
 
+#: The query objects and rows live in :mod:`commonwatch.services.query_types`; they are
+#: re-exported so every caller imports the query service and what it reads with from here.
+__all__ = [
+    "CommunityRef", "Envelope", "ExportFilter", "ExportRow", "ObjectFilter", "ObjectRow", "Page",
+    "QueryService", "RawRow", "RowBatch", "Tombstone", "VersionSelector", "decode_cursor",
+    "encode_cursor",
+]
+
 _NOT_FOUND = "no collection with this id is available to you"
-
-
-@dataclass(frozen=True, slots=True)
-class CommunityRef:
-    """What the read and write paths need to know of a community."""
-
-    id: int
-    name: str
-    collection_id: str
-    title: str
-    description: str
-    default_tlp: int
-    public: bool
-
-
-@dataclass(frozen=True, slots=True)
-class VersionSelector:
-    """TAXII ``match[version]``: any of first/last/all and explicit timestamps."""
-
-    first: bool = False
-    last: bool = True
-    all: bool = False
-    timestamps: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectFilter:
-    """One query over a community's objects; shared by every read path."""
-
-    added_after_us: int | None = None
-    ids: tuple[str, ...] = ()
-    types: tuple[str, ...] = ()
-    spec_versions: tuple[str, ...] = ()
-    versions: VersionSelector = field(default_factory=VersionSelector)
-    limit: int = 1000
-    next: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ExportFilter:
-    """The query of an export or pull feed: which latest visible versions to send.
-
-    The SQL part (communities, types, TLP ceiling, since, producer sector) narrows the
-    visibility-filtered read; the export service applies the rest on each streamed row,
-    from the export columns ingest writes (confidence, ``revoked``, ``valid_until``,
-    the values it screens against the warninglists), so it can count what each
-    predicate left out.
-    """
-
-    #: Community names or collection ids; empty: every community the caller can read.
-    communities: tuple[str, ...] = ()
-    types: tuple[str, ...] = ("indicator",)
-    #: Highest TLP exported. AMBER by default; RED only when asked for explicitly.
-    tlp_ceiling: Tlp = Tlp.AMBER
-    #: Only versions added to the exchange at or after this time (µs since the epoch).
-    since_us: int | None = None
-    producer_sectors: tuple[str, ...] = ()
-    min_confidence: int | None = None
-    #: Minimum decay score (domain.lifecycle.score), from the sightings the caller sees.
-    min_score: float | None = None
-    include_warninglisted: bool = False
-    include_revoked: bool = False
-    include_expired: bool = False
-
-
-class ExportRow(NamedTuple):
-    """The newest visible version of one object, for exports."""
-
-    stix_id: str
-    version_us: int
-    date_added_us: int
-    tlp: int
-    producer_org_id: int | None
-    raw: bytes
-    community: str
-    #: The version's observables from the index, one "kind value" per line (None: none).
-    observables: str | None = None
-
-
-#: (community name, rows) of an export read: each row a plain tuple of (stix_id,
-#: version_us, date_added_us, tlp, producer_org_id, raw, export_values, export_skip,
-#: revoked, valid_until_us, confidence, export_listed, listed_stamp, export_name,
-#: export_labels, export_times).
-RowBatch = tuple[str, Sequence[tuple[Any, ...]]]
-
-
-class ObjectRow(NamedTuple):
-    """What is known of one stored object version (manifest, versions, deletes).
-
-    Rows are plain tuples, converted once: attribute access on a driver row costs
-    about a microsecond, and a page touches thousands of them.
-    """
-
-    stix_id: str
-    spec_version: str
-    version_us: int
-    date_added_us: int
-
-
-class RawRow(NamedTuple):
-    """One object version's stored JSON, for envelopes: only what they need is read."""
-
-    date_added_us: int
-    raw: bytes
-
-
-class Tombstone(NamedTuple):
-    """A deleted object version: which, and when it was deleted."""
-
-    stix_id: str
-    version_us: int
-    deleted_us: int
-
-
-RowT = TypeVar("RowT", ObjectRow, RawRow)
-ItemT = TypeVar("ItemT")
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[ItemT]):
-    """One page of rows, oldest first, with the opaque cursor to the next one."""
-
-    rows: Sequence[ItemT]
-    more: bool
-    next: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One page of stored JSON for a TAXII envelope, with what its headers need."""
-
-    objects: list[bytes]
-    first_added_us: int | None
-    last_added_us: int | None
-    more: bool
-    next: str | None
-
 
 _RAW = itemgetter(1)  # the stored JSON of an envelope row (date_added, raw)
 
