@@ -17,8 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commonwatch.domain.markings import (
-    RECIPIENTS_EXTENSION_ID,
-    RECIPIENTS_PROPERTY,
     TLP2_MARKING_BY_LEVEL,
     Tlp,
 )
@@ -32,7 +30,7 @@ from commonwatch.services.query import ExportFilter, ObjectFilter, VersionSelect
 from commonwatch.storage.db import session_factory
 from commonwatch.web.app import create_app
 
-from support.factories import indicator, ipv4, make_member, new_version, ts
+from support.factories import indicator, ipv4, make_member, marked, new_version, ts
 
 TAXII = "application/taxii+json;version=2.1"
 DAY = 86_400
@@ -41,15 +39,6 @@ NOW = (1_767_225_600 + 10 * DAY) * 1_000_000
 
 
 # -- helpers -----------------------------------------------------------------------------
-def marked(obj: dict[str, Any], tlp: Tlp, recipients: list[str] | None = None) -> dict[str, Any]:
-    obj = dict(obj)
-    obj["object_marking_refs"] = [TLP2_MARKING_BY_LEVEL[tlp]]
-    if recipients is not None:
-        obj["extensions"] = {RECIPIENTS_EXTENSION_ID: {
-            "extension_type": "property-extension", RECIPIENTS_PROPERTY: recipients}}
-    return obj
-
-
 def sighting(target: str, tlp: Tlp, *, count: int = 7, seen: int = 5 * DAY,
              recipients: list[str] | None = None) -> dict[str, Any]:
     return marked({"type": "sighting", "spec_version": "2.1", "id": f"sighting--{uuid.uuid4()}",

@@ -35,8 +35,6 @@ from typer.testing import CliRunner
 from commonwatch.cli.main import app
 from commonwatch.clock import now_us
 from commonwatch.domain.markings import (
-    RECIPIENTS_EXTENSION_ID,
-    RECIPIENTS_PROPERTY,
     TLP2_EXTENSION_ID,
     TLP2_MARKING_BY_LEVEL,
     Tlp,
@@ -47,7 +45,7 @@ from commonwatch.services.exchange import Exchange
 from commonwatch.services.query import ObjectFilter, VersionSelector
 from commonwatch.web.app import create_app
 
-from support.factories import Member, indicator, ipv4, make_member, new_version, ts
+from support.factories import Member, indicator, ipv4, make_member, marked, new_version, ts
 
 DAY = 86_400
 _run = itertools.count()
@@ -71,15 +69,6 @@ VALUES = [
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def marked(obj: dict[str, Any], tlp: Tlp, recipients: list[str] | None = None) -> dict[str, Any]:
-    obj = dict(obj)
-    obj["object_marking_refs"] = [TLP2_MARKING_BY_LEVEL[tlp]]
-    if recipients is not None:
-        obj["extensions"] = {RECIPIENTS_EXTENSION_ID: {
-            "extension_type": "property-extension", RECIPIENTS_PROPERTY: recipients}}
-    return obj
-
-
 def sighting(target: str, *, count: int = 7, seen: int = 5 * DAY, by: str | None = None,
              sid: str | None = None) -> dict[str, Any]:
     obj = {"type": "sighting", "spec_version": "2.1", "id": sid or f"sighting--{uuid.uuid4()}",

@@ -27,6 +27,7 @@ from commonwatch.services.importer import ImportService
 from commonwatch.services.query import ObjectFilter, VersionSelector
 
 from conftest import count_rows
+from support.concurrency import run_threads as _run_threads
 from support.factories import indicator, ipv4, new_version
 
 TAXII = "application/taxii+json;version=2.1"
@@ -36,27 +37,8 @@ JOIN_S = 30
 
 # -- helpers ---------------------------------------------------------------------------------
 def run_threads(funcs, *, barrier: bool = True):
-    """Run each callable in its own thread (released together); results in order.
-    Unexpected exceptions are returned in place of results (as the exception object)."""
-    results: list = [None] * len(funcs)
-    gate = threading.Barrier(len(funcs)) if barrier else None
-
-    def run(i, f):
-        try:
-            if gate is not None:
-                gate.wait(10)
-            results[i] = f()
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i, f), daemon=True) for i, f in enumerate(funcs)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + JOIN_S
-    for t in threads:
-        t.join(max(0.1, deadline - time.monotonic()))
-    assert not any(t.is_alive() for t in threads), "threads still running (hang/deadlock)"
-    return results
+    """:func:`support.concurrency.run_threads` with this file's time limit."""
+    return _run_threads(funcs, barrier=barrier, join_s=JOIN_S)
 
 
 def no_exceptions(results):

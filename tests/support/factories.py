@@ -75,12 +75,25 @@ def indicator(
     if created_by:
         obj["created_by_ref"] = created_by
     if tlp is not None:
-        obj["object_marking_refs"] = [TLP2_MARKING_BY_LEVEL[tlp]]
-    if recipients is not None:
-        obj["extensions"] = {RECIPIENTS_EXTENSION_ID: {
-            "extension_type": "property-extension", RECIPIENTS_PROPERTY: recipients}}
+        obj = marked(obj, tlp, recipients)
+    elif recipients is not None:
+        obj["extensions"] = _recipients(recipients)
     obj.update(extra)
     return obj
+
+
+def marked(obj: dict[str, Any], tlp: Tlp, recipients: list[str] | None = None) -> dict[str, Any]:
+    """A copy of ``obj`` marked ``tlp`` (TLP 2.0), with TLP:RED ``recipients`` if given."""
+    obj = dict(obj)
+    obj["object_marking_refs"] = [TLP2_MARKING_BY_LEVEL[tlp]]
+    if recipients is not None:
+        obj["extensions"] = _recipients(recipients)
+    return obj
+
+
+def _recipients(recipients: list[str]) -> dict[str, Any]:
+    return {RECIPIENTS_EXTENSION_ID: {"extension_type": "property-extension",
+                                      RECIPIENTS_PROPERTY: recipients}}
 
 
 def new_version(obj: dict[str, Any], modified: int, **changes: Any) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from commonwatch.services.exchange import Exchange
 from commonwatch.storage.db import make_engine
 
 from conftest import LiveServer
+from support.concurrency import run_threads as _run_threads
 from support.factories import indicator, ipv4, make_community, make_member, new_version
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -63,25 +64,9 @@ def bearer(member) -> dict[str, str]:
 
 
 def run_threads(funcs):
-    """Run each callable in its own thread, released together; results in order (an
-    unexpected exception is returned in place of its result)."""
-    results: list[Any] = [None] * len(funcs)
-    gate = threading.Barrier(len(funcs))
-
-    def run(i, f):
-        try:
-            gate.wait(10)
-            results[i] = f()
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i, f), daemon=True) for i, f in enumerate(funcs)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + JOIN_S
-    for t in threads:
-        t.join(max(0.1, deadline - time.monotonic()))
-    assert not any(t.is_alive() for t in threads), "threads still running (hang or deadlock)"
+    """:func:`support.concurrency.run_threads` with this file's time limit; no callable
+    may raise."""
+    results = _run_threads(funcs, join_s=JOIN_S)
     bad = [r for r in results if isinstance(r, BaseException)]
     assert not bad, bad
     return results
