@@ -88,7 +88,7 @@ def render(fmt: str) -> tuple[str, Counter[str]]:
     skipped: Counter[str] = Counter()
     items = iter(ITEMS)
     chunks = {
-        "suricata.rules": lambda: suricata.rules(items, FixedSids(), skipped),
+        "suricata.rules": lambda: suricata.rules(items, suricata.Unremembered(FixedSids()), skipped),
         "suricata-string.lst": lambda: suricata.dataset(items, "string", skipped),
         "suricata-md5.lst": lambda: suricata.dataset(items, "md5", skipped),
         "suricata-sha256.lst": lambda: suricata.dataset(items, "sha256", skipped),

@@ -14,6 +14,7 @@ from commonwatch.domain.markings import Tlp
 from commonwatch.formats import suricata
 from commonwatch.services.export import ExportService
 from commonwatch.services.query import ExportFilter, ObjectFilter, VersionSelector
+from commonwatch.services.suricata_sids import SidStore
 from commonwatch.storage import sids as sids_repo
 from commonwatch.storage.db import session_factory
 
@@ -95,7 +96,7 @@ def test_a_warninglisted_value_leaves_the_other_rules_of_its_object_their_sids(e
 def test_a_wrong_remembered_check_is_answered_by_key(exchange, svc, ring):
     first = rules(svc, ring["R"].principal)
     with exchange.engine.begin() as conn:
-        conn.execute(text("UPDATE suricata_row_sids SET rules_check = 0, sids = '1 1'"))
+        conn.execute(text("UPDATE suricata_row_sids SET rules_check = 0, rules = 'stale'"))
     again = rules(svc, ring["R"].principal)
     assert {k: (r.sid, r.rev) for k, r in again.items()} == {k: (r.sid, r.rev) for k, r in first.items()}
     with exchange.engine.connect() as conn:
@@ -149,8 +150,10 @@ def test_a_row_deleted_during_an_export_is_not_remembered(exchange, svc, ring):
     in between still gets its sids, and nothing is remembered for it."""
     body = 'alert ip $HOME_NET any <> 45.77.9.9 any (msg:"x"; metadata:cw_id indicator--x; '
     row = suricata.RuleRow(987_654, 1, "indicator--x", (("ipv4-addr", "45.77.9.9"),), (body,))
-    with exchange.engine.connect() as conn:
-        ((sid, rev),) = svc._allocate_sids(conn, [row])[0]
+    store = SidStore(exchange.engine.connect)
+    ((sid, rev),) = store.allocate([row])[0]
+    store.remember([(row.row_id, row.check, f"{body}sid:{sid}; rev:{rev};)\n")])
+    store.close()
     assert sid > suricata.SID_BASE and rev == 1
     assert count(exchange, "suricata_row_sids") == 0
 

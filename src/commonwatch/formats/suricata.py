@@ -25,8 +25,8 @@ import functools
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import NamedTuple, Protocol
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import ExportItem, Observable
@@ -64,6 +64,35 @@ class RuleRow(NamedTuple):
 #: The (sid, rev) of each rule of each row.
 SidAllocator = Callable[[Sequence[RuleRow]], Sequence[Sequence[tuple[int, int]]]]
 
+
+class RuleStore(Protocol):
+    """Where the sids and revs of rules are kept, and the finished rules of stored rows
+    remembered (the export service's database)."""
+
+    def recall(self, row_ids: Sequence[int]) -> Mapping[int, tuple[int, str]]:
+        """Row id -> (check, rules text) of the rows whose rules were remembered (and
+        maybe of other rows)."""
+
+    def allocate(self, rows: Sequence[RuleRow]) -> Sequence[Sequence[tuple[int, int]]]:
+        """The (sid, rev) of each rule of each row (:data:`SidAllocator`)."""
+
+    def remember(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        """Keep the (row id, check, rules text) of rows just written."""
+
+
+class Unremembered:
+    """A :class:`RuleStore` that remembers nothing: every rule's sid and rev come from
+    ``allocate``."""
+
+    def __init__(self, allocate: SidAllocator) -> None:
+        self.allocate = allocate
+
+    def recall(self, row_ids: Sequence[int]) -> Mapping[int, tuple[int, str]]:
+        return {}
+
+    def remember(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        pass
+
 _SAFE_CONTENT = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~/?&=%+,!*'()@$[]#"
 )
@@ -99,7 +128,7 @@ def _meta_value(value: str) -> str:
     return "_".join(_text(value, 80).split()) or "none"
 
 
-#: The end of every rule body: the allocator's sid and rev fill it (see :func:`_fill`).
+#: The end of every rule body: the allocator's sid and rev fill it (see :func:`_batch`).
 _SID_REV = "sid:{sid}; rev:{rev};)"
 
 
@@ -137,9 +166,44 @@ class _Rules:
         self._days: dict[str, str] = {}
         self._context = context
 
-    def tail(self, item: ExportItem) -> tuple[str, str, int]:
+    def check(self, item: ExportItem) -> int:
+        """The check of the item's row (:class:`RuleRow`)."""
+        group = self._groups.get((item.tlp, item.community, item.producer))
+        if group is None:
+            group = self._group(item.tlp, item.community, item.producer)
+        return group[3] if item.warninglists else group[2]
+
+    def row(self, item: ExportItem, check: int, skipped: Counter[str]) -> RuleRow | None:
+        """The item's rules before their sids are known, or None if none of its values
+        has a rule form (counted in ``skipped``)."""
+        observables = item.observables
+        if len(observables) == 1:  # most objects: one value, one rule
+            head = _head(observables[0])
+            if head is None:
+                skipped[_skip_reason(observables[0])] += 1
+                return None
+            opening, meta = self.tail(item)
+            return _new_row(RuleRow, (item.row_id, check, item.stix_id, observables,
+                                      (f"{head[0]} {opening}{head[1]}{meta}",)))
+        kept: list[Observable] = []
+        texts: list[str] = []
+        tail: tuple[str, str] | None = None
+        for observable in observables:
+            head = _head(observable)
+            if head is None:
+                skipped[_skip_reason(observable)] += 1
+                continue
+            if tail is None:
+                tail = self.tail(item)
+            kept.append(observable)
+            texts.append(f"{head[0]} {tail[0]}{head[1]}{tail[1]}")
+        if not texts:
+            return None
+        return _new_row(RuleRow, (item.row_id, check, item.stix_id, tuple(kept), tuple(texts)))
+
+    def tail(self, item: ExportItem) -> tuple[str, str]:
         """``(msg:"..."; `` and ``metadata:...; ``: what comes before and after the match
-        options of each of the item's rules; and the check of its row (:class:`RuleRow`)."""
+        options of each of the item's rules."""
         group = self._groups.get((item.tlp, item.community, item.producer))
         if group is None:
             group = self._group(item.tlp, item.community, item.producer)
@@ -157,7 +221,7 @@ class _Rules:
                     f"updated_at {days.get(modified) or self._day(modified)}; ")
         else:
             meta = f"metadata:cw_id {item.stix_id}{group[1]}; "
-        return f'(msg:"{msg}"; ', meta, group[3] if item.warninglists else group[2]
+        return f'(msg:"{msg}"; ', meta
 
     def _group(self, tlp: int, community: str, producer: str) -> tuple[str, str, int, int]:
         """The msg's start, the metadata's TLP, community and producer words, and the
@@ -258,66 +322,76 @@ def writer_fingerprint() -> str:
     rule writer changes it, so rows remembered under the old writer are looked up by
     key again and their revs follow their texts (:class:`RuleContext`)."""
     fixed: SidAllocator = lambda rows: [[(1, 1)] * len(row.bodies) for row in rows]  # noqa: E731
-    text = "".join(rules(_SAMPLE, fixed, Counter(), None))
+    text = "".join(rules(_SAMPLE, Unremembered(fixed), Counter(), None))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def rules(
-    items: Iterable[ExportItem], allocate: SidAllocator, skipped: Counter[str],
+    items: Iterable[ExportItem], store: RuleStore, skipped: Counter[str],
     context: RuleContext | None = None,
 ) -> Iterator[str]:
-    """Rules text, one chunk per batch of rules, sids and revs from ``allocate``; the
-    rows' checks from ``context`` (none: every check is 0)."""
-    pending: list[RuleRow] = []
-    count = 0
+    """Rules text, one chunk per batch of objects; sids and revs from ``store``, where
+    the rules of stored rows are remembered; the rows' checks from ``context`` (none:
+    every check is 0).
+
+    A row whose remembered check equals its check now has the rules it had: they are
+    written as remembered, without being built again (most rows of most exports). The
+    others are built, their sids and revs allocated by rule key, and remembered.
+    """
+    pending: list[tuple[ExportItem, int]] = []
     bodies = _Rules(context)
-    new_row = tuple.__new__  # RuleRow without its generated __new__'s Python frame
     for item in items:
         observables = item.observables
-        if len(observables) == 1:  # most objects: one value, one rule
-            head = _head(observables[0])
-            if head is None:
-                skipped[_skip_reason(observables[0])] += 1
-                continue
-            opening, meta, check = bodies.tail(item)
-            kept: tuple[Observable, ...] = observables
-            texts: tuple[str, ...] = (f"{head[0]} {opening}{head[1]}{meta}",)
-        else:
-            kept_list: list[Observable] = []
-            text_list: list[str] = []
-            tail: tuple[str, str, int] | None = None
-            for observable in observables:
-                head = _head(observable)
-                if head is None:
-                    skipped[_skip_reason(observable)] += 1
-                    continue
-                if tail is None:
-                    tail = bodies.tail(item)
-                kept_list.append(observable)
-                text_list.append(f"{head[0]} {tail[0]}{head[1]}{tail[1]}")
-            if not text_list:
-                continue
-            kept, texts, check = tuple(kept_list), tuple(text_list), tail[2]  # type: ignore[index]
-        pending.append(new_row(RuleRow, (item.row_id, check, item.stix_id, kept, texts)))
-        count += len(texts)
-        if count >= BATCH:
-            yield _fill(pending, allocate)
-            pending, count = [], 0
+        if len(observables) == 1 and not _has_rule(observables[0]):
+            skipped[_skip_reason(observables[0])] += 1
+            continue
+        pending.append((item, bodies.check(item)))
+        if len(pending) >= BATCH:
+            yield _batch(pending, bodies, store, skipped)
+            pending = []
     if pending:
-        yield _fill(pending, allocate)
+        yield _batch(pending, bodies, store, skipped)
 
 
-def _fill(pending: list[RuleRow], allocate: SidAllocator) -> str:
-    """The rules of a batch with their sids and revs."""
+def _batch(pending: list[tuple[ExportItem, int]], bodies: _Rules, store: RuleStore,
+           skipped: Counter[str]) -> str:
+    """The rules of a batch of items with their checks: remembered, or built and
+    allocated (then remembered)."""
+    recalled = store.recall([item.row_id for item, _ in pending if item.row_id])
     out: list[str] = []
-    for row, ids in zip(pending, allocate(pending), strict=True):
-        if len(ids) == 1:
-            sid, rev = ids[0]
-            out.append(f"{row.bodies[0]}sid:{sid}; rev:{rev};)\n")
-        else:
-            out.extend([f"{body}sid:{sid}; rev:{rev};)\n"
-                        for body, (sid, rev) in zip(row.bodies, ids, strict=True)])
+    built: list[RuleRow] = []
+    slots: list[int] = []
+    for item, check in pending:
+        found = recalled.get(item.row_id) if item.row_id else None
+        if found is not None and found[0] == check:
+            if len(item.observables) > 1:  # its values without a rule are still counted
+                for observable in item.observables:
+                    if not _has_rule(observable):
+                        skipped[_skip_reason(observable)] += 1
+            out.append(found[1])
+            continue
+        row = bodies.row(item, check, skipped)
+        if row is not None:
+            slots.append(len(out))
+            out.append("")
+            built.append(row)
+    if built:
+        for slot, row, ids in zip(slots, built, store.allocate(built), strict=True):
+            out[slot] = "".join([f"{body}sid:{sid}; rev:{rev};)\n"
+                                 for body, (sid, rev) in zip(row.bodies, ids, strict=True)])
+        store.remember([(row.row_id, row.check, out[slot])
+                        for slot, row in zip(slots, built, strict=True) if row.row_id])
     return "".join(out)
+
+
+def _has_rule(observable: Observable) -> bool:
+    """Whether :func:`_head` gives the value a rule, without building it."""
+    kind = observable[0]
+    return kind in _RULE_KINDS or (kind == "url" and observable[1].startswith("http://"))
+
+
+_RULE_KINDS = frozenset(["ipv4-addr", "ipv6-addr", "domain-name"])
+_new_row = tuple.__new__  # RuleRow without its generated __new__'s Python frame
 
 
 DATASET_TYPES = {"string": ("domain-name",), "md5": ("md5",), "sha256": ("sha256",),

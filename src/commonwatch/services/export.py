@@ -13,7 +13,6 @@ Pull feeds (:mod:`commonwatch.services.feeds`) are rendered through
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
@@ -59,15 +57,14 @@ from commonwatch.services.export_rows import (
     column_item,
 )
 from commonwatch.services.query import ExportFilter, QueryService
+from commonwatch.services.suricata_sids import SidStore
 from commonwatch.storage import objects as objects_repo
-from commonwatch.storage import sids
 from commonwatch.storage.db import schema_revision
 from commonwatch.storage.models import Organisation
 
 if TYPE_CHECKING:
     from commonwatch.services.lifecycle import LifecycleService
 
-log = logging.getLogger("commonwatch.export")
 
 TEXT = "text/plain; charset=utf-8"
 #: Format name -> media type. Plain lists are ``plain-<list>`` (see formats/plain_lists.py).
@@ -340,111 +337,23 @@ class ExportService:
         with self._sessions() as s:
             return {i: n for i, n in s.execute(select(Organisation.id, Organisation.name))}
 
-    # -- Suricata sids --------------------------------------------------------------------
+    # -- Suricata rules -------------------------------------------------------------------
     def _rules(self, items: Iterator[ExportItem], stats: ExportStats, lists: str) -> Iterator[str]:
-        """Suricata rules, their sids allocated on one connection held from the first
-        batch to the end of the export: taken alongside the export's snapshot before the
-        first chunk goes out, it cannot fail to come from the pool in the middle of the
-        body. ``lists``: the warninglists' part of the rows'
-        :class:`~commonwatch.formats.suricata.RuleContext`."""
-        conn: Connection | None = None
+        """Suricata rules, their sids and the rules remembered by row kept on one
+        connection (:class:`~commonwatch.services.suricata_sids.SidStore`). ``lists``:
+        the warninglists' part of the rows' :class:`~commonwatch.formats.suricata.RuleContext`."""
         with self._sessions() as s:
             context = suricata.RuleContext(schema_revision(s.connection()) or "", lists)
-
-        def allocate(rows: Sequence[suricata.RuleRow]) -> list[list[tuple[int, int]]]:
-            nonlocal conn
-            if conn is None:
-                conn = self._sessions.kw["bind"].connect()
-            return self._allocate_sids(conn, rows)
-
+        store = SidStore(self._sessions.kw["bind"].connect)
         try:
-            yield from suricata.rules(items, allocate, stats.skipped, context)
+            yield from suricata.rules(items, store, stats.skipped, context)
         finally:
             # Also when the allocation failed (a pool run dry): the rows' snapshot goes at
             # once, not whenever the traceback holding it is collected.
             close = getattr(items, "close", None)
             if close is not None:
                 close()
-            if conn is not None:
-                conn.close()
-
-    def _allocate_sids(
-        self, conn: Connection, rows: Sequence[suricata.RuleRow]
-    ) -> list[list[tuple[int, int]]]:
-        """The (sid, rev) of each rule of each row: a stable sid per rule key, its rev
-        bumped when the rule's text changed.
-
-        The sids and revs of a stored row's rules are remembered with the check of what
-        their texts depend on besides the row (:class:`~commonwatch.formats.suricata.RuleContext`):
-        a row whose check is unchanged since its last export (most rows of most exports)
-        is answered from that, read by row id, without looking up any rule by key. The others go by
-        key (:meth:`_sids_by_key`) and are then remembered (:meth:`_remember`). One batch
-        of rows (a few thousand rules) per call, in its own transaction on ``conn``.
-        """
-        if not rows:
-            return []
-        missed: list[int] = []
-        with conn.begin():
-            remembered = sids.remembered(conn, [row.row_id for row in rows if row.row_id])
-            out: list[list[tuple[int, int]]] = []
-            pairs_of = sids.sids_pairs
-            for row in rows:
-                found = remembered.get(row.row_id)
-                pairs = pairs_of(found[1]) if found is not None and found[0] == row.check else []
-                if len(pairs) != len(row.bodies):
-                    missed.append(len(out))
-                out.append(pairs)
-            if missed:
-                allocated = self._sids_by_key(conn, [
-                    (key, suricata.rule_digest(body)) for k in missed
-                    for key, body in zip(rows[k].rule_keys(), rows[k].bodies, strict=True)])
-                at = 0
-                for k in missed:
-                    out[k] = allocated[at:at + len(rows[k].bodies)]
-                    at += len(rows[k].bodies)
-        if missed:
-            self._remember(conn, [(rows[k].row_id, rows[k].check, out[k])
-                                  for k in missed if rows[k].row_id])
-        if conn.dialect.name == "sqlite":
-            # The batch's pages of the sid tables stay in SQLite's page cache (256 MiB,
-            # storage/db.py) after the commit: over 10^6 rules that is the whole table.
-            # Released after each batch, the export's memory stays flat.
-            with conn.begin():
-                conn.exec_driver_sql("PRAGMA shrink_memory")
-        return out
-
-    @staticmethod
-    def _remember(conn: Connection, entries: list[tuple[int, int, list[tuple[int, int]]]]) -> None:
-        """Remember the sids of rows just allocated, in a transaction of its own, after
-        the allocation committed. Only an optimisation for the next export: if it fails
-        (a deadlock with a concurrent writer, say), that export looks the rows up by key
-        again, and this one goes on."""
-        dbapi_error = conn.dialect.loaded_dbapi.Error
-        try:
-            with conn.begin():
-                sids.remember(conn, entries)
-        except (dbapi_error, DBAPIError) as exc:
-            log.info("Suricata sids of %d rows not remembered (%s): the next export looks them up",
-                     len(entries), type(exc).__name__)
-
-    @staticmethod
-    def _sids_by_key(conn: Connection, rules: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
-        """(sid, rev) of each (rule key, digest of its text), allocating new keys and
-        bumping the rev of those whose digest changed; straight on the driver's cursor:
-        SQLAlchemy's expansion of a few thousand IN and VALUES parameters per batch cost
-        more than the statements."""
-        keys = [key for key, _ in rules]
-        known = sids.known_sids(conn, keys)
-        # New keys, then changed revs, each in one order: concurrent exports lock alike.
-        fresh = sorted((k, d) for k, d in dict(rules).items() if k not in known)
-        if fresh:
-            sids.execute_many(conn, sids.INSERT_SIDS, fresh)
-            known = sids.known_sids(conn, keys)
-        changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
-        if changed:
-            sids.execute_many(conn, sids.BUMP_SIDS, [(d, sid_id) for sid_id, d in sorted(changed.items())])
-            known = sids.known_sids(conn, keys)
-        return [(suricata.SID_BASE + known[k][0], known[k][1]) for k in keys]
+            store.close()
 
 
 def prepended(head: Sequence[str], chunks: Iterator[str]) -> Iterator[str]:

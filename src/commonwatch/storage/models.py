@@ -270,12 +270,13 @@ class SuricataSid(Base):
 
 
 class SuricataRowSids(Base):
-    """The sids and revs of the Suricata rules of one stored version, as last exported.
+    """The Suricata rules of one stored version, as last exported (with their sids and
+    revs).
 
     ``rules_check`` digests what the rules' texts depended on then besides the row
     (:class:`~commonwatch.formats.suricata.RuleContext`): while it is unchanged, a new
-    export reads the row's sids and revs here, by row, instead of looking each rule up
-    by key in ``suricata_sids``. Goes with the row.
+    export writes the rules remembered here, by row, instead of building them and
+    looking each up by key in ``suricata_sids``. Goes with the row.
     """
 
     __tablename__ = "suricata_row_sids"
@@ -283,5 +284,5 @@ class SuricataRowSids(Base):
     object_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("stix_objects.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
     rules_check: Mapped[int] = mapped_column(BigInteger)
-    #: "sid rev" of each rule, in the order of the row's values, space-separated.
-    sids: Mapped[str] = mapped_column(Text)
+    #: The row's rules, each ending in a line break, as the export wrote them.
+    rules: Mapped[str] = mapped_column(Text)

@@ -1,5 +1,5 @@
 """Suricata rule sids: one stable sid per rule key, its ``rev`` bumped on change, and
-the sids and revs of each stored row's rules as last exported.
+the rules of each stored row as last exported.
 
 Straight on the driver's cursor, a batch of rules at a time: SQLAlchemy's expansion of
 a few thousand IN and VALUES parameters per batch cost more than the statements. A
@@ -24,15 +24,15 @@ INSERT_SIDS = (f"INSERT INTO {_SIDS} (rule_key, rev, digest) VALUES (?, 1, ?) "
 BUMP_SIDS = f"UPDATE {_SIDS} SET rev = rev + 1, digest = ? WHERE id = ?"
 _SELECT_SIDS = f"SELECT id, rule_key, rev, digest FROM {_SIDS} WHERE rule_key "
 _ROWS = SuricataRowSids.__tablename__
-_SELECT_ROWS = f"SELECT object_id, rules_check, sids FROM {_ROWS} WHERE object_id "
+_SELECT_ROWS = f"SELECT object_id, rules_check, rules FROM {_ROWS} WHERE object_id "
 _RANGE_ROWS = _SELECT_ROWS + "BETWEEN ? AND ?"
 # Only for a row still stored: an export may outlive a version deleted meanwhile. On
 # PostgreSQL a row a concurrent transaction is deleting (locked) is skipped rather than
 # waited for: its entry would go with it.
-REMEMBER_ROWS = (f"INSERT INTO {_ROWS} (object_id, rules_check, sids) "
+REMEMBER_ROWS = (f"INSERT INTO {_ROWS} (object_id, rules_check, rules) "
                  f"SELECT id, ?, ? FROM {StixObject.__tablename__} WHERE id = ?{{lock}} "
                  "ON CONFLICT (object_id) DO UPDATE SET rules_check = excluded.rules_check, "
-                 "sids = excluded.sids")
+                 "rules = excluded.rules")
 
 
 def _driver(conn: Connection) -> Any:
@@ -69,7 +69,7 @@ def known_sids(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, in
 
 
 def remembered(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
-    """row id -> (rules check, sids text) of the rows whose rules were exported before
+    """row id -> (rules check, rules text) of the rows whose rules were exported before
     (and maybe of other rows between them)."""
     if not row_ids:
         return {}
@@ -88,23 +88,10 @@ def remembered(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[int,
         cursor.close()
 
 
-def remember(conn: Connection, rows: Sequence[tuple[int, int, Sequence[tuple[int, int]]]]) -> None:
-    """Store (row id, rules check, (sid, rev) of each rule) of rows just exported, in
-    row id order (concurrent exports take the entries' locks in one order)."""
+def remember(conn: Connection, rows: Sequence[tuple[int, int, str]]) -> None:
+    """Store (row id, rules check, rules text) of rows just exported, in row id order
+    (concurrent exports take the entries' locks in one order)."""
     if rows:
         lock = " FOR KEY SHARE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
         execute_many(conn, REMEMBER_ROWS.format(lock=lock),
-                     [(check, sids_text(pairs), row_id) for row_id, check, pairs in sorted(rows)])
-
-
-def sids_text(pairs: Sequence[tuple[int, int]]) -> str:
-    return " ".join(f"{sid} {rev}" for sid, rev in pairs)
-
-
-def sids_pairs(text: str) -> list[tuple[int, int]]:
-    """The (sid, rev) pairs of a :func:`sids_text`."""
-    sid, _, rev = text.partition(" ")
-    if " " not in rev:  # one rule: most rows
-        return [(int(sid), int(rev))]
-    numbers = [int(n) for n in text.split()]
-    return list(zip(numbers[::2], numbers[1::2], strict=True))
+                     [(check, text, row_id) for row_id, check, text in sorted(rows)])

@@ -1,0 +1,118 @@
+"""The sids, revs and remembered rules of one Suricata rules export, in the database.
+
+A rule's sid follows its key (``suricata_sids``), its rev is bumped when its text
+changes. The finished rules of each stored row are remembered by row
+(``suricata_row_sids``) with the check of what their texts depend on besides the row
+(:class:`~commonwatch.formats.suricata.RuleContext`): a row whose check is unchanged
+since its last export (most rows of most exports) is written as remembered, read by row
+id, without building its rules or looking any of them up by key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from commonwatch.formats import suricata
+from commonwatch.storage import sids
+
+log = logging.getLogger("commonwatch.export")
+
+
+class SidStore:
+    """The :class:`~commonwatch.formats.suricata.RuleStore` of one export.
+
+    One connection, taken at the first batch and held to the end of the export (see
+    :meth:`close`): taken alongside the export's snapshot before the first chunk goes
+    out, it cannot fail to come from the pool in the middle of the body. Each call is a
+    transaction of its own on it.
+    """
+
+    def __init__(self, connect: Callable[[], Connection]) -> None:
+        self._connect = connect
+        self._conn: Connection | None = None
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def recall(self, row_ids: Sequence[int]) -> Mapping[int, tuple[int, str]]:
+        """Row id -> (check, rules text) of the rows whose rules were remembered."""
+        if not row_ids:
+            return {}
+        conn = self._connection()
+        with conn.begin():
+            found = sids.remembered(conn, row_ids)
+        _release_pages(conn)
+        return found
+
+    def allocate(self, rows: Sequence[suricata.RuleRow]) -> list[list[tuple[int, int]]]:
+        """The (sid, rev) of each rule of each row, by rule key: new keys get a sid,
+        keys whose text changed a new rev. One batch of rows per call."""
+        if not rows:
+            return []
+        conn = self._connection()
+        with conn.begin():
+            found = by_key(conn, [(key, suricata.rule_digest(body)) for row in rows
+                                  for key, body in zip(row.rule_keys(), row.bodies, strict=True)])
+        _release_pages(conn)
+        out: list[list[tuple[int, int]]] = []
+        at = 0
+        for row in rows:
+            out.append(found[at:at + len(row.bodies)])
+            at += len(row.bodies)
+        return out
+
+    def remember(self, entries: Sequence[tuple[int, int, str]]) -> None:
+        """Remember the (row id, check, rules text) of rows just allocated, after the
+        allocation committed. Only an optimisation for the next export: if it fails (a
+        deadlock with a concurrent writer, say), that export looks the rows up by key
+        again, and this one goes on."""
+        if not entries:
+            return
+        conn = self._connection()
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        try:
+            with conn.begin():
+                sids.remember(conn, entries)
+        except (dbapi_error, DBAPIError) as exc:
+            log.info("Suricata rules of %d rows not remembered (%s): the next export looks them up",
+                     len(entries), type(exc).__name__)
+        _release_pages(conn)
+
+
+def by_key(conn: Connection, rules: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+    """(sid, rev) of each (rule key, digest of its text), allocating new keys and
+    bumping the rev of those whose digest changed; straight on the driver's cursor:
+    SQLAlchemy's expansion of a few thousand IN and VALUES parameters per batch cost
+    more than the statements."""
+    keys = [key for key, _ in rules]
+    known = sids.known_sids(conn, keys)
+    # New keys, then changed revs, each in one order: concurrent exports lock alike.
+    fresh = sorted((k, d) for k, d in dict(rules).items() if k not in known)
+    if fresh:
+        sids.execute_many(conn, sids.INSERT_SIDS, fresh)
+        known = sids.known_sids(conn, keys)
+    changed = {known[k][0]: d for k, d in rules if known[k][2] != d}
+    if changed:
+        sids.execute_many(conn, sids.BUMP_SIDS, [(d, sid_id) for sid_id, d in sorted(changed.items())])
+        known = sids.known_sids(conn, keys)
+    return [(suricata.SID_BASE + known[k][0], known[k][1]) for k in keys]
+
+
+def _release_pages(conn: Connection) -> None:
+    """The pages of the sid tables a batch read or wrote stay in SQLite's page cache
+    (256 MiB, storage/db.py) after its transaction: over 10^6 rules that is the whole
+    table. Released after each batch, the export's memory stays flat."""
+    if conn.dialect.name == "sqlite":
+        with conn.begin():
+            conn.exec_driver_sql("PRAGMA shrink_memory")
