@@ -67,6 +67,26 @@ def test_an_unchanged_export_looks_no_rule_up_by_key(exchange, svc, ring, monkey
     assert len({r.sid for r in again.values()}) == 8
 
 
+def test_an_unchanged_export_builds_no_rule_and_counts_the_same_skips(exchange, svc, ring, monkeypatch):
+    """Remembered rules are written as they are; a value without a rule form in an
+    object with rules (here a hash beside an address) is still counted as skipped."""
+    mixed = {**indicator(), "pattern": "[ipv4-addr:value = '45.90.0.1'] OR [file:hashes.MD5 = '"
+             + "a" * 32 + "']"}
+    assert not exchange.ingest.add_objects(ring["P"].principal, ring["cid"], [mixed]).failures
+
+    def export() -> tuple[str, dict[str, int]]:
+        out = svc.export(ring["R"].principal, "suricata-rules", ExportFilter())
+        return "".join(out.chunks), dict(out.stats.skipped)
+
+    first, skipped = export()
+    assert skipped == {suricata.SKIP_RULE_KIND: 1} and "45.90.0.1" in first
+    built = []
+    real = suricata._Rules.row
+    monkeypatch.setattr(suricata._Rules, "row", lambda self, *a: built.append(a) or real(self, *a))
+    assert export() == (first, skipped)
+    assert built == []
+
+
 def test_a_renamed_producer_bumps_every_rev_once_and_keeps_the_sids(exchange, svc, ring):
     first = rules(svc, ring["R"].principal)
     with exchange.engine.begin() as conn:
