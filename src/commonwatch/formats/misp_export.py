@@ -85,12 +85,21 @@ def render(items: Iterable[ExportItem], event_uuid: str, now_s: int, info: str) 
     chunk: list[str] = []
     for item in items:
         stix_id = item.stix_id
-        comment = _json_string(f"{stix_id} {item.name}".strip()[:1000])
-        end = f',"comment":{comment},"timestamp":"{item.version_us // 1_000_000}"{_TLP_MEMBERS[item.tlp]}'
-        single = len(item.observables) == 1 and stix_id.startswith("indicator--")
-        for kind, value in item.observables:
-            uuid_ = own_uuid(stix_id) if single else attribute_uuid(f"{stix_id}|{kind}|{value}")
-            chunk.append(f'{{"uuid":"{uuid_}",{_KIND_MEMBERS[kind]}"value":{_json_string(value)}{end}')
+        comment = f"{stix_id} {item.name}".strip()[:1000]
+        observables = item.observables
+        single = len(observables) == 1 and stix_id.startswith("indicator--")
+        both = comment + observables[0][1] if single else ""
+        if single and both.isprintable() and '"' not in both and "\\" not in both:
+            # Most objects: one value, and no text to escape. The uuid is the indicator's.
+            kind, value = observables[0]
+            chunk.append(f'{{"uuid":"{stix_id[11:]}",{_KIND_MEMBERS[kind]}"value":"{value}","comment":'
+                         f'"{comment}","timestamp":"{item.version_us // 1_000_000}"{_TLP_MEMBERS[item.tlp]}')
+        else:
+            end = (f',"comment":{_json_string(comment)},"timestamp":"{item.version_us // 1_000_000}"'
+                   f'{_TLP_MEMBERS[item.tlp]}')
+            for kind, value in observables:
+                uuid_ = own_uuid(stix_id) if single else attribute_uuid(f"{stix_id}|{kind}|{value}")
+                chunk.append(f'{{"uuid":"{uuid_}",{_KIND_MEMBERS[kind]}"value":{_json_string(value)}{end}')
         if len(chunk) >= BATCH:
             yield ("" if first else ",") + ",".join(chunk)
             first = False
