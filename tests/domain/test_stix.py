@@ -633,3 +633,25 @@ def test_any_json_value_is_valid_or_refused_cleanly(kind: str, name: str, value:
         assert isinstance(validate_object(obj), StixMeta)
     except InvalidStixObject as exc:
         assert exc.message
+
+
+def test_custom_content_nests_up_to_the_limit_and_no_deeper() -> None:
+    """Custom content may nest objects and arrays MAX_DEPTH levels deep, which the
+    stored JSON (written by orjson, which stops at 255) can hold; one level more is
+    refused with a message that says so, compiled or not (no reliance on Python's
+    recursion limit)."""
+    import orjson
+
+    from commonwatch.domain.stix_values import MAX_DEPTH
+
+    def nested(levels: int) -> Any:
+        value: Any = "leaf"
+        for n in range(levels):
+            value = {"x": value} if n % 2 else [value]
+        return value
+
+    deepest = variant("indicator", x_acme=nested(MAX_DEPTH))
+    validate_object(deepest)
+    assert orjson.loads(orjson.dumps(deepest)) == deepest
+    with pytest.raises(InvalidStixObject, match=f"nested too deeply.*{MAX_DEPTH} levels"):
+        validate_object(variant("indicator", x_acme=nested(MAX_DEPTH + 1)))

@@ -175,7 +175,7 @@ def _parse_fast(text: str) -> Pattern | None:
 def _fast_comparison(groups: Sequence[str], offset: int) -> Comparison | None:
     object_type, first, rest, value = groups
     path = _PATH_CACHE.get(first + rest) or _fast_path(first, rest)
-    if object_type in _IDENT_KINDS or path is _DECLINED:
+    if object_type in _IDENT_KINDS or not path[0]:  # a keyword in the path: declined
         return None
     steps, has_hashes = path
     if has_hashes:
@@ -215,7 +215,7 @@ def _fast_path(first: str, rest: str) -> _CachedPath:
 # --- Public API -------------------------------------------------------------------------
 
 
-def parse_pattern(pattern: str) -> Pattern:
+def parse_pattern(pattern: object) -> Pattern:
     """Parse a STIX 2.1 pattern (STIX 2.1 §9) into an immutable AST.
 
     Raises InvalidPattern naming the problem, the character offset and the offending

@@ -26,8 +26,9 @@ from commonwatch.domain import stix_types as T
 from commonwatch.domain.timestamps import TS_CACHE, parse_timestamp
 
 __all__ = [
-    "ID_TYPES", "MEMO_MAX", "NOT_SCO", "RULE_MAKERS", "SIMPLE", "TYPE_RE", "Check", "ObjCheck",
-    "Reject", "check_custom", "check_nested", "check_str_list", "enum_check", "extensions_check",
+    "ID_TYPES", "MAX_DEPTH", "MEMO_MAX", "NOT_SCO", "RULE_MAKERS", "SIMPLE", "TYPE_RE", "Check",
+    "NestedTooDeeply", "ObjCheck", "Reject", "check_custom", "check_nested", "check_str_list",
+    "enum_check", "extensions_check",
     "fail", "id_type", "list_check", "match_lang_tag", "number_check", "prefix", "ref_check",
     "refs_check", "required_rule", "show", "specific_rule",
 ]
@@ -105,7 +106,7 @@ _CATEGORIES: dict[str, tuple[frozenset[str], str]] = {  # category -> (denied ty
 
 
 def _ref_rule(allowed: frozenset[str]) -> tuple[frozenset[str], bool, str]:
-    """``(types, positive, wording)``: a type is fine iff ``(t in types) is positive``."""
+    """``(types, positive, wording)``: a type is fine iff ``(t in types) == positive``."""
     for category, (denied, wording) in _CATEGORIES.items():
         if category in allowed:
             return denied, False, wording
@@ -118,7 +119,7 @@ def ref_check(allowed: frozenset[str]) -> Check:
     types, positive, wording = _ref_rule(allowed)
 
     def check(value: Any) -> None:
-        if (id_type(value) in types) is not positive:
+        if (id_type(value) in types) != positive:
             raise Reject(f"must reference {wording}; got {show(value)}")
 
     return check
@@ -132,7 +133,7 @@ def refs_check(allowed: frozenset[str]) -> Check:
         if type(value) is list and value:
             for item in value:  # fast path: every id already known
                 kind = get(item) if type(item) is str else None
-                if kind is None or (kind in types) is not positive:
+                if kind is None or (kind in types) != positive:
                     break
             else:
                 return
@@ -140,7 +141,7 @@ def refs_check(allowed: frozenset[str]) -> Check:
             raise fail("a non-empty list of identifiers", value)
         for index, item in enumerate(value):
             try:
-                if (id_type(item) in types) is not positive:
+                if (id_type(item) in types) != positive:
                     raise Reject(f"must reference {wording}; got {show(item)}")
             except Reject as exc:
                 raise prefix(exc, f"[{index}]") from None
@@ -322,14 +323,23 @@ _PROP_NAME = re.compile(r"[a-z0-9_]{3,250}").fullmatch
 _GOOD_NAMES: set[str] = set()
 
 
-def check_nested(name: str, value: Any) -> None:
+#: How deep custom content may nest objects and arrays. JSON decoders stop far deeper
+#: (orjson at 1,024 levels), but the stored JSON is written by orjson, which stops at 255.
+MAX_DEPTH = 200
+
+
+class NestedTooDeeply(Exception):
+    """Custom content nests objects and arrays more than :data:`MAX_DEPTH` levels deep."""
+
+
+def check_nested(name: str, value: Any, depth: int = 0) -> None:
     """A key no table defines: ``*_ref``/``*_refs`` must hold identifiers."""
     if name.endswith("_ref"):
         id_type(value)
     elif name.endswith("_refs"):
         _ANY_REFS(value)
     elif type(value) is dict or type(value) is list:
-        _walk(value)
+        _walk(value, depth + 1)
 
 
 def check_custom(name: str, value: Any) -> None:
@@ -345,18 +355,23 @@ def check_custom(name: str, value: Any) -> None:
     check_nested(name, value)
 
 
-def _walk(value: Any) -> None:
-    """Check the ``*_ref``/``*_refs`` keys inside nested custom content."""
+def _walk(value: Any, depth: int = 1) -> None:
+    """Check the ``*_ref``/``*_refs`` keys inside nested custom content: ``value`` is
+    an object or an array, the ``depth``-th level of its property's content."""
+    if depth > MAX_DEPTH:
+        raise NestedTooDeeply
     if type(value) is dict:
         for key, item in value.items():
             try:
-                check_nested(key, item)
+                check_nested(key, item, depth)
             except Reject as exc:
                 raise prefix(exc, key) from None
     elif type(value) is list:
         for index, item in enumerate(value):
+            if type(item) is not dict and type(item) is not list:
+                continue
             try:
-                _walk(item)
+                _walk(item, depth + 1)
             except Reject as exc:
                 raise prefix(exc, f"[{index}]") from None
 
@@ -453,7 +468,8 @@ def _when(name: str, value: bool, verb: str, other: str) -> ObjCheck:
     rule = f"{'must not be present' if verb == 'forbids' else 'is required'} when '{name}' is "
 
     def check(obj: dict[str, Any]) -> None:
-        if obj.get(name) is value and (other in obj) is (verb == "forbids"):
+        found = obj.get(name)
+        if type(found) is bool and found == value and (other in obj) == (verb == "forbids"):
             raise Reject(rule + json.dumps(value), other)
 
     return check

@@ -36,7 +36,7 @@ _CACHE_MAX = 8192
 TS_CACHE: dict[str, int] = {}
 
 
-def parse_timestamp(value: str) -> int:
+def parse_timestamp(value: object) -> int:
     """Parse a STIX timestamp into microseconds since the Unix epoch (UTC).
 
     Strict RFC 3339 as STIX 2.1 §2.15 profiles it: ``YYYY-MM-DDTHH:MM:SS[.f]Z`` with an
@@ -94,7 +94,7 @@ def parse_when(value: str, what: str) -> int:
                          "(2026-01-31T12:00:00.000Z)") from None
 
 
-def format_timestamp(us: int) -> str:
+def format_timestamp(us: object) -> str:
     """Render microseconds since the epoch as a canonical STIX timestamp.
 
     Three fraction digits (``2016-05-12T08:17:27.000Z``) for whole milliseconds, six
