@@ -242,7 +242,7 @@ def _item_from_json(item, obj):
         _as_text(created) if versioned else "", _as_text(obj.get("modified", created)) if versioned else "",
         obj.get("valid_until") if kind == "indicator" else None,
         tuple(x for x in labels if isinstance(x, str)) if isinstance(labels, list) else (),
-        item.observables, item.raw, item.warninglists, item.version_us, item.row_id)
+        item.observables, item.raw, item.warninglists, item.version_us, item.row_id, item.added_us)
 
 
 def _as_text(value):

@@ -555,23 +555,15 @@ def test_rows_whose_values_have_no_rule_form_are_counted_alike_and_never_remembe
     assert sorted(remembered_rows(exchange)) == sorted(row_ids(exchange, dropped["id"], address["id"]))
 
 
-# BUG: on SQLite a row id freed by a deletion is given to the next row stored, and an
-# export that read the deleted row remembers its rules under that id after the new row
-# took it (REMEMBER_ROWS checks only that a row with the id exists). The new row, of the
-# same TLP, community and producer, has the same check: every later export serves the
-# deleted indicator's rules in its place. Prod posts a (45.77.7.1) and b (45.77.7.2, the
-# highest row id) in 'ring'; an export (batches of one row) writes a's rules; b is
-# deleted and c (45.77.7.3) posted, taking b's row id; the export goes on and writes b's
-# rules. Expected: the next export writes the rules of a and c. Got: a's and b's (c's
-# address never reaches a sensor). PostgreSQL never gives an id twice.
-def test_an_export_outliving_a_deleted_row_gives_its_rules_to_no_other_row(exchange, svc, world, monkeypatch,
-                                                                        request):
+def test_an_export_outliving_a_deleted_row_gives_its_rules_to_no_other_row(exchange, svc, world, monkeypatch):
     """An export reads its rows, then a version it read is deleted and another object
-    stored before the export writes (and remembers) the deleted version's rules."""
-    if exchange.engine.dialect.name == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: on SQLite a "
-                                              "deleted row's rules are remembered under its id after a new "
-                                              "row took it"))
+    stored before the export writes (and remembers) the deleted version's rules.
+
+    Regression: SQLite gives the id of a deleted last row to the next row stored, and
+    the deleted row's rules were remembered under that id (the entry named the row by
+    its id alone); the new row, of the same TLP, community and producer, had the same
+    check, so every later export wrote the deleted indicator's rules in its place. An
+    entry now names its row by id and date added."""
     monkeypatch.setattr(suricata, "BATCH", 1)
     a, b, c = (indicator(f"45.77.7.{n}", oid=f"indicator--00000000-0000-4000-8000-00000000000{n}")
                for n in (1, 2, 3))

@@ -172,7 +172,7 @@ def test_a_row_deleted_during_an_export_is_not_remembered(exchange, svc, ring):
     row = suricata.RuleRow(987_654, 1, "indicator--x", (("ipv4-addr", "45.77.9.9"),), (body,))
     store = SidStore(exchange.engine.connect)
     ((sid, rev),) = store.allocate([row])[0]
-    store.remember([(row.row_id, row.check, f"{body}sid:{sid}; rev:{rev};)\n")])
+    store.remember([(row.row_id, 0, row.check, f"{body}sid:{sid}; rev:{rev};)\n")])
     store.close()
     assert sid > suricata.SID_BASE and rev == 1
     assert count(exchange, "suricata_row_sids") == 0

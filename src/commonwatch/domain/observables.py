@@ -377,5 +377,8 @@ class ExportItem(NamedTuple):
     #: When this version was made: its ``modified`` (µs), or when it was added for
     #: objects without versions (SCOs).
     version_us: int = 0
-    #: The stored row of this version (0: none), by which Suricata sids are remembered.
+    #: The stored row of this version (0: none), by which Suricata rules are remembered,
+    #: and when it was added (``date_added_us``): with the id, what tells the row apart
+    #: from a later one given the same id (SQLite reuses the id of a deleted last row).
     row_id: int = 0
+    added_us: int = 0

@@ -43,7 +43,8 @@ class RuleRow(NamedTuple):
     """The rules of one exported object, before their sids are known.
 
     ``row_id``: the stored version they come from (0 when there is none): the
-    allocator remembers a row's sids and revs by it. ``check``: a digest of what the
+    store remembers a row's rules by it (and by ``added_us``, when the row was added).
+    ``check``: a digest of what the
     rules' texts depend on besides the stored row (:class:`RuleContext`): while it is
     unchanged the remembered sids and revs are still right.
     ``values``: the (kind, value) of each rule (:func:`rule_key`); ``bodies``: each
@@ -55,6 +56,7 @@ class RuleRow(NamedTuple):
     stix_id: str
     values: tuple[Observable, ...]
     bodies: tuple[str, ...]
+    added_us: int = 0
 
     def rule_keys(self) -> list[str]:
         """The :func:`rule_key` of each rule."""
@@ -76,8 +78,8 @@ class RuleStore(Protocol):
     def allocate(self, rows: Sequence[RuleRow]) -> Sequence[Sequence[tuple[int, int]]]:
         """The (sid, rev) of each rule of each row (:data:`SidAllocator`)."""
 
-    def remember(self, rows: Sequence[tuple[int, int, str]]) -> None:
-        """Keep the (row id, check, rules text) of rows just written."""
+    def remember(self, rows: Sequence[tuple[int, int, int, str]]) -> None:
+        """Keep the (row id, row's date added, check, rules text) of rows just written."""
 
 
 class Unremembered:
@@ -90,7 +92,7 @@ class Unremembered:
     def recall(self, row_ids: Sequence[int]) -> Mapping[int, tuple[int, str]]:
         return {}
 
-    def remember(self, rows: Sequence[tuple[int, int, str]]) -> None:
+    def remember(self, rows: Sequence[tuple[int, int, int, str]]) -> None:
         pass
 
 _SAFE_CONTENT = frozenset(
@@ -184,7 +186,7 @@ class _Rules:
                 return None
             opening, meta = self.tail(item)
             return _new_row(RuleRow, (item.row_id, check, item.stix_id, observables,
-                                      (f"{head[0]} {opening}{head[1]}{meta}",)))
+                                      (f"{head[0]} {opening}{head[1]}{meta}",), item.added_us))
         kept: list[Observable] = []
         texts: list[str] = []
         tail: tuple[str, str] | None = None
@@ -199,7 +201,7 @@ class _Rules:
             texts.append(f"{head[0]} {tail[0]}{head[1]}{tail[1]}")
         if not texts:
             return None
-        return _new_row(RuleRow, (item.row_id, check, item.stix_id, tuple(kept), tuple(texts)))
+        return _new_row(RuleRow, (item.row_id, check, item.stix_id, tuple(kept), tuple(texts), item.added_us))
 
     def tail(self, item: ExportItem) -> tuple[str, str]:
         """``(msg:"..."; `` and ``metadata:...; ``: what comes before and after the match
@@ -379,7 +381,7 @@ def _batch(pending: list[tuple[ExportItem, int]], bodies: _Rules, store: RuleSto
         for slot, row, ids in zip(slots, built, store.allocate(built), strict=True):
             out[slot] = "".join([f"{body}sid:{sid}; rev:{rev};)\n"
                                  for body, (sid, rev) in zip(row.bodies, ids, strict=True)])
-        store.remember([(row.row_id, row.check, out[slot])
+        store.remember([(row.row_id, row.added_us, row.check, out[slot])
                         for slot, row in zip(slots, built, strict=True) if row.row_id])
     return "".join(out)
 

@@ -287,8 +287,8 @@ class ExportService:
             fails=lambda row: accept(row[8], row[9], row[10]) is not None, on_snapshot=on_snapshot)
         for community, rows in batches:
             stats.objects_read += len(rows)
-            for (stix_id, version_us, _, tlp, producer_id, document, values, skip, revoked, until, confidence,
-                 listed, row_stamp, name, labels, times, row_id) in rows:
+            for (stix_id, version_us, added_us, tlp, producer_id, document, values, skip, revoked, until,
+                 confidence, listed, row_stamp, name, labels, times, row_id) in rows:
                 # Most rows are neither revoked nor dated: they pass without the call.
                 reason = (None if any_confidence and not revoked and until is None
                           else accept(revoked, until, confidence))
@@ -323,7 +323,8 @@ class ExportService:
                     accept.note_expiry(until, stats)
                 producer = producers.get(producer_id, "unknown") if producer_id else "unknown"
                 yield column_item(stix_id, tlp, community, producer, confidence, observables, hits,
-                                  version_us, document if raw else b"", name, labels, times, row_id)
+                                  version_us, document if raw else b"", name, labels, times, row_id,
+                                  added_us)
 
     def _stamp(self) -> int:
         """The stamp of the lists loaded now, or -1 if ingest never stored verdicts

@@ -162,6 +162,7 @@ def column_item(
     stix_id: str, tlp: int, community: str, producer: str, confidence: int | None,
     observables: tuple[Observable, ...], hits: tuple[str, ...], version_us: int, raw: bytes = b"",
     name: str | None = None, labels: str | None = None, times: str | None = None, row_id: int = 0,
+    added_us: int = 0,
 ) -> ExportItem:
     """The :class:`ExportItem` of one exported object, from its export columns (written
     by ingest, :class:`~commonwatch.domain.indexing.ExportFacts`): ``name``, ``labels``
@@ -172,7 +173,7 @@ def column_item(
     # (an export builds one per object).
     return _new_item(ExportItem, (stix_id, "", name or "", tlp, community, producer, confidence,
                                   created, modified, until, _labels(labels) if labels else (),
-                                  observables, raw, hits, version_us, row_id))
+                                  observables, raw, hits, version_us, row_id, added_us))
 
 
 _NO_TIMES = ("", "", None)

@@ -72,9 +72,9 @@ class SidStore:
             at += len(row.bodies)
         return out
 
-    def remember(self, entries: Sequence[tuple[int, int, str]]) -> None:
-        """Remember the (row id, check, rules text) of rows just allocated, after the
-        allocation committed. Only an optimisation for the next export: if it fails (a
+    def remember(self, entries: Sequence[tuple[int, int, int, str]]) -> None:
+        """Remember the (row id, row's date added, check, rules text) of rows just
+        allocated, after the allocation committed. Only an optimisation for the next export: if it fails (a
         deadlock with a concurrent writer, say), that export looks the rows up by key
         again, and this one goes on."""
         if not entries:

@@ -26,11 +26,14 @@ _SELECT_SIDS = f"SELECT id, rule_key, rev, digest FROM {_SIDS} WHERE rule_key "
 _ROWS = SuricataRowSids.__tablename__
 _SELECT_ROWS = f"SELECT object_id, rules_check, rules FROM {_ROWS} WHERE object_id "
 _RANGE_ROWS = _SELECT_ROWS + "BETWEEN ? AND ?"
-# Only for a row still stored: an export may outlive a version deleted meanwhile. On
-# PostgreSQL a row a concurrent transaction is deleting (locked) is skipped rather than
-# waited for: its entry would go with it.
+# Only for a row still stored: an export may outlive a version deleted meanwhile, and
+# SQLite gives the id of a deleted last row to the next one, so the row is named by its
+# id and its date added (never reused in its community). On PostgreSQL a row a
+# concurrent transaction is deleting (locked) is skipped rather than waited for: its
+# entry would go with it.
 REMEMBER_ROWS = (f"INSERT INTO {_ROWS} (object_id, rules_check, rules) "
-                 f"SELECT id, ?, ? FROM {StixObject.__tablename__} WHERE id = ?{{lock}} "
+                 f"SELECT id, ?, ? FROM {StixObject.__tablename__} "
+                 f"WHERE id = ? AND date_added_us = ?{{lock}} "
                  "ON CONFLICT (object_id) DO UPDATE SET rules_check = excluded.rules_check, "
                  "rules = excluded.rules")
 
@@ -88,10 +91,10 @@ def remembered(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[int,
         cursor.close()
 
 
-def remember(conn: Connection, rows: Sequence[tuple[int, int, str]]) -> None:
-    """Store (row id, rules check, rules text) of rows just exported, in row id order
-    (concurrent exports take the entries' locks in one order)."""
+def remember(conn: Connection, rows: Sequence[tuple[int, int, int, str]]) -> None:
+    """Store (row id, row's date added, rules check, rules text) of rows just exported,
+    in row id order (concurrent exports take the entries' locks in one order)."""
     if rows:
         lock = " FOR KEY SHARE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
         execute_many(conn, REMEMBER_ROWS.format(lock=lock),
-                     [(check, text, row_id) for row_id, check, text in sorted(rows)])
+                     [(check, text, row_id, added) for row_id, added, check, text in sorted(rows)])
