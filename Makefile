@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean setup
+.PHONY: run test lint bench clean setup native
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,17 +24,28 @@ $(REF_STAMP): requirements-ref.txt
 	$(REF_VENV)/bin/pip install --quiet -r requirements-ref.txt
 	touch $(REF_STAMP)
 
-setup: $(STAMP)
+# The hot modules compiled with mypyc (tools/native.py), again whenever one changes.
+# Without a C compiler CommonWatch runs as pure Python, the same code.
+NATIVE         := $(VENV)/.native
+NATIVE_SOURCES := $(shell $(PYTHON) tools/native.py sources)
 
-run: $(STAMP)
+$(NATIVE): $(STAMP) tools/native.py $(NATIVE_SOURCES)
+	$(BIN)/python tools/native.py build || echo "native: continuing as pure Python"
+	touch $(NATIVE)
+
+native: $(NATIVE)
+
+setup: $(STAMP) $(NATIVE)
+
+run: $(STAMP) $(NATIVE)
 	$(BIN)/commonwatch demo
 	exec $(BIN)/commonwatch serve
 
-test: $(STAMP) $(REF_STAMP)
+test: $(STAMP) $(REF_STAMP) $(NATIVE)
 	$(BIN)/pytest -q -n 2
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy src
 
 bench: $(STAMP)
@@ -42,4 +53,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/taxii.py
 
 clean:
+	$(PYTHON) tools/native.py clean
 	rm -rf $(VENV) $(REF_VENV) data .pytest_cache
