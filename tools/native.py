@@ -42,6 +42,10 @@ NATIVE_MODULES = (
     "commonwatch.domain.markings",
     "commonwatch.domain.warninglists",
     "commonwatch.services.ingest_candidates",
+    "commonwatch.domain.sco_ids",
+    "commonwatch.formats.observables",
+    "commonwatch.formats.stix_bundle",
+    "commonwatch.formats.misp_tags",
     "commonwatch.formats.csv_export",
     "commonwatch.formats.misp_export",
 )
@@ -80,7 +84,8 @@ def build() -> int:
         shutil.copytree(SRC / "commonwatch", work / "commonwatch",
                         ignore=shutil.ignore_patterns("__pycache__", "*.so"))
         paths = [str(Path(*m.split(".")).with_suffix(".py")) for m in NATIVE_MODULES]
-        result = subprocess.run([str(mypyc), *paths], cwd=work, capture_output=True, text=True)
+        result = subprocess.run([str(mypyc), "--config-file", str(ROOT / "pyproject.toml"), *paths], cwd=work,
+                                capture_output=True, text=True)
         if result.returncode != 0:
             print(result.stdout[-4000:], result.stderr[-4000:], sep="\n", file=sys.stderr)
             print("native: the compilation failed; CommonWatch runs as pure Python", file=sys.stderr)
