@@ -46,7 +46,7 @@ class RuleRow(NamedTuple):
     store remembers a row's rules by it (and by ``added_us``, when the row was added).
     ``check``: a digest of what the
     rules' texts depend on besides the stored row (:class:`RuleContext`): while it is
-    unchanged the remembered sids and revs are still right.
+    unchanged the row's remembered rules are still right.
     ``values``: the (kind, value) of each rule (:func:`rule_key`); ``bodies``: each
     rule's text up to its ``sid`` (:func:`rule_digest`).
     """
@@ -170,9 +170,7 @@ class _Rules:
 
     def check(self, item: ExportItem) -> int:
         """The check of the item's row (:class:`RuleRow`)."""
-        group = self._groups.get((item.tlp, item.community, item.producer))
-        if group is None:
-            group = self._group(item.tlp, item.community, item.producer)
+        group = self._group_of(item)
         return group[3] if item.warninglists else group[2]
 
     def row(self, item: ExportItem, check: int, skipped: Counter[str]) -> RuleRow | None:
@@ -206,9 +204,7 @@ class _Rules:
     def tail(self, item: ExportItem) -> tuple[str, str]:
         """``(msg:"..."; `` and ``metadata:...; ``: what comes before and after the match
         options of each of the item's rules."""
-        group = self._groups.get((item.tlp, item.community, item.producer))
-        if group is None:
-            group = self._group(item.tlp, item.community, item.producer)
+        group = self._group_of(item)
         full = group[0] + (item.name or item.stix_id)
         # Printable text without characters to replace or spaces to squeeze is msg as is.
         if full.isprintable() and not _UNSAFE_TEXT.search(full) and "  " not in full and full[-1] != " ":
@@ -224,6 +220,10 @@ class _Rules:
         else:
             meta = f"metadata:cw_id {item.stix_id}{group[1]}; "
         return f'(msg:"{msg}"; ', meta
+
+    def _group_of(self, item: ExportItem) -> tuple[str, str, int, int]:
+        group = self._groups.get((item.tlp, item.community, item.producer))
+        return group if group is not None else self._group(item.tlp, item.community, item.producer)
 
     def _group(self, tlp: int, community: str, producer: str) -> tuple[str, str, int, int]:
         """The msg's start, the metadata's TLP, community and producer words, and the
