@@ -32,6 +32,7 @@ from sqlalchemy import text
 from commonwatch.domain.markings import TLP2_MARKING_BY_LEVEL, Tlp
 from commonwatch.errors import NotFound
 from commonwatch.formats import suricata
+from commonwatch.services import suricata_sids
 from commonwatch.services.export import ExportService, ExportStats
 from commonwatch.services.export_rows import SKIP_WARNINGLISTED
 from commonwatch.services.query import ExportFilter, ObjectFilter, VersionSelector
@@ -380,54 +381,54 @@ def test_exports_racing_a_rename_leave_rules_a_build_from_scratch_repeats(exchan
 @dataclass
 class Race:
     """An export that read the producer's old name ('stale') racing one that read the new
-    name ('fresh'): the fresh one allocates first; the stale one then allocates (bumping
-    the key's rev to its old text) and remembers; the fresh one remembers last."""
+    name ('fresh'): the fresh one allocates first and, while its allocation is open,
+    the stale one tries to allocate too. Allocation is one transaction at a time, so the
+    stale one must wait for the fresh one's allocation and remembering to commit."""
 
     role: threading.local = field(default_factory=threading.local)
     stale_allocating: threading.Event = field(default_factory=threading.Event)
-    fresh_allocated: threading.Event = field(default_factory=threading.Event)
-    stale_remembered: threading.Event = field(default_factory=threading.Event)
+    fresh_holding: threading.Event = field(default_factory=threading.Event)
+    stale_in: threading.Event = field(default_factory=threading.Event)
+    stale_waited: list[bool] = field(default_factory=list)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        real_allocate, real_remember = SidStore.allocate, SidStore.remember
+        real_allocate, real_by_key = SidStore.allocate, suricata_sids.by_key
 
         def allocate(store: SidStore, rows: Any) -> Any:
             if getattr(self.role, "name", "") == "stale":
                 self.stale_allocating.set()
-                require(self.fresh_allocated.wait(10), "the fresh export allocated")
+                require(self.fresh_holding.wait(10), "the fresh export is allocating")
             return real_allocate(store, rows)
 
-        def remember(store: SidStore, entries: Any) -> None:
-            if getattr(self.role, "name", "") == "fresh":
-                self.fresh_allocated.set()
-                require(self.stale_remembered.wait(10), "the stale export remembered")
-            real_remember(store, entries)
+        def by_key(conn: Any, rules: Any) -> Any:
             if getattr(self.role, "name", "") == "stale":
-                self.stale_remembered.set()
+                self.stale_in.set()
+            found = real_by_key(conn, rules)
+            if getattr(self.role, "name", "") == "fresh":
+                self.fresh_holding.set()
+                # Held open: the stale export, let go now, must not get in meanwhile.
+                self.stale_waited.append(not self.stale_in.wait(1.0))
+            return found
 
         monkeypatch.setattr(SidStore, "allocate", allocate)
-        monkeypatch.setattr(SidStore, "remember", remember)
+        monkeypatch.setattr(suricata_sids, "by_key", by_key)
 
     def run(self, role: str, call: Any) -> Any:
         self.role.name = role
         return call()
 
 
-# BUG: a stale export racing a rename leaves a row's remembered rules behind their key.
-# Prod posts one indicator (45.77.1.1) in 'ring'. Export 'stale' starts (reads the name
-# "Prod") and reaches its allocation; Prod is renamed "Prod b"; export 'fresh' builds the
-# row ("Prod b": sid S, rev 1), then 'stale' builds it ("Prod": rev 2) and remembers it,
-# then 'fresh' remembers its own text (rev 1) over it: SidStore.remember overwrites the
-# entry unconditionally, in a transaction apart from the allocation. Expected: the next
-# export writes what a build from scratch writes, the "Prod b" text at the key's next
-# rev (3). Got: the remembered "Prod b" text at rev 1, though the key is at rev 2 (the
-# "Prod" text) and no other row holds the key: a sensor that read 'stale' sees the rule's
-# text change and its rev fall from 2 to 1. A (sid, rev) still names one text.
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: a stale export racing a rename "
-                   "leaves a row's remembered rules at a rev below their key's")
 def test_an_export_of_the_old_producer_name_racing_the_new_one(exchange, svc, world, monkeypatch):
     """The race of :class:`Race` on a new row. A (sid, rev) stands for one text in every
-    output; the next export, from the remembered rules, must be the build from scratch."""
+    output; the next export, from the remembered rules, is the build from scratch, revs
+    included.
+
+    Regression: allocating and remembering were two transactions, and allocations of
+    several exports ran side by side. 'fresh' allocated the row ("Prod b": rev 1),
+    'stale' then allocated it ("Prod": rev 2) and remembered it, and 'fresh' remembered
+    its own text over it: the next exports wrote the "Prod b" text at rev 1 while the
+    key stood at rev 2, so a sensor that read 'stale' saw the text change and the rev
+    fall."""
     world.post("ring", indicator("45.77.1.1"))
     view, texts, race = View(svc, world.reader), {}, Race()
     race.install(monkeypatch)
@@ -440,9 +441,13 @@ def test_an_export_of_the_old_producer_name_racing_the_new_one(exchange, svc, wo
     stale, fresh_out = run_threads([lambda: race.run("stale", lambda: export(view)),
                                     lambda: race.run("fresh", fresh)])
     require("ring/Prod: " in str(stale) and "ring/Prod b: " in str(fresh_out), "each export read its name")
+    assert race.stale_waited == [True]
     for output in (stale[0], fresh_out[0]):
         record(texts, output)
-    record(texts, assert_as_from_scratch(exchange, view))
+    assert [r.rev for r in parsed(stale[0])] == [2] and [r.rev for r in parsed(fresh_out[0])] == [1]
+    after = assert_as_from_scratch(exchange, view)
+    record(texts, after)
+    assert [r.rev for r in parsed(after)] == [3]
 
 
 # -- 3. remembered rules tampered with -----------------------------------------------------------

@@ -171,10 +171,10 @@ def test_a_row_deleted_during_an_export_is_not_remembered(exchange, svc, ring):
     body = 'alert ip $HOME_NET any <> 45.77.9.9 any (msg:"x"; metadata:cw_id indicator--x; '
     row = suricata.RuleRow(987_654, 1, "indicator--x", (("ipv4-addr", "45.77.9.9"),), (body,))
     store = SidStore(exchange.engine.connect)
-    ((sid, rev),) = store.allocate([row])[0]
-    store.remember([(row.row_id, 0, row.check, f"{body}sid:{sid}; rev:{rev};)\n")])
+    (written,) = store.allocate([row])
     store.close()
-    assert sid > suricata.SID_BASE and rev == 1
+    rule = idstools.rule.parse(written)
+    assert rule.sid > suricata.SID_BASE and rule.rev == 1
     assert count(exchange, "suricata_row_sids") == 0
 
 

@@ -75,11 +75,15 @@ class RuleStore(Protocol):
         """Row id -> (check, rules text) of the rows whose rules were remembered (and
         maybe of other rows)."""
 
-    def allocate(self, rows: Sequence[RuleRow]) -> Sequence[Sequence[tuple[int, int]]]:
-        """The (sid, rev) of each rule of each row (:data:`SidAllocator`)."""
+    def allocate(self, rows: Sequence[RuleRow]) -> Sequence[str]:
+        """The finished rules of each row (:func:`finished`), with sids and revs by rule
+        key, remembered for the rows stored."""
 
-    def remember(self, rows: Sequence[tuple[int, int, int, str]]) -> None:
-        """Keep the (row id, row's date added, check, rules text) of rows just written."""
+
+def finished(row: RuleRow, ids: Sequence[tuple[int, int]]) -> str:
+    """The rules of ``row`` with the (sid, rev) of each, a line each."""
+    return "".join([f"{body}sid:{sid}; rev:{rev};)\n"
+                    for body, (sid, rev) in zip(row.bodies, ids, strict=True)])
 
 
 class Unremembered:
@@ -87,13 +91,13 @@ class Unremembered:
     ``allocate``."""
 
     def __init__(self, allocate: SidAllocator) -> None:
-        self.allocate = allocate
+        self._allocate = allocate
 
     def recall(self, row_ids: Sequence[int]) -> Mapping[int, tuple[int, str]]:
         return {}
 
-    def remember(self, rows: Sequence[tuple[int, int, int, str]]) -> None:
-        pass
+    def allocate(self, rows: Sequence[RuleRow]) -> list[str]:
+        return [finished(row, ids) for row, ids in zip(rows, self._allocate(rows), strict=True)]
 
 _SAFE_CONTENT = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~/?&=%+,!*'()@$[]#"
@@ -130,7 +134,7 @@ def _meta_value(value: str) -> str:
     return "_".join(_text(value, 80).split()) or "none"
 
 
-#: The end of every rule body: the allocator's sid and rev fill it (see :func:`_batch`).
+#: The end of every rule body: the allocator's sid and rev fill it (see :func:`finished`).
 _SID_REV = "sid:{sid}; rev:{rev};)"
 
 
@@ -378,11 +382,8 @@ def _batch(pending: list[tuple[ExportItem, int]], bodies: _Rules, store: RuleSto
             out.append("")
             built.append(row)
     if built:
-        for slot, row, ids in zip(slots, built, store.allocate(built), strict=True):
-            out[slot] = "".join([f"{body}sid:{sid}; rev:{rev};)\n"
-                                 for body, (sid, rev) in zip(row.bodies, ids, strict=True)])
-        store.remember([(row.row_id, row.added_us, row.check, out[slot])
-                        for slot, row in zip(slots, built, strict=True) if row.row_id])
+        for slot, rules_text in zip(slots, store.allocate(built), strict=True):
+            out[slot] = rules_text
     return "".join(out)
 
 

@@ -55,39 +55,63 @@ class SidStore:
         _release_pages(conn)
         return found
 
-    def allocate(self, rows: Sequence[suricata.RuleRow]) -> list[list[tuple[int, int]]]:
-        """The (sid, rev) of each rule of each row, by rule key: new keys get a sid,
-        keys whose text changed a new rev. One batch of rows per call."""
+    def allocate(self, rows: Sequence[suricata.RuleRow]) -> list[str]:
+        """The finished rules of each row, their sids and revs by rule key (new keys get
+        a sid, keys whose text changed a new rev), remembered for the rows stored. One
+        batch of rows per call.
+
+        Allocating and remembering are one transaction, and one at a time across
+        exports (:func:`_one_at_a_time`): a remembered rule is always at its key's rev,
+        even when exports that read a member's old and new name race. Remembering is
+        only an optimisation for the next export: if it fails (a deadlock with a
+        concurrent writer, say), the batch is allocated again without it, and that
+        export looks the rows up by key again."""
         if not rows:
             return []
         conn = self._connection()
-        with conn.begin():
-            found = by_key(conn, [(key, suricata.rule_digest(body)) for row in rows
-                                  for key, body in zip(row.rule_keys(), row.bodies, strict=True)])
-        _release_pages(conn)
-        out: list[list[tuple[int, int]]] = []
-        at = 0
-        for row in rows:
-            out.append(found[at:at + len(row.bodies)])
-            at += len(row.bodies)
-        return out
-
-    def remember(self, entries: Sequence[tuple[int, int, int, str]]) -> None:
-        """Remember the (row id, row's date added, check, rules text) of rows just
-        allocated, after the allocation committed. Only an optimisation for the next export: if it fails (a
-        deadlock with a concurrent writer, say), that export looks the rows up by key
-        again, and this one goes on."""
-        if not entries:
-            return
-        conn = self._connection()
         dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
-            with conn.begin():
-                sids.remember(conn, entries)
+            texts = self._settle(conn, rows, remember=True)
         except (dbapi_error, DBAPIError) as exc:
             log.info("Suricata rules of %d rows not remembered (%s): the next export looks them up",
-                     len(entries), type(exc).__name__)
+                     len(rows), type(exc).__name__)
+            texts = self._settle(conn, rows, remember=False)
         _release_pages(conn)
+        return texts
+
+    @staticmethod
+    def _settle(conn: Connection, rows: Sequence[suricata.RuleRow], *, remember: bool) -> list[str]:
+        with conn.begin():
+            _one_at_a_time(conn)
+            found = by_key(conn, [(key, suricata.rule_digest(body)) for row in rows
+                                  for key, body in zip(row.rule_keys(), row.bodies, strict=True)])
+            texts: list[str] = []
+            at = 0
+            for row in rows:
+                texts.append(suricata.finished(row, found[at:at + len(row.bodies)]))
+                at += len(row.bodies)
+            if remember:
+                sids.remember(conn, [(row.row_id, row.added_us, row.check, rules_text)
+                                     for row, rules_text in zip(rows, texts, strict=True) if row.row_id])
+        return texts
+
+
+def _one_at_a_time(conn: Connection) -> None:
+    """Start the allocation's transaction holding the lock every allocation takes: on
+    SQLite the write lock at once (``BEGIN IMMEDIATE``; the driver would take it only
+    at the first write, after the revs were read), on PostgreSQL a transaction-level
+    advisory lock. Allocation happens for new and changed rules only, so exports
+    rarely wait for it."""
+    if conn.dialect.name == "sqlite":
+        driver = conn.connection.driver_connection
+        if driver is not None and not driver.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_ALLOCATION_LOCK,))
+
+
+#: The PostgreSQL advisory lock of sid allocation (an arbitrary 64-bit key).
+_ALLOCATION_LOCK = 0x5349_4453_414C_4C4F  # "SIDSALLO"
 
 
 def by_key(conn: Connection, rules: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
