@@ -46,6 +46,11 @@ NATIVE_MODULES = (
     "commonwatch.formats.observables",
     "commonwatch.formats.stix_bundle",
     "commonwatch.formats.misp_tags",
+    "commonwatch.formats.misp_parts",
+    "commonwatch.formats.misp_objects",
+    "commonwatch.formats.misp_galaxies",
+    "commonwatch.formats.misp_sightings",
+    "commonwatch.formats.misp",
     "commonwatch.formats.csv_export",
     "commonwatch.formats.misp_export",
 )

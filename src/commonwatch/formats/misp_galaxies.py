@@ -21,7 +21,7 @@ from typing import Any
 from commonwatch.domain.markings import Tlp
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
-from commonwatch.formats.misp_parts import ConverterParts
+from commonwatch.formats.misp_parts import ConverterParts, trait
 from commonwatch.formats.misp_tags import (
     _REJECT_SG,
     DISTRIBUTION_FLOOR,
@@ -73,6 +73,7 @@ def _galaxy_sdo(oid: str, stype: str, cluster: dict[str, Any], tlp: Tlp | None,
     return obj
 
 
+@trait
 class GalaxiesMixin(ConverterParts):
     """The galaxy step of :class:`~commonwatch.formats.misp.EventConverter`."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
-from commonwatch.formats.misp_parts import ConverterParts
+from commonwatch.formats.misp_parts import ConverterParts, trait
 from commonwatch.formats.misp_tags import (
     _REJECT_SG,
     SHARING_GROUP,
@@ -36,6 +36,7 @@ _FILE_HASHES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "S
                 "ssdeep": "SSDEEP", "tlsh": "TLSH", "sha3-256": "SHA3-256", "sha3-512": "SHA3-512"}
 
 
+@trait
 class ObjectsMixin(ConverterParts):
     """The MISP object step of :class:`~commonwatch.formats.misp.EventConverter`."""
 

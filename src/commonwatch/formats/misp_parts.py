@@ -2,7 +2,7 @@
 
 :class:`~commonwatch.formats.misp.EventConverter` converts one MISP event in steps: its
 attributes (formats/misp.py), its MISP objects (misp_objects.py), galaxies
-(misp_galaxies.py) and sightings (misp_sightings.py). The steps are mixins over
+(misp_galaxies.py) and sightings (misp_sightings.py). The steps are mixins (traits) over
 :class:`ConverterParts`, which declares the event's state they read and the core
 operations they call; the converter itself sets that state and defines those operations.
 """
@@ -10,16 +10,28 @@ operations they call; the converter itself sets that state and defines those ope
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from commonwatch.domain.markings import Tlp
 from commonwatch.formats import observables as ob
 from commonwatch.formats.records import Record
 
+_T = TypeVar("_T")
 
+
+try:  # with mypy installed: the steps compile (tools/native.py) as mypyc traits
+    from mypy_extensions import trait
+except ImportError:  # pragma: no cover - a plain class decorator does nothing else
+    def trait(cls: _T) -> _T:
+        return cls
+
+
+@trait
 class ConverterParts:
     """The state and core operations of :class:`~commonwatch.formats.misp.EventConverter`
-    that its steps use (defined there)."""
+    that its steps use (defined there). It and the steps are traits (mypyc's name for
+    classes several bases of one class may be): compiled, the converter inherits them
+    all."""
 
     ev: dict[str, Any]
     uuid: str

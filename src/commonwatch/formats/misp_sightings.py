@@ -19,11 +19,12 @@ from typing import Any
 
 from commonwatch.errors import InputError
 from commonwatch.formats import observables as ob
-from commonwatch.formats.misp_parts import ConverterParts
+from commonwatch.formats.misp_parts import ConverterParts, trait
 from commonwatch.formats.misp_tags import _entries, _uuid, identity
 from commonwatch.formats.records import Record, rejected
 
 
+@trait
 class SightingsMixin(ConverterParts):
     """The sighting step of :class:`~commonwatch.formats.misp.EventConverter`."""
 
