@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from commonwatch.formats import suricata
 from commonwatch.storage import sids
+from commonwatch.storage.db import begin_sqlite
 
 log = logging.getLogger("commonwatch.export")
 
@@ -103,9 +104,7 @@ def _one_at_a_time(conn: Connection) -> None:
     advisory lock. Allocation happens for new and changed rules only, so exports
     rarely wait for it."""
     if conn.dialect.name == "sqlite":
-        driver = conn.connection.driver_connection
-        if driver is not None and not driver.in_transaction:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        begin_sqlite(conn, "IMMEDIATE")
     else:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_ALLOCATION_LOCK,))
 

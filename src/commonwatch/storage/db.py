@@ -83,10 +83,17 @@ def snapshot(session: Session) -> Connection:
     if session.get_bind().dialect.name == "postgresql":
         return session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     conn = session.connection()
+    begin_sqlite(conn)
+    return conn
+
+
+def begin_sqlite(conn: Connection, mode: str = "") -> None:
+    """Begin the SQLite transaction of ``conn`` now (``mode``: ``IMMEDIATE`` to take the
+    write lock at once), unless one is open: its Python driver begins one only at the
+    first write."""
     driver = conn.connection.driver_connection
     if driver is not None and not driver.in_transaction:
-        conn.exec_driver_sql("BEGIN")
-    return conn
+        conn.exec_driver_sql(f"BEGIN {mode}".rstrip())
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
