@@ -42,6 +42,7 @@ NATIVE_MODULES = (
     "commonwatch.domain.markings",
     "commonwatch.domain.warninglists",
     "commonwatch.services.ingest_candidates",
+    "commonwatch.services.ingest_rows",
     "commonwatch.domain.sco_ids",
     "commonwatch.formats.observables",
     "commonwatch.formats.stix_bundle",

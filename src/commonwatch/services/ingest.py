@@ -25,95 +25,34 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
-from commonwatch.domain.indexing import indexed, value_pairs
+from commonwatch.domain.indexing import value_pairs
 from commonwatch.domain.markings import Tlp, recipients_extension_definition, system_identity
-from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Clearance, Principal, is_visible
 from commonwatch.domain.warninglists import Warninglists
 from commonwatch.errors import InputError, InputTooLarge, NotFound, PermissionDenied
+from commonwatch.process import collector_paused
 from commonwatch.services.ingest_candidates import (
     Candidate,
-    conflict,
     describe,
     prepare,
     prepare_trusted,
     theirs,
-    version_text,
 )
+from commonwatch.services.ingest_rows import plan
 from commonwatch.services.query import ObjectFilter, QueryService
+from commonwatch.services.status import FailureDetail, StatusDetail, StatusReport
 from commonwatch.storage import index as index_repo
 from commonwatch.storage import objects as objects_repo
 from commonwatch.storage import tombstones
-from commonwatch.storage.index import Entries
 from commonwatch.storage.models import IngestStatus, Organisation
 
-_LATEST = objects_repo.COLUMNS.index("is_latest")
-_REVOKED = objects_repo.COLUMNS.index("revoked")
-_UNLISTED = (None, None)  # export_listed, listed_stamp of a version without verdicts
 _ANALYZE_MIN_ROWS = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class StatusDetail:
-    """A TAXII status-details entry of a stored object (TAXII 2.1 §4.3.1).
-
-    Plain dataclasses: orjson serialises them natively, so a status listing 100,000
-    objects costs no per-entry Python on the way out.
-    """
-
-    id: str
-    version: str
-
-
-@dataclass(frozen=True, slots=True)
-class FailureDetail:
-    """A status-details entry of a rejected object, with what was wrong."""
-
-    id: str
-    version: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    """A TAXII status resource (TAXII 2.1 §4.3.1)."""
-
-    id: str
-    status: str
-    request_us: int
-    total_count: int
-    successes: Sequence[StatusDetail]
-    failures: Sequence[FailureDetail]
-    pending: Sequence[StatusDetail] = ()
-    #: Per success: True when it stored a new version, False for an identical re-post.
-    #: Known only to the request that stored them (not part of the TAXII resource).
-    stored: Sequence[bool] = ()
-    #: Per failure: the position of the object in the envelope (0-based). Known only to
-    #: the request (not part of the TAXII resource): importers report the exact record.
-    failed_at: Sequence[int] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The resource as orjson-serialisable values (details stay dataclasses)."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "request_timestamp": format_timestamp(self.request_us),
-            "total_count": self.total_count,
-            "success_count": len(self.successes),
-            "successes": self.successes,
-            "failure_count": len(self.failures),
-            "failures": self.failures,
-            "pending_count": len(self.pending),
-            "pendings": self.pending,
-        }
 
 
 class IngestService:
@@ -141,6 +80,12 @@ class IngestService:
         self, principal: Principal, collection_id: str, objects: Sequence[object]
     ) -> StatusReport:
         """Store an envelope's objects as ``principal``; returns the status resource."""
+        with collector_paused():  # thousands of containers alive until the end, no cycles
+            return self._add_objects(principal, collection_id, objects)
+
+    def _add_objects(
+        self, principal: Principal, collection_id: str, objects: Sequence[object]
+    ) -> StatusReport:
         if len(objects) > self._max_objects:
             raise InputTooLarge(
                 f"the envelope holds {len(objects)} objects; at most {self._max_objects} "
@@ -370,60 +315,18 @@ class IngestService:
         # always its own version): re-posting observables many members hold costs nothing.
         versioned = {c.stix_id for c in candidates if c.versioned_us is not None}
         self._weigh(conn, {sid: vs for sid, vs in known.items() if sid in versioned}, org_id, clearance)
-        successes: list[StatusDetail] = []
-        failures: list[tuple[int, FailureDetail]] = []
-        stored: list[bool] = []
-        rows: list[list[Any]] = []
-        red: list[tuple[int, frozenset[str]]] = []
-        observables: list[Entries] = []
-        refs: list[Entries] = []
-        superseded: list[tuple[str, int]] = []
-        co_held: list[tuple[str, int]] = []
-        newest = {sid: max(v.version_us for v in vs) for sid, vs in known.items() if vs}
-        pending: dict[str, list[Any]] = {}
-        now = self._clock()
-        for k, c in enumerate(candidates):
-            versions = known.setdefault(c.stix_id, [])
-            problem = conflict(c, versions, org_id)
-            if problem == "":
-                successes.append(StatusDetail(c.stix_id, version_text(c, versions, org_id)))
-                stored.append(False)
-                continue
-            if problem is not None:
-                failures.append((k, FailureDetail(c.stix_id, version_text(c, []), problem)))
-                continue
-            last_added = max(now, last_added + 1)
-            version_us = c.versioned_us if c.versioned_us is not None else last_added
-            copy = c.versioned_us is not None and any(v.version_us == version_us for v in versions)
-            if copy:
-                co_held.append((c.stix_id, version_us))
-            found, related, facts = indexed(c.obj)
-            listed = (verdicts[0].listed_json(found), verdicts[1]) if verdicts and found else _UNLISTED
-            row = [community_id, c.stix_id, c.type, c.spec_version, version_us,
-                   last_added, org_id, c.tlp, False, c.content_hash, c.raw, *facts, *listed, copy]
-            versions.append(objects_repo.Stored(version_us, org_id, c.content_hash, c.tlp,
-                                                bool(row[_REVOKED]), creator=c.creator))
-            self._mark_latest(row, newest, pending, superseded)
-            rows.append(row)
-            if c.recipients:
-                red.append((last_added, c.recipients))
-            if found:
-                observables.append((last_added, found))
-            if related:
-                refs.append((last_added, related))
-            successes.append(StatusDetail(c.stix_id, format_timestamp(version_us)))
-            stored.append(True)
-        objects_repo.clear_latest(conn, community_id, superseded)
-        objects_repo.mark_co_held(conn, community_id, co_held)
-        objects_repo.insert_objects(conn, rows)
-        objects_repo.insert_recipients(conn, community_id, red)
-        if observables or refs:
-            first = min(added for added, _ in observables[:1] + refs[:1])
-            ids = index_repo.row_ids(conn, community_id, first, last_added)
-            index_repo.insert_entries(conn, community_id, ids, observables, refs)
-        if rows:
-            objects_repo.set_last_added(conn, community_id, last_added)
-        return successes, failures, stored
+        p = plan(candidates, known, community_id, org_id, verdicts, self._clock(), last_added)
+        objects_repo.clear_latest(conn, community_id, p.superseded)
+        objects_repo.mark_co_held(conn, community_id, p.co_held)
+        objects_repo.insert_objects(conn, p.rows)
+        objects_repo.insert_recipients(conn, community_id, p.red)
+        if p.observables or p.refs:
+            first = min(added for added, _ in p.observables[:1] + p.refs[:1])
+            ids = index_repo.row_ids(conn, community_id, first, p.last_added)
+            index_repo.insert_entries(conn, community_id, ids, p.observables, p.refs)
+        if p.rows:
+            objects_repo.set_last_added(conn, community_id, p.last_added)
+        return p.successes, p.failures, p.stored
 
     @staticmethod
     def _weigh(
@@ -449,21 +352,3 @@ class IngestService:
         for vs in shared:
             for v in vs:
                 v.creator = creators.get(v.row_id)
-
-    @staticmethod
-    def _mark_latest(
-        row: list[Any], newest: dict[str, int], pending: dict[str, list[Any]],
-        superseded: list[tuple[str, int]],
-    ) -> None:
-        """Set ``is_latest`` on a new row and unset it on the version it supersedes."""
-        stix_id, version_us = row[1], row[4]
-        previous = newest.get(stix_id)
-        if previous is not None and version_us < previous:
-            return
-        if stix_id in pending:
-            pending[stix_id][_LATEST] = False  # superseded within this envelope
-        elif previous is not None:
-            superseded.append((stix_id, previous))
-        row[_LATEST] = True
-        newest[stix_id] = version_us
-        pending[stix_id] = row

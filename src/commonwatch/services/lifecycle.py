@@ -38,7 +38,7 @@ from commonwatch.domain.markings import Tlp
 from commonwatch.domain.stix import format_timestamp, parse_timestamp
 from commonwatch.domain.visibility import Principal
 from commonwatch.errors import InputTooLarge, NotFound
-from commonwatch.services.ingest import FailureDetail, IngestService
+from commonwatch.services.ingest import IngestService
 from commonwatch.services.query import (
     CommunityRef,
     ExportFilter,
@@ -46,6 +46,7 @@ from commonwatch.services.query import (
     QueryService,
     VersionSelector,
 )
+from commonwatch.services.status import FailureDetail
 
 #: Objects per ingest envelope when writing expiries.
 _BATCH = 1000

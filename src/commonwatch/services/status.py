@@ -1,0 +1,64 @@
+"""The TAXII status resource of a POST of an envelope (TAXII 2.1 §4.3.1) and its entries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from commonwatch.domain.stix import format_timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class StatusDetail:
+    """A TAXII status-details entry of a stored object (TAXII 2.1 §4.3.1).
+
+    Plain dataclasses: orjson serialises them natively, so a status listing 100,000
+    objects costs no per-entry Python on the way out.
+    """
+
+    id: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailureDetail:
+    """A status-details entry of a rejected object, with what was wrong."""
+
+    id: str
+    version: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A TAXII status resource (TAXII 2.1 §4.3.1)."""
+
+    id: str
+    status: str
+    request_us: int
+    total_count: int
+    successes: Sequence[StatusDetail]
+    failures: Sequence[FailureDetail]
+    pending: Sequence[StatusDetail] = ()
+    #: Per success: True when it stored a new version, False for an identical re-post.
+    #: Known only to the request that stored them (not part of the TAXII resource).
+    stored: Sequence[bool] = ()
+    #: Per failure: the position of the object in the envelope (0-based). Known only to
+    #: the request (not part of the TAXII resource): importers report the exact record.
+    failed_at: Sequence[int] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The resource as orjson-serialisable values (details stay dataclasses)."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "request_timestamp": format_timestamp(self.request_us),
+            "total_count": self.total_count,
+            "success_count": len(self.successes),
+            "successes": self.successes,
+            "failure_count": len(self.failures),
+            "failures": self.failures,
+            "pending_count": len(self.pending),
+            "pendings": self.pending,
+        }
