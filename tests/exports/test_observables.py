@@ -127,3 +127,37 @@ def test_domain_normalisation_is_idempotent(domain):
     once = ob.normalise_domain(domain)
     assert once is not None and once == once.lower() and not once.endswith(".")
     assert ob.normalise_domain(once) == once
+
+
+def _generic_ip(value: str) -> Observable | None:
+    """What address normalisation answers, through ipaddress's family-guessing parsers."""
+    text = value.strip()
+    if "%" in text:
+        return None
+    try:
+        if "/" in text:
+            net = ipaddress.ip_network(text, strict=False)
+            if net.prefixlen == net.max_prefixlen:
+                return Observable(f"ipv{net.version}-addr", str(net.network_address))
+            return Observable(f"ipv{net.version}-addr", str(net))
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return Observable(f"ipv{addr.version}-addr", str(addr))
+
+
+_IP_TEXT = st.one_of(
+    st.text(alphabet="0123456789abcdefABCDEFgx.:/% -[]\u0661\uff11", max_size=16),
+    st.builds(lambda a, p: f"{a}/{p}", st.ip_addresses(), st.integers(0, 130)),
+    st.builds(lambda a, tail: f"{a}{tail}", st.ip_addresses(), st.sampled_from(["", " ", "x", "/", "/1.2"])),
+    st.sampled_from(["1.2.3.4/255.255.255.0", "1.2.3.4/0.0.0.255", "::ffff:1.2.3.4", "example.com",
+                     "01.2.3.4", "1.2.3", "::/0", "fe80::1%eth0"]),
+)
+
+
+@settings(max_examples=2000)
+@given(_IP_TEXT)
+def test_address_normalisation_goes_straight_to_the_family_and_answers_like_ipaddress(text):
+    """Regression guard for the fast path: IPv6 parsed as IPv6 at once, non-addresses
+    refused before any parse; the answers are those of ip_address / ip_network."""
+    assert ob.normalise_ip(text) == _generic_ip(text)

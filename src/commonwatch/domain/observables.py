@@ -139,14 +139,19 @@ def normalise_ip(value: str) -> Observable | None:
     text = value.strip()
     if "%" in text:  # a zone id ("fe80::1%eth0") names an interface of one host: no indicator
         return None
+    # Straight to the one family the text can be (what ip_address and ip_network try in
+    # turn): IPv6 has a colon, IPv4 only digits and dots. A failed parse raises, and most
+    # values that come here (URL hosts, IPv6) would fail the IPv4 attempt.
+    six = ":" in text
+    if not six and text.strip("0123456789./"):
+        return None
     try:
         if "/" in text:
-            net = ipaddress.ip_network(text, strict=False)
+            net: Any = (ipaddress.IPv6Network if six else ipaddress.IPv4Network)(text, strict=False)
             if net.prefixlen == net.max_prefixlen:
-                addr: Any = net.network_address
-                return Observable(f"ipv{addr.version}-addr", str(addr))
+                return Observable(f"ipv{net.version}-addr", str(net.network_address))
             return Observable(f"ipv{net.version}-addr", str(net))
-        addr = ipaddress.ip_address(text)
+        addr: Any = (ipaddress.IPv6Address if six else ipaddress.IPv4Address)(text)
     except ValueError:
         return None
     return Observable(f"ipv{addr.version}-addr", str(addr))
