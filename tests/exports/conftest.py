@@ -12,6 +12,7 @@ from commonwatch.services.feeds import FeedService
 from commonwatch.storage.db import session_factory
 
 from support.factories import indicator, make_community, make_member
+from support.remembered_rules import World, lists_dir, make_world
 
 NOW = 1_780_000_000_000_000  # 2026-05-28T20:26:40Z, after every factory timestamp
 
@@ -52,3 +53,16 @@ def ring(exchange) -> dict:
     assert not exchange.ingest.add_objects(p.principal, cid, [
         indicator("45.81.0.1", tlp=Tlp.GREEN), indicator("45.81.0.2", tlp=Tlp.AMBER)]).failures
     return {"P": p, "B": b, "R": r, "cid": cid}
+
+
+@pytest.fixture
+def listed(exchange, tmp_path) -> ExportService:
+    """An export service with the operator's warninglist directory."""
+    return ExportService(session_factory(exchange.engine), exchange.query,
+                         warninglist_dirs=lists_dir(tmp_path / "lists"))
+
+
+@pytest.fixture
+def ring_world(exchange) -> World:
+    """Prod writes in 'ring' and 'yard', Reader reads them (support.remembered_rules.World)."""
+    return make_world(exchange)

@@ -14,223 +14,44 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
-import re
 import threading
-from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import idstools.rule
 import pytest
-from alembic import command
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
 
-from commonwatch.domain.markings import TLP2_MARKING_BY_LEVEL, Tlp
+from commonwatch.domain.markings import Tlp
 from commonwatch.errors import NotFound
 from commonwatch.formats import suricata
 from commonwatch.services import suricata_sids
-from commonwatch.services.export import ExportService, ExportStats
-from commonwatch.services.export_rows import SKIP_WARNINGLISTED
-from commonwatch.services.query import ExportFilter, ObjectFilter, VersionSelector
+from commonwatch.services.export import ExportService
+from commonwatch.services.query import ExportFilter
 from commonwatch.services.suricata_sids import SidStore
-from commonwatch.storage.db import alembic_config, schema_revision, session_factory
+from commonwatch.storage.db import schema_revision
 
 from support.concurrency import run_threads
-from support.factories import indicator, make_member, new_version
-
-#: Pattern terms: every rule form, values without one, and two values on the operator's list.
-TERMS = (
-    "ipv4-addr:value = '45.77.1.1'",
-    "ipv4-addr:value = '45.80.0.1'",  # listed
-    "ipv6-addr:value = '2001:db8::5'",
-    "domain-name:value = 'evil.bad-cdn.top'",
-    "domain-name:value = 'cdn.listed-zone.top'",  # listed
-    "url:value = 'http://gate.bad-cdn.top/in.php'",
-    "url:value = 'http://gate.bad-cdn.top:8080/in.php'",  # the same rule text as the one above
-    "url:value = 'https://gate.bad-cdn.top/x'",
-    "file:hashes.MD5 = '" + "a" * 32 + "'",
-    "email-addr:value = 'bad@bad-mail.top'",
+from support.factories import indicator, new_version
+from support.remembered_rules import (
+    DAY,
+    NAMES,
+    NO_RULE,
+    RUN,
+    TERMS,
+    TLPS,
+    View,
+    assert_as_from_scratch,
+    delete,
+    export,
+    make_world,
+    marked,
+    parsed,
+    pattern,
+    record,
+    remembered_rows,
+    require,
 )
-NO_RULE = ("file:hashes.MD5 = '" + "b" * 32 + "'", "email-addr:value = 'x@bad-mail.top'",
-           "url:value = 'https://gate.bad-cdn.top/y'")
-NAMES = ("C2 server", 'a "quoted"; name, with | bars \\ and  spaces ', "x" * 250)
-TLPS = (Tlp.GREEN, Tlp.AMBER, Tlp.RED)
-DAY = 86_400
-_RUN = itertools.count()
-
-
-# -- exports and their comparison ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class View:
-    """Who exports what: the service (its warninglists), the reader, the filter."""
-
-    svc: ExportService
-    principal: Any
-    flt: ExportFilter = field(default_factory=ExportFilter)
-
-
-def export(view: View) -> tuple[str, dict[str, int]]:
-    """The rules text of one export, and what it counted as skipped."""
-    out = view.svc.export(view.principal, "suricata-rules", view.flt)
-    return "".join(out.chunks), dict(out.stats.skipped)
-
-
-def sql(exchange, statement: str, rows: list[dict[str, Any]] | None = None, **params: Any) -> None:
-    """One statement in a transaction of its own, with ``params`` or once per row of ``rows``."""
-    with exchange.engine.begin() as conn:
-        conn.execute(text(statement), params if rows is None else rows)
-
-
-def remembered_rows(exchange) -> dict[int, tuple[int, str]]:
-    with exchange.engine.connect() as conn:
-        return {r[0]: (r[1], r[2]) for r in conn.execute(text(
-            "SELECT object_id, rules_check, rules FROM suricata_row_sids"))}
-
-
-def parsed(output: str) -> list[idstools.rule.Rule]:
-    """Every rule of an output, each parsed by idstools; no sid twice."""
-    rules = []
-    for line in output.splitlines():
-        rule = idstools.rule.parse(line)
-        assert rule is not None and rule.raw == line, line
-        rules.append(rule)
-    sids = [r.sid for r in rules]
-    assert len(sids) == len(set(sids)), f"a sid twice in one output: {sorted(sids)}"
-    return rules
-
-
-def cw_id(rule: idstools.rule.Rule) -> str:
-    return dict(m.split(" ", 1) for m in rule.metadata)["cw_id"]
-
-
-def require(condition: bool, what: str) -> None:
-    """A precondition of an expected failure: when it does not hold the test fails plainly
-    (``pytest.fail``), never as the expected ``AssertionError``."""
-    if not condition:
-        pytest.fail(f"precondition failed: {what}")
-
-
-def without_revs(output: str) -> str:
-    return re.sub(r"rev:\d+;\)$", "rev:_;)", output, flags=re.M)
-
-
-def record(texts: dict[tuple[int, int], str], output: str) -> None:
-    """Over every output recorded in ``texts``, a (sid, rev) stands for one rule text."""
-    for rule in parsed(output):
-        body = rule.raw[:rule.raw.rindex("sid:")]
-        seen = texts.setdefault((rule.sid, rule.rev), body)
-        assert seen == body, f"(sid, rev) {(rule.sid, rule.rev)} names two texts:\n{seen}\n{body}"
-
-
-@contextlib.contextmanager
-def restored(exchange) -> Iterator[None]:
-    """Whatever the block does to the sids and the remembered rules is undone after it."""
-    tables = {"suricata_sids": ("id", "rule_key", "rev", "digest"),
-              "suricata_row_sids": ("object_id", "rules_check", "rules")}
-    with exchange.engine.connect() as conn:
-        saved = {table: [dict(zip(columns, row, strict=True)) for row in conn.execute(
-                     text(f"SELECT {', '.join(columns)} FROM {table}"))] for table, columns in tables.items()}
-    yield
-    with exchange.engine.begin() as conn:
-        for table, columns in tables.items():
-            conn.execute(text(f"DELETE FROM {table}"))
-            if saved[table]:
-                conn.execute(text(f"INSERT INTO {table} ({', '.join(columns)}) "
-                                  f"VALUES ({', '.join(':' + c for c in columns)})"), saved[table])
-
-
-def assert_as_from_scratch(exchange, view: View, shared: Set[str] = frozenset()) -> str:
-    """The export of ``view`` as remembered; it equals the one built from scratch, but for
-    the revs of rules of ``shared`` STIX ids (stored in several rows), where the scratch
-    rev is at least the remembered one. The build from scratch (and the export after it,
-    which must repeat it) is a probe: the sids and remembered rules are restored after
-    it, so the history goes on as if it never ran."""
-    remembered, skipped = export(view)
-    for _, rules in remembered_rows(exchange).values():
-        assert rules.endswith("\n")
-        parsed(rules)
-    with restored(exchange):
-        sql(exchange, "DELETE FROM suricata_row_sids")
-        scratch, scratch_skipped = export(view)
-        assert skipped == scratch_skipped
-        assert without_revs(remembered) == without_revs(scratch)
-        for kept, built in zip(parsed(remembered), parsed(scratch), strict=True):
-            if cw_id(kept) in shared:
-                assert built.rev >= kept.rev, (kept.raw, built.raw)
-            else:
-                assert built.rev == kept.rev, (kept.raw, built.raw)
-        assert export(view) == (scratch, scratch_skipped)
-    return remembered
-
-
-# -- the world ----------------------------------------------------------------------------------
-
-def lists_dir(folder: Path) -> list[Path]:
-    """A warninglist directory of the operator's: one address range and one domain."""
-    folder.mkdir(exist_ok=True)
-    (folder / "ours.json").write_text(json.dumps({
-        "name": "ours", "description": "d", "source": "s", "licence": "CC0-1.0",
-        "values": {"ipv4-addr": ["45.80.0.0/16"], "domain-name": ["cdn.listed-zone.top"]}}))
-    return [folder]
-
-
-@pytest.fixture
-def listed(exchange, tmp_path) -> ExportService:
-    """An export service with the operator's warninglist directory."""
-    return ExportService(session_factory(exchange.engine), exchange.query,
-                         warninglist_dirs=lists_dir(tmp_path / "lists"))
-
-
-@dataclass
-class World:
-    """Prod writes (RED) in 'ring' and 'yard'; Reader reads both up to AMBER."""
-
-    ex: Any
-    prod: Any
-    reader: Any
-    cids: dict[str, str]
-
-    def post(self, community: str, *objs: dict[str, Any]) -> None:
-        report = self.ex.ingest.add_objects(self.prod, self.cids[community], list(objs))
-        assert not report.failures, report.failures
-
-
-def make_world(exchange, suffix: str = "") -> World:
-    prod, reader = make_member(exchange, f"Prod{suffix}"), make_member(exchange, f"Reader{suffix}")
-    cids = {}
-    for community in ("ring", "yard"):
-        name = f"{community}{suffix}"
-        exchange.admin.create_community(name, default_tlp=Tlp.GREEN)
-        exchange.admin.set_membership(prod.org, name, True, True, Tlp.RED)
-        exchange.admin.set_membership(reader.org, name, True, False, Tlp.AMBER)
-        cids[community] = exchange.admin.get_community(name).collection_id
-    return World(exchange, prod.principal, reader.principal, cids)
-
-
-@pytest.fixture
-def world(exchange) -> World:
-    return make_world(exchange)
-
-
-def delete(world: World, community: str, stix_id: str, every: bool = False) -> None:
-    """Delete the newest version of an object (as TAXII's DELETE with match[version]=last), or all."""
-    versions = VersionSelector(last=False, all=True) if every else VersionSelector()
-    world.ex.ingest.delete_object(world.prod, world.cids[community], stix_id,
-                                  ObjectFilter(ids=(stix_id,), versions=versions, limit=10_000_000))
-
-
-def pattern(*terms: str) -> str:
-    return " OR ".join(f"[{t}]" for t in terms)
-
-
-def marked(tlp: Tlp) -> list[str]:
-    return [TLP2_MARKING_BY_LEVEL[tlp]]
-
 
 # -- 1. a random history, compared with a build from scratch after each step --------------------
 
@@ -239,7 +60,7 @@ class Scenario:
     (hypothesis shares the database between examples): each operation is a method."""
 
     def __init__(self, exchange, svc: ExportService, listed: ExportService, mp: pytest.MonkeyPatch) -> None:
-        self.run = next(_RUN)
+        self.run = next(RUN)
         self.ex, self.services, self.mp = exchange, (svc, listed), mp
         self.world = make_world(exchange, f"-{self.run}")
         self.producer, self.community = f"Prod-{self.run}", f"ring-{self.run}"
@@ -351,7 +172,8 @@ def test_a_remembered_export_is_the_export_built_from_scratch(exchange, svc, lis
 
 # -- 2. concurrent exports and renames ----------------------------------------------------------
 
-def test_exports_racing_a_rename_leave_rules_a_build_from_scratch_repeats(exchange, svc, world, monkeypatch):
+def test_exports_racing_a_rename_leave_rules_a_build_from_scratch_repeats(
+        exchange, svc, ring_world, monkeypatch):
     """Three rounds of two exports of one view at once while a third thread renames the
     producer. Every output parses, a (sid, rev) stands for one text over all of them, and
     afterwards the export as remembered is the one built from scratch. Its revs may be
@@ -361,8 +183,8 @@ def test_exports_racing_a_rename_leave_rules_a_build_from_scratch_repeats(exchan
     objs = [indicator(f"45.77.2.{n}") for n in range(4)]
     objs += [indicator(pattern=pattern(TERMS[0], TERMS[3], TERMS[5])),
              indicator(pattern=pattern(*NO_RULE, TERMS[0]))]
-    world.post("ring", *objs)
-    view, texts = View(svc, world.reader), {}
+    ring_world.post("ring", *objs)
+    view, texts = View(svc, ring_world.reader), {}
     record(texts, export(view)[0])
     names = ["Prod", "Prod b", "Prod c", "Prod"]
     for old, new in itertools.pairwise(names):
@@ -418,7 +240,7 @@ class Race:
         return call()
 
 
-def test_an_export_of_the_old_producer_name_racing_the_new_one(exchange, svc, world, monkeypatch):
+def test_an_export_of_the_old_producer_name_racing_the_new_one(exchange, svc, ring_world, monkeypatch):
     """The race of :class:`Race` on a new row. A (sid, rev) stands for one text in every
     output; the next export, from the remembered rules, is the build from scratch, revs
     included.
@@ -429,8 +251,8 @@ def test_an_export_of_the_old_producer_name_racing_the_new_one(exchange, svc, wo
     its own text over it: the next exports wrote the "Prod b" text at rev 1 while the
     key stood at rev 2, so a sensor that read 'stale' saw the text change and the rev
     fall."""
-    world.post("ring", indicator("45.77.1.1"))
-    view, texts, race = View(svc, world.reader), {}, Race()
+    ring_world.post("ring", indicator("45.77.1.1"))
+    view, texts, race = View(svc, ring_world.reader), {}, Race()
     race.install(monkeypatch)
 
     def fresh() -> tuple[str, dict[str, int]]:
@@ -448,163 +270,3 @@ def test_an_export_of_the_old_producer_name_racing_the_new_one(exchange, svc, wo
     after = assert_as_from_scratch(exchange, view)
     record(texts, after)
     assert [r.rev for r in parsed(after)] == [3]
-
-
-# -- 3. remembered rules tampered with -----------------------------------------------------------
-
-def row_ids(exchange, *stix_ids: str) -> list[int]:
-    """The stored row of each object (one version each)."""
-    with exchange.engine.connect() as conn:
-        return [conn.execute(text("SELECT id FROM stix_objects WHERE stix_id = :s"), {"s": s}).scalar_one()
-                for s in stix_ids]
-
-
-def test_rules_swapped_between_two_rows_still_parse(exchange, svc, world):
-    """Tampering is outside the contract: two rows of one producer, TLP and community have
-    one check, so each is served the other's rules as they are (the check digests the
-    row's surroundings, not the row). The export still parses and has no sid twice."""
-    a, b = indicator("45.77.3.1"), indicator(pattern=pattern(TERMS[3], TERMS[5]))
-    world.post("ring", a, b)
-    view = View(svc, world.reader)
-    export(view)
-    (ra, rb), entries = row_ids(exchange, a["id"], b["id"]), remembered_rows(exchange)
-    assert entries[ra][0] == entries[rb][0]
-    for row, other in ((ra, rb), (rb, ra)):
-        sql(exchange, "UPDATE suricata_row_sids SET rules = :r WHERE object_id = :i",
-            r=entries[other][1], i=row)
-    assert len(parsed(export(view)[0])) == 3
-
-
-def test_a_tampered_check_has_its_rows_rules_built_again(exchange, svc, world):
-    """A remembered check that is not the row's check now is never trusted, whatever its
-    text: the row is built and remembered again, as the first export wrote it."""
-    objs = [indicator("45.77.4.1"), indicator(pattern=pattern(TERMS[0], TERMS[3], TERMS[9]))]
-    world.post("ring", *objs)
-    view = View(svc, world.reader)
-    first, entries = export(view), remembered_rows(exchange)
-    sql(exchange, "UPDATE suricata_row_sids SET rules_check = -rules_check - 1, rules = 'garbage'")
-    assert export(view) == first
-    assert remembered_rows(exchange) == entries
-
-
-# -- 4. rows whose rules are not remembered ---------------------------------------------------------
-
-class RecordingStore:
-    """A :class:`SidStore` recording the row ids it is asked to recall and to remember."""
-
-    def __init__(self, store: SidStore) -> None:
-        self.store, self.recalled, self.remembered = store, [], []
-
-    def recall(self, ids: Any) -> Any:
-        self.recalled.extend(ids)
-        return self.store.recall(ids)
-
-    def allocate(self, rows: Any) -> Any:
-        return self.store.allocate(rows)
-
-    def remember(self, entries: Any) -> None:
-        self.remembered.extend(row for row, _, _ in entries)
-        self.store.remember(entries)
-
-
-def rules_without_row_ids(exchange, view: View) -> tuple[str, dict[str, int], RecordingStore]:
-    """The export of ``view`` with items read without their rows' ids (all 0), written by
-    :func:`suricata.rules` on the export's store and context."""
-    stats = ExportStats()
-    items = view.svc.items(view.principal, view.flt, stats, raw=False, labelled=False, rowed=False)
-    with exchange.engine.connect() as conn:
-        revision = schema_revision(conn) or ""
-    context = suricata.RuleContext(revision, f"{view.svc.warninglists().digest}|dropped")
-    store = RecordingStore(SidStore(exchange.engine.connect))
-    try:
-        output = "".join(suricata.rules(items, store, stats.skipped, context))
-    finally:
-        store.store.close()
-    return output, dict(stats.skipped), store
-
-
-def test_rows_without_an_id_are_built_every_time_and_never_remembered(exchange, svc, world):
-    """Items without a stored row (row id 0) are neither recalled nor remembered: their
-    rules are built each time, with the sids and revs the export of their rows has, even
-    when every remembered text of those rows is garbage under a right check."""
-    objs = [indicator("45.77.5.1"), indicator(pattern=pattern(TERMS[3], TERMS[5], TERMS[8])),
-            indicator(pattern=pattern(*NO_RULE))]
-    world.post("ring", *objs)
-    view = View(svc, world.reader)
-    built = rules_without_row_ids(exchange, view)
-    assert built[:2] == export(view)
-    assert built[2].recalled == built[2].remembered == []
-    assert len(parsed(built[0])) == 3
-    sql(exchange, "UPDATE suricata_row_sids SET rules = 'garbage'")
-    assert rules_without_row_ids(exchange, view)[:2] == built[:2]
-
-
-def test_rows_whose_values_have_no_rule_form_are_counted_alike_and_never_remembered(
-        exchange, svc, listed, world):
-    """Multi-value rows without a rule form (a hash, an e-mail address, an https URL),
-    alone or once the operator's list drops their one address, write nothing and count
-    every value, remembered or not; the plain entry of the row with the listed address is
-    left for the next unlisted export."""
-    nothing = indicator(pattern=pattern(*NO_RULE))
-    dropped = indicator(pattern=pattern(TERMS[1], NO_RULE[0], NO_RULE[1]))
-    hashes, address = indicator(pattern=f"[{NO_RULE[0]}]"), indicator("45.77.6.1")
-    world.post("ring", nothing, dropped, hashes, address)
-    kind, https, listed_out = suricata.SKIP_RULE_KIND, suricata.SKIP_HTTPS, SKIP_WARNINGLISTED
-    views = [(View(svc, world.reader), 2, {kind: 5, https: 1}),
-             (View(listed, world.reader), 1, {kind: 5, https: 1, listed_out: 1}),
-             (View(listed, world.reader, ExportFilter(include_warninglisted=True)), 2, {kind: 5, https: 1}),
-             (View(svc, world.reader), 2, {kind: 5, https: 1})]
-    for view, rules, skipped in views:
-        output = assert_as_from_scratch(exchange, view)
-        assert (len(parsed(output)), export(view)[1]) == (rules, skipped)
-    assert sorted(remembered_rows(exchange)) == sorted(row_ids(exchange, dropped["id"], address["id"]))
-
-
-def test_an_export_outliving_a_deleted_row_gives_its_rules_to_no_other_row(exchange, svc, world, monkeypatch):
-    """An export reads its rows, then a version it read is deleted and another object
-    stored before the export writes (and remembers) the deleted version's rules.
-
-    Regression: SQLite gives the id of a deleted last row to the next row stored, and
-    the deleted row's rules were remembered under that id (the entry named the row by
-    its id alone); the new row, of the same TLP, community and producer, had the same
-    check, so every later export wrote the deleted indicator's rules in its place. An
-    entry now names its row by id and date added."""
-    monkeypatch.setattr(suricata, "BATCH", 1)
-    a, b, c = (indicator(f"45.77.7.{n}", oid=f"indicator--00000000-0000-4000-8000-00000000000{n}")
-               for n in (1, 2, 3))
-    world.post("ring", a)
-    world.post("ring", b)
-    view = View(svc, world.reader)
-    with contextlib.closing(svc.export(view.principal, "suricata-rules", view.flt).chunks) as chunks:
-        require("45.77.7.1 " in next(chunks), "a's rules come first")
-        delete(world, "ring", b["id"])
-        world.post("ring", c)
-        require("45.77.7.2 " in "".join(chunks), "the export writes b's rules")
-    assert {cw_id(rule) for rule in parsed(export(view)[0])} == {a["id"], c["id"]}
-
-
-# -- 5. the migration ---------------------------------------------------------------------------------
-
-def test_upgrading_from_0012_keeps_every_sid_and_rev(exchange, svc, world):
-    """0013 empties the table of the sids remembered by row (``sids`` column): the first
-    export after the upgrade looks every rule up by key, with the sids and revs of the
-    export before it (some bumped by a rename), and remembers them; the next one writes
-    them as remembered."""
-    objs = [indicator("45.77.8.1"), indicator(pattern=pattern(TERMS[0], TERMS[3], TERMS[5], TERMS[8]))]
-    world.post("ring", *objs)
-    view = View(svc, world.reader)
-    export(view)
-    exchange.admin.update_org("Prod", new_name="Prod b")
-    world.post("ring", indicator("45.77.8.2"))
-    before = export(view)
-    assert {r.rev for r in parsed(before[0])} == {1, 2}
-    old = [{"i": row_ids(exchange, stix_id)[0], "s": json.dumps([[r.sid, r.rev] for r in rules])}
-           for stix_id, rules in itertools.groupby(parsed(before[0]), key=cw_id)]  # as 0012 code kept them
-    config = alembic_config(exchange.engine)
-    command.downgrade(config, "0012_tlp_ids_any_case")
-    sql(exchange, "INSERT INTO suricata_row_sids (object_id, rules_check, sids) VALUES (:i, 1, :s)", old)
-    command.upgrade(config, "head")
-    assert remembered_rows(exchange) == {}
-    assert export(view) == before
-    assert len(remembered_rows(exchange)) == 3
-    assert assert_as_from_scratch(exchange, view) == before[0]
