@@ -22,6 +22,7 @@ from commonwatch.services.lookup import LookupService
 from commonwatch.services.query import QueryService
 from commonwatch.services.sightings import SightingService
 from commonwatch.storage.db import make_engine, session_factory, upgrade
+from commonwatch.storage.wal_writer import WalWriter
 
 
 class Exchange:
@@ -32,11 +33,14 @@ class Exchange:
         self.engine = make_engine(settings.database_url)
         #: The schema's revisions before and after this exchange migrated it (None: not migrated).
         self.migrated = upgrade(self.engine) if migrate else None
+        #: Syncs SQLite's WAL after ingest commits, off the request path (None: PostgreSQL).
+        self.wal_writer = WalWriter.for_engine(self.engine)
         sessions = session_factory(self.engine)
         self.query = QueryService(sessions)
         self.ingest = IngestService(
             sessions, self.query, max_objects=settings.max_objects_per_request, clock=clock,
             warninglists=lambda: self.warninglists,
+            committed=self.wal_writer.poke if self.wal_writer else None,
         )
         self.admin = AdminService(sessions, self.ingest, clock=clock)
         self.auth = AuthService(sessions, clock=clock)
@@ -63,6 +67,8 @@ class Exchange:
         """Close the database connections. On SQLite, first fold the write-ahead log
         back into the database file and empty it, so that the file alone holds
         everything (a backup may copy just the file once the exchange is closed)."""
+        if self.wal_writer is not None:
+            self.wal_writer.close()
         if self.engine.dialect.name == "sqlite":
             try:
                 with self.engine.connect() as conn:

@@ -62,14 +62,17 @@ class IngestService:
         self, sessions: sessionmaker[Session], query: QueryService,
         max_objects: int = 200_000, clock: Clock = now_us,
         warninglists: Callable[[], Warninglists] | None = None,
+        committed: Callable[[], None] | None = None,
     ) -> None:
         """``warninglists``: the exchange's lists; the verdicts on each stored version's
-        values are then stored with it (exports read them instead of checking again)."""
+        values are then stored with it (exports read them instead of checking again).
+        ``committed``: called after each envelope's transaction is committed."""
         self._sessions = sessions
         self._query = query
         self._max_objects = max_objects
         self._clock = clock
         self._warninglists = warninglists
+        self._committed = committed
         self._stamps: dict[str, int] = {}  # lists digest -> its stamp id (committed)
         # Rows stored since the planner statistics were last refreshed, and the table
         # size then: statistics are refreshed whenever the table grew by a tenth.
@@ -132,6 +135,8 @@ class IngestService:
                 successes=orjson.dumps(successes).decode(),
                 failures=orjson.dumps(failures).decode(),
             ))
+        if self._committed is not None:
+            self._committed()
         self._maybe_analyze(len(successes))
         return report
 
