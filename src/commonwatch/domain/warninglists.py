@@ -51,6 +51,8 @@ from pathlib import Path
 from socket import AF_INET, inet_pton
 from urllib.parse import urlsplit
 
+import orjson
+
 from commonwatch.domain.observables import ADDRESS_FAMILIES, network_int
 from commonwatch.errors import ConfigError
 
@@ -224,7 +226,7 @@ class Warninglists:
         verdicts = [self.canonical_hits(kind, value) for kind, value in pairs]
         if not any(verdicts):
             return None
-        return json.dumps(verdicts, ensure_ascii=False, separators=(",", ":"))
+        return orjson.dumps(verdicts).decode()
 
     def _domain_hits(self, name: str) -> tuple[str, ...]:
         found: tuple[str, ...] = ()

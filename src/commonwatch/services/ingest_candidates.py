@@ -49,6 +49,8 @@ def describe(obj: object) -> tuple[str, str]:
 
 
 # -- preparation (no database) -----------------------------------------------
+
+_LEVELS = tuple(Tlp)  # Tlp by level: an enum call per object costs more than the rest of the TLP work
 def prepare(
     obj: object, community: CommunityRef, principal: Principal,
     identities: dict[str, int],
@@ -68,7 +70,7 @@ def prepare(
             "organisation may post it", meta.id,
         )
     recipients = red_recipients(obj)
-    tlp = effective_tlp(meta.marking_refs, Tlp(community.default_tlp))
+    tlp = effective_tlp(meta.marking_refs, _LEVELS[community.default_tlp])
     return _candidate(obj, meta.id, meta.type, meta.spec_version,
                       meta.modified_us or meta.created_us, tlp, recipients)
 
