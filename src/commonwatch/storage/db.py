@@ -35,12 +35,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # and lookups do not go to disk, and mapped pages are shared by all connections.
     cur.execute("PRAGMA cache_size=-262144")
     cur.execute("PRAGMA mmap_size=2147418112")
-    # Checkpoint the WAL every 256 MiB rather than 4 MiB. Ingest into a large collection
+    # Checkpoint the WAL every 512 MiB rather than 4 MiB. Ingest into a large collection
     # dirties index pages at random (ids, observable values); between checkpoints a page
-    # changed many times is copied back once. At 10^6 stored objects this gave 8-10% more
-    # objects per CPU-second than 64 MiB (docs/benchmarks.md). The WAL file can reach
-    # about that size during bulk loads; it is emptied when the last connection closes.
-    cur.execute("PRAGMA wal_autocheckpoint=65536")
+    # changed many times is copied back once. At 10^6 stored objects 256 MiB gave 8-10%
+    # more objects per CPU-second than 64 MiB, and 512 MiB 3.5% more than 256 once the
+    # WAL writer (storage.wal_writer) synced the log ahead of the checkpoints; 1 GiB gave
+    # no more (docs/benchmarks.md). The WAL file can reach about that size during bulk
+    # loads; it is emptied when the last connection closes.
+    cur.execute("PRAGMA wal_autocheckpoint=131072")
     cur.close()
 
 

@@ -2,7 +2,7 @@
 
 With ``synchronous=NORMAL`` a commit appends its pages to the WAL file without waiting
 for the disk; the disk catches up at the next checkpoint, whose first step is to sync
-the WAL (up to 256 MiB during a bulk load, see ``storage.db``) while the request that
+the WAL (up to 512 MiB during a bulk load, see ``storage.db``) while the request that
 triggered it waits. This writer syncs the WAL shortly after writes instead, at most
 every ``interval`` seconds, on a thread of its own while ingest goes on: the checkpoint
 then finds little left to write, and committed envelopes reach the disk within about
