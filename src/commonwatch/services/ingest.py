@@ -18,7 +18,8 @@ row is locked, so commit order equals date_added order and paging with
 ``added_after`` never skips or repeats an object.
 
 Preparing each posted object and the rules that accept or refuse it are in
-:mod:`commonwatch.services.ingest_candidates`.
+:mod:`commonwatch.services.ingest_candidates`; the rows, index entries and status
+entries an envelope writes are built by :mod:`commonwatch.services.ingest_rows`.
 """
 
 from __future__ import annotations
