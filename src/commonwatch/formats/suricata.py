@@ -82,7 +82,7 @@ class RuleStore(Protocol):
 
 def finished(row: RuleRow, ids: Sequence[tuple[int, int]]) -> str:
     """The rules of ``row`` with the (sid, rev) of each, a line each."""
-    return "".join([f"{body}sid:{sid}; rev:{rev};)\n"
+    return "".join([f"{body}{_SID_REV.format(sid=sid, rev=rev)}\n"
                     for body, (sid, rev) in zip(row.bodies, ids, strict=True)])
 
 
