@@ -41,6 +41,7 @@ NATIVE_MODULES = (
     "commonwatch.domain.indexing",
     "commonwatch.domain.markings",
     "commonwatch.domain.warninglists",
+    "commonwatch.services.status",
     "commonwatch.services.ingest_candidates",
     "commonwatch.services.ingest_rows",
     "commonwatch.domain.sco_ids",

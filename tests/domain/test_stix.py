@@ -606,12 +606,6 @@ def test_meta_of_an_sco_and_of_a_marking_definition() -> None:
     assert validate_object(BASE["malware"]).marking_refs == frozenset()
 
 
-def test_meta_is_frozen() -> None:
-    meta = validate_object(BASE["malware"])
-    with pytest.raises(AttributeError):
-        meta.id = "x"  # type: ignore[misc]
-
-
 # --- Robustness: any JSON in any property gives StixMeta or InvalidStixObject ----------
 
 JSON = st.recursive(

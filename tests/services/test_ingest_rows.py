@@ -46,8 +46,9 @@ def test_only_the_newest_version_of_an_id_in_the_envelope_is_latest():
     newer, older = new_version(first, 30), new_version(first, 20)
     p = plan(candidates(first, newer, older), {}, COMMUNITY.id, ORG, None, now=1, last_added=0)
     latest = {row[4]: row[LATEST] for row in p.rows}
-    assert latest == {parse_timestamp(ts(10)): False, parse_timestamp(ts(30)): True,
-                      parse_timestamp(ts(20)): False}
+    assert latest == {parse_timestamp(ts(10)): 0, parse_timestamp(ts(30)): 1,
+                      parse_timestamp(ts(20)): 0}
+    assert {type(row[LATEST]) for row in p.rows} == {int}  # 0/1: bound without adapters
     assert p.superseded == []  # nothing stored before
 
 
@@ -56,11 +57,11 @@ def test_a_new_version_supersedes_the_stored_latest_and_an_older_one_does_not():
     (old,) = candidates(obj)
     known = {old.stix_id: [stored(old)]}
     p = plan(candidates(new_version(obj, 20)), known, COMMUNITY.id, ORG, None, now=1, last_added=0)
-    assert p.superseded == [(old.stix_id, old.versioned_us)] and p.rows[0][LATEST] is True
+    assert p.superseded == [(old.stix_id, old.versioned_us)] and p.rows[0][LATEST] == 1
     (newest,) = candidates(new_version(obj, 40))
     known = {old.stix_id: [stored(newest)]}
     p = plan(candidates(new_version(obj, 30)), known, COMMUNITY.id, ORG, None, now=1, last_added=0)
-    assert p.superseded == [] and p.rows[0][LATEST] is False
+    assert p.superseded == [] and p.rows[0][LATEST] == 0
 
 
 def test_an_identical_repost_succeeds_and_writes_nothing_and_a_refusal_names_its_position():

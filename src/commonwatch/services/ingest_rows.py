@@ -82,10 +82,13 @@ def plan(
             out.co_held.append((c.stix_id, version_us))
         found, related, facts = indexed(c.obj)
         listed = (verdicts[0].listed_json(found), verdicts[1]) if verdicts and found else _UNLISTED
+        # Flags as 0/1, not False/True: the sqlite3 driver binds an exact int as it is,
+        # but looks each bool up among its adapters first (a third of a row's binding).
         row = [community_id, c.stix_id, c.type, c.spec_version, version_us,
-               added, org_id, c.tlp, False, c.content_hash, c.raw, *facts, *listed, copy]
+               added, org_id, c.tlp, 0, c.content_hash, c.raw, *facts, *listed, 1 if copy else 0]
+        row[_REVOKED] = 1 if facts.revoked else 0
         versions.append(objects_repo.Stored(version_us, org_id, c.content_hash, c.tlp,
-                                            bool(row[_REVOKED]), creator=c.creator))
+                                            facts.revoked, creator=c.creator))
         _mark_latest(row, newest, pending, out.superseded)
         out.rows.append(row)
         if c.recipients:
@@ -110,9 +113,9 @@ def _mark_latest(
     if previous is not None and version_us < previous:
         return
     if stix_id in pending:
-        pending[stix_id][_LATEST] = False  # superseded within this envelope
+        pending[stix_id][_LATEST] = 0  # superseded within this envelope
     elif previous is not None:
         superseded.append((stix_id, previous))
-    row[_LATEST] = True
+    row[_LATEST] = 1
     newest[stix_id] = version_us
     pending[stix_id] = row

@@ -8,6 +8,7 @@ consistent across power loss) and foreign keys on. PostgreSQL is chosen by a
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+#: Always empty: its ``get`` is a C function that answers None for anything.
+_NOTHING: dict[object, None] = {}
+
+
+def _bind_directly() -> None:
+    """Let the sqlite3 driver bind None and bytes without its adapter search.
+
+    The driver binds exact ints, floats and strings as they are, but looks every other
+    parameter up among its adapters and then asks the value itself (two attribute
+    lookups that fail) before binding it unchanged: a third of the cost of inserting a
+    row, whose export columns are often None and whose JSON is bytes. An adapter found
+    at once skips the search; these return the value itself (``bytes(b)`` is ``b``), so
+    what is stored is the same NULL and the same blob. Registering them for types other
+    than int, float, str and bytearray keeps the driver's fast path for those.
+    """
+    sqlite3.register_adapter(type(None), _NOTHING.get)
+    sqlite3.register_adapter(bytes, bytes)
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine for ``database_url``; creates the SQLite file's folder if needed."""
     try:
@@ -62,6 +82,7 @@ def make_engine(database_url: str) -> Engine:
         # LIFO: the connection used last (its page cache warm) serves the next request.
         # An export or feed holds one connection while it streams (its snapshot): up to
         # 50 at once, 10 kept open between them.
+        _bind_directly()
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_use_lifo=True,
                                pool_size=10, max_overflow=40)
         event.listen(engine, "connect", _sqlite_pragmas)
