@@ -663,7 +663,8 @@ SIMPLE_SHAPES = st.builds(
     st.lists(st.builds(
         lambda path, sep, op, value: f"{path}{sep}{op}{sep}{value}",
         PATHS, st.sampled_from([" ", "", "\t"]),
-        st.sampled_from(["=", "==", "= "]), st.one_of(STRINGS, NUMBERS),
+        st.sampled_from(["=", "==", "= ", "ISSUBSET", "ISSUPERSET", "LIKE", "MATCHES", "issubset"]),
+        st.one_of(STRINGS, NUMBERS),
     ), min_size=1, max_size=4)
     | st.lists(HASH_COMPARISONS, min_size=1, max_size=2),
     st.sampled_from([" OR ", " AND ", " OR ", "  AND\t", "OR"]),
@@ -671,8 +672,18 @@ SIMPLE_SHAPES = st.builds(
 )
 
 
+#: Several simple brackets, joined by observation connectors (mixed ones included).
+BRACKET_SHAPES = st.builds(
+    lambda brackets, joiners: "".join(b + j for b, j in zip(brackets[:-1], joiners, strict=False))
+    + brackets[-1],
+    st.lists(SIMPLE_SHAPES, min_size=2, max_size=3),
+    st.lists(st.sampled_from([" OR ", " AND ", "OR", " OR ", "\nAND ", " FOLLOWEDBY "]),
+             min_size=2, max_size=2),
+)
+
+
 @DIFFERENTIAL
-@given(SIMPLE_SHAPES)
+@given(SIMPLE_SHAPES | BRACKET_SHAPES)
 def test_fast_path_equals_general_parser(pattern: str) -> None:
     """The regex fast path builds the same AST, or raises the same error, or declines."""
     note(repr(pattern))

@@ -130,58 +130,84 @@ __all__ = [
 
 
 # --- Fast path for the dominant feed shapes ---------------------------------------------
-# One bracket of ``type:path = 'string'`` (or ``= int``) tests joined by one connector:
-# ``[ipv4-addr:value = '1.2.3.4']``, ``[domain-name:value = 'a' OR domain-name:value =
-# 'b']``. The regexes admit a subset of what the tokenizer and grammar (``pattern_parser``)
-# accept, and names that lex as keywords are declined, so the AST equals the general
-# parser's.
+# Brackets of ``type:path = 'string'`` (or ``= int``, or ``ISSUBSET 'cidr'`` and the other
+# string operators) tests joined by one connector, the brackets themselves joined by one
+# connector: ``[ipv4-addr:value = '1.2.3.4']``, ``[domain-name:value = 'a' OR
+# domain-name:value = 'b']``, ``[ipv4-addr:value ISSUBSET '198.51.100.0/24'] OR
+# [domain-name:value = 'c']``. The regexes admit a subset of what the tokenizer and
+# grammar (``pattern_parser``) accept, and names that lex as keywords are declined, so
+# the AST equals the general parser's.
 
 _NAME = f"(?:[A-Za-z_][A-Za-z0-9_]*|{_STR})"
 _FAST_ITEM = (  # one comparison, then a connector or the closing bracket and the end
     f"([A-Za-z_][A-Za-z0-9_-]*):({_NAME})"
     f"((?:\\.{_NAME}|\\[(?:\\*|\\+?(?:0|[1-9][0-9]*))\\])*)"
-    f"[{_WS}]*==?[{_WS}]*({_STR}|[+-]?(?:0|[1-9][0-9]*)(?![0-9.]))"
-    f"(?:[{_WS}]+(AND|OR)[{_WS}]+|[{_WS}]*\\][{_WS}]*\\Z)"
+    f"(?:[{_WS}]*==?[{_WS}]*|[{_WS}]+(ISSUBSET|ISSUPERSET|LIKE|MATCHES)[{_WS}]+)"
+    f"({_STR}|[+-]?(?:0|[1-9][0-9]*)(?![0-9.]))"
+    # AND/OR and the next comparison, or "]" and the end, or "]" AND/OR "[" and the next
+    f"(?:[{_WS}]+(AND|OR)[{_WS}]+|[{_WS}]*\\](?:[{_WS}]*\\Z|[{_WS}]+(AND|OR)[{_WS}]+\\[[{_WS}]*))"
 )
+#: The operators the fast path reads by name; each takes a string literal only.
+_STRING_OPS = {op.value: op for op in (ComparisonOperator.ISSUBSET, ComparisonOperator.ISSUPERSET,
+                                       ComparisonOperator.LIKE, ComparisonOperator.MATCHES)}
 _FAST_FIRST = re.compile(f"[{_WS}]*\\[[{_WS}]*{_FAST_ITEM}")
 _FAST_NEXT = re.compile(_FAST_ITEM)
 _STEP_RE = re.compile(f"\\.({_NAME})|\\[(\\*|\\+?[0-9]+)\\]")
 
 
 def _parse_fast(text: str) -> Pattern | None:
-    """Build the AST of a simple single-bracket pattern directly, or None to decline."""
+    """Build the AST of a pattern of simple brackets directly, or None to decline."""
     m = _FAST_FIRST.match(text)
     if m is None:
         return None
-    first = _fast_comparison(m.group(1, 2, 3, 4), m.start(1))
-    connector = m.group(5)
-    if first is None or connector is None:  # declined, or a single comparison
-        return None if first is None else Pattern(Observation(first))
-    join = connector
-    comparisons: list[ComparisonExpression] = [first]
-    while connector is not None:
+    observations: list[ObservationExpression] = []
+    between: str | None = None  # the connector of the brackets
+    while True:
+        comparisons: list[ComparisonExpression] = []
+        within: str | None = None  # the connector inside this bracket
+        while True:
+            comparison = _fast_comparison(m.group(1, 2, 3, 4, 5), m.start(1))
+            connector = m.group(6)
+            if comparison is None or (within is not None and connector not in (None, within)):
+                return None  # declined, or AND mixed with OR: precedence is the parser's job
+            comparisons.append(comparison)
+            if connector is None:
+                break
+            within = connector
+            m = _FAST_NEXT.match(text, m.end())
+            if m is None:
+                return None
+        node = ComparisonOr if within == "OR" else ComparisonAnd
+        observations.append(Observation(node(tuple(comparisons)) if within else comparisons[0]))
+        connector = m.group(7)
+        if connector is None:  # "]" and the end of the text
+            break
+        if between not in (None, connector):
+            return None
+        between = connector
         m = _FAST_NEXT.match(text, m.end())
         if m is None:
             return None
-        connector = m.group(5)
-        comparison = _fast_comparison(m.group(1, 2, 3, 4), m.start(1))
-        if comparison is None or connector not in (None, join):
-            return None  # declined, or AND mixed with OR: precedence is the parser's job
-        comparisons.append(comparison)
-    node = ComparisonOr if join == "OR" else ComparisonAnd
-    return Pattern(Observation(node(tuple(comparisons))))
+    if between is None:
+        return Pattern(observations[0])
+    joined = ObservationOr if between == "OR" else ObservationAnd
+    return Pattern(joined(tuple(observations)))
 
 
-def _fast_comparison(groups: Sequence[str], offset: int) -> Comparison | None:
-    object_type, first, rest, value = groups
+def _fast_comparison(groups: Sequence[str | None], offset: int) -> Comparison | None:
+    object_type, first, rest, op, value = groups
+    assert object_type is not None and first is not None and rest is not None and value is not None
     path = _PATH_CACHE.get(first + rest) or _fast_path(first, rest)
     if object_type in _IDENT_KINDS or not path[0]:  # a keyword in the path: declined
+        return None
+    if op is not None and value[0] != "'":  # ISSUBSET 42: the general parser says why not
         return None
     steps, has_hashes = path
     if has_hashes:
         _check_hash(steps, value, offset)
     literal = _string(value) if value[0] == "'" else IntegerLiteral(int(value))
-    return Comparison(object_type, steps, ComparisonOperator.EQ, False, literal)
+    operator = ComparisonOperator.EQ if op is None else _STRING_OPS[op]
+    return Comparison(object_type, steps, operator, False, literal)
 
 
 _CachedPath: TypeAlias = tuple[tuple[PathStep, ...], bool]
