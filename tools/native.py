@@ -10,6 +10,11 @@ about 1.25-2 times faster, with the same code and the same tests. Everything wor
 without them: where no C compiler is found the build says so and CommonWatch runs as
 pure Python.
 
+A dataclass made once per object on these paths writes its ``__init__`` out
+(``@dataclass(init=False, ...)``): the one ``dataclass`` generates runs interpreted even
+in a compiled module, about ten times the cost of a compiled one, and a frozen one
+twice that again.
+
 A compiled module is imported in place of its source, so one left behind by an edit
 of the source would hide the edit: ``make`` compiles them again whenever a source
 changes, and ``import commonwatch`` refuses a compiled module older than its source

@@ -81,9 +81,8 @@ __all__ = ["StixMeta", "format_timestamp", "parse_timestamp", "validate_object"]
 class StixMeta:
     """What storage indexes about a validated object, all taken from the object.
 
-    One is made per posted object, so its ``__init__`` is written out: compiled, it
-    costs a tenth of the one ``dataclass`` generates (which runs interpreted), and a
-    frozen dataclass costs twice that again. Nothing changes one after validation.
+    One is made per posted object, so it is not frozen and its ``__init__`` is written
+    out (see ``tools/native.py``). Nothing changes one after validation.
     """
 
     id: str

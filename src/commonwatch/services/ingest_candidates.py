@@ -27,8 +27,8 @@ from commonwatch.storage import objects as objects_repo
 
 @dataclass(init=False, slots=True)
 class Candidate:
-    """A validated object ready to be weighed and stored. ``__init__`` is written out
-    (compiled, a tenth of the cost of the generated one): one is made per object."""
+    """A validated object ready to be weighed and stored; one is made per object, so
+    ``__init__`` is written out (see ``tools/native.py``)."""
 
     obj: dict[str, Any]
     stix_id: str

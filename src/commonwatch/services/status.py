@@ -15,9 +15,7 @@ class StatusDetail:
 
     Dataclasses: orjson serialises them natively, so a status listing 100,000 objects
     costs no per-entry Python on the way out. One is made per stored object, so this
-    module is compiled (tools/native.py) and ``__init__`` is written out: the one
-    ``dataclass`` generates runs interpreted, at ten times the cost; a frozen one
-    costs twice that again.
+    module is compiled and ``__init__`` is written out (see ``tools/native.py``).
     """
 
     id: str
