@@ -139,7 +139,7 @@ __all__ = [
 # the AST equals the general parser's.
 
 _NAME = f"(?:[A-Za-z_][A-Za-z0-9_]*|{_STR})"
-_FAST_ITEM = (  # one comparison, then a connector or the closing bracket and the end
+_FAST_ITEM = (  # one comparison, then what follows it (the last line)
     f"([A-Za-z_][A-Za-z0-9_-]*):({_NAME})"
     f"((?:\\.{_NAME}|\\[(?:\\*|\\+?(?:0|[1-9][0-9]*))\\])*)"
     f"(?:[{_WS}]*==?[{_WS}]*|[{_WS}]+(ISSUBSET|ISSUPERSET|LIKE|MATCHES)[{_WS}]+)"
