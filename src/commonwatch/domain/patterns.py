@@ -107,8 +107,10 @@ from commonwatch.domain.pattern_ast import (
 )
 from commonwatch.domain.pattern_parser import (
     _IDENT_KINDS,
+    _OPERATORS,
     _PREFIX,
     _STR,
+    _STRING_OPERATORS,
     _WS,
     MAX_NESTING,
     _check_hash,
@@ -142,14 +144,11 @@ _NAME = f"(?:[A-Za-z_][A-Za-z0-9_]*|{_STR})"
 _FAST_ITEM = (  # one comparison, then what follows it (the last line)
     f"([A-Za-z_][A-Za-z0-9_-]*):({_NAME})"
     f"((?:\\.{_NAME}|\\[(?:\\*|\\+?(?:0|[1-9][0-9]*))\\])*)"
-    f"(?:[{_WS}]*==?[{_WS}]*|[{_WS}]+(ISSUBSET|ISSUPERSET|LIKE|MATCHES)[{_WS}]+)"
+    f"(?:[{_WS}]*==?[{_WS}]*|[{_WS}]+({'|'.join(sorted(_STRING_OPERATORS))})[{_WS}]+)"
     f"({_STR}|[+-]?(?:0|[1-9][0-9]*)(?![0-9.]))"
     # AND/OR and the next comparison, or "]" and the end, or "]" AND/OR "[" and the next
     f"(?:[{_WS}]+(AND|OR)[{_WS}]+|[{_WS}]*\\](?:[{_WS}]*\\Z|[{_WS}]+(AND|OR)[{_WS}]+\\[[{_WS}]*))"
 )
-#: The operators the fast path reads by name; each takes a string literal only.
-_STRING_OPS = {op.value: op for op in (ComparisonOperator.ISSUBSET, ComparisonOperator.ISSUPERSET,
-                                       ComparisonOperator.LIKE, ComparisonOperator.MATCHES)}
 _FAST_FIRST = re.compile(f"[{_WS}]*\\[[{_WS}]*{_FAST_ITEM}")
 _FAST_NEXT = re.compile(_FAST_ITEM)
 _STEP_RE = re.compile(f"\\.({_NAME})|\\[(\\*|\\+?[0-9]+)\\]")
@@ -206,7 +205,7 @@ def _fast_comparison(groups: Sequence[str | None], offset: int) -> Comparison | 
     if has_hashes:
         _check_hash(steps, value, offset)
     literal = _string(value) if value[0] == "'" else IntegerLiteral(int(value))
-    operator = ComparisonOperator.EQ if op is None else _STRING_OPS[op]
+    operator = ComparisonOperator.EQ if op is None else _OPERATORS[op]
     return Comparison(object_type, steps, operator, False, literal)
 
 
