@@ -1,6 +1,9 @@
-"""Migrations that fill new columns from stored data agree with what ingest writes."""
+"""Migrations that fill new columns from stored data agree with what ingest writes; new and
+existing SQLite files keep working whatever their page size."""
 
 from __future__ import annotations
+
+import sqlite3
 
 import sqlalchemy as sa
 from alembic import command
@@ -8,7 +11,7 @@ from alembic import command
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import KINDS, SKIP_COMPLEX, SKIP_INVALID_VALUE, SKIP_REASONS
 from commonwatch.services.export_filters import build_filter
-from commonwatch.storage.db import alembic_config
+from commonwatch.storage.db import PAGE_SIZE, alembic_config, make_engine, upgrade
 
 from support.factories import indicator, ipv4, make_member, ts
 
@@ -184,3 +187,29 @@ def test_tlp_ids_written_in_upper_case_count_on_upgrade(exchange):
     assert tlps() == now
     # what feeds hold changed without a write: their stored validators are gone
     assert exchange.feeds.validators(member.principal, feed)[2] is False
+
+
+def test_new_sqlite_databases_use_large_pages_and_existing_ones_keep_theirs(tmp_path):
+    """A new SQLite file gets PAGE_SIZE pages; one created with another size keeps it (the
+    size of a WAL database cannot change without a rebuild) and still migrates and works."""
+    def page_size(path) -> int:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("PRAGMA page_size").fetchone()[0]
+
+    new = tmp_path / "new.db"
+    engine = make_engine(f"sqlite:///{new}")
+    upgrade(engine)
+    engine.dispose()
+    assert PAGE_SIZE != 4096 and page_size(new) == PAGE_SIZE
+
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE earlier (x INTEGER)")
+    engine = make_engine(f"sqlite:///{old}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM stix_objects").scalar() == 0
+    engine.dispose()
+    assert page_size(old) == 4096
