@@ -40,6 +40,7 @@ NATIVE_MODULES = (
     "commonwatch.domain.timestamps",
     "commonwatch.domain.stix_values",
     "commonwatch.domain.stix",
+    "commonwatch.domain.pattern_ast",
     "commonwatch.domain.pattern_parser",
     "commonwatch.domain.patterns",
     "commonwatch.domain.observables",

@@ -11,7 +11,13 @@ from alembic import command
 from commonwatch.domain.markings import Tlp
 from commonwatch.domain.observables import KINDS, SKIP_COMPLEX, SKIP_INVALID_VALUE, SKIP_REASONS
 from commonwatch.services.export_filters import build_filter
-from commonwatch.storage.db import PAGE_SIZE, alembic_config, make_engine, upgrade
+from commonwatch.storage.db import (
+    PAGE_SIZE,
+    WAL_CHECKPOINT_BYTES,
+    alembic_config,
+    make_engine,
+    upgrade,
+)
 
 from support.factories import indicator, ipv4, make_member, ts
 
@@ -191,7 +197,8 @@ def test_tlp_ids_written_in_upper_case_count_on_upgrade(exchange):
 
 def test_new_sqlite_databases_use_large_pages_and_existing_ones_keep_theirs(tmp_path):
     """A new SQLite file gets PAGE_SIZE pages; one created with another size keeps it (the
-    size of a WAL database cannot change without a rebuild) and still migrates and works."""
+    size of a WAL database cannot change without a rebuild) and still migrates and works.
+    Either way the WAL is checkpointed after the same number of bytes."""
     def page_size(path) -> int:
         with sqlite3.connect(path) as conn:
             return conn.execute("PRAGMA page_size").fetchone()[0]
@@ -199,6 +206,8 @@ def test_new_sqlite_databases_use_large_pages_and_existing_ones_keep_theirs(tmp_
     new = tmp_path / "new.db"
     engine = make_engine(f"sqlite:///{new}")
     upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == WAL_CHECKPOINT_BYTES // PAGE_SIZE
     engine.dispose()
     assert PAGE_SIZE != 4096 and page_size(new) == PAGE_SIZE
 
@@ -211,5 +220,6 @@ def test_new_sqlite_databases_use_large_pages_and_existing_ones_keep_theirs(tmp_
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM stix_objects").scalar() == 0
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == WAL_CHECKPOINT_BYTES // 4096
     engine.dispose()
     assert page_size(old) == 4096

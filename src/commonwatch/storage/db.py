@@ -27,6 +27,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: Page size of new SQLite databases, in bytes.
 PAGE_SIZE = 16384
+#: How much the write-ahead log holds before it is checkpointed, in bytes.
+WAL_CHECKPOINT_BYTES = 512 * 1024 * 1024
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -36,8 +38,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # writes each page it changed to the WAL with two system calls, and ingest into a
     # large collection changes index pages at random (ids, observable values): with
     # larger pages one envelope touches fewer of them, and the trees are shallower. At
-    # 10^6 stored objects ingest over TAXII took 1.10-1.18x the objects per second of
-    # 4 KiB pages in runs alternating the two (docs/benchmarks.md).
+    # 10^6 stored objects ingest over TAXII took 1.02-1.12x the objects per second of
+    # 4 KiB pages in runs alternating the two, both checkpointing every 512 MiB
+    # (docs/benchmarks.md).
     cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -48,14 +51,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # and lookups do not go to disk, and mapped pages are shared by all connections.
     cur.execute("PRAGMA cache_size=-262144")
     cur.execute("PRAGMA mmap_size=2147418112")
-    # Checkpoint the WAL every 512 MiB rather than 4 MiB. Ingest into a large collection
-    # dirties index pages at random (ids, observable values); between checkpoints a page
-    # changed many times is copied back once. At 10^6 stored objects 256 MiB gave 8-10%
-    # more objects per CPU-second than 64 MiB, and 512 MiB 3.5% more than 256 once the
-    # WAL writer (storage.wal_writer) synced the log ahead of the checkpoints; 1 GiB gave
-    # no more (docs/benchmarks.md). The WAL file can reach about that size during bulk
-    # loads; it is emptied when the last connection closes.
-    cur.execute("PRAGMA wal_autocheckpoint=131072")
+    # Checkpoint the WAL every 512 MiB (WAL_CHECKPOINT_BYTES) rather than 4 MiB. Ingest
+    # into a large collection dirties index pages at random (ids, observable values);
+    # between checkpoints a page changed many times is copied back once. At 10^6 stored
+    # objects 256 MiB gave 8-10% more objects per CPU-second than 64 MiB, and 512 MiB
+    # 3.5% more than 256 once the WAL writer (storage.wal_writer) synced the log ahead of
+    # the checkpoints; 1 GiB gave no more (docs/benchmarks.md). The WAL file can reach
+    # about that size during bulk loads; it is emptied when the last connection closes.
+    # The setting counts pages, whose size depends on the file.
+    page_size = cur.execute("PRAGMA page_size").fetchone()[0]
+    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
     cur.close()
 
 
