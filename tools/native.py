@@ -13,7 +13,9 @@ pure Python.
 A dataclass made once per object on these paths writes its ``__init__`` out
 (``@dataclass(init=False, ...)``): the one ``dataclass`` generates runs interpreted even
 in a compiled module, about ten times the cost of a compiled one, and a frozen one
-twice that again.
+twice that again. One that must not change after it is built (the pattern AST, shared
+by the parse cache) declares its fields ``Final`` instead of ``frozen=True``: mypy
+refuses any assignment to them, and the compiled class has no setter for them.
 
 A compiled module is imported in place of its source, so one left behind by an edit
 of the source would hide the edit: ``make`` compiles them again whenever a source

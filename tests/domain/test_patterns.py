@@ -13,6 +13,7 @@ import contextlib
 import io
 import random
 import re
+import sysconfig
 import time
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,7 @@ from stix2patterns.inspector import INDEX_STAR
 from stix2patterns.v21.pattern import Pattern as ReferencePattern
 from stix2patterns.validator import run_validator
 
+from commonwatch.domain import pattern_ast
 from commonwatch.domain.patterns import (
     ANY_INDEX,
     MAX_NESTING,
@@ -285,6 +287,24 @@ def test_invalid(pattern: str, message: str) -> None:
     assert message in excinfo.value.message
     if MAX_NESTING not in (pattern.count("("), pattern.count("(") - 1):
         assert not reference_accepts(pattern)
+
+
+def test_parsed_trees_are_values_that_cannot_be_changed() -> None:
+    """Parses are cached and shared by every caller: equal trees are equal and hash
+    alike, and where the AST module is compiled (as ``make`` builds it) no field of a
+    node can be assigned."""
+    text = "[ipv4-addr:value = '198.51.100.1'] OR [domain-name:value = 'example.com']"
+    tree = parse_pattern(text)
+    again = parse_pattern(text + " ")  # another parse (not the cached tree), same AST
+    assert tree is not again and tree == again and hash(tree) == hash(again)
+    assert len({tree, again}) == 1
+    if pattern_ast.__file__.endswith(sysconfig.get_config_var("EXT_SUFFIX")):
+        observation = tree.root.operands[0]  # type: ignore[union-attr]
+        for node, field in ((tree, "root"), (observation, "comparison"),
+                            (observation.comparison, "value"), (observation.comparison.value, "value")):
+            with pytest.raises(AttributeError, match="not writable"):
+                setattr(node, field, None)
+    assert parse_pattern(text) == again
 
 
 def test_non_string_is_rejected() -> None:
