@@ -37,9 +37,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # with; this must come before WAL mode, which writes the first page). Every commit
     # writes each page it changed to the WAL with two system calls, and ingest into a
     # large collection changes index pages at random (ids, observable values): with
-    # larger pages one envelope touches fewer of them, and the trees are shallower. At
-    # 10^6 stored objects ingest over TAXII took 1.02-1.12x the objects per second of
-    # 4 KiB pages in runs alternating the two, both checkpointing every 512 MiB
+    # larger pages one envelope touches fewer of them, and the trees are shallower.
+    # Ingest of 10^6 objects over TAXII took 1.02-1.12x the objects per second of 4 KiB
+    # pages in runs alternating the two, both checkpointing every 512 MiB; the gain is
+    # in the first half of the load, near 10^6 stored the two are about even
     # (docs/benchmarks.md).
     cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
     cur.execute("PRAGMA journal_mode=WAL")
