@@ -15,8 +15,7 @@ class StatusDetail:
 
     One is made per stored object, so this module is compiled and ``__init__`` is
     written out (see ``tools/native.py``). Written out as JSON through
-    :func:`successes_json`: orjson reads a compiled dataclass field by field, about
-    twenty times slower than the dict made for it here.
+    :func:`successes_json`: orjson reads a compiled dataclass field by field.
     """
 
     id: str
@@ -76,8 +75,8 @@ class StatusReport:
 
 
 def successes_json(details: Sequence[StatusDetail]) -> list[dict[str, str]]:
-    """Status-details entries as the dicts orjson writes fastest (0.03 against 0.7 µs
-    an entry for the dataclasses themselves)."""
+    """Status-details entries as the dicts orjson writes fastest: 0.14 µs an entry,
+    making the dict included, against 0.69 for the compiled dataclass itself."""
     return [{"id": d.id, "version": d.version} for d in details]
 
 
