@@ -90,8 +90,9 @@ def database_url(
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return load_settings(environ={}, database_url=database_url)
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return load_settings(environ={}, database_url=database_url,
+                         ingest_queue_dir=str(tmp_path / "ingest-queue"))
 
 
 @pytest.fixture

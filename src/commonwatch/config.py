@@ -29,6 +29,14 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     #: Most objects accepted in one envelope.
     max_objects_per_request: int = 200_000
+    #: TAXII envelopes of at most this many objects are answered once stored (status
+    #: "complete"); larger ones once queued (status "pending", see services.ingest_queue).
+    ingest_wait_objects: int = 1000
+    #: Objects of queued envelopes that may wait in memory; posters beyond it wait.
+    ingest_queue_objects: int = 50_000
+    #: Where envelopes answered "pending" are kept until stored (empty: next to the
+    #: SQLite file, or ./data/ingest-queue/<database> for PostgreSQL).
+    ingest_queue_dir: str = ""
     #: Page size used when a request names no ``limit``, and the largest one allowed.
     default_page_size: int = 1000
     max_page_size: int = 10_000
@@ -44,10 +52,12 @@ class Settings:
                 f"COMMONWATCH_DATABASE_URL must be a sqlite:// or postgresql:// URL, "
                 f"got {self.database_url.split('://')[0]!r}"
             )
-        for name in ("port", "max_body_bytes", "max_objects_per_request",
+        for name in ("port", "max_body_bytes", "max_objects_per_request", "ingest_queue_objects",
                      "default_page_size", "max_page_size", "max_match_values"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"COMMONWATCH_{name.upper()} must be a positive integer")
+        if self.ingest_wait_objects < 0:
+            raise ConfigError("COMMONWATCH_INGEST_WAIT_OBJECTS must be 0 or a positive integer")
         if self.default_page_size > self.max_page_size:
             raise ConfigError("COMMONWATCH_DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE")
         if self.port > 65_535:

@@ -17,6 +17,7 @@ exceptions are translated where they enter (``raise X(...) from exc``); only
     ├── PermissionDenied            authenticated, but not allowed to do this
     ├── NotFound                    no such thing, or not visible to the caller
     ├── Conflict                    the request clashes with existing state
+    ├── Unavailable                 the server is stopping; retry later
     └── StorageError                the database failed underneath us
 """
 
@@ -77,6 +78,10 @@ class NotFound(CommonWatchError):
 
 class Conflict(CommonWatchError):
     """The request clashes with existing state (duplicate name, foreign object id...)."""
+
+
+class Unavailable(CommonWatchError):
+    """The server cannot take the request now (it is stopping); it may be retried."""
 
 
 class StorageError(CommonWatchError):

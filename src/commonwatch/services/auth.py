@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commonwatch.clock import Clock, now_us
@@ -63,16 +63,24 @@ class AuthService:
 
     def principal_for_user(self, user_name: str) -> Principal:
         """The principal of a user, for trusted local callers (CLI, demo) only."""
+        return self._principal(User.name == user_name,
+                               f"no user named {user_name!r}; see `commonwatch user list`")
+
+    def principal_for_user_id(self, user_id: int) -> Principal:
+        """The principal of the user with this id (envelopes it queued before a restart)."""
+        return self._principal(User.id == user_id, "the user who posted it no longer exists")
+
+    def _principal(self, which: ColumnElement[bool], missing: str) -> Principal:
         with self._sessions() as s:
             row = s.execute(
                 select(User, Organisation.identity_id)
                 .join(Organisation, Organisation.id == User.org_id)
-                .where(User.name == user_name)
+                .where(which)
             ).first()
         if row is None:
-            raise NotFound(f"no user named {user_name!r}; see `commonwatch user list`")
+            raise NotFound(missing)
         user, identity = row
         if not user.active:  # disabled: no more acting from the command line than with a token
-            raise PermissionDenied(f"user {user_name!r} is disabled; `commonwatch user enable` restores it")
+            raise PermissionDenied(f"user {user.name!r} is disabled; `commonwatch user enable` restores it")
         return Principal(user_id=user.id, user_name=user.name, org_id=user.org_id,
                          org_identity=identity, role=user.role)

@@ -17,6 +17,7 @@ from commonwatch.services.detect import DetectService
 from commonwatch.services.export import ExportService
 from commonwatch.services.feeds import FeedService
 from commonwatch.services.ingest import IngestService
+from commonwatch.services.ingest_queue import IngestQueue
 from commonwatch.services.lifecycle import LifecycleService
 from commonwatch.services.lookup import LookupService
 from commonwatch.services.query import QueryService
@@ -44,6 +45,12 @@ class Exchange:
         )
         self.admin = AdminService(sessions, self.ingest, clock=clock)
         self.auth = AuthService(sessions, clock=clock)
+        #: Envelopes posted over TAXII, stored on a thread of its own (started on use).
+        self.ingest_queue = IngestQueue(
+            self.engine, self.ingest, self.auth.principal_for_user_id, self.ingest_queue_dir,
+            clock=clock, wait_objects=settings.ingest_wait_objects,
+            max_queued=settings.ingest_queue_objects,
+        )
         self.lookup = LookupService(self.engine, self.query, lambda: self.warninglists)
         self.sightings = SightingService(self.query, self.lookup, self.ingest, clock=clock)
         self.lifecycle = LifecycleService(self.query, self.ingest, clock=clock)
@@ -58,15 +65,31 @@ class Exchange:
         """The operator's warninglist directories (``COMMONWATCH_WARNINGLIST_DIRS``)."""
         return [Path(p) for p in self.settings.warninglist_dirs.split(os.pathsep) if p]
 
+    @property
+    def ingest_queue_dir(self) -> Path | None:
+        """Where envelopes answered "pending" wait (``COMMONWATCH_INGEST_QUEUE_DIR``; by
+        default next to the SQLite file, or under ./data for PostgreSQL; None for an
+        in-memory database)."""
+        if self.settings.ingest_queue_dir:
+            return Path(self.settings.ingest_queue_dir)
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite":
+            database = url.database
+            return Path(f"{database}-queue") if database and database != ":memory:" else None
+        name = f"{url.database}@{url.host or 'local'}-{url.port or 5432}"
+        return Path("data") / "ingest-queue" / name
+
     @cached_property
     def warninglists(self) -> Warninglists:
         """The built-in warninglists plus the operator's, loaded on first use."""
         return load_warninglists(self.warninglist_dirs)
 
     def close(self) -> None:
-        """Close the database connections. On SQLite, first fold the write-ahead log
+        """Close the database connections, after the transaction of queued envelopes in
+        progress (those still queued are stored at the next start). On SQLite, first fold the write-ahead log
         back into the database file and empty it, so that the file alone holds
         everything (a backup may copy just the file once the exchange is closed)."""
+        self.ingest_queue.close()
         if self.wal_writer is not None:
             self.wal_writer.close()
         if self.engine.dialect.name == "sqlite":

@@ -1,6 +1,7 @@
 """Writing objects into a community: validation, ownership, TLP, bulk insert.
 
-One envelope is one transaction. Objects that fail validation are reported in the
+One envelope is one transaction (envelopes posted over TAXII may share one, see
+:mod:`commonwatch.services.ingest_queue`). Objects that fail validation are reported in the
 status resource's ``failures`` with the reason; the valid objects of the same
 envelope are stored. Re-posting an identical object is a success that stores
 nothing new.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import orjson
 from sqlalchemy import Connection, select
@@ -47,6 +49,7 @@ from commonwatch.services.ingest_candidates import (
 )
 from commonwatch.services.ingest_rows import plan
 from commonwatch.services.query import ObjectFilter, QueryService
+from commonwatch.services.query_types import CommunityRef
 from commonwatch.services.status import (
     FailureDetail,
     StatusDetail,
@@ -60,6 +63,19 @@ from commonwatch.storage import tombstones
 from commonwatch.storage.models import IngestStatus, Organisation
 
 _ANALYZE_MIN_ROWS = 20_000
+
+
+@dataclass(slots=True)
+class Checked:
+    """An envelope's objects after validation: the candidates to store, the failures."""
+
+    total: int
+    candidates: list[Candidate] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)  # each candidate's position in the envelope
+    failures: list[FailureDetail] = field(default_factory=list)
+    failed_at: list[int] = field(default_factory=list)
+    #: The warninglists whose verdicts are stored with the values, and their stamp.
+    verdicts: tuple[Warninglists, int] | None = None
 
 
 class IngestService:
@@ -91,28 +107,42 @@ class IngestService:
     ) -> StatusReport:
         """Store an envelope's objects as ``principal``; returns the status resource."""
         with collector_paused():  # thousands of containers alive until the end, no cycles
-            return self._add_objects(principal, collection_id, objects)
+            request_us = self._clock()
+            community, clearance = self.admit(principal, collection_id, len(objects))
+            envelope = self.validate(principal, community, objects)
+            with self._sessions.begin() as s:
+                report = self.store(s, principal, community.id, clearance, envelope,
+                                    str(uuid.uuid4()), request_us)
+            self.committed(len(report.successes))
+            return report
 
-    def _add_objects(
-        self, principal: Principal, collection_id: str, objects: Sequence[object]
-    ) -> StatusReport:
-        if len(objects) > self._max_objects:
+    def admit(
+        self, principal: Principal, collection_id: str, count: int
+    ) -> tuple[CommunityRef, Clearance]:
+        """The community ``principal`` may add ``count`` objects to, and its clearance
+        there; refuses (raises) otherwise."""
+        if count > self._max_objects:
             raise InputTooLarge(
-                f"the envelope holds {len(objects)} objects; at most {self._max_objects} "
+                f"the envelope holds {count} objects; at most {self._max_objects} "
                 "are accepted per request — split it into several envelopes"
             )
-        request_us = self._clock()
         community, clearance = self._query.collection(principal, collection_id)
         if not clearance.can_write:
             raise PermissionDenied(
                 "you may not add objects to this collection (your membership or role "
                 "does not grant write access)"
             )
+        return community, clearance
+
+    def validate(
+        self, principal: Principal, community: CommunityRef, objects: Sequence[object]
+    ) -> Checked:
+        """An envelope's objects checked one by one. Writes nothing but, the first time
+        new warninglists are used, their stamp (its own transaction: call it outside one)."""
         identities = self._member_identities()
-        candidates: list[Candidate] = []
-        at: list[int] = []  # each candidate's position in the envelope
-        failures: list[FailureDetail] = []
-        failed_at: list[int] = []
+        envelope = Checked(len(objects), verdicts=self._verdicts())
+        candidates, at = envelope.candidates, envelope.at
+        failures, failed_at = envelope.failures, envelope.failed_at
         for n, obj in enumerate(objects):
             try:
                 candidates.append(prepare(obj, community, principal, identities))
@@ -123,29 +153,47 @@ class IngestService:
                 failed_at.append(n)
         refused = {f.id for f in failures if f.id.startswith("marking-definition--")}
         if refused:
-            candidates, at = self._without_refused_markings(candidates, at, refused, failures, failed_at)
-        verdicts = self._verdicts()
-        with self._sessions.begin() as s:
-            successes, rejected, stored = self._store(s, community.id, principal.org_id, candidates,
-                                                      verdicts, clearance)
-            failures.extend(failure for _, failure in rejected)
-            failed_at.extend(at[k] for k, _ in rejected)
-            report = StatusReport(
-                id=str(uuid.uuid4()), status="complete", request_us=request_us,
-                total_count=len(objects), successes=successes, failures=failures, stored=stored,
-                failed_at=failed_at,
-            )
-            s.add(IngestStatus(
-                id=report.id, community_id=community.id, org_id=principal.org_id,
-                request_us=request_us, status=report.status, total_count=len(objects),
-                success_count=len(successes), failure_count=len(failures), pending_count=0,
-                successes=orjson.dumps(successes_json(successes)).decode(),
-                failures=orjson.dumps(failures_json(failures)).decode(),
-            ))
+            envelope.candidates, envelope.at = self._without_refused_markings(
+                candidates, at, refused, failures, failed_at)
+        return envelope
+
+    def store(
+        self, s: Session, principal: Principal, community_id: int, clearance: Clearance,
+        envelope: Checked, status_id: str, request_us: int,
+    ) -> StatusReport:
+        """Store a validated envelope in ``s``'s transaction, with its status resource."""
+        failures, failed_at = list(envelope.failures), list(envelope.failed_at)
+        successes, rejected, stored = self._store(s, community_id, principal.org_id,
+                                                  envelope.candidates, envelope.verdicts, clearance)
+        failures.extend(failure for _, failure in rejected)
+        failed_at.extend(envelope.at[k] for k, _ in rejected)
+        report = StatusReport(
+            id=status_id, status="complete", request_us=request_us,
+            total_count=envelope.total, successes=successes, failures=failures, stored=stored,
+            failed_at=failed_at,
+        )
+        _add_status(s, report, community_id, principal.org_id)
+        return report
+
+    @staticmethod
+    def refuse(
+        s: Session, org_id: int, community_id: int, status_id: str, request_us: int,
+        envelope: Checked,
+    ) -> StatusReport:
+        """Write the status resource of an envelope none of whose objects is stored (its
+        poster may no longer write to the collection), every object a failure."""
+        report = StatusReport(
+            id=status_id, status="complete", request_us=request_us, total_count=envelope.total,
+            successes=[], failures=envelope.failures, failed_at=envelope.failed_at,
+        )
+        _add_status(s, report, community_id, org_id)
+        return report
+
+    def committed(self, stored: int) -> None:
+        """After a transaction that stored ``stored`` objects was committed."""
         if self._committed is not None:
             self._committed()
-        self._maybe_analyze(len(successes))
-        return report
+        self._maybe_analyze(stored)
 
     @staticmethod
     def _without_refused_markings(
@@ -364,3 +412,15 @@ class IngestService:
         for vs in shared:
             for v in vs:
                 v.creator = creators.get(v.row_id)
+
+
+
+def _add_status(s: Session, report: StatusReport, community_id: int, org_id: int) -> None:
+    """The status resource's row (a complete one: pending ones are not stored)."""
+    s.add(IngestStatus(
+        id=report.id, community_id=community_id, org_id=org_id, request_us=report.request_us,
+        status=report.status, total_count=report.total_count,
+        success_count=len(report.successes), failure_count=len(report.failures), pending_count=0,
+        successes=orjson.dumps(successes_json(report.successes)).decode(),
+        failures=orjson.dumps(failures_json(report.failures)).decode(),
+    ))

@@ -59,8 +59,10 @@ class StatusReport:
     failed_at: Sequence[int] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The resource as orjson-serialisable values."""
-        return {
+        """The resource as orjson-serialisable values. ``pendings`` is left out when the
+        objects still pending are not listed (it is optional, TAXII 2.1 §4.3.1)."""
+        pending_count = self.total_count - len(self.successes) - len(self.failures)
+        resource = {
             "id": self.id,
             "status": self.status,
             "request_timestamp": format_timestamp(self.request_us),
@@ -69,9 +71,11 @@ class StatusReport:
             "successes": successes_json(self.successes),
             "failure_count": len(self.failures),
             "failures": failures_json(self.failures),
-            "pending_count": len(self.pending),
-            "pendings": successes_json(self.pending),
+            "pending_count": pending_count,
         }
+        if len(self.pending) == pending_count:
+            resource["pendings"] = successes_json(self.pending)
+        return resource
 
 
 def successes_json(details: Sequence[StatusDetail]) -> list[dict[str, str]]:

@@ -123,4 +123,5 @@ def create_app(exchange: Exchange) -> CommonWatchApp:
     app.add_exception_handler(Exception, handle_unexpected)
     app.add_middleware(RequestGuard, max_body_bytes=exchange.settings.max_body_bytes)
     taxii.state.exchange = exchange
+    exchange.ingest_queue.recover()  # envelopes acknowledged before the last stop
     return CommonWatchApp(app, taxii)

@@ -23,6 +23,7 @@ from commonwatch.errors import (
     InputTooLarge,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from commonwatch.web.media import TaxiiResponse
 
@@ -35,12 +36,16 @@ _STATUS: list[tuple[type[CommonWatchError], int, str]] = [
     (PermissionDenied, 403, "Forbidden"),
     (NotFound, 404, "Not found"),
     (Conflict, 409, "Conflict"),
+    (Unavailable, 503, "Service unavailable"),
 ]
+#: How long a client is asked to wait before it retries a request (503: busy or stopping).
+RETRY_AFTER_S = 5
 AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="CommonWatch", charset="UTF-8"'}
 
 
 def error_response(status: int, title: str, description: str) -> TaxiiResponse:
-    headers = AUTH_CHALLENGE if status == 401 else None
+    headers = AUTH_CHALLENGE if status == 401 else (
+        {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
     body = {"title": title, "description": description, "http_status": str(status)}
     return TaxiiResponse(body, status_code=status, headers=headers)
 
@@ -74,9 +79,6 @@ async def handle_request_validation(_request: Request, exc: Exception) -> Respon
     return error_response(400, "Bad request", "; ".join(parts) or "the request is not valid")
 
 
-#: How long a client is asked to wait before it retries a request the database was too busy for.
-RETRY_AFTER_S = 5
-
 
 #: PostgreSQL refusing a connection for now: too many connections (for the server or
 #: the role), insufficient resources, starting up or shutting down. A refusal while
@@ -101,9 +103,7 @@ def _busy(exc: Exception) -> bool:
 async def handle_unexpected(_request: Request, exc: Exception) -> Response:
     if _busy(exc):
         log.warning("database busy: %s", type(exc).__name__)
-        response = error_response(503, "Service unavailable",
-                                  f"the exchange is busy; retry in {RETRY_AFTER_S} seconds")
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return response
+        return error_response(503, "Service unavailable",
+                              f"the exchange is busy; retry in {RETRY_AFTER_S} seconds")
     log.exception("unexpected error", exc_info=exc)
     return error_response(500, "Server error", "the server could not complete the request")

@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 
 from commonwatch.domain.stix import format_timestamp
 from commonwatch.domain.visibility import Principal
-from commonwatch.errors import InvalidParameter, NotFound
+from commonwatch.errors import NotFound
 from commonwatch.services.exchange import Exchange
 from commonwatch.services.query import CommunityRef, Envelope, ObjectFilter, Page
 from commonwatch.web import params
@@ -112,7 +112,7 @@ def taxii_routes(exchange: Exchange) -> Mount:
     @get(f"/{API_ROOT}/status/{{status_id}}/")
     def status(request: Request, status_id: str) -> TaxiiResponse:
         principal = require_principal(request, exchange.auth)
-        return TaxiiResponse(exchange.ingest.status(principal, status_id).to_json())
+        return TaxiiResponse(exchange.ingest_queue.status(principal, status_id).to_json())
 
     @get(f"/{API_ROOT}/collections/")
     def collections(request: Request) -> TaxiiResponse:
@@ -139,10 +139,8 @@ def taxii_routes(exchange: Exchange) -> Mount:
     async def add_objects(request: Request) -> TaxiiResponse:
         collection_id = request.path_params["collection_id"]
         principal = await run_in_threadpool(require_principal, request, exchange.auth)
-        objects = _objects_of(await request.body())  # size capped by web.guard
-        report = await run_in_threadpool(
-            exchange.ingest.add_objects, principal, collection_id, objects
-        )
+        body = await request.body()  # size capped by web.guard
+        report = await run_in_threadpool(exchange.ingest_queue.submit, principal, collection_id, body)
         return TaxiiResponse(report.to_json(), status_code=202)
 
     routes.append(Route(f"/{API_ROOT}/collections/{{collection_id}}/objects/", add_objects,
@@ -224,17 +222,3 @@ def _with_id(flt: ObjectFilter, object_id: str, limit: int | None = None) -> Obj
     if not params.STIX_ID.match(object_id):
         raise NotFound("no object with this id is available to you")
     return replace(flt, ids=(object_id,), limit=limit or flt.limit)
-
-
-def _objects_of(body: bytes) -> list[Any]:
-    """The ``objects`` of a TAXII envelope (TAXII 2.1 §3.7), or a 400 saying why not."""
-    try:
-        envelope = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidParameter(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(envelope, dict):
-        raise InvalidParameter("the body must be a TAXII envelope: a JSON object with 'objects'")
-    objects = envelope.get("objects", [])
-    if not isinstance(objects, list):
-        raise InvalidParameter("the envelope's 'objects' must be a list of STIX objects")
-    return objects
