@@ -339,8 +339,16 @@ class IngestQueue:
     def _run(self) -> None:
         try:
             self._write_batches()
+        except BaseException:
+            log.exception("the ingest writer stopped; the next envelope queued starts another")
+            raise
         finally:
             self._disconnect()
+            with self._cond:
+                self._thread = None
+                for item in self._in_flight:  # their posters are not left waiting
+                    item.done.set()
+                self._in_flight = []
 
     def _writer(self) -> sessionmaker[Session]:
         """Sessions on the writer's own connection (opened on first use)."""
@@ -496,7 +504,10 @@ def envelope_objects(body: bytes) -> list[Any]:
 
 def _remove(path: Path | None) -> None:
     if path is not None:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # stored: the next start finds its status and removes it
+            log.warning("cannot remove queued envelope %s: %s", path, exc.strerror)
 
 
 def pending_report(status_id: str, request_us: int, total: int) -> StatusReport:
