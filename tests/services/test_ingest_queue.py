@@ -299,3 +299,30 @@ def test_two_servers_may_not_share_a_queue_directory(world, database_url, queue)
         assert other.ingest_queue.recover() == 0
     finally:
         other.close()
+
+
+def test_closing_stores_what_is_queued_first(world, queue, monkeypatch):
+    ex, alice, _, cid = world
+    hold, held = threading.Event(), threading.Event()
+    validate = ex.ingest.validate
+
+    def slow(principal, community, objects):
+        held.set()
+        assert hold.wait(30)
+        return validate(principal, community, objects)
+
+    monkeypatch.setattr(ex.ingest, "validate", slow)
+    envelopes = [[indicator() for _ in range(4)] for _ in range(3)]
+    ids = [ex.ingest_queue.submit(alice.principal, cid, _body(objs)).id for objs in envelopes]
+    assert held.wait(30)
+    closer = threading.Thread(target=ex.ingest_queue.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # waiting for the writer
+    with pytest.raises(Unavailable):  # no new envelopes once closing
+        ex.ingest_queue.submit(alice.principal, cid, _body([indicator() for _ in range(4)]))
+    hold.set()
+    closer.join(30)
+    assert not closer.is_alive()
+    assert [_status(ex, alice.principal, i)["success_count"] for i in ids] == [4, 4, 4]
+    assert _files(queue) == []

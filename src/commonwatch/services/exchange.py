@@ -85,10 +85,11 @@ class Exchange:
         return load_warninglists(self.warninglist_dirs)
 
     def close(self) -> None:
-        """Close the database connections, after the transaction of queued envelopes in
-        progress (those still queued are stored at the next start). On SQLite, first fold the write-ahead log
-        back into the database file and empty it, so that the file alone holds
-        everything (a backup may copy just the file once the exchange is closed)."""
+        """Close the database connections, after storing the envelopes queued over TAXII
+        (if the database fails first, they are stored at the next start). On SQLite,
+        first fold the write-ahead log back into the database file and empty it, so that
+        the file alone holds everything (a backup may copy just the file once the
+        exchange is closed)."""
         self.ingest_queue.close()
         if self.wal_writer is not None:
             self.wal_writer.close()

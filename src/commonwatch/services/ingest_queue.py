@@ -217,9 +217,9 @@ class IngestQueue:
             return self._cond.wait_for(lambda: self._unstored == 0, timeout)
 
     def close(self) -> None:
-        """Stop after the transaction in progress. Envelopes still queued keep their
-        files (the next start stores them); posters waiting on small ones are told to
-        post again."""
+        """Refuse new envelopes, store those queued, and stop. If the database is
+        unavailable, stop at once: the envelopes still queued keep their files (the next
+        start stores them), and posters waiting on small ones are told to post again."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -322,7 +322,7 @@ class IngestQueue:
         it for the same collection, up to ``max_queued`` objects (None: closing)."""
         with self._cond:
             self._cond.wait_for(lambda: self._waiting or self._closing)
-            if self._closing:
+            if not self._waiting:  # closing, and everything queued is stored
                 self._thread = None
                 return None
             batch = [self._waiting.popleft()]
@@ -374,12 +374,14 @@ class IngestQueue:
                 self._in_flight = []
                 self._unstored -= len(done)
                 self._cond.notify_all()
+                for item in done:
+                    item.done.set()
                 if left:  # the database is unavailable: try again in a while
                     self._waiting.extendleft(reversed(left))
                     self._reserved += sum(item.count for item in left)
-                    self._cond.wait_for(lambda: self._closing, RETRY_SECONDS)
-            for item in done:
-                item.done.set()
+                    if self._closing or self._cond.wait_for(lambda: self._closing, RETRY_SECONDS):
+                        self._thread = None  # stopping: their files stay for the next start
+                        return
 
     def _store(self, batch: list[_Queued]) -> list[_Queued]:
         """Store ``batch`` in one transaction, or if that fails each envelope in its own;
