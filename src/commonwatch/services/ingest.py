@@ -414,7 +414,6 @@ class IngestService:
                 v.creator = creators.get(v.row_id)
 
 
-
 def _add_status(s: Session, report: StatusReport, community_id: int, org_id: int) -> None:
     """The status resource's row (a complete one: pending ones are not stored)."""
     s.add(IngestStatus(

@@ -29,8 +29,8 @@ holds the envelopes of one collection only, together at most ``max_queued`` obje
 The poster's rights are checked when it posts and again when its envelope is stored:
 an envelope whose poster lost them meanwhile is refused whole, each object listed
 with the reason. Memory: besides those being stored, at most ``max_queued`` objects
-wait in memory (parsed, about 1.6 KB each); a poster beyond that waits for room before
-its envelope is queued. The room is freed when the writer takes envelopes to store, so
+wait in memory (as the bytes posted, about 500 bytes each); a poster beyond that waits
+for room before its envelope is queued. The room is freed when the writer takes envelopes to store, so
 that the next ones queue up meanwhile and are stored together.
 One server process uses a queue directory (the status of a pending envelope is known
 to the process that queued it).
