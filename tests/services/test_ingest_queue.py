@@ -80,6 +80,21 @@ def _latest(ex: Exchange, token: str, cid: str) -> dict[str, dict]:
     return {o["id"]: o for o in page.json().get("objects", [])}
 
 
+def _hold_writer(ex: Exchange, monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The writer stops in the first envelope it validates (``held`` is set) until
+    ``hold`` is set."""
+    hold, held = threading.Event(), threading.Event()
+    validate = ex.ingest.validate
+
+    def slow(principal, community, objects):
+        held.set()
+        assert hold.wait(30)
+        return validate(principal, community, objects)
+
+    monkeypatch.setattr(ex.ingest, "validate", slow)
+    return hold, held
+
+
 def test_queued_envelopes_survive_a_stop_and_are_stored_in_order_in_one_transaction(
         world, database_url, queue, monkeypatch):
     ex, alice, _, cid = world
@@ -179,15 +194,7 @@ def test_posters_wait_for_room_and_small_envelopes_are_answered_once_stored(
     ex, alice, bob, cid = world
     queue = ex.ingest_queue
     monkeypatch.setattr(queue, "_max_queued", 4)
-    hold, held = threading.Event(), threading.Event()
-    validate = ex.ingest.validate
-
-    def slow(principal, community, objects):
-        held.set()
-        assert hold.wait(30)
-        return validate(principal, community, objects)
-
-    monkeypatch.setattr(ex.ingest, "validate", slow)
+    hold, held = _hold_writer(ex, monkeypatch)
     big = [indicator() for _ in range(4)]
     status_id = queue.submit(alice.principal, cid, _body(big)).id
     assert held.wait(30)  # the writer holds the first envelope
@@ -303,15 +310,7 @@ def test_two_servers_may_not_share_a_queue_directory(world, database_url, queue)
 
 def test_closing_stores_what_is_queued_first(world, queue, monkeypatch):
     ex, alice, _, cid = world
-    hold, held = threading.Event(), threading.Event()
-    validate = ex.ingest.validate
-
-    def slow(principal, community, objects):
-        held.set()
-        assert hold.wait(30)
-        return validate(principal, community, objects)
-
-    monkeypatch.setattr(ex.ingest, "validate", slow)
+    hold, held = _hold_writer(ex, monkeypatch)
     envelopes = [[indicator() for _ in range(4)] for _ in range(3)]
     ids = [ex.ingest_queue.submit(alice.principal, cid, _body(objs)).id for objs in envelopes]
     assert held.wait(30)
