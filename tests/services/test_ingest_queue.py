@@ -297,6 +297,7 @@ def test_an_envelope_stored_just_before_a_stop_is_not_stored_again(
 
 def test_two_servers_may_not_share_a_queue_directory(world, database_url, queue):
     ex = world[0]
+    queue.mkdir()
     assert ex.ingest_queue.recover() == 0
     other = _exchange(database_url, queue)
     try:

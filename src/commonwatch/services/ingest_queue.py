@@ -183,8 +183,8 @@ class IngestQueue:
     def recover(self) -> int:
         """Queue the envelopes a previous run acknowledged and did not store; how many.
         Refuses (ConfigError) if another server process uses the queue directory."""
-        if self._directory is None:
-            return 0
+        if self._directory is None or not self._directory.is_dir():
+            return 0  # nothing was ever queued here (the directory is made by the first)
         self._own_directory()
         known = {item.status_id for item in self._snapshot()}
         items = []
