@@ -123,6 +123,7 @@ class IngestQueue:
         #: connection of its own, the writer finds the index pages of its last
         #: transaction still cached (the pool would hand it whichever is free).
         self._connection: Connection | None = None
+        self._writer_sessions: sessionmaker[Session] | None = None  # bound to it
         self._ingest = ingest
         self._principal_of = principal_of
         self._directory = directory
@@ -352,14 +353,15 @@ class IngestQueue:
 
     def _writer(self) -> sessionmaker[Session]:
         """Sessions on the writer's own connection (opened on first use)."""
-        if self._connection is None:
+        if self._writer_sessions is None:
             self._connection = self._engine.connect()
-        return sessionmaker(self._connection, expire_on_commit=False)
+            self._writer_sessions = sessionmaker(self._connection, expire_on_commit=False)
+        return self._writer_sessions
 
     def _disconnect(self) -> None:
         if self._connection is not None:
             self._connection.close()
-            self._connection = None
+        self._connection = self._writer_sessions = None
 
     def _write_batches(self) -> None:
         while (batch := self._take()) is not None:

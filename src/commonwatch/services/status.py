@@ -50,7 +50,6 @@ class StatusReport:
     total_count: int
     successes: Sequence[StatusDetail]
     failures: Sequence[FailureDetail]
-    pending: Sequence[StatusDetail] = ()
     #: Per success: True when it stored a new version, False for an identical re-post.
     #: Known only to the request that stored them (not part of the TAXII resource).
     stored: Sequence[bool] = ()
@@ -59,8 +58,9 @@ class StatusReport:
     failed_at: Sequence[int] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The resource as orjson-serialisable values. ``pendings`` is left out when the
-        objects still pending are not listed (it is optional, TAXII 2.1 §4.3.1)."""
+        """The resource as orjson-serialisable values. ``pendings`` is optional (TAXII 2.1
+        §4.3.1): an empty list once nothing is pending, left out while objects are (they
+        wait as the bytes posted, unlisted)."""
         pending_count = self.total_count - len(self.successes) - len(self.failures)
         resource = {
             "id": self.id,
@@ -73,8 +73,8 @@ class StatusReport:
             "failures": failures_json(self.failures),
             "pending_count": pending_count,
         }
-        if len(self.pending) == pending_count:
-            resource["pendings"] = successes_json(self.pending)
+        if pending_count == 0:
+            resource["pendings"] = []
         return resource
 
 
